@@ -1,0 +1,292 @@
+"""The one door to the compiled kernels.
+
+Callers hand over validated arrays of the right dtype; this module makes
+them C-contiguous and native-endian (a copy only when they are not),
+allocates outputs (or uses the ``out`` given), decides the thread count and
+calls the kernel. Matrix products go to numpy's own BLAS, found here at
+import; if its GEMM symbols cannot be found the products fall back to
+``np.matmul(out=)``, which uses that same BLAS and thread pool.
+"""
+import ctypes
+import os
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from . import threads
+from ._kernels import activations, affine, elementwise, mse, optim, softmax_ce
+
+# Below this many elements an elementwise kernel runs serially: an OpenMP
+# hand-off next to numpy's spinning BLAS threads costs more than it wins.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+# (Fortran sgemm, dgemm, ILP64) symbol names, in the order they are tried.
+_GEMM_SYMBOLS = [("scipy_sgemm_64_", "scipy_dgemm_64_", True), ("sgemm_64_", "dgemm_64_", True),
+                 ("scipy_sgemm_", "scipy_dgemm_", False), ("sgemm_", "dgemm_", False)]
+
+
+def _find_numpy_blas():
+    """(library path, sgemm address, dgemm address, ilp64) of numpy's BLAS, or Nones."""
+    if os.environ.get("FASTMLP_BLAS") == "numpy":
+        return None, 0, 0, False
+    numpy_dir = os.path.dirname(np.__file__)
+    libs = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    # Prefer the copy that ships inside numpy (numpy.libs, numpy/.dylibs):
+    # scipy may have loaded a second, separate BLAS with its own pool.
+    libs.sort(key=lambda info: not info["filepath"].startswith(numpy_dir))
+    for info in libs:
+        try:
+            lib = ctypes.CDLL(info["filepath"])
+        except OSError:
+            continue
+        for s_name, d_name, ilp64 in _GEMM_SYMBOLS:
+            try:
+                s_fn, d_fn = getattr(lib, s_name), getattr(lib, d_name)
+            except AttributeError:
+                continue
+            return (info["filepath"], ctypes.cast(s_fn, ctypes.c_void_p).value,
+                    ctypes.cast(d_fn, ctypes.c_void_p).value, ilp64)
+    return (libs[0]["filepath"] if libs else None), 0, 0, False
+
+
+def _connect_blas():
+    """Point the GEMM kernels at numpy's BLAS and check them on a small product."""
+    path, s_addr, d_addr, ilp64 = _find_numpy_blas()
+    if not (s_addr and d_addr):
+        return path, False
+    affine.set_blas(s_addr, d_addr, ilp64)
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.random((3, 5)).astype(dtype), rng.random((5, 4)).astype(dtype)
+        out = np.empty((3, 4), dtype)
+        affine.matmul(a, b, out)
+        if not np.allclose(out, a @ b, rtol=1e-5):
+            affine.set_blas(0, 0, False)
+            return path, False
+    return path, True
+
+
+_BLAS_PATH, USE_BLAS = _connect_blas()
+
+
+def numpy_blas_path():
+    """File of the BLAS library numpy uses (where fastmlp's GEMMs run), or None."""
+    return _BLAS_PATH
+
+
+def kernel_threads(n_elements):
+    """Threads for an elementwise kernel over ``n_elements`` items."""
+    n = threads.get_num_threads()
+    return n if n > 1 and n_elements >= PARALLEL_MIN_ELEMENTS else 1
+
+
+def contiguous(a, dtype):
+    """``a`` as a C-contiguous, native-endian array of ``dtype`` (no copy if it already is)."""
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _out(out, shape, dtype):
+    return np.empty(shape, dtype) if out is None else out
+
+
+# ---------------------------------------------------------------- matrix products
+
+def matmul(a, b, out=None, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` for C-contiguous 2-D arrays of one float dtype."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    out = _out(out, (m, n), a.dtype)
+    if USE_BLAS:
+        affine.matmul(a, b, out, trans_a, trans_b)
+    else:
+        np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=out)
+    return out
+
+
+def affine_forward(x, W, b, out=None):
+    """``x @ W + b``; x (N, K), W (K, M), b (M,), all of W's dtype."""
+    x, W, b = contiguous(x, W.dtype), contiguous(W, W.dtype), contiguous(b, W.dtype)
+    out = _out(out, (x.shape[0], W.shape[1]), W.dtype)
+    if USE_BLAS:
+        affine.affine_forward(x, W, b, out)
+    else:
+        np.matmul(x, W, out=out)
+        affine.bias_add(out, b)
+    return out
+
+
+def affine_backward(dout, x, W, need_dx=True, dx=None, dW=None, db=None):
+    """``(dout @ W.T, x.T @ dout, dout.sum(0))``; dx is None when not needed."""
+    dtype = W.dtype
+    dout, x, W = contiguous(dout, dtype), contiguous(x, dtype), contiguous(W, dtype)
+    dx = _out(dx, x.shape, dtype) if need_dx else None
+    dW = _out(dW, W.shape, dtype)
+    db = _out(db, (W.shape[1],), dtype)
+    n_threads = kernel_threads(dout.size)
+    if USE_BLAS:
+        affine.affine_backward(dout, x, W, dx, dW, db, n_threads)
+    else:
+        if need_dx:
+            np.matmul(dout, W.T, out=dx)
+        np.matmul(x.T, dout, out=dW)
+        affine.column_sums(dout, db, n_threads)
+    return dx, dW, db
+
+
+def column_sums(a, out=None):
+    a = contiguous(a, a.dtype)
+    out = _out(out, (a.shape[1],), a.dtype)
+    affine.column_sums(a, out, kernel_threads(a.size))
+    return out
+
+
+# ---------------------------------------------------------------- activations
+
+def relu_forward(x, out=None, mask=None):
+    """``(max(x, 0), x <= 0)`` for any shape."""
+    x = contiguous(x, x.dtype)
+    out = _out(out, x.shape, x.dtype)
+    mask = _out(mask, x.shape, np.bool_)
+    activations.relu_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1).view(np.uint8),
+                             kernel_threads(x.size))
+    return out, mask
+
+
+def relu_backward(dout, mask, out=None):
+    """``dout`` with the masked entries zeroed, in a new array (dout is untouched)."""
+    dout = contiguous(dout, dout.dtype)
+    mask = np.ascontiguousarray(mask)
+    out = _out(out, dout.shape, dout.dtype)
+    activations.relu_backward(dout.reshape(-1), mask.reshape(-1).view(np.uint8), out.reshape(-1),
+                              kernel_threads(dout.size))
+    return out
+
+
+def sigmoid_forward(x, out=None):
+    x = contiguous(x, x.dtype)
+    out = _out(out, x.shape, x.dtype)
+    activations.sigmoid_forward(x.reshape(-1), out.reshape(-1), kernel_threads(x.size))
+    return out
+
+
+def sigmoid_backward(dout, y, out=None):
+    """``dout * (1 - y) * y`` where y is the sigmoid's output."""
+    dout, y = contiguous(dout, y.dtype), contiguous(y, y.dtype)
+    out = _out(out, y.shape, y.dtype)
+    activations.sigmoid_backward(dout.reshape(-1), y.reshape(-1), out.reshape(-1),
+                                 kernel_threads(y.size))
+    return out
+
+
+# ---------------------------------------------------------------- losses
+
+def softmax(x, out=None):
+    """Row-wise softmax of a 2-D array."""
+    x = contiguous(x, x.dtype)
+    out = _out(out, x.shape, x.dtype)
+    softmax_ce.softmax_forward(x, out, kernel_threads(x.size))
+    return out
+
+
+def softmax_ce_forward(x, labels, onehot, y=None):
+    """``(softmax(x), loss)``; exactly one of labels (intp) / onehot (x's dtype) is given."""
+    x = contiguous(x, x.dtype)
+    y = _out(y, x.shape, x.dtype)
+    n_threads = kernel_threads(x.size)
+    if labels is not None:
+        loss = softmax_ce.softmax_ce_forward_labels(x, contiguous(labels, np.intp), y, n_threads)
+    else:
+        loss = softmax_ce.softmax_ce_forward_onehot(x, contiguous(onehot, x.dtype), y, n_threads)
+    return y, loss
+
+
+def softmax_ce_backward(y, labels, onehot, dout=1.0, out=None):
+    """``(y - t) * dout / N``."""
+    out = _out(out, y.shape, y.dtype)
+    if labels is not None:
+        softmax_ce.softmax_ce_backward_labels(y, contiguous(labels, np.intp), dout, out)
+    else:
+        softmax_ce.softmax_ce_backward_onehot(y, contiguous(onehot, y.dtype), dout, out)
+    return out
+
+
+def mse_forward(y, t):
+    """``0.5 * sum((y - t)^2) / N`` with N = y.shape[0]."""
+    y, t = contiguous(y, y.dtype), contiguous(t, y.dtype)
+    return mse.mse_forward(y.reshape(-1), t.reshape(-1), y.shape[0])
+
+
+def mse_backward(y, t, dout=1.0, out=None):
+    y, t = contiguous(y, y.dtype), contiguous(t, y.dtype)
+    out = _out(out, y.shape, y.dtype)
+    mse.mse_backward(y.reshape(-1), t.reshape(-1), dout, y.shape[0], out.reshape(-1))
+    return out
+
+
+# ---------------------------------------------------------------- Mul / Add
+
+def mul_forward(x, y):
+    x, y = contiguous(x, x.dtype), contiguous(y, x.dtype)
+    out = np.empty(x.shape, x.dtype)
+    elementwise.mul_forward(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def mul_backward(dout, x, y):
+    dout, x, y = (contiguous(a, x.dtype) for a in (dout, x, y))
+    dx, dy = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+    elementwise.mul_backward(dout.reshape(-1), x.reshape(-1), y.reshape(-1),
+                             dx.reshape(-1), dy.reshape(-1))
+    return dx, dy
+
+
+def add_forward(x, y):
+    x, y = contiguous(x, x.dtype), contiguous(y, x.dtype)
+    out = np.empty(x.shape, x.dtype)
+    elementwise.add_forward(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+# ---------------------------------------------------------------- optimizer updates
+# ``param`` and the state arrays are updated in place: they must be C-contiguous
+# and writeable (the optimizers check); ``grad`` may be any layout.
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+def sgd_update(param, grad, lr):
+    g = contiguous(grad, param.dtype)
+    optim.sgd_update(_flat(param), _flat(g), lr, kernel_threads(param.size))
+
+
+def momentum_update(param, grad, v, lr, momentum):
+    g = contiguous(grad, param.dtype)
+    optim.momentum_update(_flat(param), _flat(g), _flat(v), lr, momentum, kernel_threads(param.size))
+
+
+def nesterov_update(param, grad, v, lr, momentum):
+    g = contiguous(grad, param.dtype)
+    optim.nesterov_update(_flat(param), _flat(g), _flat(v), lr, momentum, kernel_threads(param.size))
+
+
+def adagrad_update(param, grad, h, lr, eps):
+    g = contiguous(grad, param.dtype)
+    optim.adagrad_update(_flat(param), _flat(g), _flat(h), lr, eps, kernel_threads(param.size))
+
+
+def rmsprop_update(param, grad, h, lr, decay_rate, eps):
+    g = contiguous(grad, param.dtype)
+    optim.rmsprop_update(_flat(param), _flat(g), _flat(h), lr, decay_rate, eps,
+                         kernel_threads(param.size))
+
+
+def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
+    g = contiguous(grad, param.dtype)
+    optim.adam_update(_flat(param), _flat(g), _flat(m), _flat(v), lr_t, beta1, beta2, eps,
+                      kernel_threads(param.size))
+
+
+def cross_entropy(y, labels):
+    """The book's cross_entropy_error on probabilities ``y`` (N, C) and labels (N,)."""
+    return softmax_ce.cross_entropy_labels(contiguous(y, y.dtype), contiguous(labels, np.intp))

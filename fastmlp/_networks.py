@@ -1,0 +1,340 @@
+"""The book's networks, written once against a layers module (numpy only).
+
+``MultiLayerNet`` and ``TwoLayerNet`` follow "Deep Learning from Scratch"
+(``common/multi_layer_net.py`` and ``ch05/two_layer_net.py``). They never
+import a layers module: a concrete network is a subclass that sets the class
+attribute ``layers_module``, e.g.::
+
+    from fastmlp import _networks
+    from fastmlp.reference import layers
+
+    class MultiLayerNet(_networks.MultiLayerNet):
+        layers_module = layers
+
+The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
+``backward``), ``Relu()``, ``Sigmoid()`` and ``SoftmaxWithLoss()`` with the
+book's ``forward``/``backward`` methods.
+
+Differences from the book: a seeded ``numpy.random.Generator`` instead of
+the global random state, a ``dtype`` (float32 or float64) for the
+parameters and the computation, arguments validated before any state
+changes, and ``accuracy`` reads one-hot targets correctly.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from fastmlp import gradient as _gradient
+from fastmlp._validation import (
+    check_dtype,
+    check_positive_float,
+    check_positive_int,
+    check_targets,
+    check_x,
+)
+
+__all__ = ["MultiLayerNet", "TwoLayerNet"]
+
+_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
+_HE = ("relu", "he")
+_XAVIER = ("sigmoid", "xavier")
+
+
+def _init_scale(weight_init_std, n_in):
+    """Standard deviation of the weights of a layer with ``n_in`` inputs."""
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() in _HE:
+            return np.sqrt(2.0 / n_in)
+        return np.sqrt(1.0 / n_in)
+    return weight_init_std
+
+
+def _check_weight_init_std(weight_init_std):
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() not in _HE + _XAVIER:
+            raise ValueError(
+                "weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier' or a number, "
+                f"got {weight_init_std!r}")
+        return weight_init_std.lower()
+    return check_positive_float(weight_init_std, "weight_init_std", allow_zero=True)
+
+
+class MultiLayerNet:
+    """Fully connected network: (Affine, activation) per hidden layer, Affine, SoftmaxWithLoss.
+
+    Parameters
+    ----------
+    input_size : int
+        Number of input features (784 for MNIST).
+    hidden_size_list : sequence of int
+        Units per hidden layer, e.g. ``[100, 100, 100]``.
+    output_size : int
+        Number of classes.
+    activation : {'relu', 'sigmoid'}, default 'relu'
+    weight_init_std : {'relu', 'he', 'sigmoid', 'xavier'} or float, default 'relu'
+        'relu'/'he': ``sqrt(2 / n_in)`` (He); 'sigmoid'/'xavier':
+        ``sqrt(1 / n_in)`` (Xavier); a number: that standard deviation.
+    weight_decay_lambda : float, default 0
+        L2 strength: the loss adds ``0.5 * lambda * sum(W**2)`` for every
+        weight matrix and ``gradient`` adds ``lambda * W`` to each ``dW``.
+    dtype : {np.float64, np.float32}, keyword-only
+        Dtype of the parameters and of every computation; inputs are converted.
+    seed : None, int or numpy.random.Generator, keyword-only
+        Seeds ``numpy.random.default_rng`` for the weight initialisation.
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        ``W1, b1, ..., W{L}, b{L}``, C-contiguous, of ``dtype``; the layers
+        hold these arrays by reference.
+    layers : OrderedDict
+        ``Affine1, Activation_function1, ..., Affine{L}``.
+    last_layer : SoftmaxWithLoss
+        Also available as ``lastLayer``.
+
+    Notes
+    -----
+    The layers cache their inputs for backprop, so a network instance must
+    not be used from two threads at once.
+    """
+
+    layers_module = None
+    _activation_layer_name = "Activation_function"
+
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0, *, dtype=np.float64, seed=None):
+        input_size = check_positive_int(input_size, "input_size")
+        if isinstance(hidden_size_list, (str, bytes)) or not hasattr(hidden_size_list, "__iter__"):
+            raise TypeError(
+                f"hidden_size_list must be a sequence of ints, got {type(hidden_size_list).__name__}")
+        hidden_size_list = [check_positive_int(n, "hidden_size_list entry") for n in hidden_size_list]
+        output_size = check_positive_int(output_size, "output_size")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
+        weight_init_std = _check_weight_init_std(weight_init_std)
+        weight_decay_lambda = check_positive_float(weight_decay_lambda, "weight_decay_lambda",
+                                                   allow_zero=True)
+        dtype = check_dtype(dtype)
+        module = type(self).layers_module
+        if module is None:
+            raise TypeError(
+                f"{type(self).__name__} has no layers_module; use fastmlp.{type(self).__name__} "
+                f"or fastmlp.reference.{type(self).__name__}")
+
+        self.input_size = input_size
+        self.hidden_size_list = hidden_size_list
+        self.hidden_layer_num = len(hidden_size_list)
+        self.output_size = output_size
+        self.activation = activation
+        self.weight_decay_lambda = weight_decay_lambda
+        self.dtype = dtype
+        self.params = self._init_params(weight_init_std, np.random.default_rng(seed))
+        self.layers = self._build_layers(module, _ACTIVATIONS[activation])
+        self.last_layer = module.SoftmaxWithLoss()
+
+    # -- construction ------------------------------------------------------
+
+    def _init_params(self, weight_init_std, rng):
+        """``W{i}`` of ``scale * standard normal`` (drawn in float64, then cast), ``b{i}`` zero."""
+        sizes = [self.input_size, *self.hidden_size_list, self.output_size]
+        params = {}
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            scale = _init_scale(weight_init_std, n_in)
+            params[f"W{i}"] = (scale * rng.standard_normal((n_in, n_out))).astype(self.dtype)
+            params[f"b{i}"] = np.zeros(n_out, dtype=self.dtype)
+        return params
+
+    def _build_layers(self, module, activation_class):
+        layers = OrderedDict()
+        n_affine = self.hidden_layer_num + 1
+        for i in range(1, n_affine + 1):
+            layers[f"Affine{i}"] = module.Affine(self.params[f"W{i}"], self.params[f"b{i}"])
+            if i < n_affine:
+                layers[f"{self._activation_layer_name}{i}"] = getattr(module, activation_class)()
+        return layers
+
+    @property
+    def lastLayer(self):  # noqa: N802 -- the book's name in two_layer_net.py
+        """The loss layer (the book's name in ``two_layer_net.py``); same as ``last_layer``."""
+        return self.last_layer
+
+    @lastLayer.setter
+    def lastLayer(self, layer):  # noqa: N802
+        self.last_layer = layer
+
+    # -- validation ----------------------------------------------------------
+
+    def _check_x(self, x, finite):
+        x = check_x(x, dtype=self.dtype, finite=finite)
+        if x.shape[1] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[1]} features per sample but the network has input_size={self.input_size}")
+        return x
+
+    def _check_xt(self, x, t):
+        """Validated ``(x, t)`` for the loss: finite float ``x``; labels (intp) or one-hot ``t``."""
+        x = self._check_x(x, finite=True)
+        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        return x, (labels if labels is not None else onehot)
+
+    # -- the book's methods --------------------------------------------------
+
+    def _predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def _loss(self, x, t):
+        """Loss for already validated ``x`` and ``t``."""
+        y = self._predict(x)
+        return self.last_layer.forward(y, t) + self._weight_decay()
+
+    def _weight_decay(self):
+        if not self.weight_decay_lambda:
+            return 0.0
+        total = sum(float(np.sum(self.params[f"W{i}"] ** 2)) for i in range(1, self.hidden_layer_num + 2))
+        return 0.5 * self.weight_decay_lambda * total
+
+    def predict(self, x):
+        """Scores (logits, before softmax) for a batch.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size)
+
+        Returns
+        -------
+        ndarray, shape (N, output_size), of the network's dtype
+        """
+        return self._predict(self._check_x(x, finite=False))
+
+    def loss(self, x, t):
+        """Mean cross-entropy of ``softmax(predict(x))`` plus the weight-decay term.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size), finite
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+
+        Returns
+        -------
+        float
+        """
+        x, t = self._check_xt(x, t)
+        return self._loss(x, t)
+
+    def accuracy(self, x, t):
+        """Fraction of samples whose highest score is the true class.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size)
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+
+        Returns
+        -------
+        float
+        """
+        x = self._check_x(x, finite=False)
+        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        if labels is None:
+            labels = onehot.argmax(axis=1)
+        predicted = self._predict(x).argmax(axis=1)
+        return float(np.sum(predicted == labels) / x.shape[0])
+
+    def numerical_gradient(self, x, t, h=None):
+        """Gradient of ``loss`` by central differences, one parameter element at a time.
+
+        Slow (two forward passes per parameter element): for checking only.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size), finite
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+        h : float, optional
+            Step; default 1e-4 (the book's) for float64 and 1e-2 for float32.
+
+        Returns
+        -------
+        dict
+            Same keys, shapes and dtype as ``params``.
+        """
+        x, t = self._check_xt(x, t)
+        if h is None:
+            h = 1e-4 if self.dtype == np.float64 else 1e-2
+        h = check_positive_float(h, "h")
+
+        def loss_w(_):
+            return self._loss(x, t)
+
+        return {name: _gradient.numerical_gradient(loss_w, param, h) for name, param in self.params.items()}
+
+    def gradient(self, x, t):
+        """Gradient of ``loss`` by backpropagation.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size), finite
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+
+        Returns
+        -------
+        dict
+            ``W1, b1, ...``: same keys, shapes and dtype as ``params``. With
+            weight decay, ``W{i}`` gets ``lambda * W{i}`` added.
+        """
+        x, t = self._check_xt(x, t)
+        self._loss(x, t)
+
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers.values()):
+            dout = layer.backward(dout)
+
+        grads = {}
+        for i in range(1, self.hidden_layer_num + 2):
+            affine = self.layers[f"Affine{i}"]
+            dW = affine.dW
+            if self.weight_decay_lambda:
+                dW = dW + self.weight_decay_lambda * self.params[f"W{i}"]
+            grads[f"W{i}"] = dW
+            grads[f"b{i}"] = affine.db
+        return grads
+
+
+class TwoLayerNet(MultiLayerNet):
+    """The book's two-layer network: Affine1, Relu1, Affine2, SoftmaxWithLoss.
+
+    A ``MultiLayerNet`` with one ReLU hidden layer, the book's layer names
+    and a fixed weight standard deviation.
+
+    Parameters
+    ----------
+    input_size : int
+    hidden_size : int
+    output_size : int
+    weight_init_std : float, default 0.01
+        Standard deviation of the initial weights; biases start at zero.
+    dtype : {np.float64, np.float32}, keyword-only
+    seed : None, int or numpy.random.Generator, keyword-only
+
+    Attributes
+    ----------
+    params : dict of ndarray
+        ``W1, b1, W2, b2``.
+    layers : OrderedDict
+        ``Affine1, Relu1, Affine2``.
+    lastLayer : SoftmaxWithLoss
+        Also available as ``last_layer``.
+    """
+
+    _activation_layer_name = "Relu"
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
+                 dtype=np.float64, seed=None):
+        hidden_size = check_positive_int(hidden_size, "hidden_size")
+        if isinstance(weight_init_std, str):
+            raise TypeError(f"weight_init_std must be a number, got {weight_init_std!r}")
+        super().__init__(input_size, [hidden_size], output_size, activation="relu",
+                         weight_init_std=weight_init_std, weight_decay_lambda=0,
+                         dtype=dtype, seed=seed)
+        self.hidden_size = hidden_size

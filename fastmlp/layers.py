@@ -1,0 +1,222 @@
+"""The book's layers (Deep Learning from Scratch, ch. 5) on compiled kernels.
+
+Same class names, methods and attributes as the book's ``common/layers.py``.
+Differences: inputs are validated (errors name the argument, raised before
+any attribute changes), float32 stays float32, and no method writes into an
+array it was given (the book's ``Relu.backward`` overwrites ``dout``).
+
+A layer caches its forward input for backward, so one instance is not
+reentrant: use one instance per thread.
+"""
+import numbers
+
+import numpy as np
+
+from . import _backend
+from ._validation import as_float, check_called, check_same_shape, check_targets
+
+
+def _check_dout(dout, shape, dtype):
+    dout = as_float(dout, "dout", dtype=dtype)
+    if dout.shape != tuple(shape):
+        raise ValueError(f"dout must have shape {tuple(shape)}, got {dout.shape}")
+    return dout
+
+
+def _check_scalar_dout(dout):
+    if isinstance(dout, np.ndarray) and dout.size == 1:
+        dout = dout.item()
+    if isinstance(dout, (bool, np.bool_)) or not isinstance(dout, numbers.Real):
+        raise TypeError(f"dout must be a real scalar for a loss layer, got {type(dout).__name__}")
+    dout = float(dout)
+    if not np.isfinite(dout):
+        raise ValueError(f"dout must be finite, got {dout}")
+    return dout
+
+
+def _is_scalar(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_, np.ndarray))
+
+
+class MulLayer:
+    """out = x * y; backward gives (dout * y, dout * x). Python scalars stay scalars."""
+
+    def __init__(self):
+        self.x = None
+        self.y = None
+
+    def forward(self, x, y):
+        if _is_scalar(x) and _is_scalar(y):
+            self.x, self.y = x, y
+            return x * y
+        x_arr, y_arr = as_float(x, "x"), as_float(y, "y")
+        dtype = np.result_type(x_arr, y_arr)
+        x_arr, y_arr = x_arr.astype(dtype, copy=False), y_arr.astype(dtype, copy=False)
+        out = (_backend.mul_forward(x_arr, y_arr) if x_arr.shape == y_arr.shape
+               else np.multiply(x_arr, y_arr))  # broadcasting, as the book's x * y
+        self.x, self.y = x_arr, y_arr
+        return out
+
+    def backward(self, dout):
+        check_called(self.x, "MulLayer")
+        if _is_scalar(self.x) and _is_scalar(dout):
+            return dout * self.y, dout * self.x
+        dtype = np.result_type(np.asarray(self.x), np.asarray(self.y))
+        dout = as_float(dout, "dout", dtype=dtype)
+        x, y = np.asarray(self.x, dtype), np.asarray(self.y, dtype)
+        if x.shape == y.shape == dout.shape:
+            return _backend.mul_backward(dout, x, y)
+        return dout * y, dout * x
+
+
+class AddLayer:
+    """out = x + y; backward passes dout to both (as new arrays)."""
+
+    def __init__(self):
+        pass
+
+    def forward(self, x, y):
+        if _is_scalar(x) and _is_scalar(y):
+            return x + y
+        x_arr, y_arr = as_float(x, "x"), as_float(y, "y")
+        dtype = np.result_type(x_arr, y_arr)
+        x_arr, y_arr = x_arr.astype(dtype, copy=False), y_arr.astype(dtype, copy=False)
+        if x_arr.shape == y_arr.shape:
+            return _backend.add_forward(x_arr, y_arr)
+        return np.add(x_arr, y_arr)
+
+    def backward(self, dout):
+        if _is_scalar(dout):
+            return dout * 1, dout * 1
+        dout = as_float(dout, "dout")
+        return dout.copy(), dout.copy()
+
+
+class Relu:
+    """max(x, 0); ``mask`` marks the entries x <= 0, as in the book."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        x = as_float(x, "x")
+        out, self.mask = _backend.relu_forward(x)
+        return out
+
+    def backward(self, dout):
+        check_called(self.mask, "Relu")
+        dout = _check_dout(dout, self.mask.shape, None)
+        return _backend.relu_backward(dout, self.mask)
+
+
+class Sigmoid:
+    """1 / (1 + exp(-x)), computed without overflow; ``out`` kept for backward."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        x = as_float(x, "x")
+        self.out = _backend.sigmoid_forward(x)
+        return self.out
+
+    def backward(self, dout):
+        check_called(self.out, "Sigmoid")
+        dout = _check_dout(dout, self.out.shape, self.out.dtype)
+        return _backend.sigmoid_backward(dout, self.out)
+
+
+class Affine:
+    """x @ W + b for x of shape (N, ...), flattened to (N, -1).
+
+    ``W`` and ``b`` are held by reference: an optimizer that updates the
+    network's parameter arrays in place is seen here. Their dtype decides
+    the dtype of the computation.
+    """
+
+    def __init__(self, W, b):
+        W = as_float(W, "W", ndim=2)
+        b = as_float(b, "b", dtype=W.dtype, ndim=1)
+        if b.shape[0] != W.shape[1]:
+            raise ValueError(f"b must have length {W.shape[1]} (W's columns), got {b.shape[0]}")
+        self.W = W
+        self.b = b
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def _check_x(self, x):
+        x = as_float(x, "x", dtype=self.W.dtype, min_ndim=2)
+        x2 = x.reshape(x.shape[0], -1)
+        if x2.shape[1] != self.W.shape[0]:
+            raise ValueError(f"x has {x2.shape[1]} features per sample but W expects "
+                             f"{self.W.shape[0]}")
+        return x, x2
+
+    def forward(self, x):
+        x, x2 = self._check_x(x)
+        out = _backend.affine_forward(x2, self.W, self.b)
+        self.original_x_shape, self.x = x.shape, x2
+        return out
+
+    def backward(self, dout):
+        check_called(self.x, "Affine")
+        dout = _check_dout(dout, (self.x.shape[0], self.W.shape[1]), self.W.dtype)
+        dx, self.dW, self.db = _backend.affine_backward(dout, self.x, self.W)
+        return dx.reshape(self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax then the book's cross-entropy; backward gives (y - t) * dout / N.
+
+    ``t`` is integer labels (N,) or one-hot rows (N, C). Stable for logits
+    of any size: no overflow and no log(0).
+    """
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        x = as_float(x, "x", ndim=2)
+        labels, onehot = check_targets(t, x.shape[0], x.shape[1], x.dtype, "t")
+        self.y, loss = _backend.softmax_ce_forward(x, labels, onehot)
+        self.t = labels if labels is not None else onehot
+        self.loss = loss
+        return loss
+
+    def backward(self, dout=1):
+        check_called(self.y, "SoftmaxWithLoss")
+        dout = _check_scalar_dout(dout)
+        if self.t.ndim == 1:
+            return _backend.softmax_ce_backward(self.y, self.t, None, dout)
+        return _backend.softmax_ce_backward(self.y, None, self.t, dout)
+
+
+class MSELoss:
+    """Identity output with mean squared error: 0.5 * sum((y - t)^2) / N."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, y, t):
+        y = as_float(y, "y", ndim=2)
+        t = as_float(t, "t", dtype=y.dtype)
+        check_same_shape(y, t, "y", "t")
+        self.loss = _backend.mse_forward(y, t)
+        self.y, self.t = y, t
+        return self.loss
+
+    def backward(self, dout=1):
+        check_called(self.y, "MSELoss")
+        return _backend.mse_backward(self.y, self.t, _check_scalar_dout(dout))
+
+
+IdentityWithLoss = MSELoss
+
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
+           "IdentityWithLoss"]

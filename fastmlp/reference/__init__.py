@@ -1,0 +1,56 @@
+"""Pure-numpy reference implementation of fastmlp: the oracle the compiled path is tested against.
+
+Same class and function names, signatures and attributes as ``fastmlp.layers``,
+``fastmlp.functions`` and the networks, written for clarity. Imports only
+numpy, ``fastmlp._validation``, ``fastmlp.gradient`` and ``fastmlp._networks``
+(never compiled code), so it stays an independent check.
+"""
+from fastmlp import _networks
+from fastmlp.reference import functions, layers
+from fastmlp.reference.functions import (
+    cross_entropy_error,
+    mean_squared_error,
+    relu,
+    sigmoid,
+    softmax,
+)
+from fastmlp.reference.layers import (
+    Affine,
+    AddLayer,
+    IdentityWithLoss,
+    MSELoss,
+    MulLayer,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
+
+__all__ = [
+    "MulLayer",
+    "AddLayer",
+    "Relu",
+    "Sigmoid",
+    "Affine",
+    "SoftmaxWithLoss",
+    "MSELoss",
+    "IdentityWithLoss",
+    "sigmoid",
+    "relu",
+    "softmax",
+    "cross_entropy_error",
+    "mean_squared_error",
+    "TwoLayerNet",
+    "MultiLayerNet",
+    "functions",
+    "layers",
+]
+
+
+class MultiLayerNet(_networks.MultiLayerNet):
+    __doc__ = _networks.MultiLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+    layers_module = layers
+
+
+class TwoLayerNet(_networks.TwoLayerNet):
+    __doc__ = _networks.TwoLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+    layers_module = layers

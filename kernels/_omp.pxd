@@ -1,0 +1,18 @@
+# OpenMP when the compiler has it, serial stubs when it does not (one source, two builds).
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FASTMLP_USE_OPENMP 1
+    #else
+    #define FASTMLP_USE_OPENMP 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    """
+    bint FASTMLP_USE_OPENMP
+    int omp_get_max_threads() noexcept nogil
+
+# Elementwise loops are split into chunks of this many items; a kernel runs
+# serially unless the caller asked for more than one thread.
+cdef enum:
+    CHUNK = 16384

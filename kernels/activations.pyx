@@ -1,0 +1,99 @@
+"""ReLU and sigmoid kernels over flat C-contiguous arrays (any shape, raveled by the caller).
+
+Each kernel is one pass. They run serially unless n_threads > 1, then in
+fixed chunks across an OpenMP team (elementwise, so the bits never change).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp
+
+from _omp cimport CHUNK
+
+
+cdef inline void _relu_forward(const floating *x, floating *out, unsigned char *mask,
+                               Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, end):
+        mask[i] = x[i] <= 0
+        out[i] = 0 if mask[i] else x[i]
+
+
+cdef inline void _relu_backward(const floating *dout, const unsigned char *mask, floating *dx,
+                                Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, end):
+        dx[i] = 0 if mask[i] else dout[i]
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees a non-positive argument."""
+    cdef floating e
+    if x >= 0:
+        return 1 / (1 + exp(-x))
+    e = exp(x)
+    return e / (1 + e)
+
+
+cdef inline void _sigmoid_forward(const floating *x, floating *out,
+                                  Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, end):
+        out[i] = _sigmoid(x[i])
+
+
+cdef inline void _sigmoid_backward(const floating *dout, const floating *out, floating *dx,
+                                   Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, end):
+        dx[i] = dout[i] * (1 - out[i]) * out[i]
+
+
+def relu_forward(const floating[::1] x,        # IN
+                 floating[::1] out,            # OUT max(x, 0)
+                 unsigned char[::1] mask,      # OUT x <= 0 (the book's mask)
+                 int n_threads=1):
+    cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1 or n_chunks == 1:
+        with nogil:
+            _relu_forward(&x[0], &out[0], &mask[0], 0, n)
+        return
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+        _relu_forward(&x[0], &out[0], &mask[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+def relu_backward(const floating[::1] dout,          # IN
+                  const unsigned char[::1] mask,     # IN from relu_forward
+                  floating[::1] dx,                  # OUT
+                  int n_threads=1):
+    cdef Py_ssize_t n = dout.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1 or n_chunks == 1:
+        with nogil:
+            _relu_backward(&dout[0], &mask[0], &dx[0], 0, n)
+        return
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+        _relu_backward(&dout[0], &mask[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+def sigmoid_forward(const floating[::1] x,    # IN
+                    floating[::1] out,        # OUT
+                    int n_threads=1):
+    cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1 or n_chunks == 1:
+        with nogil:
+            _sigmoid_forward(&x[0], &out[0], 0, n)
+        return
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+        _sigmoid_forward(&x[0], &out[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+def sigmoid_backward(const floating[::1] dout,   # IN
+                     const floating[::1] out,    # IN from sigmoid_forward
+                     floating[::1] dx,           # OUT dout * (1 - out) * out
+                     int n_threads=1):
+    cdef Py_ssize_t n = dout.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    if n_threads <= 1 or n_chunks == 1:
+        with nogil:
+            _sigmoid_backward(&dout[0], &out[0], &dx[0], 0, n)
+        return
+    for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+        _sigmoid_backward(&dout[0], &out[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))

@@ -1,0 +1,95 @@
+"""Affine layer kernels: GEMMs on numpy's BLAS, bias add and column sums fused around them.
+
+Inputs are C-contiguous (fastmlp/_backend.py makes them so); outputs are
+preallocated by the caller. Nothing here validates: the Python side has.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from _blas cimport gemm, fastmlp_set_blas, fastmlp_has_blas
+from _omp cimport CHUNK
+
+
+def set_blas(size_t sgemm, size_t dgemm, bint ilp64):
+    """Point this module's GEMM at the Fortran sgemm/dgemm at these addresses."""
+    fastmlp_set_blas(sgemm, dgemm, ilp64)
+
+
+def has_blas():
+    return bool(fastmlp_has_blas())
+
+
+def matmul(const floating[:, ::1] a,   # IN  (m, k), or (k, m) when trans_a
+           const floating[:, ::1] b,   # IN  (k, n), or (n, k) when trans_b
+           floating[:, ::1] out,       # OUT (m, n)
+           bint trans_a=False, bint trans_b=False):
+    """out = op(a) @ op(b) through the BLAS GEMM (the route the layers use)."""
+    cdef Py_ssize_t m = out.shape[0], n = out.shape[1]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, 1, &a[0, 0], a.shape[1], &b[0, 0], b.shape[1],
+             0, &out[0, 0], n)
+
+
+def bias_add(floating[:, ::1] out,      # IN/OUT (N, M)
+             const floating[::1] b):    # IN (M,)
+    """out += b, row by row (the fallback route after np.matmul)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                out[i, j] = out[i, j] + b[j]
+
+
+def affine_forward(const floating[:, ::1] x,   # IN  (N, K)
+                   const floating[:, ::1] W,   # IN  (K, M)
+                   const floating[::1] b,      # IN  (M,)
+                   floating[:, ::1] out):      # OUT (N, M)
+    """out = x @ W + b: one GEMM, then the bias added in one pass."""
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = W.shape[1], i, j
+    with nogil:
+        gemm(False, False, n, m, k, 1, &x[0, 0], k, &W[0, 0], m, 0, &out[0, 0], m)
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = out[i, j] + b[j]
+
+
+cdef void _column_sums(const floating[:, ::1] a, floating[::1] sums,
+                       Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """sums[j] = sum_i a[i, j] for j in [j0, j1), rows added in order (deterministic)."""
+    cdef Py_ssize_t i, j
+    for j in range(j0, j1):
+        sums[j] = 0
+    for i in range(a.shape[0]):
+        for j in range(j0, j1):
+            sums[j] = sums[j] + a[i, j]
+
+
+def column_sums(const floating[:, ::1] a,   # IN  (N, M)
+                floating[::1] sums,         # OUT (M,)
+                int n_threads=1):
+    """sums = a.sum(axis=0), same bits for any thread count (split by columns)."""
+    cdef Py_ssize_t m = a.shape[1], block = max(16, CHUNK // max(1, a.shape[0]))
+    cdef Py_ssize_t n_blocks = (m + block - 1) // block, blk
+    if n_threads <= 1 or n_blocks == 1:
+        with nogil:
+            _column_sums(a, sums, 0, m)
+        return
+    for blk in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
+        _column_sums(a, sums, blk * block, min(m, (blk + 1) * block))
+
+
+def affine_backward(const floating[:, ::1] dout,   # IN  (N, M)
+                    const floating[:, ::1] x,      # IN  (N, K)
+                    const floating[:, ::1] W,      # IN  (K, M)
+                    floating[:, ::1] dx,           # OUT (N, K), or None to skip it
+                    floating[:, ::1] dW,           # OUT (K, M)
+                    floating[::1] db,              # OUT (M,)
+                    int n_threads=1):
+    """dx = dout @ W.T, dW = x.T @ dout (GEMMs), db = dout.sum(0) (deterministic)."""
+    cdef Py_ssize_t n = dout.shape[0], m = dout.shape[1], k = x.shape[1]
+    with nogil:
+        if dx is not None:
+            gemm(False, True, n, k, m, 1, &dout[0, 0], m, &W[0, 0], m, 0, &dx[0, 0], k)
+        gemm(True, False, k, m, n, 1, &x[0, 0], k, &dout[0, 0], m, 0, &dW[0, 0], m)
+    column_sums(dout, db, n_threads)

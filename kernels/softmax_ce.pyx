@@ -1,0 +1,110 @@
+"""Softmax with cross-entropy: stable forward and the fused gradient (y - t) * dout / N.
+
+The loss is the book's cross_entropy_error, -sum(t * log(y + 1e-7)) / N, on a
+softmax computed with the row maximum subtracted (no overflow for any logit).
+Rows are independent; the loss is summed over rows in a fixed order, so the
+result does not depend on the thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, log
+from libc.stdlib cimport malloc, free
+
+cdef double LOG_EPS = 1e-7   # the book's delta inside the log
+
+
+cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = x[0]
+    cdef double s = 0
+    for j in range(1, c):
+        if x[j] > m:
+            m = x[j]
+    for j in range(c):
+        y[j] = exp(x[j] - m)
+        s += y[j]
+    for j in range(c):
+        y[j] = y[j] / s
+
+
+cdef void _softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, int n_threads) noexcept nogil:
+    cdef Py_ssize_t i, n = x.shape[0], c = x.shape[1]
+    if n_threads <= 1:
+        for i in range(n):
+            _softmax_row(&x[i, 0], &y[i, 0], c)
+    else:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            _softmax_row(&x[i, 0], &y[i, 0], c)
+
+
+def softmax_forward(const floating[:, ::1] x,   # IN  (N, C) logits
+                    floating[:, ::1] y,         # OUT (N, C) row-wise softmax
+                    int n_threads=1):
+    with nogil:
+        _softmax_rows(x, y, n_threads)
+
+
+def softmax_ce_forward_labels(const floating[:, ::1] x,   # IN  (N, C) logits
+                              const Py_ssize_t[::1] t,    # IN  (N,) labels in [0, C)
+                              floating[:, ::1] y,         # OUT (N, C) softmax
+                              int n_threads=1):
+    """Return the mean loss -sum(log(y[i, t[i]] + 1e-7)) / N."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef double loss = 0
+    with nogil:
+        _softmax_rows(x, y, n_threads)
+        for i in range(n):
+            loss -= log(y[i, t[i]] + LOG_EPS)
+    return loss / n
+
+
+def softmax_ce_forward_onehot(const floating[:, ::1] x,   # IN  (N, C) logits
+                              const floating[:, ::1] t,   # IN  (N, C) targets
+                              floating[:, ::1] y,         # OUT (N, C) softmax
+                              int n_threads=1):
+    """Return the mean loss -sum(t * log(y + 1e-7)) / N."""
+    cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
+    cdef double loss = 0
+    with nogil:
+        _softmax_rows(x, y, n_threads)
+        for i in range(n):
+            for j in range(c):
+                if t[i, j] != 0:
+                    loss -= t[i, j] * log(y[i, j] + LOG_EPS)
+    return loss / n
+
+
+def softmax_ce_backward_labels(const floating[:, ::1] y,   # IN  (N, C) softmax
+                               const Py_ssize_t[::1] t,    # IN  (N,) labels
+                               double dout,                # IN  upstream gradient (scalar)
+                               floating[:, ::1] dx):       # OUT (N, C) (y - onehot(t)) * dout / N
+    cdef Py_ssize_t i, j, n = y.shape[0], c = y.shape[1]
+    cdef floating scale = dout / n
+    with nogil:
+        for i in range(n):
+            for j in range(c):
+                dx[i, j] = y[i, j] * scale
+            dx[i, t[i]] = (y[i, t[i]] - 1) * scale
+
+
+def softmax_ce_backward_onehot(const floating[:, ::1] y,   # IN  (N, C) softmax
+                               const floating[:, ::1] t,   # IN  (N, C) targets
+                               double dout,                # IN  upstream gradient (scalar)
+                               floating[:, ::1] dx):       # OUT (N, C) (y - t) * dout / N
+    cdef Py_ssize_t i, j, n = y.shape[0], c = y.shape[1]
+    cdef floating scale = dout / n
+    with nogil:
+        for i in range(n):
+            for j in range(c):
+                dx[i, j] = (y[i, j] - t[i, j]) * scale
+
+
+def cross_entropy_labels(const floating[:, ::1] y,   # IN  (N, C) probabilities
+                         const Py_ssize_t[::1] t):   # IN  (N,) labels in [0, C)
+    """The book's cross_entropy_error: -sum(log(y[i, t[i]] + 1e-7)) / N."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef double loss = 0
+    with nogil:
+        for i in range(n):
+            loss -= log(y[i, t[i]] + LOG_EPS)
+    return loss / n

@@ -1,0 +1,80 @@
+"""Build the Cython kernels in kernels/ as fastmlp._kernels.<name>.
+
+OpenMP is probed by compiling, linking and running a tiny program; without
+it (FASTMLP_NO_OPENMP=1, or a compiler such as Apple clang without libomp)
+the same sources build serial extensions and fastmlp warns once at run time.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNELS = ["affine", "activations", "softmax_ce", "mse", "elementwise", "optim", "threads"]
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d\n", n > 0 && omp_get_max_threads() > 0);
+    return 0;
+}
+"""
+
+
+def openmp_flags(compiler):
+    """(compile_args, link_args) that enable OpenMP, or ([], []) with a warning."""
+    if os.environ.get("FASTMLP_NO_OPENMP") == "1":
+        return [], []
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    flags = ["-fopenmp"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "probe.c")
+        src.write_text(OPENMP_PROBE)
+        try:
+            objs = compiler.compile([str(src)], output_dir=tmp, extra_postargs=flags)
+            exe = str(Path(tmp, "probe"))
+            compiler.link_executable(objs, exe, extra_postargs=flags)
+            if subprocess.run([exe], capture_output=True, text=True, timeout=30).stdout.strip() == "1":
+                return flags, flags
+        except Exception as exc:  # any compiler or run failure means: no OpenMP
+            print(f"OpenMP probe failed: {exc}", file=sys.stderr)
+    print("WARNING: building fastmlp without OpenMP; kernels will run single-threaded.",
+          file=sys.stderr)
+    return [], []
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        compile_args, link_args = openmp_flags(self.compiler)
+        extra = ["-O3"] if self.compiler.compiler_type != "msvc" else ["/O2"]
+        if os.environ.get("FASTMLP_NATIVE") == "1":
+            extra.append("-march=native")
+        for ext in self.extensions:
+            ext.extra_compile_args = extra + compile_args
+            ext.extra_link_args = link_args
+        super().build_extensions()
+
+
+debug = os.environ.get("FASTMLP_DEBUG_CYTHON") == "1"
+extensions = [
+    Extension(f"fastmlp._kernels.{name}", [f"kernels/{name}.pyx"],
+              include_dirs=[np.get_include(), "kernels"],
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    for name in KERNELS
+]
+setup(
+    ext_modules=cythonize(
+        extensions, include_path=["kernels"],
+        compiler_directives={"boundscheck": debug, "wraparound": False, "cdivision": True,
+                             "initializedcheck": debug, "language_level": 3}),
+    cmdclass={"build_ext": BuildExt},
+)
