@@ -1,2 +1,24 @@
-"""fastmlp: textbook MLP layers on compiled kernels (placeholder while the core is built)."""
+"""fastmlp: the textbook's MLP layers on compiled, BLAS-backed CPU kernels.
+
+The layer classes keep the interface of "Deep Learning from Scratch"
+(``common/layers.py``); their hot loops run in Cython kernels and their
+matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
+the same API in plain numpy, the oracle the tests compare against.
+"""
+from . import functions, layers
+from .threads import get_num_threads, set_num_threads
+
 __version__ = "0.1.0"
+
+
+def show_config():
+    """Print how fastmlp was built and which BLAS it multiplies with."""
+    from . import _backend, threads
+    print(f"fastmlp {__version__}")
+    print(f"  OpenMP kernels: {'yes' if threads.openmp_enabled() else 'no (single-threaded)'}")
+    print(f"  threads: {threads.get_num_threads()}")
+    route = "numpy's BLAS via GEMM pointers" if _backend.USE_BLAS else "np.matmul fallback"
+    print(f"  matrix products: {route} ({_backend.numpy_blas_path()})")
+
+
+__all__ = ["layers", "functions", "get_num_threads", "set_num_threads", "show_config"]

@@ -1,0 +1,166 @@
+"""The book's optimizers (``common/optimizer.py``) with compiled in-place updates.
+
+``update(params, grads)`` changes every array of ``params`` in place, one
+pass per parameter with no temporaries, following the book's formulas
+operation by operation (same trajectories to rounding). State (velocities,
+moment estimates) is created lazily, keyed like ``params``. Everything is
+checked before the first array changes.
+"""
+import numpy as np
+
+from . import _backend
+from ._validation import as_float, check_positive_float
+
+EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
+
+
+class Optimizer:
+    """Shared checks; subclasses implement ``_apply(key, param, grad)``."""
+
+    #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
+    state_names = ()
+
+    def __init__(self, lr):
+        self.lr = check_positive_float(lr, "lr")
+        for name in self.state_names:
+            setattr(self, name, None)
+
+    def _check(self, params, grads):
+        if not hasattr(params, "keys") or not hasattr(grads, "keys"):
+            raise TypeError("params and grads must be dicts of arrays")
+        checked = {}
+        for key, param in params.items():
+            if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array")
+            if not param.flags.writeable:
+                raise ValueError(f"params[{key!r}] is read-only; update() changes it in place")
+            if key not in grads:
+                raise ValueError(f"grads has no entry for parameter {key!r}")
+            grad = as_float(grads[key], f"grads[{key!r}]", dtype=param.dtype)
+            if grad.shape != param.shape:
+                raise ValueError(f"grads[{key!r}] has shape {grad.shape}, "
+                                 f"params[{key!r}] has {param.shape}")
+            checked[key] = grad
+        for name in self.state_names:
+            state = getattr(self, name)
+            if state is not None and (state.keys() != params.keys() or any(
+                    state[k].shape != params[k].shape or state[k].dtype != params[k].dtype
+                    for k in params)):
+                raise ValueError(f"params changed since the first update (state {name!r} "
+                                 f"no longer matches); use a new optimizer")
+        return checked
+
+    def update(self, params, grads):
+        """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
+        grads = self._check(params, grads)
+        for name in self.state_names:
+            if getattr(self, name) is None:
+                setattr(self, name, {k: np.zeros_like(p, order="C") for k, p in params.items()})
+        self._begin_step()
+        for key, param in params.items():
+            if param.flags.c_contiguous:
+                self._apply(key, param, grads[key])
+            else:  # update a contiguous copy, then write it back in place
+                work = np.ascontiguousarray(param)
+                self._apply(key, work, grads[key])
+                param[...] = work
+
+    def _begin_step(self):
+        pass
+
+    def _apply(self, key, param, grad):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """param -= lr * grad."""
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def _apply(self, key, param, grad):
+        _backend.sgd_update(param, grad, self.lr)
+
+
+class Momentum(Optimizer):
+    """v = momentum * v - lr * grad; param += v."""
+    state_names = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        super().__init__(lr)
+        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
+
+    def _apply(self, key, param, grad):
+        _backend.momentum_update(param, grad, self.v[key], self.lr, self.momentum)
+
+
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient in the book's form."""
+
+    def _apply(self, key, param, grad):
+        _backend.nesterov_update(param, grad, self.v[key], self.lr, self.momentum)
+
+
+class AdaGrad(Optimizer):
+    """h += grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
+    state_names = ("h",)
+
+    def __init__(self, lr=0.01):
+        super().__init__(lr)
+
+    def _apply(self, key, param, grad):
+        _backend.adagrad_update(param, grad, self.h[key], self.lr, EPS)
+
+
+class RMSprop(Optimizer):
+    """h = decay * h + (1 - decay) * grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
+    state_names = ("h",)
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        super().__init__(lr)
+        self.decay_rate = check_positive_float(decay_rate, "decay_rate", allow_zero=True)
+        if self.decay_rate >= 1:
+            raise ValueError(f"decay_rate must be < 1, got {decay_rate}")
+
+    def _apply(self, key, param, grad):
+        _backend.rmsprop_update(param, grad, self.h[key], self.lr, self.decay_rate, EPS)
+
+
+class Adam(Optimizer):
+    """Adam in the book's form, with the bias correction folded into the step size."""
+    state_names = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        super().__init__(lr)
+        self.beta1 = check_positive_float(beta1, "beta1", allow_zero=True)
+        self.beta2 = check_positive_float(beta2, "beta2", allow_zero=True)
+        for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if beta >= 1:
+                raise ValueError(f"{name} must be < 1, got {beta}")
+        self.iter = 0
+        self._lr_t = None
+
+    def _begin_step(self):
+        self.iter += 1
+        self._lr_t = (self.lr * np.sqrt(1.0 - self.beta2 ** self.iter)
+                      / (1.0 - self.beta1 ** self.iter))
+
+    def _apply(self, key, param, grad):
+        _backend.adam_update(param, grad, self.m[key], self.v[key], self._lr_t,
+                             self.beta1, self.beta2, EPS)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam}
+
+
+def get_optimizer(name, **params):
+    """An optimizer by its (case-insensitive) name, as the Trainer and CLI name them."""
+    try:
+        cls = OPTIMIZERS[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}") from None
+    return cls(**params)
+
+
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
