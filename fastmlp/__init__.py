@@ -5,7 +5,8 @@ The layer classes keep the interface of "Deep Learning from Scratch"
 matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
 the same API in plain numpy, the oracle the tests compare against.
 """
-from . import functions, layers
+from . import datasets, functions, layers, optimizers
+from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -21,4 +22,4 @@ def show_config():
     print(f"  matrix products: {route} ({_backend.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "get_num_threads", "set_num_threads", "show_config"]

@@ -14,7 +14,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from . import threads
-from ._kernels import activations, affine, elementwise, mse, optim, softmax_ce
+from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax_ce
 
 # Below this many elements an elementwise kernel runs serially: an OpenMP
 # hand-off next to numpy's spinning BLAS threads costs more than it wins.
@@ -49,19 +49,24 @@ def _find_numpy_blas():
     return (libs[0]["filepath"] if libs else None), 0, 0, False
 
 
+_GEMM_MODULES = (affine, mlp)  # each keeps its own GEMM pointers
+
+
 def _connect_blas():
     """Point the GEMM kernels at numpy's BLAS and check them on a small product."""
     path, s_addr, d_addr, ilp64 = _find_numpy_blas()
     if not (s_addr and d_addr):
         return path, False
-    affine.set_blas(s_addr, d_addr, ilp64)
+    for module in _GEMM_MODULES:
+        module.set_blas(s_addr, d_addr, ilp64)
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         a, b = rng.random((3, 5)).astype(dtype), rng.random((5, 4)).astype(dtype)
         out = np.empty((3, 4), dtype)
         affine.matmul(a, b, out)
         if not np.allclose(out, a @ b, rtol=1e-5):
-            affine.set_blas(0, 0, False)
+            for module in _GEMM_MODULES:
+                module.set_blas(0, 0, False)
             return path, False
     return path, True
 
@@ -290,3 +295,17 @@ def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
 def cross_entropy(y, labels):
     """The book's cross_entropy_error on probabilities ``y`` (N, C) and labels (N,)."""
     return softmax_ce.cross_entropy_labels(contiguous(y, y.dtype), contiguous(labels, np.intp))
+
+
+# ---------------------------------------------------------------- whole networks
+# Only with USE_BLAS: the fused network kernels call GEMM from compiled code.
+
+def mlp_predict(x, Ws, bs, hs, activation):
+    """Forward pass of a whole network into the per-layer outputs ``hs``."""
+    mlp.mlp_predict(x, Ws, bs, hs, activation)
+
+
+def mlp_gradient(x, labels, onehot, Ws, bs, hs, masks, ds, dWs, dbs, activation, weight_decay):
+    """Forward, softmax-CE and backward of a whole network; (data loss, sum of W**2)."""
+    return mlp.mlp_gradient(x, labels, onehot, Ws, bs, hs, masks, ds, dWs, dbs, activation,
+                            weight_decay)

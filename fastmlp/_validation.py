@@ -95,7 +95,7 @@ def check_targets(t, n_samples, n_classes, dtype, name="t"):
             raise ValueError(
                 f"{name} labels must lie in [0, {n_classes}), got range "
                 f"[{arr.min()}, {arr.max()}]")
-        return arr.astype(np.intp), None
+        return arr.astype(np.intp, copy=False), None
     if arr.ndim == 2:
         if arr.shape[0] != n_samples:
             raise ValueError(f"{name} has {arr.shape[0]} rows but x has {n_samples} rows")

@@ -1,0 +1,126 @@
+"""The book's networks on compiled kernels.
+
+``predict`` and ``gradient`` run the whole network in one compiled call
+(``fastmlp._kernels.mlp``) over buffers kept for the current batch size,
+so a training step allocates no arrays after the first. The layer objects
+in ``layers`` still see every step: after ``gradient`` their book
+attributes (``Affine.x/dW/db``, ``Relu.mask``, ``lastLayer.y/t/loss``)
+point at the step's buffers.
+
+The arrays ``gradient`` returns are those buffers: the next call to
+``gradient`` overwrites them (copy them to keep them). One network must not
+run ``gradient`` from two threads at once; ``predict`` is safe from many.
+"""
+import numpy as np
+
+from . import _backend, _networks, layers
+from ._validation import check_targets
+
+_ACTIVATION_CODES = {"relu": 0, "sigmoid": 1}
+
+
+class _Workspace:
+    """Buffers of one batch size: outputs, masks and gradients per layer, parameter gradients."""
+
+    def __init__(self, n, sizes, dtype, relu):
+        shapes = [(n, m) for m in sizes[1:]]
+        self.n = n
+        self.hs = [np.empty(s, dtype) for s in shapes]
+        self.ds = [np.empty(s, dtype) for s in shapes]
+        self.masks = [np.empty(s, np.bool_) if relu else None for s in shapes[:-1]] + [None]
+        self.dWs = [np.empty((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])]
+        self.dbs = [np.empty(m, dtype) for m in sizes[1:]]
+
+
+class _CompiledNet:
+    """The fused paths shared by MultiLayerNet and TwoLayerNet (mixed in before the book's class)."""
+
+    _workspace = None
+
+    def _affines(self):
+        return [self.layers[f"Affine{i}"] for i in range(1, self.hidden_layer_num + 2)]
+
+    def _weights(self):
+        """(Ws, bs) as the layers hold them, or None when one is not a C-contiguous array
+        of the network's dtype, or the BLAS was not found (then the layer-by-layer path runs)."""
+        if not _backend.USE_BLAS:
+            return None
+        affines = self._affines()
+        Ws, bs = [a.W for a in affines], [a.b for a in affines]
+        for a in Ws + bs:
+            if not (isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous):
+                return None
+        return Ws, bs
+
+    def _sizes(self):
+        return [self.input_size, *self.hidden_size_list, self.output_size]
+
+    def predict(self, x):
+        x = self._check_x(x, finite=False)
+        weights = self._weights()
+        if weights is None:
+            return super().predict(x)
+        x = np.ascontiguousarray(x)
+        hs = [np.empty((x.shape[0], m), self.dtype) for m in self._sizes()[1:]]
+        _backend.mlp_predict(x, *weights, hs, _ACTIVATION_CODES[self.activation])
+        return hs[-1]
+
+    def accuracy(self, x, t):
+        x = self._check_x(x, finite=False)
+        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        if labels is None:
+            labels = onehot.argmax(axis=1)
+        return float(np.count_nonzero(self.predict(x).argmax(axis=1) == labels) / x.shape[0])
+
+    def gradient(self, x, t):
+        # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
+        # which saves a full scan of x per step; params are never touched either way.
+        x = self._check_x(x, finite=False)
+        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        weights = self._weights()
+        if weights is None:
+            return super().gradient(x, t)
+        x = np.ascontiguousarray(x)
+        ws = self._workspace
+        if ws is None or ws.n != x.shape[0]:
+            ws = self._workspace = _Workspace(x.shape[0], self._sizes(), self.dtype,
+                                              self.activation == "relu")
+        masks = [None if m is None else m.view(np.uint8) for m in ws.masks]
+        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, *weights, ws.hs, masks, ws.ds,
+                                         ws.dWs, ws.dbs, _ACTIVATION_CODES[self.activation],
+                                         self.weight_decay_lambda)
+        if not np.isfinite(loss) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinity")
+        self._record(x, labels if labels is not None else onehot, ws,
+                     loss + 0.5 * self.weight_decay_lambda * sum_sq)
+        grads = {}
+        for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):
+            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+        return grads
+
+    def _record(self, x, t, ws, loss):
+        """Leave the book's layer attributes as the layer-by-layer path would."""
+        inputs = [x] + ws.hs[:-1]
+        for affine, a, dW, db in zip(self._affines(), inputs, ws.dWs, ws.dbs):
+            affine.x, affine.original_x_shape, affine.dW, affine.db = a, a.shape, dW, db
+        if self.activation == "relu":
+            for i, mask in enumerate(ws.masks[:-1], start=1):
+                self.layers[f"{self._activation_layer_name}{i}"].mask = mask
+        else:
+            for i, h in enumerate(ws.hs[:-1], start=1):
+                self.layers[f"{self._activation_layer_name}{i}"].out = h
+        self.last_layer.y, self.last_layer.t, self.last_layer.loss = ws.hs[-1], t, loss
+        self.last_loss = loss
+
+
+class MultiLayerNet(_CompiledNet, _networks.MultiLayerNet):
+    __doc__ = _networks.MultiLayerNet.__doc__
+    layers_module = layers
+
+
+class TwoLayerNet(_CompiledNet, _networks.TwoLayerNet):
+    __doc__ = _networks.TwoLayerNet.__doc__
+    layers_module = layers
+
+
+__all__ = ["MultiLayerNet", "TwoLayerNet"]

@@ -1,0 +1,205 @@
+"""The book's optimizers in plain numpy: the oracle for ``fastmlp.optimizers``.
+
+Each class follows "Deep Learning from Scratch" (``common/optimizer.py``)
+operation by operation, in the same order, so that the compiled optimizers
+can be held to it to rounding. ``update(params, grads)`` changes the arrays
+of ``params`` in place (any layout, views included) and never writes to
+``grads``. State arrays (``v``, ``h``, ``m``) are created on the first
+update, keyed like ``params``, with each parameter's shape and dtype.
+
+One deliberate difference: Adam's bias-corrected step ``lr_t`` is a Python
+float. The book computes it with ``np.sqrt`` and so gets a ``np.float64``
+scalar, which silently promotes a float32 update to float64; here the
+parameter dtype decides the dtype of the computation, as everywhere in
+fastmlp.
+
+Imports only numpy and ``fastmlp._validation``.
+"""
+import math
+
+import numpy as np
+
+from fastmlp._validation import check_positive_float
+
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
+
+EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
+
+
+def _zeros_like_params(params):
+    return {key: np.zeros_like(val) for key, val in params.items()}
+
+
+class SGD:
+    """Stochastic gradient descent: ``param -= lr * grad``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate, finite and > 0.
+    """
+
+    def __init__(self, lr=0.01):
+        self.lr = check_positive_float(lr, "lr")
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        for key in params.keys():
+            params[key] -= self.lr * grads[key]
+
+
+class Momentum:
+    """Momentum SGD: ``v = momentum * v - lr * grad; param += v``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    momentum : float, default 0.9
+    """
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = check_positive_float(lr, "lr")
+        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
+        self.v = None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        if self.v is None:
+            self.v = _zeros_like_params(params)
+        for key in params.keys():
+            self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+            params[key] += self.v[key]
+
+
+class Nesterov:
+    """Nesterov's accelerated gradient in the book's form (arXiv:1212.0901).
+
+    ``v = momentum * v - lr * grad``, then
+    ``param += momentum**2 * v - (1 + momentum) * lr * grad``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    momentum : float, default 0.9
+    """
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = check_positive_float(lr, "lr")
+        self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
+        self.v = None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        if self.v is None:
+            self.v = _zeros_like_params(params)
+        for key in params.keys():
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
+            params[key] += self.momentum * self.momentum * self.v[key]
+            params[key] -= (1 + self.momentum) * self.lr * grads[key]
+
+
+class AdaGrad:
+    """AdaGrad: ``h += grad**2; param -= lr * grad / (sqrt(h) + 1e-7)``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    """
+
+    def __init__(self, lr=0.01):
+        self.lr = check_positive_float(lr, "lr")
+        self.h = None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        if self.h is None:
+            self.h = _zeros_like_params(params)
+        for key in params.keys():
+            self.h[key] += grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + EPS)
+
+
+class RMSprop:
+    """RMSprop: ``h = decay * h + (1 - decay) * grad**2; param -= lr * grad / (sqrt(h) + 1e-7)``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+    decay_rate : float, default 0.99
+        In ``[0, 1)``.
+    """
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr = check_positive_float(lr, "lr")
+        self.decay_rate = check_positive_float(decay_rate, "decay_rate", allow_zero=True)
+        if self.decay_rate >= 1:
+            raise ValueError(f"decay_rate must be < 1, got {decay_rate}")
+        self.h = None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        if self.h is None:
+            self.h = _zeros_like_params(params)
+        for key in params.keys():
+            self.h[key] *= self.decay_rate
+            self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
+            params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + EPS)
+
+
+class Adam:
+    """Adam in the book's form (arXiv:1412.6980v8).
+
+    With ``iter`` counting updates from 1::
+
+        lr_t = lr * sqrt(1 - beta2**iter) / (1 - beta1**iter)
+        m += (1 - beta1) * (grad - m)
+        v += (1 - beta2) * (grad**2 - v)
+        param -= lr_t * m / (sqrt(v) + 1e-7)
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+    beta1 : float, default 0.9
+        In ``[0, 1)``.
+    beta2 : float, default 0.999
+        In ``[0, 1)``.
+    """
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr = check_positive_float(lr, "lr")
+        self.beta1 = check_positive_float(beta1, "beta1", allow_zero=True)
+        self.beta2 = check_positive_float(beta2, "beta2", allow_zero=True)
+        for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if beta >= 1:
+                raise ValueError(f"{name} must be < 1, got {beta}")
+        self.iter = 0
+        self.m = None
+        self.v = None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        if self.m is None:
+            self.m = _zeros_like_params(params)
+            self.v = _zeros_like_params(params)
+        self.iter += 1
+        # A Python float (the book's np.sqrt gives np.float64, which would
+        # promote a float32 update to float64).
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        for key in params.keys():
+            self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
+            self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
+            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + EPS)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam}
+
+
+def get_optimizer(name, **params):
+    """An optimizer by its (case-insensitive) name, as the book's Trainer names them."""
+    try:
+        cls = OPTIMIZERS[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}") from None
+    return cls(**params)

@@ -1,0 +1,412 @@
+"""The book's training loop (``common/trainer.py``): mini-batches, epochs, accuracy history.
+
+Differences from the book, all deliberate:
+
+- mini-batches are drawn **without replacement** from a shuffled stream
+  (a fresh permutation of the training set each time it is used up), from
+  ``numpy.random.default_rng(seed)``: no global random state, reproducible
+  runs, and every sample seen once per epoch;
+- the per-epoch accuracies are measured at the *end* of each epoch (the
+  book measures after the first step of each epoch and so never records
+  the trained network), so ``test_acc_list[-1]`` is the final accuracy;
+- ``train_loss_list`` holds each mini-batch's loss computed in the forward
+  pass of its own step, before the update (the book runs one more forward
+  pass after the update to get it);
+- everything is validated up front, data is converted to the network's
+  dtype once, and a loss that becomes NaN or infinite stops training with a
+  :class:`DivergenceError` before the offending update;
+- a tqdm progress bar instead of one printed line per step, and an optional
+  per-epoch learning-rate decay.
+"""
+import math
+import numbers
+import sys
+
+import numpy as np
+
+from . import optimizers as _optimizers
+from ._validation import as_float, check_positive_float, check_positive_int, check_targets
+
+__all__ = ["Trainer", "DivergenceError"]
+
+# Rows per forward pass when measuring accuracy: bounds the memory of the
+# per-epoch evaluation on large data sets.
+EVAL_CHUNK_ROWS = 2048
+
+
+class DivergenceError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite.
+
+    The update of the failing step was not applied: the network's parameters
+    (and the optimizer's state) are those of the last good step.
+
+    Attributes
+    ----------
+    step : int
+        1-based number of the step whose loss was not finite
+        (``trainer.current_iter + 1``).
+    epoch : int
+        1-based epoch that step belongs to.
+    loss : float
+        The non-finite loss.
+    """
+
+    def __init__(self, message, step, epoch, loss):
+        super().__init__(message)
+        self.step = step
+        self.epoch = epoch
+        self.loss = loss
+
+
+def _network_dtype(network):
+    dtype = getattr(network, "dtype", None)
+    if dtype is None:
+        first = next(iter(network.params.values()))
+        dtype = first.dtype
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"network parameters must be float32 or float64, got {dtype}")
+    return dtype.type
+
+
+def _check_network(network):
+    params = getattr(network, "params", None)
+    if not hasattr(params, "items") or not params:
+        raise TypeError("network must have a non-empty dict of arrays 'params' "
+                        f"(got {type(network).__name__})")
+    if not callable(getattr(network, "accuracy", None)):
+        raise TypeError(f"network must have an accuracy(x, t) method ({type(network).__name__} has none)")
+    if not (callable(getattr(network, "train_step", None))
+            or callable(getattr(network, "gradient", None))):
+        raise TypeError("network must have gradient(x, t) (or train_step(x, t, optimizer)); "
+                        f"{type(network).__name__} has neither")
+
+
+class Trainer:
+    """Train a network with mini-batch gradient descent, as the book's ``Trainer``.
+
+    Parameters
+    ----------
+    network : object
+        A ``fastmlp.TwoLayerNet``/``MultiLayerNet`` or anything with the
+        book's network interface: ``params`` (dict of float arrays, updated in
+        place), ``gradient(x, t)`` and ``accuracy(x, t)``. If it has
+        ``train_step(x, t, optimizer)`` (one fused forward, backward and
+        update that returns the loss computed before the update, and applies
+        no update when that loss is not finite), that faster path is used.
+    x_train : array_like, shape (N, features)
+        Training samples, finite.
+    t_train : array_like, shape (N,) or (N, classes)
+        Integer labels in ``[0, classes)`` or one-hot rows.
+    x_test : array_like, shape (M, features)
+    t_test : array_like, shape (M,) or (M, classes)
+    epochs : int, default 20
+    mini_batch_size : int, default 100
+        At most the number of training samples.
+    optimizer : str or optimizer object, default 'SGD'
+        'SGD', 'Momentum', 'Nesterov', 'AdaGrad', 'RMSprop' or 'Adam'
+        (case-insensitive), built with ``optimizer_param``; or an object with
+        an ``update(params, grads)`` method and an ``lr`` attribute.
+    optimizer_param : dict, default {'lr': 0.01}
+        Keyword arguments of the optimizer class.
+    evaluate_sample_num_per_epoch : int, optional
+        Measure the per-epoch accuracies on the first this many training and
+        test samples only (the book's option); default all of them.
+    verbose : bool, default True
+        Print one line per epoch and the final test accuracy, and show a
+        progress bar (on stderr, only when it is a terminal).
+    lr_decay : float, optional
+        Multiply the optimizer's learning rate by this factor in ``(0, 1]``
+        at the end of every epoch: with ``lr=0.09, lr_decay=0.9`` the first
+        epoch trains at 0.09 and the second at 0.081.
+    seed : None, int or numpy.random.Generator
+        Seeds the shuffling (``numpy.random.default_rng(seed)``).
+
+    Attributes
+    ----------
+    train_loss_list : list of float
+        The loss of every step's mini-batch.
+    train_acc_list, test_acc_list : list of float
+        Accuracies at the end of each epoch.
+    optimizer : object
+        The optimizer instance (its ``lr`` reflects any decay so far).
+    iter_per_epoch : float
+        ``max(N / mini_batch_size, 1)``, as in the book.
+    max_iter : int
+        ``int(epochs * iter_per_epoch)``: the steps ``train()`` runs.
+    current_iter, current_epoch : int
+        Steps and epochs completed.
+    final_test_acc : float or None
+        Accuracy on the whole test set after ``train()``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        From the constructor, naming the argument, for any invalid argument.
+    DivergenceError
+        From ``train``/``train_step`` when the loss becomes NaN or infinite.
+    """
+
+    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
+                 optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
+                 verbose=True, lr_decay=None, seed=None):
+        # --- validate everything before keeping anything
+        _check_network(network)
+        dtype = _network_dtype(network)
+        x_train, t_train = self._check_data(network, x_train, t_train, dtype, "x_train", "t_train")
+        x_test, t_test = self._check_data(network, x_test, t_test, dtype, "x_test", "t_test")
+        if x_train.shape[1] != x_test.shape[1]:
+            raise ValueError(f"x_train has {x_train.shape[1]} features per sample but x_test has "
+                             f"{x_test.shape[1]}")
+        epochs = check_positive_int(epochs, "epochs")
+        mini_batch_size = check_positive_int(mini_batch_size, "mini_batch_size")
+        train_size = x_train.shape[0]
+        if mini_batch_size > train_size:
+            raise ValueError(f"mini_batch_size ({mini_batch_size}) exceeds the number of training "
+                             f"samples ({train_size})")
+        if evaluate_sample_num_per_epoch is not None:
+            evaluate_sample_num_per_epoch = check_positive_int(
+                evaluate_sample_num_per_epoch, "evaluate_sample_num_per_epoch")
+        if lr_decay is not None:
+            lr_decay = check_positive_float(lr_decay, "lr_decay")
+            if lr_decay > 1:
+                raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}")
+        if not isinstance(verbose, (bool, np.bool_, numbers.Integral)):
+            raise TypeError(f"verbose must be a bool, got {type(verbose).__name__}")
+        optimizer = self._make_optimizer(optimizer, optimizer_param)
+        if lr_decay is not None and not isinstance(getattr(optimizer, "lr", None), numbers.Real):
+            raise TypeError("lr_decay needs an optimizer with a numeric 'lr' attribute")
+        if not (seed is None or isinstance(seed, (numbers.Integral, np.random.Generator))) \
+                or isinstance(seed, bool):
+            raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
+                            f"got {type(seed).__name__}")
+        rng = np.random.default_rng(seed)
+
+        # --- state
+        self.network = network
+        self.dtype = dtype
+        self.x_train, self.t_train = x_train, t_train
+        self.x_test, self.t_test = x_test, t_test
+        self.epochs = epochs
+        self.batch_size = mini_batch_size
+        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+        self.verbose = bool(verbose)
+        self.lr_decay = lr_decay
+        self.optimizer = optimizer
+
+        self.train_size = train_size
+        self.iter_per_epoch = max(train_size / mini_batch_size, 1)
+        self.max_iter = int(epochs * self.iter_per_epoch)
+        self.current_iter = 0
+        self.current_epoch = 0
+        self.final_test_acc = None
+
+        self.train_loss_list = []
+        self.train_acc_list = []
+        self.test_acc_list = []
+
+        self._rng = rng
+        self._perm = np.arange(train_size)
+        self._pos = train_size  # empty: the first batch shuffles
+        self._idx = np.empty(mini_batch_size, dtype=np.intp)
+        self._x_batch = np.empty((mini_batch_size,) + x_train.shape[1:], dtype=x_train.dtype)
+        self._t_batch = np.empty((mini_batch_size,) + t_train.shape[1:], dtype=t_train.dtype)
+        self._fused = callable(getattr(network, "train_step", None))
+        self._bar = None
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _check_data(network, x, t, dtype, x_name, t_name):
+        """``x`` as a C-contiguous finite array of the network's dtype; ``t`` as labels or one-hot."""
+        x = as_float(x, x_name, dtype=dtype, ndim=2, finite=True)
+        x = np.ascontiguousarray(x)
+        input_size = getattr(network, "input_size", None)
+        if input_size is not None and x.shape[1] != input_size:
+            raise ValueError(f"{x_name} has {x.shape[1]} features per sample but the network has "
+                             f"input_size={input_size}")
+        n_classes = getattr(network, "output_size", None)
+        if n_classes is None:  # a network of our own making without output_size: ask it
+            n_classes = np.shape(network.predict(x[:1]))[1]
+        labels, onehot = check_targets(t, x.shape[0], n_classes, dtype, name=t_name)
+        t = np.ascontiguousarray(labels if labels is not None else onehot)
+        return x, t
+
+    @staticmethod
+    def _make_optimizer(optimizer, optimizer_param):
+        if isinstance(optimizer, str):
+            if optimizer_param is None:
+                optimizer_param = {"lr": 0.01}
+            if not hasattr(optimizer_param, "keys"):
+                raise TypeError(f"optimizer_param must be a dict, got {type(optimizer_param).__name__}")
+            if optimizer.lower() not in _optimizers.OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {sorted(_optimizers.OPTIMIZERS)} "
+                                 f"(case-insensitive), got {optimizer!r}")
+            try:
+                return _optimizers.get_optimizer(optimizer, **optimizer_param)
+            except TypeError as exc:
+                if "argument" in str(exc):  # an unknown keyword
+                    raise TypeError(f"optimizer_param {dict(optimizer_param)} does not fit "
+                                    f"{optimizer!r}: {exc}") from None
+                raise
+        if callable(getattr(optimizer, "update", None)):
+            if optimizer_param is not None:
+                raise ValueError("optimizer_param is only used with an optimizer name; "
+                                 "pass the parameters to the optimizer object instead")
+            return optimizer
+        raise TypeError("optimizer must be an optimizer name or an object with update(params, grads), "
+                        f"got {type(optimizer).__name__}")
+
+    # ------------------------------------------------------------------ steps
+
+    def _next_batch(self):
+        """Fill the batch buffers with the next ``batch_size`` samples of the shuffled stream."""
+        idx, filled, n = self._idx, 0, self.train_size
+        while filled < self.batch_size:
+            if self._pos == n:
+                self._rng.shuffle(self._perm)
+                self._pos = 0
+            take = min(self.batch_size - filled, n - self._pos)
+            idx[filled:filled + take] = self._perm[self._pos:self._pos + take]
+            filled += take
+            self._pos += take
+        # mode="clip": indices are valid, and it lets numpy write into out unbuffered
+        np.take(self.x_train, idx, axis=0, out=self._x_batch, mode="clip")
+        np.take(self.t_train, idx, axis=0, out=self._t_batch, mode="clip")
+        return self._x_batch, self._t_batch
+
+    def _batch_loss(self, x, t):
+        """The loss of the forward pass ``gradient`` just ran (a fresh forward pass if unknown)."""
+        network = self.network
+        last = getattr(network, "last_layer", None) or getattr(network, "lastLayer", None)
+        loss = getattr(last, "loss", None)
+        if not isinstance(loss, numbers.Real):
+            return float(network.loss(x, t))
+        loss = float(loss)
+        lam = getattr(network, "weight_decay_lambda", 0)
+        if lam:
+            total = 0.0
+            for key, w in network.params.items():
+                if key[:1] == "W" and key[1:].isdigit():
+                    flat = w.reshape(-1)
+                    total += float(np.dot(flat, flat))
+            loss += 0.5 * lam * total
+        return loss
+
+    def train_step(self):
+        """Run one step: next mini-batch, gradient, update; at an epoch's end, evaluate.
+
+        Returns
+        -------
+        float
+            The mini-batch's loss, computed before the update.
+
+        Raises
+        ------
+        DivergenceError
+            If that loss is NaN or infinite. The update is not applied, so the
+            parameters and the optimizer state stay those of the last good
+            step, and ``current_iter`` is not advanced.
+        """
+        x, t = self._next_batch()
+        if self._fused:
+            loss = float(self.network.train_step(x, t, self.optimizer))
+            if not math.isfinite(loss):
+                self._diverged(loss)
+        else:
+            grads = self.network.gradient(x, t)
+            loss = self._batch_loss(x, t)
+            if not math.isfinite(loss):
+                self._diverged(loss)
+            self.optimizer.update(self.network.params, grads)
+        self.train_loss_list.append(loss)
+        self.current_iter += 1
+        if self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch):
+            self._end_epoch()
+        return loss
+
+    def _diverged(self, loss):
+        step = self.current_iter + 1
+        epoch = self.current_epoch + 1
+        lr = getattr(self.optimizer, "lr", None)
+        hint = f"; try a smaller learning rate than {lr:g}" if isinstance(lr, numbers.Real) else ""
+        raise DivergenceError(
+            f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
+            f"that update was not applied, the parameters are those after step {step - 1}{hint}",
+            step=step, epoch=epoch, loss=loss)
+
+    def _accuracy(self, x, t):
+        """Accuracy over ``x`` in chunks of EVAL_CHUNK_ROWS rows (bounded memory)."""
+        n = x.shape[0]
+        if n <= EVAL_CHUNK_ROWS:
+            return float(self.network.accuracy(x, t))
+        correct = 0
+        for start in range(0, n, EVAL_CHUNK_ROWS):
+            stop = min(start + EVAL_CHUNK_ROWS, n)
+            correct += round(float(self.network.accuracy(x[start:stop], t[start:stop])) * (stop - start))
+        return correct / n
+
+    def _end_epoch(self):
+        self.current_epoch += 1
+        k = self.evaluate_sample_num_per_epoch
+        if k is None:
+            train_acc = self._accuracy(self.x_train, self.t_train)
+            test_acc = self._accuracy(self.x_test, self.t_test)
+        else:
+            train_acc = self._accuracy(self.x_train[:k], self.t_train[:k])
+            test_acc = self._accuracy(self.x_test[:k], self.t_test[:k])
+        self.train_acc_list.append(train_acc)
+        self.test_acc_list.append(test_acc)
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
+                                  refresh=False)
+        if self.verbose:
+            self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, "
+                        f"test acc:{test_acc} ===")
+        if self.lr_decay is not None:
+            self.optimizer.lr *= self.lr_decay
+
+    def _print(self, line):
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stdout)
+        else:
+            print(line)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self):
+        """Run the remaining steps up to ``max_iter``, then measure the test accuracy.
+
+        Resumable: after a :class:`DivergenceError` (say, once the learning
+        rate was lowered) another call continues from ``current_iter``.
+
+        Returns
+        -------
+        float
+            The accuracy on the whole test set, also kept as ``final_test_acc``.
+        """
+        from tqdm.auto import tqdm
+
+        remaining = self.max_iter - self.current_iter
+        # disable=None: tqdm shows the bar only when stderr is a terminal
+        self._bar = tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
+                         disable=None if self.verbose else True, leave=False, dynamic_ncols=True)
+        try:
+            for _ in range(remaining):
+                self.train_step()
+                self._bar.update()
+        finally:
+            self._bar.close()
+            self._bar = None
+
+        epoch_just_ended = (self.test_acc_list and self.current_epoch
+                            and self.current_iter == int(self.current_epoch * self.iter_per_epoch))
+        if self.evaluate_sample_num_per_epoch is None and epoch_just_ended:
+            test_acc = self.test_acc_list[-1]
+        else:
+            test_acc = self._accuracy(self.x_test, self.t_test)
+        self.final_test_acc = test_acc
+        if self.verbose:
+            print("=============== Final Test Accuracy ===============")
+            print(f"test acc:{test_acc}")
+        return test_acc

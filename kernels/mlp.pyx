@@ -1,0 +1,251 @@
+"""A whole MLP in one compiled call: forward, softmax-CE, backward, over layer lists.
+
+The network (fastmlp/networks.py) hands over its weights and a workspace of
+preallocated buffers as lists of C-contiguous arrays of one float dtype; the
+Python side has checked every shape. Per layer: one GEMM, then one fused
+pass (bias + activation + mask) forward; backward one or two GEMMs and one
+fused pass (activation derivative), the first layer's dx skipped. The
+softmax, loss and (y - t)/N come out of one pass per row. Every reduction
+(db, loss) runs in a fixed order, so the bits never depend on threads.
+"""
+from cython cimport floating
+from libc.math cimport exp, log
+from libc.stdlib cimport free, malloc
+cimport numpy as cnp
+
+from _blas cimport gemm, fastmlp_set_blas
+
+cnp.import_array()
+
+
+def set_blas(size_t sgemm, size_t dgemm, bint ilp64):
+    """Point this module's GEMM at the Fortran sgemm/dgemm at these addresses."""
+    fastmlp_set_blas(sgemm, dgemm, ilp64)
+
+cdef enum Activation:
+    RELU = 0
+    SIGMOID = 1
+
+
+cdef inline void* _data(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline Py_ssize_t _cols(object a):
+    return cnp.PyArray_DIMS(<cnp.ndarray>a)[1]
+
+
+cdef inline floating _sigmoid(floating v) noexcept nogil:
+    cdef floating e
+    if v >= 0:
+        return 1 / (1 + exp(-v))
+    e = exp(v)
+    return e / (1 + e)
+
+
+cdef void _bias_activation(floating *h, const floating *b, unsigned char *mask,
+                           Py_ssize_t n, Py_ssize_t m, int act) noexcept nogil:
+    """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given."""
+    cdef Py_ssize_t i, j
+    cdef floating v
+    for i in range(n):
+        for j in range(m):
+            v = h[i * m + j] + b[j]
+            if act == RELU:
+                if mask != NULL:
+                    mask[i * m + j] = v <= 0
+                h[i * m + j] = v if v > 0 else 0
+            else:
+                h[i * m + j] = _sigmoid(v)
+
+
+cdef void _bias(floating *h, const floating *b, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(m):
+            h[i * m + j] = h[i * m + j] + b[j]
+
+
+cdef void _activation_backward(floating *d, const floating *h, const unsigned char *mask,
+                               Py_ssize_t size, int act) noexcept nogil:
+    """d *= act'(.) in place: zero where masked (ReLU), times (1 - h) * h (sigmoid)."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if act == RELU:
+            if mask[i]:
+                d[i] = 0
+        else:
+            d[i] = d[i] * (1 - h[i]) * h[i]
+
+
+cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
+                        const floating *onehot, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """y = softmax(logits) in place, d = (y - t) / n; return the summed cross-entropy.
+
+    The loss is the exact -sum(t * log_softmax(logits)), finite for any logits;
+    its gradient is exactly (y - t) / n.
+    """
+    cdef Py_ssize_t i, j
+    cdef floating mx, t
+    cdef floating scale = 1.0 / n
+    cdef double s, t_logit, t_sum, loss = 0
+    cdef floating *row
+    for i in range(n):
+        row = y + i * c
+        mx = row[0]
+        for j in range(1, c):
+            if row[j] > mx:
+                mx = row[j]
+        s = 0
+        t_logit = 0   # sum_j t_j * (logit_j - max)
+        t_sum = 0     # sum_j t_j
+        for j in range(c):
+            t = onehot[i * c + j] if onehot != NULL else (1 if j == labels[i] else 0)
+            if t != 0:
+                t_logit += t * <double>(row[j] - mx)
+                t_sum += t
+            row[j] = exp(row[j] - mx)
+            s += row[j]
+        loss += t_sum * log(s) - t_logit
+        for j in range(c):
+            row[j] = row[j] / s
+            t = onehot[i * c + j] if onehot != NULL else (1 if j == labels[i] else 0)
+            d[i * c + j] = (row[j] - t) * scale
+    return loss
+
+
+cdef void _column_sums(const floating *a, floating *sums, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(m):
+        sums[j] = 0
+    for i in range(n):
+        for j in range(m):
+            sums[j] = sums[j] + a[i * m + j]
+
+
+cdef struct Layer:
+    # the pointers of one Affine (+ activation) layer, taken while holding the GIL
+    void *W           # (k, m) weights
+    void *b           # (m,) bias
+    void *h           # (N, m) output
+    unsigned char *mask   # (N, m) ReLU mask, or NULL
+    void *d           # (N, m) gradient of the loss w.r.t. the output
+    void *dW          # (k, m)
+    void *db          # (m,)
+    Py_ssize_t k, m
+
+
+cdef Layer* _layers(list Ws, list bs, list hs, list masks, list ds, list dWs, list dbs) except NULL:
+    """Collect the layers' pointers and sizes (freed by the caller)."""
+    cdef Py_ssize_t i, L = len(Ws)
+    cdef Layer *layers = <Layer*>malloc(L * sizeof(Layer))
+    if layers == NULL:
+        raise MemoryError()
+    for i in range(L):
+        layers[i].W = _data(Ws[i])
+        layers[i].b = _data(bs[i])
+        layers[i].h = _data(hs[i])
+        layers[i].mask = NULL if masks is None or i == L - 1 or masks[i] is None \
+            else <unsigned char*>_data(masks[i])
+        layers[i].d = NULL if ds is None else _data(ds[i])
+        layers[i].dW = NULL if dWs is None else _data(dWs[i])
+        layers[i].db = NULL if dbs is None else _data(dbs[i])
+        layers[i].k = cnp.PyArray_DIMS(<cnp.ndarray>Ws[i])[0]
+        layers[i].m = _cols(Ws[i])
+    return layers
+
+
+cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
+                   int act) noexcept nogil:
+    """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated."""
+    cdef Py_ssize_t i
+    cdef const floating *a = x
+    for i in range(L):
+        gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
+             <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
+        if i < L - 1:
+            _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
+                             layers[i].mask, n, layers[i].m, act)
+        else:
+            _bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
+        a = <const floating*>layers[i].h
+
+
+cdef double _backward(const floating *x, const Py_ssize_t *labels, const floating *onehot,
+                      Layer *layers, Py_ssize_t L, Py_ssize_t n, int act,
+                      floating weight_decay, double *sum_sq_weights) noexcept nogil:
+    """Softmax-CE on the logits, then every layer's dW, db and the hidden gradients.
+
+    With weight decay, also sum_sq_weights = sum of W**2 over all layers (for the loss).
+    """
+    cdef Py_ssize_t i, j, k, m
+    cdef double loss
+    cdef floating *d
+    cdef floating *dW
+    cdef const floating *W
+    cdef const floating *a
+    loss = _softmax_ce(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels, onehot,
+                       n, layers[L - 1].m)
+    for i in range(L - 1, -1, -1):
+        k, m = layers[i].k, layers[i].m
+        d, W, dW = <floating*>layers[i].d, <const floating*>layers[i].W, <floating*>layers[i].dW
+        a = x if i == 0 else <const floating*>layers[i - 1].h
+        if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
+            for j in range(k * m):
+                dW[j] = weight_decay * W[j]
+                sum_sq_weights[0] += <double>W[j] * W[j]
+        gemm(True, False, k, m, n, 1, a, k, d, m, 1 if weight_decay != 0 else 0, dW, m)
+        _column_sums(d, <floating*>layers[i].db, n, m)
+        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]); the input's dx is never needed
+            gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
+            _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k, act)
+    return loss / n
+
+
+def mlp_predict(x, list Ws, list bs, list hs, int act):
+    """Forward pass: hs[i] = layer outputs for x (N rows); hs[-1] ends as the logits."""
+    cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    cdef Layer *layers = _layers(Ws, bs, hs, None, None, None, None)
+    cdef void *xp = _data(x)
+    try:
+        with nogil:
+            if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32:
+                _forward(<const float*>xp, layers, L, n, act)
+            else:
+                _forward(<const double*>xp, layers, L, n, act)
+    finally:
+        free(layers)
+
+
+def mlp_gradient(x, labels, onehot, list Ws, list bs, list hs, list masks, list ds,
+                 list dWs, list dbs, int act, double weight_decay):
+    """Forward, softmax-CE and backward of the whole network.
+
+    Returns (mean data loss, sum of W**2 over all layers when weight_decay != 0 else 0).
+
+    x (N, D); labels (N,) intp or None; onehot (N, C) or None; per layer i:
+    Ws[i] (K, M), bs[i] (M,), hs[i] (N, M) outputs (hs[-1] ends as softmax),
+    masks[i] (N, M) uint8 for hidden ReLU layers (else None), ds[i] (N, M)
+    output gradients (ds[-1] = (y - t) / N), dWs[i], dbs[i] the parameter
+    gradients (dW includes weight_decay * W).
+    """
+    cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    cdef Layer *layers = _layers(Ws, bs, hs, masks, ds, dWs, dbs)
+    cdef void *xp = _data(x)
+    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef void *tp = NULL if onehot is None else _data(onehot)
+    cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
+    cdef double loss, sum_sq = 0
+    try:
+        with nogil:
+            if single:
+                _forward(<const float*>xp, layers, L, n, act)
+                loss = _backward(<const float*>xp, lp, <const float*>tp, layers, L, n, act,
+                                 <float>weight_decay, &sum_sq)
+            else:
+                _forward(<const double*>xp, layers, L, n, act)
+                loss = _backward(<const double*>xp, lp, <const double*>tp, layers, L, n, act,
+                                 weight_decay, &sum_sq)
+    finally:
+        free(layers)
+    return loss, sum_sq
