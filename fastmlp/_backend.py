@@ -305,7 +305,11 @@ def mlp_predict(x, Ws, bs, hs, activation):
     mlp.mlp_predict(x, Ws, bs, hs, activation)
 
 
-def mlp_gradient(x, labels, onehot, Ws, bs, hs, masks, ds, dWs, dbs, activation, weight_decay):
-    """Forward, softmax-CE and backward of a whole network; (data loss, sum of W**2)."""
-    return mlp.mlp_gradient(x, labels, onehot, Ws, bs, hs, masks, ds, dWs, dbs, activation,
-                            weight_decay)
+def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
+                 activation, output, weight_decay):
+    """Forward, loss and backward of a whole network; (mean data loss, sum of W**2).
+
+    See ``fastmlp._kernels.mlp.mlp_gradient`` for the buffers' shapes.
+    """
+    return mlp.mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
+                            activation, output, weight_decay)

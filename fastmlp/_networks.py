@@ -12,7 +12,7 @@ attribute ``layers_module``, e.g.::
         layers_module = layers
 
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
-``backward``), ``Relu()``, ``Sigmoid()`` and ``SoftmaxWithLoss()`` with the
+``backward``), ``Relu()``, ``Sigmoid()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
 book's ``forward``/``backward`` methods.
 
 Differences from the book: a seeded ``numpy.random.Generator`` instead of
@@ -29,6 +29,7 @@ from fastmlp._validation import (
     check_dtype,
     check_positive_float,
     check_positive_int,
+    as_float,
     check_targets,
     check_x,
 )
@@ -36,6 +37,7 @@ from fastmlp._validation import (
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
+_LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
 _XAVIER = ("sigmoid", "xavier")
 
@@ -81,6 +83,10 @@ class MultiLayerNet:
         Dtype of the parameters and of every computation; inputs are converted.
     seed : None, int or numpy.random.Generator, keyword-only
         Seeds ``numpy.random.default_rng`` for the weight initialisation.
+    loss : {'cross_entropy', 'mse'}, keyword-only, default 'cross_entropy'
+        The last layer: ``SoftmaxWithLoss`` on class targets (the book's), or
+        ``MSELoss`` (identity output) on float targets of shape
+        ``(N, output_size)``, for regression.
 
     Attributes
     ----------
@@ -102,7 +108,8 @@ class MultiLayerNet:
     _activation_layer_name = "Activation_function"
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
-                 weight_init_std="relu", weight_decay_lambda=0, *, dtype=np.float64, seed=None):
+                 weight_init_std="relu", weight_decay_lambda=0, *, dtype=np.float64, seed=None,
+                 loss="cross_entropy"):
         input_size = check_positive_int(input_size, "input_size")
         if isinstance(hidden_size_list, (str, bytes)) or not hasattr(hidden_size_list, "__iter__"):
             raise TypeError(
@@ -115,6 +122,8 @@ class MultiLayerNet:
         weight_decay_lambda = check_positive_float(weight_decay_lambda, "weight_decay_lambda",
                                                    allow_zero=True)
         dtype = check_dtype(dtype)
+        if loss not in _LOSS_LAYERS:
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
         module = type(self).layers_module
         if module is None:
             raise TypeError(
@@ -130,7 +139,8 @@ class MultiLayerNet:
         self.dtype = dtype
         self.params = self._init_params(weight_init_std, np.random.default_rng(seed))
         self.layers = self._build_layers(module, _ACTIVATIONS[activation])
-        self.last_layer = module.SoftmaxWithLoss()
+        self.loss_name = loss
+        self.last_layer = getattr(module, _LOSS_LAYERS[loss])()
 
     # -- construction ------------------------------------------------------
 
@@ -174,8 +184,17 @@ class MultiLayerNet:
     def _check_xt(self, x, t):
         """Validated ``(x, t)`` for the loss: finite float ``x``; labels (intp) or one-hot ``t``."""
         x = self._check_x(x, finite=True)
-        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
-        return x, (labels if labels is not None else onehot)
+        return x, self._check_t(t, x.shape[0])
+
+    def _check_t(self, t, n_samples):
+        """Labels (intp) or one-hot rows for cross-entropy; finite (N, output_size) floats for mse."""
+        if self.loss_name == "mse":
+            t = as_float(t, "t", dtype=self.dtype, ndim=2, finite=True)
+            if t.shape != (n_samples, self.output_size):
+                raise ValueError(f"t must have shape {(n_samples, self.output_size)}, got {t.shape}")
+            return t
+        labels, onehot = check_targets(t, n_samples, self.output_size, self.dtype)
+        return labels if labels is not None else onehot
 
     # -- the book's methods --------------------------------------------------
 
@@ -235,6 +254,8 @@ class MultiLayerNet:
         -------
         float
         """
+        if self.loss_name != "cross_entropy":
+            raise TypeError("accuracy needs class targets: this network has loss='mse'")
         x = self._check_x(x, finite=False)
         labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
         if labels is None:

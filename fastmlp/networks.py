@@ -14,9 +14,10 @@ run ``gradient`` from two threads at once; ``predict`` is safe from many.
 import numpy as np
 
 from . import _backend, _networks, layers
-from ._validation import check_targets
+from ._validation import as_float, check_targets
 
 _ACTIVATION_CODES = {"relu": 0, "sigmoid": 1}
+_OUTPUT_CODES = {"cross_entropy": 0, "mse": 1}
 
 
 class _Workspace:
@@ -66,32 +67,63 @@ class _CompiledNet:
         return hs[-1]
 
     def accuracy(self, x, t):
+        if self.loss_name != "cross_entropy":
+            return super().accuracy(x, t)
         x = self._check_x(x, finite=False)
         labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
         if labels is None:
             labels = onehot.argmax(axis=1)
         return float(np.count_nonzero(self.predict(x).argmax(axis=1) == labels) / x.shape[0])
 
-    def gradient(self, x, t):
+    def gradient(self, x, t, sample_weight=None):
+        """Gradient of ``loss`` by backpropagation, the whole network in one compiled call.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size), finite
+        t : array_like, labels (N,) or one-hot (N, output_size); float
+            targets (N, output_size) when ``loss='mse'``
+        sample_weight : array_like, shape (N,), optional
+            Per-sample weights w: the loss becomes sum(w_i * loss_i) / N.
+
+        Returns
+        -------
+        dict
+            ``W1, b1, ...``: the step's gradient buffers (overwritten by the
+            next call). With weight decay ``W{i}`` includes ``lambda * W{i}``.
+        """
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = self._check_x(x, finite=False)
-        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        t = self._check_t(t, x.shape[0])
+        if sample_weight is not None:
+            sample_weight = as_float(sample_weight, "sample_weight", dtype=self.dtype, ndim=1,
+                                     finite=True)
+            if sample_weight.shape[0] != x.shape[0] or (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must hold {x.shape[0]} non-negative weights, "
+                                 f"got shape {sample_weight.shape}")
+            sample_weight = np.ascontiguousarray(sample_weight)
         weights = self._weights()
         if weights is None:
+            if sample_weight is not None:
+                raise ValueError("sample_weight needs the compiled path (numpy's BLAS was not "
+                                 "found or the parameters are not C-contiguous)")
             return super().gradient(x, t)
         x = np.ascontiguousarray(x)
+        labels = t if t.ndim == 1 else None
+        targets = None if t.ndim == 1 else np.ascontiguousarray(t)
         ws = self._workspace
         if ws is None or ws.n != x.shape[0]:
             ws = self._workspace = _Workspace(x.shape[0], self._sizes(), self.dtype,
                                               self.activation == "relu")
         masks = [None if m is None else m.view(np.uint8) for m in ws.masks]
-        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, *weights, ws.hs, masks, ws.ds,
-                                         ws.dWs, ws.dbs, _ACTIVATION_CODES[self.activation],
-                                         self.weight_decay_lambda)
+        loss, sum_sq = _backend.mlp_gradient(x, labels, targets, sample_weight, *weights, ws.hs,
+                                             masks, ws.ds, ws.dWs, ws.dbs,
+                                             _ACTIVATION_CODES[self.activation],
+                                             _OUTPUT_CODES[self.loss_name], self.weight_decay_lambda)
         if not np.isfinite(loss) and not np.isfinite(x).all():
             raise ValueError("x contains NaN or infinity")
-        self._record(x, labels if labels is not None else onehot, ws,
+        self._record(x, t, ws,
                      loss + 0.5 * self.weight_decay_lambda * sum_sq)
         grads = {}
         for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):

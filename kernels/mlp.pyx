@@ -26,6 +26,10 @@ cdef enum Activation:
     RELU = 0
     SIGMOID = 1
 
+cdef enum Output:
+    SOFTMAX_CE = 0    # softmax + cross-entropy on labels or one-hot rows
+    MSE = 1           # identity + 0.5 * squared error on float targets
+
 
 cdef inline void* _data(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
@@ -79,18 +83,21 @@ cdef void _activation_backward(floating *d, const floating *h, const unsigned ch
 
 
 cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
-                        const floating *onehot, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    """y = softmax(logits) in place, d = (y - t) / n; return the summed cross-entropy.
+                        const floating *onehot, const floating *weights,
+                        Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """y = softmax(logits) in place, d = w * (y - t) / n; return the summed cross-entropy.
 
-    The loss is the exact -sum(t * log_softmax(logits)), finite for any logits;
-    its gradient is exactly (y - t) / n.
+    The loss is the exact -sum(w * t * log_softmax(logits)), finite for any
+    logits; its gradient is exactly w * (y - t) / n (w = 1 without weights).
     """
     cdef Py_ssize_t i, j
-    cdef floating mx, t
-    cdef floating scale = 1.0 / n
+    cdef floating mx, t, scale
+    cdef double w
     cdef double s, t_logit, t_sum, loss = 0
     cdef floating *row
     for i in range(n):
+        w = 1 if weights == NULL else weights[i]
+        scale = w / n
         row = y + i * c
         mx = row[0]
         for j in range(1, c):
@@ -106,11 +113,27 @@ cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
                 t_sum += t
             row[j] = exp(row[j] - mx)
             s += row[j]
-        loss += t_sum * log(s) - t_logit
+        loss += w * (t_sum * log(s) - t_logit)
         for j in range(c):
             row[j] = row[j] / s
             t = onehot[i * c + j] if onehot != NULL else (1 if j == labels[i] else 0)
             d[i * c + j] = (row[j] - t) * scale
+    return loss
+
+
+cdef double _mse(const floating *y, floating *d, const floating *t, const floating *weights,
+                 Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """d = w * (y - t) / n for identity outputs; return the summed 0.5 * w * (y - t)^2."""
+    cdef Py_ssize_t i, j
+    cdef floating scale, diff
+    cdef double w, loss = 0
+    for i in range(n):
+        w = 1 if weights == NULL else weights[i]
+        scale = w / n
+        for j in range(c):
+            diff = y[i * c + j] - t[i * c + j]
+            d[i * c + j] = diff * scale
+            loss += 0.5 * w * diff * diff
     return loss
 
 
@@ -172,9 +195,9 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
 
 
 cdef double _backward(const floating *x, const Py_ssize_t *labels, const floating *onehot,
-                      Layer *layers, Py_ssize_t L, Py_ssize_t n, int act,
+                      const floating *weights, int output, Layer *layers, Py_ssize_t L, Py_ssize_t n, int act,
                       floating weight_decay, double *sum_sq_weights) noexcept nogil:
-    """Softmax-CE on the logits, then every layer's dW, db and the hidden gradients.
+    """The loss on the last layer's output, then every layer's dW, db and hidden gradients.
 
     With weight decay, also sum_sq_weights = sum of W**2 over all layers (for the loss).
     """
@@ -184,8 +207,12 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
     cdef floating *dW
     cdef const floating *W
     cdef const floating *a
-    loss = _softmax_ce(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels, onehot,
-                       n, layers[L - 1].m)
+    if output == SOFTMAX_CE:
+        loss = _softmax_ce(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels, onehot,
+                           weights, n, layers[L - 1].m)
+    else:
+        loss = _mse(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, onehot, weights,
+                    n, layers[L - 1].m)
     for i in range(L - 1, -1, -1):
         k, m = layers[i].k, layers[i].m
         d, W, dW = <floating*>layers[i].d, <const floating*>layers[i].W, <floating*>layers[i].dW
@@ -199,7 +226,7 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]); the input's dx is never needed
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
             _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k, act)
-    return loss / n
+    return loss
 
 
 def mlp_predict(x, list Ws, list bs, list hs, int act):
@@ -217,35 +244,39 @@ def mlp_predict(x, list Ws, list bs, list hs, int act):
         free(layers)
 
 
-def mlp_gradient(x, labels, onehot, list Ws, list bs, list hs, list masks, list ds,
-                 list dWs, list dbs, int act, double weight_decay):
-    """Forward, softmax-CE and backward of the whole network.
+def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, list masks,
+                 list ds, list dWs, list dbs, int act, int output, double weight_decay):
+    """Forward, loss and backward of the whole network.
 
     Returns (mean data loss, sum of W**2 over all layers when weight_decay != 0 else 0).
 
-    x (N, D); labels (N,) intp or None; onehot (N, C) or None; per layer i:
-    Ws[i] (K, M), bs[i] (M,), hs[i] (N, M) outputs (hs[-1] ends as softmax),
-    masks[i] (N, M) uint8 for hidden ReLU layers (else None), ds[i] (N, M)
-    output gradients (ds[-1] = (y - t) / N), dWs[i], dbs[i] the parameter
-    gradients (dW includes weight_decay * W).
+    x (N, D); labels (N,) intp, or None; targets (N, C) one-hot rows or
+    regression targets, or None; sample_weight (N,) or None (all 1); per
+    layer i: Ws[i] (K, M), bs[i] (M,), hs[i] (N, M) outputs (the last ends as
+    the softmax for output 0, the identity for output 1), masks[i] (N, M)
+    uint8 for hidden ReLU layers (else None), ds[i] (N, M) output gradients
+    (the last is w * (y - t) / N), dWs[i], dbs[i] the parameter gradients
+    (dW includes weight_decay * W). output: 0 softmax + cross-entropy,
+    1 identity + 0.5 * squared error.
     """
     cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
     cdef Layer *layers = _layers(Ws, bs, hs, masks, ds, dWs, dbs)
     cdef void *xp = _data(x)
     cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
-    cdef void *tp = NULL if onehot is None else _data(onehot)
+    cdef void *tp = NULL if targets is None else _data(targets)
+    cdef void *wp = NULL if sample_weight is None else _data(sample_weight)
     cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
     cdef double loss, sum_sq = 0
     try:
         with nogil:
             if single:
                 _forward(<const float*>xp, layers, L, n, act)
-                loss = _backward(<const float*>xp, lp, <const float*>tp, layers, L, n, act,
-                                 <float>weight_decay, &sum_sq)
+                loss = _backward(<const float*>xp, lp, <const float*>tp, <const float*>wp, output,
+                                 layers, L, n, act, <float>weight_decay, &sum_sq)
             else:
                 _forward(<const double*>xp, layers, L, n, act)
-                loss = _backward(<const double*>xp, lp, <const double*>tp, layers, L, n, act,
-                                 weight_decay, &sum_sq)
+                loss = _backward(<const double*>xp, lp, <const double*>tp, <const double*>wp,
+                                 output, layers, L, n, act, weight_decay, &sum_sq)
     finally:
         free(layers)
-    return loss, sum_sq
+    return loss / n, sum_sq

@@ -133,8 +133,10 @@ def assert_within(got, ref, bound, what=""):
     assert_same_meta(got, ref)
     g, r = np.asarray(got, np.float64), np.asarray(ref, np.float64)
     bound = np.broadcast_to(np.asarray(bound, np.float64), r.shape)
-    err = np.abs(g - r)
-    bad = ~(err <= bound)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(g - r)
+    same = (g == r) | (np.isnan(g) & np.isnan(r))  # equal infinities and NaN where NaN is due
+    bad = ~same & ~(err <= bound)
     if bad.any():
         i = np.unravel_index(np.argmax(np.where(bad, err - np.nan_to_num(bound), -np.inf)), r.shape)
         pytest.fail(f"{what}: {int(bad.sum())} of {r.size} outside the bound; at {i}: "
