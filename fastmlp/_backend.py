@@ -253,43 +253,21 @@ def add_forward(x, y):
 
 
 # ---------------------------------------------------------------- optimizer updates
-# ``param`` and the state arrays are updated in place: they must be C-contiguous
-# and writeable (the optimizers check); ``grad`` may be any layout.
 
-def _flat(a):
-    return a.reshape(-1)
+OPTIMIZER_RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
 
 
-def sgd_update(param, grad, lr):
-    g = contiguous(grad, param.dtype)
-    optim.sgd_update(_flat(param), _flat(g), lr, kernel_threads(param.size))
+def optimizer_update(rule, params, grads, state1, state2, lr, momentum=0.0, decay_rate=0.0,
+                     beta1=0.0, beta2=0.0, eps=0.0):
+    """One optimizer step over all parameters, in place (see ``_kernels.optim.update``).
 
-
-def momentum_update(param, grad, v, lr, momentum):
-    g = contiguous(grad, param.dtype)
-    optim.momentum_update(_flat(param), _flat(g), _flat(v), lr, momentum, kernel_threads(param.size))
-
-
-def nesterov_update(param, grad, v, lr, momentum):
-    g = contiguous(grad, param.dtype)
-    optim.nesterov_update(_flat(param), _flat(g), _flat(v), lr, momentum, kernel_threads(param.size))
-
-
-def adagrad_update(param, grad, h, lr, eps):
-    g = contiguous(grad, param.dtype)
-    optim.adagrad_update(_flat(param), _flat(g), _flat(h), lr, eps, kernel_threads(param.size))
-
-
-def rmsprop_update(param, grad, h, lr, decay_rate, eps):
-    g = contiguous(grad, param.dtype)
-    optim.rmsprop_update(_flat(param), _flat(g), _flat(h), lr, decay_rate, eps,
-                         kernel_threads(param.size))
-
-
-def adam_update(param, grad, m, v, lr_t, beta1, beta2, eps):
-    g = contiguous(grad, param.dtype)
-    optim.adam_update(_flat(param), _flat(g), _flat(m), _flat(v), lr_t, beta1, beta2, eps,
-                      kernel_threads(param.size))
+    ``params`` and the state lists hold C-contiguous, writeable arrays of one
+    dtype; each grad is made C-contiguous in that dtype here.
+    """
+    grads = [contiguous(g, p.dtype) for p, g in zip(params, grads)]
+    n_threads = kernel_threads(max(p.size for p in params))
+    optim.update(rule, params, grads, state1, state2, lr, momentum, decay_rate, beta1, beta2,
+                 eps, n_threads)
 
 
 def cross_entropy(y, labels):

@@ -15,7 +15,9 @@ EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 
 
 class Optimizer:
-    """Shared checks; subclasses implement ``_apply(key, param, grad)``."""
+    """Shared checks and the update loop; subclasses name their compiled ``rule``."""
+
+    rule = None
 
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
     state_names = ()
@@ -29,9 +31,14 @@ class Optimizer:
         if not hasattr(params, "keys") or not hasattr(grads, "keys"):
             raise TypeError("params and grads must be dicts of arrays")
         checked = {}
+        dtype = None
         for key, param in params.items():
             if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array")
+            if dtype is not None and param.dtype != dtype:
+                raise TypeError(f"params[{key!r}] is {param.dtype} but other parameters are "
+                                f"{dtype}: one optimizer updates parameters of one dtype")
+            dtype = param.dtype
             if not param.flags.writeable:
                 raise ValueError(f"params[{key!r}] is read-only; update() changes it in place")
             if key not in grads:
@@ -53,67 +60,67 @@ class Optimizer:
     def update(self, params, grads):
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
         grads = self._check(params, grads)
+        if not params:
+            return
         for name in self.state_names:
             if getattr(self, name) is None:
                 setattr(self, name, {k: np.zeros_like(p, order="C") for k, p in params.items()})
-        self._begin_step()
-        for key, param in params.items():
-            if param.flags.c_contiguous:
-                self._apply(key, param, grads[key])
-            else:  # update a contiguous copy, then write it back in place
-                work = np.ascontiguousarray(param)
-                self._apply(key, work, grads[key])
-                param[...] = work
+        keys = list(params)
+        # Parameters that are not C-contiguous are updated through a contiguous copy.
+        work = [p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in params.values()]
+        states = [[getattr(self, name)[k] for k in keys] for name in self.state_names]
+        _backend.optimizer_update(self.rule, work, [grads[k] for k in keys],
+                                  *(states + [None, None])[:2], **self._hyper())
+        for key, w in zip(keys, work):
+            if w is not params[key]:
+                params[key][...] = w
 
-    def _begin_step(self):
-        pass
-
-    def _apply(self, key, param, grad):
-        raise NotImplementedError
+    def _hyper(self):
+        """Keyword arguments of the compiled rule: lr and this rule's constants."""
+        return {"lr": self.lr}
 
 
 class SGD(Optimizer):
     """param -= lr * grad."""
+    rule = _backend.OPTIMIZER_RULES["sgd"]
 
     def __init__(self, lr=0.01):
         super().__init__(lr)
 
-    def _apply(self, key, param, grad):
-        _backend.sgd_update(param, grad, self.lr)
-
 
 class Momentum(Optimizer):
     """v = momentum * v - lr * grad; param += v."""
+    rule = _backend.OPTIMIZER_RULES["momentum"]
     state_names = ("v",)
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
         self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
 
-    def _apply(self, key, param, grad):
-        _backend.momentum_update(param, grad, self.v[key], self.lr, self.momentum)
+    def _hyper(self):
+        return {"lr": self.lr, "momentum": self.momentum}
 
 
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient in the book's form."""
-
-    def _apply(self, key, param, grad):
-        _backend.nesterov_update(param, grad, self.v[key], self.lr, self.momentum)
+    rule = _backend.OPTIMIZER_RULES["nesterov"]
 
 
 class AdaGrad(Optimizer):
     """h += grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
+    rule = _backend.OPTIMIZER_RULES["adagrad"]
     state_names = ("h",)
 
     def __init__(self, lr=0.01):
         super().__init__(lr)
 
-    def _apply(self, key, param, grad):
-        _backend.adagrad_update(param, grad, self.h[key], self.lr, EPS)
+    def _hyper(self):
+        return {"lr": self.lr, "eps": EPS}
 
 
 class RMSprop(Optimizer):
     """h = decay * h + (1 - decay) * grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
+    rule = _backend.OPTIMIZER_RULES["rmsprop"]
     state_names = ("h",)
 
     def __init__(self, lr=0.01, decay_rate=0.99):
@@ -122,12 +129,13 @@ class RMSprop(Optimizer):
         if self.decay_rate >= 1:
             raise ValueError(f"decay_rate must be < 1, got {decay_rate}")
 
-    def _apply(self, key, param, grad):
-        _backend.rmsprop_update(param, grad, self.h[key], self.lr, self.decay_rate, EPS)
+    def _hyper(self):
+        return {"lr": self.lr, "decay_rate": self.decay_rate, "eps": EPS}
 
 
 class Adam(Optimizer):
     """Adam in the book's form, with the bias correction folded into the step size."""
+    rule = _backend.OPTIMIZER_RULES["adam"]
     state_names = ("m", "v")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
@@ -138,16 +146,11 @@ class Adam(Optimizer):
             if beta >= 1:
                 raise ValueError(f"{name} must be < 1, got {beta}")
         self.iter = 0
-        self._lr_t = None
 
-    def _begin_step(self):
-        self.iter += 1
-        self._lr_t = (self.lr * np.sqrt(1.0 - self.beta2 ** self.iter)
-                      / (1.0 - self.beta1 ** self.iter))
-
-    def _apply(self, key, param, grad):
-        _backend.adam_update(param, grad, self.m[key], self.v[key], self._lr_t,
-                             self.beta1, self.beta2, EPS)
+    def _hyper(self):
+        self.iter += 1   # called once per update, after every check has passed
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        return {"lr": lr_t, "beta1": self.beta1, "beta2": self.beta2, "eps": EPS}
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,

@@ -1,150 +1,121 @@
-"""In-place optimizer updates over flat parameter arrays: one pass, no temporaries.
+"""In-place optimizer updates over all parameters at once: one pass each, no temporaries.
 
 Each rule follows the book's optimizer.py operation by operation, with the
 hyper-parameters rounded to the parameter dtype as numpy would, so a
-trajectory matches the book's to rounding. Hyper-parameter arithmetic that
-the book does in Python floats (e.g. (1 + momentum) * lr) is done by the
-caller in double and passed in.
+trajectory matches the book's to rounding. The arguments are lists of
+C-contiguous arrays of one float dtype, matched by position (params[i],
+grads[i], state[i] share a size); fastmlp/optimizers.py has checked that.
+One call per step keeps Python's per-array cost out of the hot loop.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+cimport numpy as cnp
 
 from _omp cimport CHUNK
 
+cnp.import_array()
 
-cdef inline void _sgd(floating *p, const floating *g, floating lr,
-                      Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+# The rules, by number; the Python side passes the number.
+cdef enum Rule:
+    SGD = 0
+    MOMENTUM = 1
+    NESTEROV = 2
+    ADAGRAD = 3
+    RMSPROP = 4
+    ADAM = 5
+
+
+cdef struct Hyper:
+    # hyper-parameters, already combined in double as the book's Python code does
+    double lr, momentum, momentum_sq, lr_step, decay, one_minus_decay
+    double one_minus_beta1, one_minus_beta2, eps
+
+
+cdef inline void _update(int rule, floating *p, const floating *g, floating *s1, floating *s2,
+                         Hyper *hp, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """One rule over elements [start, end) of one parameter (s1, s2: its state arrays)."""
     cdef Py_ssize_t i
-    for i in range(start, end):
-        p[i] -= lr * g[i]
+    cdef floating lr = hp.lr, mom = hp.momentum, mom_sq = hp.momentum_sq
+    cdef floating lr_step = hp.lr_step, decay = hp.decay, one_minus_decay = hp.one_minus_decay
+    cdef floating b1 = hp.one_minus_beta1, b2 = hp.one_minus_beta2, eps = hp.eps
+    if rule == SGD:                       # p -= lr * g
+        for i in range(start, end):
+            p[i] -= lr * g[i]
+    elif rule == MOMENTUM:                # v = momentum * v - lr * g; p += v
+        for i in range(start, end):
+            s1[i] = mom * s1[i] - lr * g[i]
+            p[i] += s1[i]
+    elif rule == NESTEROV:                # the book's form
+        for i in range(start, end):
+            s1[i] *= mom
+            s1[i] -= lr * g[i]
+            p[i] += mom_sq * s1[i]
+            p[i] -= lr_step * g[i]
+    elif rule == ADAGRAD:                 # h += g^2; p -= lr * g / (sqrt(h) + eps)
+        for i in range(start, end):
+            s1[i] += g[i] * g[i]
+            p[i] -= lr * g[i] / (<floating>sqrt(s1[i]) + eps)
+    elif rule == RMSPROP:                 # h = decay*h + (1-decay)*g^2; p -= lr*g/(sqrt(h)+eps)
+        for i in range(start, end):
+            s1[i] *= decay
+            s1[i] += one_minus_decay * g[i] * g[i]
+            p[i] -= lr * g[i] / (<floating>sqrt(s1[i]) + eps)
+    else:                                 # Adam with the bias-corrected rate lr (= lr_t)
+        for i in range(start, end):
+            s1[i] += b1 * (g[i] - s1[i])
+            s2[i] += b2 * (g[i] * g[i] - s2[i])
+            p[i] -= lr * s1[i] / (<floating>sqrt(s2[i]) + eps)
 
 
-cdef inline void _momentum(floating *p, const floating *g, floating *v, floating lr,
-                           floating momentum, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        v[i] = momentum * v[i] - lr * g[i]
-        p[i] += v[i]
+cdef inline void* _data(object a):
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef inline void _nesterov(floating *p, const floating *g, floating *v, floating lr,
-                           floating momentum, floating momentum_sq, floating lr_step,
-                           Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        v[i] *= momentum
-        v[i] -= lr * g[i]
-        p[i] += momentum_sq * v[i]
-        p[i] -= lr_step * g[i]
+cdef void _update_all(floating dummy, int rule, list params, list grads, list state1,
+                      list state2, Hyper *hp, int n_threads):
+    cdef Py_ssize_t k, n, c, n_chunks
+    cdef floating *p
+    cdef const floating *g
+    cdef floating *s1
+    cdef floating *s2
+    for k in range(len(params)):
+        p = <floating*>_data(params[k])
+        g = <const floating*>_data(grads[k])
+        s1 = <floating*>_data(state1[k]) if state1 is not None else NULL
+        s2 = <floating*>_data(state2[k]) if state2 is not None else NULL
+        n = cnp.PyArray_SIZE(<cnp.ndarray>params[k])
+        n_chunks = (n + CHUNK - 1) // CHUNK
+        if n_threads <= 1 or n_chunks == 1:
+            with nogil:
+                _update(rule, p, g, s1, s2, hp, 0, n)
+        else:
+            for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
+                _update(rule, p, g, s1, s2, hp, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
-cdef inline void _adagrad(floating *p, const floating *g, floating *h, floating lr,
-                          floating eps, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        h[i] += g[i] * g[i]
-        p[i] -= lr * g[i] / (<floating>sqrt(h[i]) + eps)
+def update(int rule, list params, list grads, list state1, list state2, double lr,
+           double momentum=0, double decay_rate=0, double beta1=0, double beta2=0,
+           double eps=0, int n_threads=1):
+    """Apply one rule (0 SGD, 1 Momentum, 2 Nesterov, 3 AdaGrad, 4 RMSprop, 5 Adam) in place.
 
-
-cdef inline void _rmsprop(floating *p, const floating *g, floating *h, floating lr,
-                          floating decay, floating one_minus_decay, floating eps,
-                          Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        h[i] *= decay
-        h[i] += one_minus_decay * g[i] * g[i]
-        p[i] -= lr * g[i] / (<floating>sqrt(h[i]) + eps)
-
-
-cdef inline void _adam(floating *p, const floating *g, floating *m, floating *v, floating lr_t,
-                       floating one_minus_beta1, floating one_minus_beta2, floating eps,
-                       Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        m[i] += one_minus_beta1 * (g[i] - m[i])
-        v[i] += one_minus_beta2 * (g[i] * g[i] - v[i])
-        p[i] -= lr_t * m[i] / (<floating>sqrt(v[i]) + eps)
-
-
-cdef inline Py_ssize_t _n_chunks(Py_ssize_t n) noexcept nogil:
-    return (n + CHUNK - 1) // CHUNK
-
-
-def sgd_update(floating[::1] param, const floating[::1] grad, double lr, int n_threads=1):
-    """param -= lr * grad."""
-    cdef Py_ssize_t n = param.shape[0], c
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _sgd(&param[0], &grad[0], <floating>lr, 0, n)
+    params[i] += rule(grads[i], state1[i], state2[i]); state1 is v (Momentum,
+    Nesterov), h (AdaGrad, RMSprop) or m (Adam); state2 is Adam's v. For
+    Adam, lr is the bias-corrected rate lr_t.
+    """
+    cdef Hyper hp
+    hp.lr = lr
+    hp.momentum = momentum
+    hp.momentum_sq = momentum * momentum
+    hp.lr_step = (1 + momentum) * lr
+    hp.decay = decay_rate
+    hp.one_minus_decay = 1 - decay_rate
+    hp.one_minus_beta1 = 1 - beta1
+    hp.one_minus_beta2 = 1 - beta2
+    hp.eps = eps
+    if not params:
         return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _sgd(&param[0], &grad[0], <floating>lr, c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-def momentum_update(floating[::1] param, const floating[::1] grad, floating[::1] v,
-                    double lr, double momentum, int n_threads=1):
-    """v = momentum * v - lr * grad; param += v."""
-    cdef Py_ssize_t n = param.shape[0], c
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _momentum(&param[0], &grad[0], &v[0], <floating>lr, <floating>momentum, 0, n)
-        return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _momentum(&param[0], &grad[0], &v[0], <floating>lr, <floating>momentum,
-                  c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-def nesterov_update(floating[::1] param, const floating[::1] grad, floating[::1] v,
-                    double lr, double momentum, int n_threads=1):
-    """The book's Nesterov: v = momentum*v - lr*g; p += momentum^2*v - (1+momentum)*lr*g."""
-    cdef Py_ssize_t n = param.shape[0], c
-    cdef floating mom = momentum, mom_sq = momentum * momentum, lr_step = (1 + momentum) * lr
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _nesterov(&param[0], &grad[0], &v[0], <floating>lr, mom, mom_sq, lr_step, 0, n)
-        return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _nesterov(&param[0], &grad[0], &v[0], <floating>lr, mom, mom_sq, lr_step,
-                  c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] h,
-                   double lr, double eps, int n_threads=1):
-    """h += g*g; param -= lr * g / (sqrt(h) + eps)."""
-    cdef Py_ssize_t n = param.shape[0], c
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _adagrad(&param[0], &grad[0], &h[0], <floating>lr, <floating>eps, 0, n)
-        return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _adagrad(&param[0], &grad[0], &h[0], <floating>lr, <floating>eps,
-                 c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] h,
-                   double lr, double decay_rate, double eps, int n_threads=1):
-    """h = decay*h + (1-decay)*g*g; param -= lr * g / (sqrt(h) + eps)."""
-    cdef Py_ssize_t n = param.shape[0], c
-    cdef floating decay = decay_rate, one_minus = 1 - decay_rate
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _rmsprop(&param[0], &grad[0], &h[0], <floating>lr, decay, one_minus, <floating>eps, 0, n)
-        return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _rmsprop(&param[0], &grad[0], &h[0], <floating>lr, decay, one_minus, <floating>eps,
-                 c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] m, floating[::1] v,
-                double lr_t, double beta1, double beta2, double eps, int n_threads=1):
-    """The book's Adam step with the bias-corrected rate lr_t computed by the caller."""
-    cdef Py_ssize_t n = param.shape[0], c
-    cdef floating b1 = 1 - beta1, b2 = 1 - beta2
-    if n_threads <= 1 or _n_chunks(n) == 1:
-        with nogil:
-            _adam(&param[0], &grad[0], &m[0], &v[0], <floating>lr_t, b1, b2, <floating>eps, 0, n)
-        return
-    for c in prange(_n_chunks(n), nogil=True, num_threads=n_threads, schedule="static"):
-        _adam(&param[0], &grad[0], &m[0], &v[0], <floating>lr_t, b1, b2, <floating>eps,
-              c * CHUNK, min(n, (c + 1) * CHUNK))
+    if cnp.PyArray_TYPE(<cnp.ndarray>params[0]) == cnp.NPY_FLOAT32:
+        _update_all[float](0, rule, params, grads, state1, state2, &hp, n_threads)
+    else:
+        _update_all[double](0, rule, params, grads, state1, state2, &hp, n_threads)
