@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_info
 from . import threads
 from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax_ce
 
-# Below this many elements an elementwise kernel runs serially: an OpenMP
-# hand-off next to numpy's spinning BLAS threads costs more than it wins.
+# Below this many elements an elementwise kernel runs serially: handing a
+# short loop to a thread team costs more than it wins.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
 # (Fortran sgemm, dgemm, ILP64) symbol names, in the order they are tried.
@@ -74,20 +74,41 @@ def _connect_blas():
 _BLAS_PATH, USE_BLAS = _connect_blas()
 
 
+def _blas_threading_layer():
+    """numpy's BLAS threading layer as threadpoolctl reports it ('openmp', 'pthreads', ...)."""
+    for info in threadpool_info():
+        if info["filepath"] == _BLAS_PATH:
+            return info.get("threading_layer", "unknown")
+    return "unknown"
+
+
+# OpenMP kernels are safe next to numpy's BLAS only when that BLAS runs on
+# OpenMP too (one pool). With a pthreads BLAS (numpy's own wheels), a GEMM
+# followed by an OpenMP loop leaves two sets of spinning threads fighting for
+# the cores: measured here up to 60x slower. The elementwise kernels then run
+# serially (they cost 0-15% of a step beside the GEMMs) and the BLAS keeps
+# every core for the products.
+OPENMP_SHARES_BLAS_POOL = _blas_threading_layer() == "openmp"
+
+
 def numpy_blas_path():
     """File of the BLAS library numpy uses (where fastmlp's GEMMs run), or None."""
     return _BLAS_PATH
 
 
 def kernel_threads(n_elements):
-    """Threads for an elementwise kernel over ``n_elements`` items."""
-    n = threads.get_num_threads()
-    return n if n > 1 and n_elements >= PARALLEL_MIN_ELEMENTS else 1
+    """Threads for an elementwise kernel over ``n_elements`` items (1 unless it is safe and pays)."""
+    if not OPENMP_SHARES_BLAS_POOL or n_elements < PARALLEL_MIN_ELEMENTS:
+        return 1
+    return threads.get_num_threads()
 
 
 def contiguous(a, dtype):
-    """``a`` as a C-contiguous, native-endian array of ``dtype`` (no copy if it already is)."""
-    return np.ascontiguousarray(a, dtype=dtype)
+    """``a`` as a C-contiguous, native-endian array of ``dtype`` (no copy if it already is).
+
+    Keeps 0-d arrays 0-d (``np.ascontiguousarray`` would make them 1-d).
+    """
+    return np.asarray(a, dtype=dtype, order="C")
 
 
 def _out(out, shape, dtype):

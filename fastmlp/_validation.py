@@ -23,8 +23,14 @@ def check_dtype(dtype, name="dtype"):
 
 
 def result_dtype(arr):
-    """The float dtype a computation on ``arr`` runs in: float32 stays, all else float64."""
-    return np.float32 if arr.dtype == np.float32 else np.float64
+    """The float dtype a computation on ``arr`` runs in: float32 (either byte order) stays,
+    all else float64."""
+    return np.float32 if (arr.dtype.kind == "f" and arr.dtype.itemsize == 4) else np.float64
+
+
+def pair_dtype(x, y):
+    """float32 when both operands are float32, float64 otherwise."""
+    return np.float32 if result_dtype(x) == result_dtype(y) == np.float32 else np.float64
 
 
 def as_array(x, name):
@@ -95,7 +101,7 @@ def check_targets(t, n_samples, n_classes, dtype, name="t"):
             raise ValueError(
                 f"{name} labels must lie in [0, {n_classes}), got range "
                 f"[{arr.min()}, {arr.max()}]")
-        return arr.astype(np.intp, copy=False), None
+        return arr.astype(np.intp), None  # a copy: layers keep it past the call
     if arr.ndim == 2:
         if arr.shape[0] != n_samples:
             raise ValueError(f"{name} has {arr.shape[0]} rows but x has {n_samples} rows")

@@ -6,7 +6,7 @@ No function modifies its arguments.
 import numpy as np
 
 from . import _backend
-from ._validation import as_float, check_same_shape, check_targets
+from ._validation import as_array, as_float, check_same_shape, check_targets
 
 
 def sigmoid(x):
@@ -38,8 +38,11 @@ def cross_entropy_error(y, t):
     y = as_float(y, "y")
     if y.ndim == 1:
         y = y.reshape(1, -1)
-        t_arr = np.asarray(t)
-        t = t_arr.reshape(1, -1) if t_arr.size == y.size else t_arr.reshape(1)
+        t = as_array(t, "t")
+        if t.size not in (1, y.size):
+            raise ValueError(f"t must be one label or one one-hot row of width {y.size} for a "
+                             f"1-D y, got shape {t.shape}")
+        t = t.reshape(1, -1) if t.size == y.size else t.reshape(1)
     if y.ndim != 2:
         raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
     labels, onehot = check_targets(t, y.shape[0], y.shape[1], y.dtype, "t")

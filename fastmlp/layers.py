@@ -13,7 +13,8 @@ import numbers
 import numpy as np
 
 from . import _backend
-from ._validation import as_float, check_called, check_same_shape, check_targets
+from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
+                          pair_dtype)
 
 
 def _check_dout(dout, shape, dtype):
@@ -34,62 +35,61 @@ def _check_scalar_dout(dout):
     return dout
 
 
-def _is_scalar(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_, np.ndarray))
+def _pair(x, y):
+    """x and y as arrays of one float dtype and the same shape (errors name them)."""
+    x, y = as_array(x, "x"), as_array(y, "y")
+    dtype = pair_dtype(x, y)
+    x, y = as_float(x, "x", dtype=dtype), as_float(y, "y", dtype=dtype)
+    check_same_shape(x, y, "x", "y")
+    return x, y
+
+
+def _result(out):
+    """A 0-d result as a numpy scalar (what ``x * y`` gives numpy scalars), else the array."""
+    return out[()] if out.ndim == 0 else out
 
 
 class MulLayer:
-    """out = x * y; backward gives (dout * y, dout * x). Python scalars stay scalars."""
+    """out = x * y for x, y of one shape (scalars too); backward gives (dout * y, dout * x)."""
 
     def __init__(self):
         self.x = None
         self.y = None
 
     def forward(self, x, y):
-        if _is_scalar(x) and _is_scalar(y):
-            self.x, self.y = x, y
-            return x * y
-        x_arr, y_arr = as_float(x, "x"), as_float(y, "y")
-        dtype = np.result_type(x_arr, y_arr)
-        x_arr, y_arr = x_arr.astype(dtype, copy=False), y_arr.astype(dtype, copy=False)
-        out = (_backend.mul_forward(x_arr, y_arr) if x_arr.shape == y_arr.shape
-               else np.multiply(x_arr, y_arr))  # broadcasting, as the book's x * y
-        self.x, self.y = x_arr, y_arr
-        return out
+        x, y = _pair(x, y)
+        out = _backend.mul_forward(x, y)
+        self.x, self.y = x, y
+        return _result(out)
 
     def backward(self, dout):
         check_called(self.x, "MulLayer")
-        if _is_scalar(self.x) and _is_scalar(dout):
-            return dout * self.y, dout * self.x
-        dtype = np.result_type(np.asarray(self.x), np.asarray(self.y))
-        dout = as_float(dout, "dout", dtype=dtype)
-        x, y = np.asarray(self.x, dtype), np.asarray(self.y, dtype)
-        if x.shape == y.shape == dout.shape:
-            return _backend.mul_backward(dout, x, y)
-        return dout * y, dout * x
+        dout = _check_dout(dout, self.x.shape, self.x.dtype)
+        dx, dy = _backend.mul_backward(dout, self.x, self.y)
+        return _result(dx), _result(dy)
 
 
 class AddLayer:
-    """out = x + y; backward passes dout to both (as new arrays)."""
+    """out = x + y for x, y of one shape; backward passes dout to both (as new arrays).
+
+    ``shape`` and ``dtype`` record the last forward output, so backward can
+    check ``dout``.
+    """
 
     def __init__(self):
-        pass
+        self.shape = None
+        self.dtype = None
 
     def forward(self, x, y):
-        if _is_scalar(x) and _is_scalar(y):
-            return x + y
-        x_arr, y_arr = as_float(x, "x"), as_float(y, "y")
-        dtype = np.result_type(x_arr, y_arr)
-        x_arr, y_arr = x_arr.astype(dtype, copy=False), y_arr.astype(dtype, copy=False)
-        if x_arr.shape == y_arr.shape:
-            return _backend.add_forward(x_arr, y_arr)
-        return np.add(x_arr, y_arr)
+        x, y = _pair(x, y)
+        out = _backend.add_forward(x, y)
+        self.shape, self.dtype = x.shape, x.dtype.type
+        return _result(out)
 
     def backward(self, dout):
-        if _is_scalar(dout):
-            return dout * 1, dout * 1
-        dout = as_float(dout, "dout")
-        return dout.copy(), dout.copy()
+        check_called(self.shape, "AddLayer")
+        dout = _check_dout(dout, self.shape, self.dtype)
+        return _result(dout.copy()), _result(dout.copy())
 
 
 class Relu:
@@ -97,15 +97,17 @@ class Relu:
 
     def __init__(self):
         self.mask = None
+        self._dtype = None
 
     def forward(self, x):
         x = as_float(x, "x")
         out, self.mask = _backend.relu_forward(x)
+        self._dtype = x.dtype
         return out
 
     def backward(self, dout):
         check_called(self.mask, "Relu")
-        dout = _check_dout(dout, self.mask.shape, None)
+        dout = _check_dout(dout, self.mask.shape, self._dtype)
         return _backend.relu_backward(dout, self.mask)
 
 
@@ -135,16 +137,21 @@ class Affine:
     """
 
     def __init__(self, W, b):
-        W = as_float(W, "W", ndim=2)
-        b = as_float(b, "b", dtype=W.dtype, ndim=1)
-        if b.shape[0] != W.shape[1]:
-            raise ValueError(f"b must have length {W.shape[1]} (W's columns), got {b.shape[0]}")
-        self.W = W
-        self.b = b
+        self.W, self.b = self._checked_params(W, b)
         self.x = None
         self.original_x_shape = None
         self.dW = None
         self.db = None
+
+    @staticmethod
+    def _checked_params(W, b):
+        """W (K, M) and b (M,) of one float dtype; checked at every call, since
+        both are public attributes that a caller may replace."""
+        W = as_float(W, "W", ndim=2)
+        b = as_float(b, "b", dtype=W.dtype, ndim=1)
+        if b.shape[0] != W.shape[1]:
+            raise ValueError(f"b must have length {W.shape[1]} (W's columns), got {b.shape[0]}")
+        return W, b
 
     def _check_x(self, x):
         x = as_float(x, "x", dtype=self.W.dtype, min_ndim=2)
@@ -155,15 +162,20 @@ class Affine:
         return x, x2
 
     def forward(self, x):
+        W, b = self._checked_params(self.W, self.b)
         x, x2 = self._check_x(x)
-        out = _backend.affine_forward(x2, self.W, self.b)
+        out = _backend.affine_forward(x2, W, b)
         self.original_x_shape, self.x = x.shape, x2
         return out
 
     def backward(self, dout):
         check_called(self.x, "Affine")
-        dout = _check_dout(dout, (self.x.shape[0], self.W.shape[1]), self.W.dtype)
-        dx, self.dW, self.db = _backend.affine_backward(dout, self.x, self.W)
+        W, _ = self._checked_params(self.W, self.b)
+        if W.shape[0] != self.x.shape[1] or W.dtype != self.x.dtype:
+            raise ValueError(f"W changed since forward: it is {W.shape} {W.dtype}, forward's x "
+                             f"was {self.x.shape} {self.x.dtype}")
+        dout = _check_dout(dout, (self.x.shape[0], W.shape[1]), W.dtype)
+        dx, self.dW, self.db = _backend.affine_backward(dout, self.x, W)
         return dx.reshape(self.original_x_shape)
 
 

@@ -48,9 +48,13 @@ class _CompiledNet:
             return None
         affines = self._affines()
         Ws, bs = [a.W for a in affines], [a.b for a in affines]
-        for a in Ws + bs:
+        sizes = self._sizes()
+        shapes = [(k, m) for k, m in zip(sizes[:-1], sizes[1:])] + [(m,) for m in sizes[1:]]
+        for a, shape in zip(Ws + bs, shapes):
             if not (isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous):
                 return None
+            if a.shape != shape:   # the kernel trusts these shapes: never let a wrong one through
+                raise ValueError(f"a layer's parameter has shape {a.shape}, expected {shape}")
         return Ws, bs
 
     def _sizes(self):

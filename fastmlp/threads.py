@@ -40,8 +40,13 @@ def set_num_threads(n):
     fastmlp multiplies matrices with the BLAS numpy itself is linked against,
     so this also sets the thread count of numpy's own BLAS pool: numpy's
     ``@`` in the same process runs with ``n`` threads afterwards too. Pass
-    ``None`` to return fastmlp's kernels to the default. Results do not
-    depend on ``n``: every reduction has a fixed order.
+    ``None`` to return fastmlp's kernels to the default.
+
+    fastmlp's own kernels give the same bits for any ``n``: every reduction
+    (bias gradients, losses) has a fixed order. The matrix products are
+    numpy's BLAS, whose last bits may change with its thread count (OpenBLAS
+    splits some products differently on 1 and 2 threads); at a fixed count,
+    repeated runs are bitwise identical.
     """
     global _requested, _warned_no_openmp
     if n is None:

@@ -24,8 +24,9 @@ import sys
 
 import numpy as np
 
+from . import _networks
 from . import optimizers as _optimizers
-from ._validation import as_float, check_positive_float, check_positive_int, check_targets
+from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets
 
 __all__ = ["Trainer", "DivergenceError"]
 
@@ -70,6 +71,9 @@ def _network_dtype(network):
 
 
 def _check_network(network):
+    if getattr(network, "loss_name", "cross_entropy") != "cross_entropy":
+        raise TypeError(f"network has loss={network.loss_name!r}; the Trainer measures accuracy "
+                        "and needs a classifier (loss='cross_entropy')")
     params = getattr(network, "params", None)
     if not hasattr(params, "items") or not params:
         raise TypeError("network must have a non-empty dict of arrays 'params' "
@@ -200,6 +204,7 @@ class Trainer:
         self.current_iter = 0
         self.current_epoch = 0
         self.final_test_acc = None
+        self._full_test_acc_at = None  # current_iter of the last whole-test-set evaluation
 
         self.train_loss_list = []
         self.train_acc_list = []
@@ -219,14 +224,15 @@ class Trainer:
     @staticmethod
     def _check_data(network, x, t, dtype, x_name, t_name):
         """``x`` as a C-contiguous finite array of the network's dtype; ``t`` as labels or one-hot."""
+        x = as_array(x, x_name)  # rejects complex, object and non-arrays before converting
+        x = np.asarray(x, dtype=dtype, order="C")  # at most one copy
         x = as_float(x, x_name, dtype=dtype, ndim=2, finite=True)
-        x = np.ascontiguousarray(x)
         input_size = getattr(network, "input_size", None)
         if input_size is not None and x.shape[1] != input_size:
             raise ValueError(f"{x_name} has {x.shape[1]} features per sample but the network has "
                              f"input_size={input_size}")
         n_classes = getattr(network, "output_size", None)
-        if n_classes is None:  # a network of our own making without output_size: ask it
+        if n_classes is None:  # a book-style network without output_size: ask it
             n_classes = np.shape(network.predict(x[:1]))[1]
         labels, onehot = check_targets(t, x.shape[0], n_classes, dtype, name=t_name)
         t = np.ascontiguousarray(labels if labels is not None else onehot)
@@ -275,23 +281,21 @@ class Trainer:
         np.take(self.t_train, idx, axis=0, out=self._t_batch, mode="clip")
         return self._x_batch, self._t_batch
 
-    def _batch_loss(self, x, t):
-        """The loss of the forward pass ``gradient`` just ran (a fresh forward pass if unknown)."""
+    def _gradient_and_loss(self, x, t):
+        """``network.gradient(x, t)`` and the loss of that same forward pass (weight decay included)."""
         network = self.network
-        last = getattr(network, "last_layer", None) or getattr(network, "lastLayer", None)
-        loss = getattr(last, "loss", None)
-        if not isinstance(loss, numbers.Real):
-            return float(network.loss(x, t))
-        loss = float(loss)
-        lam = getattr(network, "weight_decay_lambda", 0)
-        if lam:
-            total = 0.0
-            for key, w in network.params.items():
-                if key[:1] == "W" and key[1:].isdigit():
-                    flat = w.reshape(-1)
-                    total += float(np.dot(flat, flat))
-            loss += 0.5 * lam * total
-        return loss
+        if not isinstance(network, _networks.MultiLayerNet):
+            # a network of the user's own: ask it (one more forward pass, before the update)
+            grads = network.gradient(x, t)
+            return grads, float(network.loss(x, t))
+        # fastmlp's networks: the compiled pass leaves its total loss in ``last_loss``; the
+        # layer-by-layer pass leaves the data loss in the loss layer, as the book's does
+        network.last_loss = None
+        grads = network.gradient(x, t)
+        loss = network.last_loss
+        if loss is None:
+            loss = network.last_layer.loss + network._weight_decay()
+        return grads, float(loss)
 
     def train_step(self):
         """Run one step: next mini-batch, gradient, update; at an epoch's end, evaluate.
@@ -314,8 +318,7 @@ class Trainer:
             if not math.isfinite(loss):
                 self._diverged(loss)
         else:
-            grads = self.network.gradient(x, t)
-            loss = self._batch_loss(x, t)
+            grads, loss = self._gradient_and_loss(x, t)
             if not math.isfinite(loss):
                 self._diverged(loss)
             self.optimizer.update(self.network.params, grads)
@@ -352,6 +355,7 @@ class Trainer:
         if k is None:
             train_acc = self._accuracy(self.x_train, self.t_train)
             test_acc = self._accuracy(self.x_test, self.t_test)
+            self._full_test_acc_at = self.current_iter
         else:
             train_acc = self._accuracy(self.x_train[:k], self.t_train[:k])
             test_acc = self._accuracy(self.x_test[:k], self.t_test[:k])
@@ -361,8 +365,8 @@ class Trainer:
             self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
                                   refresh=False)
         if self.verbose:
-            self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc}, "
-                        f"test acc:{test_acc} ===")
+            self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc:.4f}, "
+                        f"test acc:{test_acc:.4f} ===")
         if self.lr_decay is not None:
             self.optimizer.lr *= self.lr_decay
 
@@ -385,7 +389,7 @@ class Trainer:
         float
             The accuracy on the whole test set, also kept as ``final_test_acc``.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         remaining = self.max_iter - self.current_iter
         # disable=None: tqdm shows the bar only when stderr is a terminal
@@ -399,14 +403,12 @@ class Trainer:
             self._bar.close()
             self._bar = None
 
-        epoch_just_ended = (self.test_acc_list and self.current_epoch
-                            and self.current_iter == int(self.current_epoch * self.iter_per_epoch))
-        if self.evaluate_sample_num_per_epoch is None and epoch_just_ended:
+        if self._full_test_acc_at == self.current_iter:  # the last epoch just measured it
             test_acc = self.test_acc_list[-1]
         else:
             test_acc = self._accuracy(self.x_test, self.t_test)
         self.final_test_acc = test_acc
         if self.verbose:
             print("=============== Final Test Accuracy ===============")
-            print(f"test acc:{test_acc}")
+            print(f"test acc:{test_acc:.4f}")
         return test_acc

@@ -1,0 +1,1124 @@
+"""scikit-learn estimators on fastmlp's compiled networks: ``MLPClassifier``, ``MLPRegressor``.
+
+Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` /
+``MLPRegressor`` with the stochastic solvers: the same parameter names and
+meanings where they coincide, the same objective (mean log-loss or half
+squared error, plus ``0.5 * alpha * sum(W**2) / batch_weight``), the same
+Glorot-uniform initialisation, the same stopping rules (``tol`` /
+``n_iter_no_change``, early stopping on a validation score) and warnings.
+Each training step is one compiled forward/backward pass
+(``MultiLayerNet.gradient``) and one compiled optimizer update.
+
+What they add over sklearn's MLP:
+
+- ``fit(X, y, X_val=None, y_val=None, sample_weight=None)``: your own
+  validation set (for ``early_stopping`` or just to monitor);
+  ``validation_loss_curve_`` beside ``loss_curve_``;
+- ``partial_fit`` keeps the optimizer state (Adam moments, velocities)
+  between calls, takes ``sample_weight``, and works with ``early_stopping``;
+- ``warm_start=True``: each ``fit`` runs at most ``max_iter`` more epochs,
+  continuing from the parameters *and* the optimizer state;
+- ``callbacks``: per-epoch hooks ``cb(estimator, epoch, logs)`` that may
+  stop training; a progress bar when ``verbose``;
+- ``dtype``: float32 input trains and predicts in float32;
+- solvers 'momentum', 'nesterov', 'adagrad', 'rmsprop' (fastmlp's book
+  optimizers) beside 'sgd' and 'adam'.
+
+Differences from sklearn's MLP, all deliberate:
+
+- solver 'lbfgs' and activations 'tanh'/'identity' are not available;
+  sparse input is not accepted (``ValueError``/``TypeError`` say so);
+- binary classification uses a two-unit softmax output (sklearn: one
+  logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
+  family is the same; multilabel targets are not supported;
+- random numbers come from ``numpy.random.default_rng(random_state)``: the
+  same seed gives a different (but reproducible) run than sklearn's;
+- ``best_loss_`` is the lowest training loss also when ``early_stopping``
+  (sklearn sets it to None);
+- samples with zero weight are dropped before training (they contribute
+  nothing to the objective; this keeps "zero weight == removed sample"
+  exact);
+- ``n_iter_`` counts the epochs of the last ``fit`` call (as sklearn >= 1.3);
+  ``loss_curve_`` and ``t_`` keep growing across warm starts and
+  ``partial_fit`` calls.
+
+scikit-learn (>= 1.6) is an optional dependency: ``import fastmlp`` works
+without it; creating an estimator then raises ``ImportError`` saying
+``pip install fastmlp[sklearn]``.
+"""
+import math
+import numbers
+import sys
+import warnings
+
+import numpy as np
+
+from . import optimizers as _optim
+from ._validation import check_dtype
+from .networks import MultiLayerNet
+from .trainer import DivergenceError
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_MIN_SKLEARN = (1, 6)
+_INSTALL_HINT = ("fastmlp's MLPClassifier and MLPRegressor need scikit-learn >= 1.6: "
+                 "pip install fastmlp[sklearn]  (or: pip install 'scikit-learn>=1.6')")
+
+
+def _sklearn_version():
+    import sklearn
+    parts = []
+    for piece in sklearn.__version__.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+try:  # only the base classes at import time; everything else is imported where used
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    if _sklearn_version() < _MIN_SKLEARN:
+        raise ImportError(f"scikit-learn {_sklearn_version()} is too old")
+    _SKLEARN_ERROR = None
+except ImportError as _exc:  # scikit-learn missing or too old: the classes exist but refuse to build
+    _SKLEARN_ERROR = _exc
+
+    class BaseEstimator:
+        """Stand-in used when scikit-learn is not installed."""
+
+        def __new__(cls, *args, **kwargs):
+            raise ImportError(_INSTALL_HINT) from _SKLEARN_ERROR
+
+    class ClassifierMixin:
+        pass
+
+    class RegressorMixin:
+        pass
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+class _Adam(_optim.Adam):
+    """fastmlp's compiled Adam with sklearn's ``epsilon`` instead of the book's fixed 1e-7.
+
+    The update is sklearn's (and Kingma & Ba's, with the bias correction folded
+    into the step size): m += (1-b1)(g-m); v += (1-b2)(g^2-v);
+    p -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon).
+    """
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
+        super().__init__(lr, beta1, beta2)
+        self.epsilon = float(epsilon)
+
+    def _hyper(self):
+        hyper = super()._hyper()
+        hyper["eps"] = self.epsilon
+        return hyper
+
+
+class _SGDNesterov(_optim.Momentum):
+    """sklearn's (Bengio et al.'s) Nesterov momentum, on the compiled kernels.
+
+    v = momentum*v - lr*g;  p += momentum*v - lr*g.  (The book's ``Nesterov``
+    adds momentum**2 * v - (1 + momentum)*lr*g with the *new* v, a different
+    rule; it stays available as ``solver='nesterov'``.) Done as the momentum
+    update (p += v) followed by p -= (1 - momentum)*v and p -= lr*g.
+    """
+
+    def update(self, params, grads):
+        super().update(params, grads)  # checks everything, then v = m*v - lr*g; p += v
+        from . import _backend
+        keys = list(params)
+        plist = [params[k] for k in keys]
+        if all(p.flags.c_contiguous for p in plist):
+            if self.momentum != 1.0:
+                _backend.optimizer_update(_backend.OPTIMIZER_RULES["sgd"], plist,
+                                          [self.v[k] for k in keys], None, None,
+                                          lr=1.0 - self.momentum)
+            _backend.optimizer_update(_backend.OPTIMIZER_RULES["sgd"], plist,
+                                      [grads[k] for k in keys], None, None, lr=self.lr)
+        else:  # pragma: no cover - the estimator's parameters are always C-contiguous
+            for k in keys:
+                params[k] -= (1.0 - self.momentum) * self.v[k] + self.lr * np.asarray(grads[k])
+
+
+_SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
+_ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid"}
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_real(value, name, low, high=math.inf, low_open=False, high_open=False):
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    bad_high = value >= high if high_open else value > high
+    if math.isnan(value) or bad_low or bad_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
+    return value
+
+
+def _make_rng(random_state):
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
+    if random_state is None or _is_int(random_state):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    raise ValueError(f"random_state must be None, an int, a numpy Generator or RandomState, "
+                     f"got {random_state!r}")
+
+
+def _as_weights(sample_weight, n_samples, dtype):
+    """Validated non-negative finite float weights of shape (n_samples,), not all zero."""
+    sw = np.asarray(sample_weight)
+    if sw.ndim == 0:
+        sw = np.full(n_samples, sw)
+    if sw.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be real numbers, got dtype {sw.dtype}")
+    if sw.ndim != 1 or sw.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {sw.shape}")
+    sw = sw.astype(dtype)  # always a copy: the caller's array is never touched
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (sw < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if not sw.any():
+        raise ValueError("Sample weights must contain at least one non-zero number "
+                         "(all sample_weight are zero)")
+    return sw
+
+
+def _log_softmax(z):
+    """Row-wise log-softmax in float64 (no overflow, no log(0))."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+class _Data:
+    """One training or validation set, converted once: X (C-contiguous, model dtype), targets, weights."""
+
+    def __init__(self, X, y, weights):
+        self.X, self.y, self.w = X, y, weights
+        self.n = X.shape[0]
+
+
+# ----------------------------------------------------------------------------- the estimators
+
+class _BaseMLP(BaseEstimator):
+    """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
+
+    _loss_name = None        # 'cross_entropy' | 'mse'
+    _score_name = None       # 'accuracy' | 'r2'
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
+                 callbacks=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+        self.callbacks = callbacks
+
+    # -- parameters ------------------------------------------------------------
+
+    def _checked_params(self):
+        """Every hyper-parameter validated (ValueError/TypeError naming it), before any state changes."""
+        hidden = self.hidden_layer_sizes
+        if _is_int(hidden):
+            hidden = [hidden]
+        elif isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden!r}")
+        hidden = list(hidden)
+        for h in hidden:
+            if not _is_int(h):
+                raise TypeError(f"hidden_layer_sizes must hold ints, got {h!r}")
+            if h <= 0:
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {list(hidden)}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be 'relu' or 'logistic' (fastmlp has no 'tanh' or "
+                             f"'identity' hidden layers), got {self.activation!r}")
+        if self.solver not in _SOLVERS:
+            hint = " ('lbfgs' is not available in fastmlp)" if self.solver == "lbfgs" else ""
+            raise ValueError(f"solver must be one of {list(_SOLVERS)}{hint}, got {self.solver!r}")
+        if self.learning_rate not in _LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
+                             f"got {self.learning_rate!r}")
+        batch_size = self.batch_size
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            if not _is_int(batch_size):
+                raise TypeError(f"batch_size must be 'auto' or an int, got {batch_size!r}")
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not _is_int(self.max_iter):
+            raise TypeError(f"max_iter must be an int, got {self.max_iter!r}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        n_iter_no_change = self.n_iter_no_change
+        if not (_is_int(n_iter_no_change) or n_iter_no_change == np.inf):
+            raise TypeError(f"n_iter_no_change must be an int or np.inf, got {n_iter_no_change!r}")
+        if n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be >= 1, got {n_iter_no_change}")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not (isinstance(self.verbose, (bool, np.bool_)) or _is_int(self.verbose)):
+            raise TypeError(f"verbose must be a bool or an int, got {self.verbose!r}")
+        callbacks = self.callbacks
+        if callbacks is None:
+            callbacks = []
+        elif callable(callbacks):
+            callbacks = [callbacks]
+        else:
+            if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+                raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}")
+            callbacks = list(callbacks)
+            for cb in callbacks:
+                if not callable(cb):
+                    raise TypeError(f"callbacks must be callables cb(estimator, epoch, logs), "
+                                    f"got {cb!r}")
+        return {
+            "hidden": hidden,
+            "activation": _ACTIVATIONS[self.activation],
+            "alpha": _check_real(self.alpha, "alpha", 0.0),
+            "batch_size": batch_size,
+            "lr": _check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
+            "power_t": _check_real(self.power_t, "power_t", 0.0),
+            "tol": _check_real(self.tol, "tol", 0.0),
+            "momentum": _check_real(self.momentum, "momentum", 0.0, 1.0),
+            "validation_fraction": _check_real(self.validation_fraction, "validation_fraction",
+                                               0.0, 1.0, high_open=True),
+            "beta_1": _check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
+            "beta_2": _check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
+            "epsilon": _check_real(self.epsilon, "epsilon", 0.0, low_open=True),
+            "dtype": None if self.dtype is None else check_dtype(self.dtype),
+            "callbacks": callbacks,
+        }
+
+    # -- data ------------------------------------------------------------------
+
+    def _validate_X(self, X, dtype, reset, y=None):
+        """X (and y) through sklearn's validate_data: 2-D, finite, dense, C-contiguous, ``dtype``."""
+        from sklearn.utils.validation import validate_data
+        if dtype is None:
+            dtype = (np.float64, np.float32)
+        if y is None:
+            return validate_data(self, X, reset=reset, dtype=dtype, order="C")
+        return validate_data(self, X, y, reset=reset, dtype=dtype, order="C",
+                             **self._y_check_params())
+
+    def _model_dtype(self, X_dtype, params):
+        if params["dtype"] is not None:
+            return params["dtype"]
+        return np.float32 if X_dtype == np.float32 else np.float64
+
+    # -- the network -------------------------------------------------------------
+
+    def _build_network(self, n_features, n_outputs, params, dtype, rng):
+        """A compiled MultiLayerNet with sklearn's Glorot-uniform initialisation drawn from ``rng``."""
+        net = MultiLayerNet(n_features, params["hidden"], n_outputs,
+                            activation=params["activation"], weight_init_std=0.0,
+                            weight_decay_lambda=0.0, dtype=dtype, seed=0, loss=self._loss_name)
+        factor = 2.0 if params["activation"] == "sigmoid" else 6.0
+        sizes = [n_features, *params["hidden"], n_outputs]
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            bound = math.sqrt(factor / (fan_in + fan_out))
+            net.params[f"W{i}"][...] = rng.uniform(-bound, bound, (fan_in, fan_out))
+            net.params[f"b{i}"][...] = rng.uniform(-bound, bound, fan_out)
+        return net
+
+    def _make_optimizer(self, params):
+        lr, solver, momentum = params["lr"], self.solver, params["momentum"]
+        if solver == "adam":
+            return _Adam(lr, params["beta_1"], params["beta_2"], params["epsilon"])
+        if solver == "sgd":
+            if momentum == 0:
+                return _optim.SGD(lr)
+            return _SGDNesterov(lr, momentum) if self.nesterovs_momentum else _optim.Momentum(lr, momentum)
+        if solver == "momentum":
+            return _optim.Momentum(lr, momentum)
+        if solver == "nesterov":
+            return _optim.Nesterov(lr, momentum)
+        if solver == "adagrad":
+            return _optim.AdaGrad(lr)
+        return _optim.RMSprop(lr)
+
+    def _optimizer_key(self):
+        """What decides the optimizer class: a change (via set_params) starts a fresh optimizer."""
+        return (self.solver, bool(self.nesterovs_momentum) if self.solver == "sgd" else None,
+                self.momentum == 0 if self.solver == "sgd" else None)
+
+    def _sync_optimizer(self, params, first_pass, incremental):
+        """Create the optimizer, or keep it (with its state) and apply the current hyper-parameters."""
+        if first_pass or getattr(self, "_optimizer", None) is None or \
+                self._opt_key != self._optimizer_key():
+            self._optimizer = self._make_optimizer(params)
+            self._opt_key = self._optimizer_key()
+            return
+        opt = self._optimizer
+        if hasattr(opt, "momentum"):
+            opt.momentum = params["momentum"]
+        if isinstance(opt, _Adam):
+            opt.beta1, opt.beta2, opt.epsilon = params["beta_1"], params["beta_2"], params["epsilon"]
+        if self.solver == "adam" or self.learning_rate == "constant":
+            opt.lr = params["lr"]
+        elif self.learning_rate == "invscaling":
+            opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
+        elif not incremental:  # 'adaptive': each fit call restarts from learning_rate_init
+            opt.lr = params["lr"]
+
+    @property
+    def coefs_(self):
+        """Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of the network's
+        parameters (editing them in place edits the model)."""
+        net = self.__dict__.get("_net")
+        if net is None:
+            raise AttributeError("coefs_ exists after fit")
+        return [net.params[f"W{i}"] for i in range(1, net.hidden_layer_num + 2)]
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, ``intercepts_[i]`` of shape (units[i+1],): views of the network's parameters."""
+        net = self.__dict__.get("_net")
+        if net is None:
+            raise AttributeError("intercepts_ exists after fit")
+        return [net.params[f"b{i}"] for i in range(1, net.hidden_layer_num + 2)]
+
+    # -- fitting -----------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight, X_val, y_val, incremental, classes=None):
+        params = self._checked_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             f"is None.")
+        fitted = getattr(self, "_net", None) is not None
+        first_pass = not fitted or (not self.warm_start and not incremental)
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+
+        # ---- validate everything before any state changes
+        dtype = None if first_pass else self._dtype
+        if first_pass and params["dtype"] is not None:
+            dtype = params["dtype"]
+        # validate_data(reset=True) sets n_features_in_ (and feature_names_in_): keep the old
+        # values to put back if anything later fails
+        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_")
+                 if k in self.__dict__}
+        try:
+            X, y = self._validate_X(X, dtype, reset=first_pass, y=y)
+            dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
+            if X.dtype != dtype:
+                X = np.ascontiguousarray(X, dtype=dtype)
+            targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype)
+            weights = None
+            if sample_weight is not None:
+                weights = _as_weights(sample_weight, X.shape[0], dtype)
+            val = None
+            if X_val is not None:
+                X_val = self._validate_X(X_val, dtype, reset=False)
+                X_val = np.ascontiguousarray(X_val, dtype=dtype)
+                y_val = self._encode_val_targets(y_val, X_val.shape[0], target_info, dtype)
+                val = _Data(X_val, y_val, None)
+        except Exception:
+            for k in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+
+        # ---- state: from scratch, or continuing
+        if first_pass:
+            self._reset_fit_state(target_info, dtype, params, X.shape[1])
+        elif not incremental:
+            self._no_improvement_count = 0   # a warm-started fit gets its own patience
+        self._sync_optimizer(params, first_pass, incremental)
+
+        # ---- validation set: the user's, or split off the training data
+        train = _Data(X, targets, weights)
+        if val is None and self.early_stopping:
+            train, val = self._split_validation(train, params)
+        if train.w is not None:
+            keep = train.w > 0
+            if not keep.all():  # zero-weight samples contribute nothing: drop them
+                train = _Data(train.X[keep], train.y[keep], train.w[keep])
+            if train.n and np.all(train.w == train.w[0]):
+                train.w = None  # uniform weights: same objective as no weights
+        if train.n == 0:
+            raise ValueError("no training samples with non-zero weight remain")
+        if val is not None and self.validation_scores_ is None:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_ = -np.inf
+        self._run_epochs(train, val, params, incremental)
+        return self
+
+    def _reset_fit_state(self, target_info, dtype, params, n_features):
+        self._set_target_info(target_info)
+        self._dtype = dtype
+        self._rng = _make_rng(self.random_state)
+        self._split_seed = int(self._rng.integers(2**31 - 1))
+        self._net = self._build_network(n_features, self.n_outputs_, params, dtype, self._rng)
+        self._optimizer = None
+        self.n_layers_ = len(params["hidden"]) + 2
+        self.out_activation_ = "softmax" if self._loss_name == "cross_entropy" else "identity"
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_ = None
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+        self.validation_scores_ = None
+        self.validation_loss_curve_ = None
+        self.best_validation_score_ = None
+        self.stop_training_ = False
+        self._no_improvement_count = 0
+        self._best_params = None
+
+    def _split_validation(self, train, params):
+        from sklearn.model_selection import train_test_split
+        stratify = None
+        if self._loss_name == "cross_entropy":
+            counts = np.bincount(train.y)
+            if counts[counts > 0].min() >= 2:
+                stratify = train.y
+        arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
+        fraction = params["validation_fraction"]
+        try:
+            parts = train_test_split(*arrays, test_size=fraction, random_state=self._split_seed,
+                                     stratify=stratify)
+        except ValueError:
+            try:  # too few samples to stratify: a plain random split
+                parts = train_test_split(*arrays, test_size=fraction,
+                                         random_state=self._split_seed)
+            except ValueError as exc:
+                raise ValueError(f"could not split a validation set (validation_fraction="
+                                 f"{fraction}) off {train.n} samples: {exc}") from None
+        if parts[1].shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset, or pass X_val and y_val.")
+        X_tr, X_va, y_tr, y_va = (np.ascontiguousarray(p) for p in parts[:4])
+        w_tr = w_va = None
+        if train.w is not None:
+            w_tr, w_va = parts[4], parts[5]
+        return _Data(X_tr, y_tr, w_tr), _Data(X_va, y_va, w_va)
+
+    def _batch_size(self, params, n):
+        if params["batch_size"] == "auto":
+            return min(200, n)
+        if params["batch_size"] > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                          "It is going to be clipped")
+        return min(params["batch_size"], n)
+
+    def _run_epochs(self, train, val, params, incremental):
+        from sklearn.exceptions import ConvergenceWarning
+        net, opt, rng = self._net, self._optimizer, self._rng
+        n, alpha = train.n, params["alpha"]
+        batch_size = self._batch_size(params, n)
+        n_outputs = self.n_outputs_
+        rescale = self._loss_name == "mse" and n_outputs > 1  # sklearn averages over outputs too
+        callbacks = params["callbacks"]
+        n_epochs = 1 if incremental else self.max_iter
+        verbose = int(self.verbose)
+
+        if self.shuffle:
+            X_buf = np.empty_like(train.X)
+            y_buf = np.empty_like(train.y)
+            w_buf = None if train.w is None else np.empty_like(train.w)
+        bar = None
+        if verbose and not incremental:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=n_epochs, unit="epoch", leave=False, dynamic_ncols=True,
+                       desc=type(self).__name__)
+
+        self.n_iter_ = 0
+        self.stop_training_ = False
+        message = None
+        try:
+            for _ in range(n_epochs):
+                if self.shuffle:
+                    perm = rng.permutation(n)
+                    X_ep = np.take(train.X, perm, axis=0, out=X_buf)
+                    y_ep = np.take(train.y, perm, axis=0, out=y_buf)
+                    w_ep = None if train.w is None else np.take(train.w, perm, out=w_buf)
+                else:
+                    X_ep, y_ep, w_ep = train.X, train.y, train.w
+                total = 0.0
+                total_weight = 0.0
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    x_b, y_b = X_ep[start:stop], y_ep[start:stop]
+                    m = stop - start
+                    if w_ep is None:
+                        w_b, batch_weight = None, float(m)
+                    else:
+                        w_b = w_ep[start:stop]
+                        batch_weight = float(w_b.sum())
+                        if batch_weight == 0.0:
+                            continue
+                        w_b = w_b * (m / batch_weight)  # weighted mean over the batch
+                    net.weight_decay_lambda = alpha / batch_weight
+                    grads = net.gradient(x_b, y_b, sample_weight=w_b)
+                    loss = net.last_loss
+                    if not math.isfinite(loss):
+                        self._diverged(loss, len(self.loss_curve_) + 1, start // batch_size + 1)
+                    if rescale:
+                        penalty = 0.0
+                        if alpha:
+                            penalty = 0.5 * net.weight_decay_lambda * sum(
+                                float(np.vdot(W, W)) for W in self.coefs_)
+                        loss = (loss - penalty) / n_outputs + penalty
+                    opt.update(net.params, grads)
+                    total += loss * batch_weight
+                    total_weight += batch_weight
+                net.weight_decay_lambda = 0.0
+                self.n_iter_ += 1
+                self.t_ += n
+                self.loss_ = total / total_weight
+                self.loss_curve_.append(self.loss_)
+                logs = {"loss": self.loss_}
+                if val is not None:
+                    score, val_loss = self._evaluate(val)
+                    self.validation_scores_.append(score)
+                    self.validation_loss_curve_.append(val_loss)
+                    logs["val_score"], logs["val_loss"] = score, val_loss
+                stop, message = self._update_no_improvement(val, params, incremental)
+                if self.learning_rate == "invscaling" and self.solver != "adam":
+                    opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
+                logs["lr"] = opt.lr
+                epoch = len(self.loss_curve_)
+                if bar is not None:
+                    bar.update()
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                if verbose >= 2:
+                    self._print(bar, f"Iteration {epoch}, loss = {self.loss_:.8f}"
+                                + (f", validation score = {logs['val_score']:.6f}" if val else ""))
+                for cb in callbacks:
+                    if cb(self, epoch, dict(logs)) is True:
+                        stop = True
+                        message = f"A callback stopped training after epoch {epoch}."
+                if stop:
+                    self.stop_training_ = True
+                    if verbose:
+                        self._print(bar, message)
+                    if incremental and self.early_stopping and self._best_params is not None:
+                        self._restore_best()
+                        self._no_improvement_count = 0
+                    break
+                if not incremental and self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        finally:
+            net.weight_decay_lambda = 0.0
+            if bar is not None:
+                bar.close()
+        if self.early_stopping and not incremental and self._best_params is not None:
+            self._restore_best()
+
+    @staticmethod
+    def _print(bar, line):
+        if bar is not None:
+            bar.write(line, file=sys.stdout)
+        else:
+            print(line)
+
+    def _diverged(self, loss, epoch, batch):
+        lr = getattr(self._optimizer, "lr", None)
+        raise DivergenceError(
+            f"training diverged: the loss became {loss} in epoch {epoch}, batch {batch}; that "
+            f"update was not applied (the parameters are those of the previous step). Try a "
+            f"smaller learning_rate_init than {lr:g}, or scale the features.",
+            step=batch, epoch=epoch, loss=loss)
+
+    def _update_no_improvement(self, val, params, incremental):
+        """sklearn's rule: patience over the validation score (early stopping) or the training loss.
+
+        Returns (stop, message)."""
+        tol = params["tol"]
+        loss = self.loss_curve_[-1]
+        if self.early_stopping:
+            score = self.validation_scores_[-1]
+            if not score >= self.best_validation_score_ + tol:  # NaN counts as no improvement
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._save_best()
+            what = "Validation score"
+        else:
+            if val is not None:
+                self.best_validation_score_ = max(self.best_validation_score_,
+                                                  self.validation_scores_[-1])
+            if loss > self.best_loss_ - tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            what = "Training loss"
+        if loss < self.best_loss_:
+            self.best_loss_ = loss
+        if self._no_improvement_count > self.n_iter_no_change:
+            message = (f"{what} did not improve more than tol={tol:f} for "
+                       f"{self.n_iter_no_change} consecutive epochs.")
+            opt = self._optimizer
+            if self.learning_rate == "adaptive" and self.solver != "adam":
+                if opt.lr > 1e-6:
+                    opt.lr /= 5.0
+                    self._no_improvement_count = 0
+                    if self.verbose:
+                        print(f"{message} Setting learning rate to {opt.lr:f}")
+                    return False, None
+                return True, message + " Learning rate too small. Stopping."
+            return True, message
+        return False, None
+
+    def _save_best(self):
+        if self._best_params is None:
+            self._best_params = {k: v.copy() for k, v in self._net.params.items()}
+        else:
+            for k, v in self._net.params.items():
+                np.copyto(self._best_params[k], v)
+
+    def _restore_best(self):
+        for k, v in self._best_params.items():
+            np.copyto(self._net.params[k], v)
+
+    # -- prediction ----------------------------------------------------------------
+
+    def _check_fitted(self):
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(self)
+        if getattr(self, "_net", None) is None:  # pragma: no cover - fitted attributes set by hand
+            from sklearn.exceptions import NotFittedError
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet.")
+
+    def _forward(self, X):
+        """Network outputs (logits or predictions) for validated X, in the model dtype."""
+        self._check_fitted()
+        X = self._validate_X(X, self._dtype, reset=False)
+        return self._net.predict(X)
+
+    # -- persistence (pickle and fastmlp.save) ---------------------------------------
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        net = state.pop("_net", None)
+        if net is not None:
+            state["_net_state"] = {"config": _net_config(net),
+                                   "params": {k: v for k, v in net.params.items()}}
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        net_state = state.pop("_net_state", None)
+        if hasattr(super(), "__setstate__"):
+            super().__setstate__(state)
+        else:  # pragma: no cover
+            self.__dict__.update(state)
+        if net_state is not None:
+            self._net = _network_from(net_state["config"], net_state["params"])
+        opt = self.__dict__.get("_optimizer")
+        if opt is not None:  # writeable copies (the state may come back read-only, e.g. memmapped)
+            for name in ("v", "h", "m"):
+                slot = getattr(opt, name, None)
+                if isinstance(slot, dict):
+                    setattr(opt, name, {k: np.array(a, copy=True) for k, a in slot.items()})
+        best = self.__dict__.get("_best_params")
+        if best is not None:
+            self._best_params = {k: np.array(a, copy=True) for k, a in best.items()}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+def _net_config(net):
+    return {"input_size": net.input_size, "hidden_size_list": list(net.hidden_size_list),
+            "output_size": net.output_size, "activation": net.activation,
+            "dtype": np.dtype(net.dtype).name, "loss": net.loss_name}
+
+
+def _network_from(config, params):
+    """A compiled MultiLayerNet from its config and parameter arrays (copied, writeable)."""
+    net = MultiLayerNet(config["input_size"], config["hidden_size_list"], config["output_size"],
+                        activation=config["activation"], weight_init_std=0.0,
+                        dtype=np.dtype(config["dtype"]).type, seed=0, loss=config["loss"])
+    for k, a in params.items():
+        np.copyto(net.params[k], a)
+    return net
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier on fastmlp's compiled kernels.
+
+    Minimises the mean cross-entropy of a softmax output plus
+    ``0.5 * alpha * sum(W**2) / batch_weight`` (sklearn's objective) with a
+    stochastic solver. Parameters follow ``sklearn.neural_network.MLPClassifier``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default (100,)
+        Units of each hidden layer.
+    activation : {'relu', 'logistic'}, default 'relu'
+        Hidden-layer activation ('logistic' is the sigmoid).
+    solver : {'adam', 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop'}, default 'adam'
+        'adam': Kingma & Ba with ``beta_1``, ``beta_2``, ``epsilon`` (sklearn's
+        update). 'sgd': plain SGD when ``momentum == 0``, else momentum, with
+        Nesterov's correction when ``nesterovs_momentum`` (sklearn's rules).
+        'momentum', 'nesterov', 'adagrad', 'rmsprop': fastmlp's book
+        optimizers (``fastmlp.optimizers``; 'nesterov' is the book's form,
+        AdaGrad/RMSprop use the book's eps 1e-7 and RMSprop decay 0.99).
+    alpha : float, default 1e-4
+        L2 strength; the penalty ``0.5 * alpha * sum(W**2)`` is divided by the
+        mini-batch's total sample weight (its size when unweighted), as in sklearn.
+    batch_size : int or 'auto', default 'auto'
+        ``min(200, n_samples)`` when 'auto'; clipped to n_samples (with a warning).
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default 'constant'
+        Step-size schedule for the non-Adam solvers (sklearn's meaning).
+    learning_rate_init : float, default 1e-3
+    power_t : float, default 0.5
+        Exponent of 'invscaling'.
+    max_iter : int, default 200
+        Maximum epochs per ``fit`` call (also with ``warm_start``).
+    shuffle : bool, default True
+        Reshuffle the samples every epoch.
+    random_state : None, int, numpy Generator or RandomState
+        Seeds initialisation, shuffling and the validation split
+        (``numpy.random.default_rng``).
+    tol : float, default 1e-4
+    verbose : bool or int, default False
+        True/1: a progress bar (tqdm) with the loss and validation score, and
+        the stopping message; 2: also sklearn's per-epoch ``Iteration`` lines.
+    warm_start : bool, default False
+        ``fit`` continues from the current parameters and optimizer state and
+        runs at most ``max_iter`` further epochs.
+    momentum : float in [0, 1], default 0.9
+    nesterovs_momentum : bool, default True
+    early_stopping : bool, default False
+        Stop when the validation score (accuracy) has not improved by ``tol``
+        for ``n_iter_no_change`` epochs, and keep the best parameters. The
+        validation set is ``X_val, y_val`` when given to ``fit``, else a
+        stratified ``validation_fraction`` of the training data.
+    validation_fraction : float in [0, 1), default 0.1
+    beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
+    epsilon : float, default 1e-8
+    n_iter_no_change : int or np.inf, default 10
+    dtype : {None, np.float32, np.float64}, default None
+        Computation dtype; None: float32 for float32 X, else float64.
+    callbacks : list of callables, optional
+        ``cb(estimator, epoch, logs)`` after every epoch; ``logs`` holds
+        'loss', 'lr' and, with a validation set, 'val_score' and 'val_loss'.
+        Returning True stops training (``stop_training_`` becomes True).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    loss_ : float
+        Training loss of the last epoch.
+    best_loss_ : float
+        Lowest training loss so far.
+    loss_curve_ : list of float
+        Mean mini-batch loss (weighted by batch weight) per epoch, over all
+        fit/partial_fit calls since the model was (re)initialised.
+    validation_scores_ : list of float or None
+        Accuracy on the validation set per epoch (when there is one).
+    validation_loss_curve_ : list of float or None
+        Mean cross-entropy (no L2 penalty) on the validation set per epoch.
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run by the last call.
+    t_ : int
+        Training samples seen (sklearn's meaning).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When X has string column names.
+    n_outputs_ : int
+        Output units (number of classes).
+    n_layers_ : int
+    out_activation_ : str
+        'softmax'.
+    coefs_, intercepts_ : list of ndarray
+        Views of the network's parameters.
+    stop_training_ : bool
+        The last call ended on a stopping rule or a callback. ``partial_fit``
+        loops should check it (with ``early_stopping`` the best parameters
+        have then been restored).
+    """
+
+    _loss_name = "cross_entropy"
+
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None):
+        """Train on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels of any type sklearn accepts (ints, strings, ...).
+        X_val, y_val : array-like, optional
+            Validation set: scored every epoch (``validation_scores_``,
+            ``validation_loss_curve_``) and, with ``early_stopping``, used
+            instead of an internal split.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; integer weights are equivalent to repeated rows.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None, X_val=None, y_val=None):
+        """One epoch over (X, y), keeping the parameters and the optimizer state.
+
+        Parameters
+        ----------
+        X, y : as in ``fit``
+        classes : array-like, required on the first call
+            All class labels across the calls.
+        sample_weight : array-like of shape (n_samples,), optional
+        X_val, y_val : array-like, optional
+            Validation set; with ``early_stopping`` and none given, a
+            ``validation_fraction`` of this chunk is held out.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, classes=classes)
+
+    def predict(self, X):
+        """Class labels, shape (n_samples,)."""
+        scores = self._forward(X)
+        return self.classes_[scores.argmax(axis=1)]
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        from .functions import softmax
+        return softmax(self._forward(X))
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    # -- targets
+    def _y_check_params(self):
+        return {"multi_output": False}
+
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+        from sklearn.utils.multiclass import (
+            check_classification_targets,
+            type_of_target,
+            unique_labels,
+        )
+        check_classification_targets(y)
+        if type_of_target(y).startswith("multilabel"):
+            raise ValueError("multilabel targets are not supported by fastmlp's MLPClassifier")
+        if incremental and classes is not None:
+            classes = unique_labels(np.asarray(classes))
+            if not first_pass and not np.array_equal(classes, self.classes_):
+                raise ValueError(f"classes={classes!r} is not the same as on the first call "
+                                 f"to partial_fit, which was {self.classes_!r}")
+        if first_pass:
+            if incremental:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit.")
+                known = classes
+            else:
+                known = unique_labels(y)
+        else:
+            known = self.classes_
+            if self.warm_start and not incremental:
+                seen = unique_labels(y)
+                if not np.array_equal(seen, known):
+                    raise ValueError(f"warm_start can only be used where `y` has the same classes "
+                                     f"as in the previous call to fit. Previously got {known}, "
+                                     f"`y` has {seen}")
+        labels = self._labels_of(y, known, "y")
+        return labels, known
+
+    @staticmethod
+    def _labels_of(y, classes, name):
+        y = np.asarray(y)
+        idx = np.searchsorted(classes, y)
+        idx_clipped = np.minimum(idx, len(classes) - 1)
+        bad = classes[idx_clipped] != y
+        if np.any(bad):
+            unseen = np.unique(y[np.asarray(bad)])
+            raise ValueError(f"{name} has classes not in classes_ {classes!r}: {unseen!r}")
+        return np.ascontiguousarray(idx_clipped, dtype=np.intp)
+
+    def _encode_val_targets(self, y_val, n, classes, dtype):
+        from sklearn.utils.validation import column_or_1d
+        y_val = column_or_1d(np.asarray(y_val), warn=True)
+        if y_val.shape[0] != n:
+            raise ValueError(f"y_val has {y_val.shape[0]} labels but X_val has {n} rows")
+        return self._labels_of(y_val, classes, "y_val")
+
+    def _set_target_info(self, classes):
+        self.classes_ = classes
+        self.n_outputs_ = len(classes)
+
+    def _evaluate(self, val):
+        """(accuracy, mean cross-entropy) on the validation set."""
+        scores = self._net.predict(val.X)
+        if not np.isfinite(scores).all():
+            return np.nan, np.nan
+        correct = scores.argmax(axis=1) == val.y
+        logp = _log_softmax(scores)[np.arange(val.n), val.y]
+        if val.w is None:
+            return float(correct.mean()), float(-logp.mean())
+        w = val.w / val.w.sum()
+        return float(np.dot(w, correct)), float(-np.dot(w, logp))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor on fastmlp's compiled kernels.
+
+    Minimises half the mean squared error (averaged over samples and
+    outputs, as sklearn's ``loss_curve_`` reports it) plus
+    ``0.5 * alpha * sum(W**2) / batch_weight``, with an identity output.
+    Parameters and attributes as :class:`MLPClassifier` (``loss`` may only be
+    'squared_error'); ``validation_scores_`` holds R² and
+    ``validation_loss_curve_`` half the mean squared error.
+    """
+
+    _loss_name = "mse"
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
+                 callbacks=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, dtype=dtype,
+                         callbacks=callbacks)
+        self.loss = loss
+
+    def _checked_params(self):
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error' (fastmlp has no 'poisson'), "
+                             f"got {self.loss!r}")
+        return super()._checked_params()
+
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None):
+        """Train on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        X_val, y_val : array-like, optional
+            Validation set (R² per epoch; used by ``early_stopping``).
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
+
+    def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
+        """One epoch over (X, y), keeping the parameters and the optimizer state."""
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True)
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
+        out = self._forward(X)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    # -- targets
+    def _y_check_params(self):
+        return {"multi_output": True, "y_numeric": True}
+
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+        from sklearn.utils.validation import column_or_1d
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        targets = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
+        n_outputs = targets.shape[1]
+        if not first_pass and n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs but the model was fitted with "
+                             f"{self.n_outputs_}")
+        return targets, n_outputs
+
+    def _encode_val_targets(self, y_val, n, n_outputs, dtype):
+        from sklearn.utils.validation import check_array
+        y_val = check_array(y_val, ensure_2d=False, dtype=dtype, input_name="y_val")
+        y_val = np.ascontiguousarray(y_val.reshape(y_val.shape[0], -1), dtype=dtype)
+        if y_val.shape != (n, n_outputs):
+            raise ValueError(f"y_val must have shape {(n, n_outputs)}, got {y_val.shape}")
+        return y_val
+
+    def _set_target_info(self, n_outputs):
+        self.n_outputs_ = n_outputs
+
+    def _evaluate(self, val):
+        """(R², half mean squared error averaged over outputs) on the validation set."""
+        from sklearn.metrics import r2_score
+        pred = self._net.predict(val.X)
+        if not np.isfinite(pred).all():
+            return np.nan, np.nan
+        sq = np.mean((pred.astype(np.float64) - val.y) ** 2, axis=1)
+        val_loss = 0.5 * (float(sq.mean()) if val.w is None else float(np.average(sq, weights=val.w)))
+        return float(r2_score(val.y, pred, sample_weight=val.w)), val_loss
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags

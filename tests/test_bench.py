@@ -1,0 +1,104 @@
+"""Smoke tests of ``fastmlp bench`` (fastmlp.bench): it runs, prints and writes valid JSON.
+
+No timing is asserted: the figures only have to be positive and finite.
+"""
+import argparse
+import json
+import math
+import sys
+
+import pytest
+
+from fastmlp import bench
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _positive(v):
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+@pytest.fixture(scope="module")
+def smallest_run(tmp_path_factory):
+    """One run: the smallest network, --quick, fastmlp and numpy only, both dtypes."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    args = _args("--quick", "--seconds", "0.02", "--repeats", "2", "--configs", "1",
+                 "--only", "fastmlp,numpy", "--json", str(path))
+    status = bench.run(args)
+    with open(path) as f:
+        return status, json.load(f)
+
+
+def test_run_writes_valid_json(smallest_run):
+    status, result = smallest_run
+    assert status == 0
+    assert {"date", "machine", "settings", "train"} <= result.keys()
+    machine = result["machine"]
+    assert {"cpu", "cores", "blas", "fastmlp_threads"} <= machine.keys()
+    assert {"internal_api", "version", "num_threads"} <= machine["blas"].keys()
+    assert result["settings"]["peers"] == ["fastmlp", "numpy"]
+    assert "torch" not in result["settings"]["peers"]
+
+    rows = result["train"]
+    assert [(r["network"], r["batch"], r["dtype"]) for r in rows] == [
+        ("784-50-10", 100, "float32"), ("784-50-10", 100, "float64")]
+    for row in rows:
+        assert row["sizes"] == [784, 50, 10]
+        assert _positive(row["gemm_limit"]) and _positive(row["gemm_gflops"])
+        assert len(row["gemm_limit_runs"]) == 2
+        assert set(row["results"]) == {"fastmlp", "numpy"}
+        for res in row["results"].values():
+            assert _positive(res["samples_per_s"]) and _positive(res["of_limit"])
+            assert len(res["runs"]) == 2 and all(_positive(v) for v in res["runs"])
+            assert res["steps_per_call"] == 1
+        assert _positive(row["fastmlp_speedup"]["numpy"])
+
+
+def test_run_prints_table(tmp_path, capsys):
+    args = _args("--seconds", "0.01", "--repeats", "1", "--configs", "784-50-10",
+                 "--dtypes", "float32", "--only", "fastmlp,reference", "--alternate")
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "numpy's BLAS:" in out and "GEMM limit" in out and "784-50-10 @100" in out
+    assert "Alternation" in out
+
+
+def test_predict_rows(tmp_path):
+    path = tmp_path / "p.json"
+    args = _args("--seconds", "0.01", "--repeats", "1", "--configs", "784-20-10@8",
+                 "--dtypes", "float64", "--only", "fastmlp", "--predict", "--json", str(path))
+    assert bench.run(args) == 0
+    result = json.loads(path.read_text())
+    assert [r["batch"] for r in result["predict"]] == bench.PREDICT_BATCHES
+    for row in result["predict"]:
+        assert _positive(row["results"]["fastmlp"]["samples_per_s"])
+
+
+def test_plot_writes_png(smallest_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    bench.plot(smallest_run[1], str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_names_the_extra(smallest_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(bench.BenchError, match=r"pip install fastmlp\[plot\]"):
+        bench.plot(smallest_run[1], str(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "fastmlp,tensorflow"], "unknown peer"),
+    (["--configs", "7"], "unknown config"),
+    (["--configs", "784-10@0"], "bad config"),
+    (["--repeats", "0"], "--repeats"),
+])
+def test_bad_arguments_fail_cleanly(argv, message, capsys):
+    assert bench.run(_args(*argv)) == 1
+    assert message in capsys.readouterr().err

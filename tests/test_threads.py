@@ -1,0 +1,297 @@
+"""Thread counts: results must not depend on them (SPEC; TESTING.md: bitwise for 1..16 threads).
+
+The kernels are called directly with n_threads = 1, 2, 4 over arrays of
+several 16384-item chunks (so the OpenMP branch really splits the work), and
+the layers are run under set_num_threads(1|2|4) with the backend's
+PARALLEL_MIN_ELEMENTS set to 0 so its OpenMP path is taken. Also the
+set/get_num_threads API, OMP_NUM_THREADS, and concurrent use of separate
+layer instances from Python threads.
+"""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import DTYPES, ROOT, assert_bits_identical
+from threadpoolctl import ThreadpoolController
+
+import fastmlp
+from fastmlp import _backend
+from fastmlp import functions as F
+from fastmlp import layers as L
+from fastmlp._kernels import activations, affine, optim, softmax_ce
+
+THREADS = [1, 2, 4]
+BIG = 3 * 16384 + 123  # several kernel chunks, and a ragged last one
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def _same_for_all_thread_counts(run):
+    """run(n_threads) -> list of arrays/floats; all thread counts must give identical bits."""
+    results = {n: run(n) for n in THREADS}
+    for n in THREADS[1:]:
+        for i, (a, b) in enumerate(zip(results[1], results[n])):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.tobytes() == b.tobytes(), (
+                f"result {i} differs between 1 and {n} threads "
+                f"(max |diff| {np.max(np.abs(a.astype(np.float64) - b)):.3g})")
+
+
+def test_openmp_is_built_in():
+    """Otherwise every n_threads > 1 below would silently run serially and prove nothing."""
+    assert fastmlp.threads.openmp_enabled()
+
+
+# ---------------------------------------------------------------- kernel modules, n_threads given
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_activation_kernels_bitwise_across_n_threads(rng, dtype):
+    x, dout = _rand(rng, BIG, dtype, 3.0), _rand(rng, BIG, dtype)
+
+    def run(n):
+        out, mask = np.empty_like(x), np.empty(BIG, np.uint8)
+        activations.relu_forward(x, out, mask, n)
+        dx = np.empty_like(x)
+        activations.relu_backward(dout, mask, dx, n)
+        s, ds = np.empty_like(x), np.empty_like(x)
+        activations.sigmoid_forward(x, s, n)
+        activations.sigmoid_backward(dout, s, ds, n)
+        return [out, mask, dx, s, ds]
+
+    _same_for_all_thread_counts(run)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n,c", [(64, 1023), (1023, 64), (5, 3)])
+def test_softmax_ce_kernels_bitwise_across_n_threads(rng, dtype, n, c):
+    x = _rand(rng, (n, c), dtype, 4.0)
+    labels = rng.integers(0, c, n).astype(np.intp)
+    onehot = np.eye(c, dtype=dtype)[labels]
+
+    def run(k):
+        y0, y1, y2 = (np.empty_like(x) for _ in range(3))
+        softmax_ce.softmax_forward(x, y0, k)
+        loss1 = softmax_ce.softmax_ce_forward_labels(x, labels, y1, k)
+        loss2 = softmax_ce.softmax_ce_forward_onehot(x, onehot, y2, k)
+        return [y0, y1, y2, np.float64(loss1), np.float64(loss2)]
+
+    _same_for_all_thread_counts(run)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n,m", [(37, 1000), (2000, 100), (1, 5000), (1023, 17)])
+def test_column_sums_and_affine_backward_bitwise_across_n_threads(rng, dtype, n, m):
+    """db = dout.sum(0): split over columns, never over rows, so the bits cannot change."""
+    dout = _rand(rng, (n, m), dtype)
+    x, W = _rand(rng, (n, 7), dtype), _rand(rng, (7, m), dtype)
+
+    def run(k):
+        sums = np.empty(m, dtype)
+        affine.column_sums(dout, sums, k)
+        dx, dW, db = np.empty((n, 7), dtype), np.empty((7, m), dtype), np.empty(m, dtype)
+        affine.affine_backward(dout, x, W, dx, dW, db, k)
+        return [sums, db]
+
+    _same_for_all_thread_counts(run)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_optimizer_kernel_bitwise_across_n_threads(rng, dtype, rule):
+    shapes = [(BIG,), (300, 200), (5,)]
+    p0 = [_rand(rng, s, dtype) for s in shapes]
+    g = [_rand(rng, s, dtype) for s in shapes]
+    h0 = [np.abs(_rand(rng, s, dtype)) for s in shapes]
+    m0 = [_rand(rng, s, dtype) for s in shapes]
+    code = _backend.OPTIMIZER_RULES[rule]
+    two_states = rule == "adam"
+    one_state = rule != "sgd"
+
+    def run(k):
+        p, h, m = [a.copy() for a in p0], [a.copy() for a in h0], [a.copy() for a in m0]
+        optim.update(code, p, g, m if one_state else None, h if two_states else None, 0.01,
+                     0.9, 0.99, 0.9, 0.999, 1e-7, k)
+        return p + h + m
+
+    _same_for_all_thread_counts(run)
+
+
+# ---------------------------------------------------------------- through set_num_threads
+
+def test_backend_hands_the_thread_count_to_the_kernels(parallel_kernels, monkeypatch, rng):
+    """With the threshold at 0, set_num_threads(n) reaches the kernels as n_threads = n."""
+    seen = []
+
+    class Spy:
+        def __init__(self, module):
+            self._m = module
+
+        def __getattr__(self, name):
+            fn = getattr(self._m, name)
+
+            def wrapper(*args):
+                seen.append((name, args[-1]))
+                return fn(*args)
+            return wrapper
+
+    monkeypatch.setattr(_backend, "activations", Spy(activations))
+    for n in THREADS:
+        fastmlp.set_num_threads(n)
+        assert fastmlp.get_num_threads() == n
+        assert _backend.kernel_threads(1) == n
+        L.Relu().forward(np.ones((3, 4)))
+        assert seen[-1] == ("relu_forward", n)
+
+
+def test_small_work_stays_serial(restore_threads, monkeypatch):
+    fastmlp.set_num_threads(4)
+    monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    assert _backend.kernel_threads(_backend.PARALLEL_MIN_ELEMENTS - 1) == 1
+    assert _backend.kernel_threads(_backend.PARALLEL_MIN_ELEMENTS) == 4
+    if hasattr(_backend, "OPENMP_SHARES_BLAS_POOL"):  # beside a pthreads BLAS: always serial
+        monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", False)
+        assert _backend.kernel_threads(10 * _backend.PARALLEL_MIN_ELEMENTS) == 1
+
+
+def _layer_results(dtype, rng_seed):
+    rng = np.random.default_rng(rng_seed)
+    x = _rand(rng, (300, 200), dtype, 3.0)  # 60000 items: several chunks
+    dout = _rand(rng, x.shape, dtype)
+    labels = rng.integers(0, 200, 300)
+    onehot = np.eye(200, dtype=dtype)[labels]
+    out = []
+    r = L.Relu()
+    out += [r.forward(x), r.mask, r.backward(dout)]
+    s = L.Sigmoid()
+    out += [s.forward(x), s.backward(dout)]
+    for t in (labels, onehot):
+        sm = L.SoftmaxWithLoss()
+        out += [np.float64(sm.forward(x, t)), sm.y, sm.backward(0.5)]
+    ms = L.MSELoss()
+    out += [np.float64(ms.forward(x, dout)), ms.backward()]
+    mul, add = L.MulLayer(), L.AddLayer()
+    out += [mul.forward(x, dout), *mul.backward(x), add.forward(x, dout), *add.backward(dout)]
+    out += [F.softmax(x), F.sigmoid(x), F.relu(x), np.float64(F.cross_entropy_error(F.softmax(x), labels)),
+            np.float64(F.mean_squared_error(x, dout))]
+    a = L.Affine(_rand(rng, (200, 3), dtype), _rand(rng, 3, dtype))
+    a.forward(x)
+    a.backward(_rand(rng, (300, 3), dtype))
+    out += [a.db]  # the reduction fastmlp owns (the GEMMs are numpy's BLAS: see below)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_layers_bitwise_across_set_num_threads(parallel_kernels, dtype):
+    def run(n):
+        fastmlp.set_num_threads(n)
+        return _layer_results(dtype, 7)
+
+    _same_for_all_thread_counts(run)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n,k,m", [(100, 784, 50), (100, 50, 10), (128, 784, 100), (100, 100, 100),
+                                   (256, 256, 256), (100, 1023, 17)])
+def test_affine_bitwise_across_fastmlp_threads(parallel_kernels, rng, dtype, n, k, m):
+    """fastmlp's own work (bias add, db, the kernels' OpenMP paths) gives the same bits for
+    any thread count. The GEMMs run in numpy's BLAS, whose bits can change with *its*
+    thread count (OpenBLAS 0.3.31 measured here: 1 vs 2 threads differ in the last bits
+    for (100, 100, 100) float32), so the BLAS pool is held at one count here."""
+    from threadpoolctl import threadpool_limits
+
+    x, W, b, dout = (_rand(rng, s, dtype) for s in ((n, k), (k, m), (m,), (n, m)))
+
+    def run(t):
+        fastmlp.set_num_threads(t)
+        with threadpool_limits(limits=2, user_api="blas"):
+            layer = L.Affine(W, b)
+            out = layer.forward(x)
+            dx = layer.backward(dout)
+            return [out, dx, layer.dW, layer.db]
+
+    _same_for_all_thread_counts(run)
+
+
+def test_repeated_runs_bitwise(parallel_kernels):
+    fastmlp.set_num_threads(2)
+    first = _layer_results(np.float32, 3)
+    for _ in range(3):
+        for a, b in zip(first, _layer_results(np.float32, 3)):
+            assert_bits_identical(a, b)
+
+
+# ---------------------------------------------------------------- the API
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
+                                     ("2", TypeError), (2.0, TypeError), ([2], TypeError)])
+def test_set_num_threads_rejects(restore_threads, bad, exc):
+    before = fastmlp.get_num_threads()
+    with pytest.raises(exc, match=r"\bn\b"):
+        fastmlp.set_num_threads(bad)
+    assert fastmlp.get_num_threads() == before
+
+
+def test_set_num_threads_sets_blas_pool_and_none_restores_default(restore_threads):
+    path = _backend.numpy_blas_path()
+    default = fastmlp.get_num_threads()
+    fastmlp.set_num_threads(np.int64(3))
+    assert fastmlp.get_num_threads() == 3
+    if path is not None:
+        blas = ThreadpoolController().select(filepath=path).lib_controllers
+        assert blas and all(lib.num_threads == 3 for lib in blas), "numpy's BLAS pool was not limited"
+    fastmlp.set_num_threads(None)
+    assert fastmlp.get_num_threads() == default
+
+
+def test_omp_num_threads_respected():
+    env = dict(os.environ, OMP_NUM_THREADS="3", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", "import fastmlp; print(fastmlp.get_num_threads())"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3"
+    assert proc.stderr == ""
+
+
+def test_separate_layers_from_python_threads(restore_threads):
+    """One instance per thread (layers cache x): concurrent results equal the serial ones."""
+    fastmlp.set_num_threads(1)
+    rng = np.random.default_rng(11)
+    W, b = _rand(rng, (64, 32), np.float64), _rand(rng, 32, np.float64)
+    W.flags.writeable = False
+    xs = [_rand(rng, (50, 64), np.float64) for _ in range(8)]
+    labels = [rng.integers(0, 32, 50) for _ in range(8)]
+
+    def work(i):
+        a, r, s = L.Affine(W, b), L.Relu(), L.SoftmaxWithLoss()
+        res = []
+        for _ in range(20):
+            h = r.forward(a.forward(xs[i]))
+            loss = s.forward(h, labels[i])
+            dx = a.backward(r.backward(s.backward()))
+            res = [h, np.float64(loss), dx, a.dW, a.db]
+        return res
+
+    serial = [work(i) for i in range(8)]
+    results = [None] * 8
+    errors = []
+
+    def target(i):
+        try:
+            results[i] = work(i)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for got, want in zip(results, serial):
+        for g, w in zip(got, want):
+            assert_bits_identical(g, w)
