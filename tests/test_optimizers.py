@@ -342,10 +342,8 @@ def test_bad_update_raises_and_changes_nothing(name):
         assert_bitwise(params[k], twin_params[k])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if STATE[n]])
 def test_changed_params_after_first_update_rejected(name):
-    if not STATE[name]:
-        pytest.skip("SGD keeps no state")
     opt, params = _primed(name)
     s_before = state_of(opt, name)
     extra = dict(params, c=np.zeros(2))
