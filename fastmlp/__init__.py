@@ -8,6 +8,7 @@ the same API in plain numpy, the oracle the tests compare against.
 from . import datasets, functions, layers, optimizers
 from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
+from .trainer import DivergenceError, Trainer
 
 __version__ = "0.1.0"
 
@@ -22,4 +23,4 @@ def show_config():
     print(f"  matrix products: {route} ({_backend.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "get_num_threads", "set_num_threads", "show_config"]

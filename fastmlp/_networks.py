@@ -140,6 +140,7 @@ class MultiLayerNet:
         self.params = self._init_params(weight_init_std, np.random.default_rng(seed))
         self.layers = self._build_layers(module, _ACTIVATIONS[activation])
         self.loss_name = loss
+        self.last_loss = None   # loss of the last gradient() call, weight decay included
         self.last_layer = getattr(module, _LOSS_LAYERS[loss])()
 
     # -- construction ------------------------------------------------------
@@ -316,7 +317,7 @@ class MultiLayerNet:
             weight decay, ``W{i}`` gets ``lambda * W{i}`` added.
         """
         x, t = self._check_xt(x, t)
-        self._loss(x, t)
+        self.last_loss = self._loss(x, t)
 
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):

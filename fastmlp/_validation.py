@@ -82,11 +82,13 @@ def check_x(x, dtype=None, name="x", finite=False):
     return as_float(x, name, dtype=dtype, ndim=2, finite=finite)
 
 
-def check_targets(t, n_samples, n_classes, dtype, name="t"):
+def check_targets(t, n_samples, n_classes, dtype, name="t", copy=True):
     """Class targets for ``n_samples`` rows: integer labels ``(N,)`` or one-hot ``(N, C)``.
 
     Returns ``(labels, onehot)``: exactly one is not None. Labels come back as
-    intp in ``[0, n_classes)``; one-hot rows as a float array of ``dtype``.
+    intp in ``[0, n_classes)``, a copy unless ``copy=False`` (then the caller
+    must not keep them: compiled code indexes with them unchecked); one-hot
+    rows as a float array of ``dtype``.
     """
     arr = as_array(t, name)
     if arr.ndim == 1:
@@ -101,7 +103,7 @@ def check_targets(t, n_samples, n_classes, dtype, name="t"):
             raise ValueError(
                 f"{name} labels must lie in [0, {n_classes}), got range "
                 f"[{arr.min()}, {arr.max()}]")
-        return arr.astype(np.intp), None  # a copy: layers keep it past the call
+        return arr.astype(np.intp, copy=copy), None
     if arr.ndim == 2:
         if arr.shape[0] != n_samples:
             raise ValueError(f"{name} has {arr.shape[0]} rows but x has {n_samples} rows")

@@ -29,6 +29,8 @@ class _Workspace:
         self.hs = [np.empty(s, dtype) for s in shapes]
         self.ds = [np.empty(s, dtype) for s in shapes]
         self.masks = [np.empty(s, np.bool_) if relu else None for s in shapes[:-1]] + [None]
+        self.mask_bytes = [None if m is None else m.view(np.uint8) for m in self.masks]
+        self.labels = np.empty(n, np.intp)   # the step's labels, kept for lastLayer.t
         self.dWs = [np.empty((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])]
         self.dbs = [np.empty(m, dtype) for m in sizes[1:]]
 
@@ -99,7 +101,10 @@ class _CompiledNet:
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = self._check_x(x, finite=False)
-        t = self._check_t(t, x.shape[0])
+        if self.loss_name == "cross_entropy":
+            labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype, copy=False)
+        else:
+            labels, onehot = None, self._check_t(t, x.shape[0])
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=self.dtype, ndim=1,
                                      finite=True)
@@ -112,29 +117,30 @@ class _CompiledNet:
             if sample_weight is not None:
                 raise ValueError("sample_weight needs the compiled path (numpy's BLAS was not "
                                  "found or the parameters are not C-contiguous)")
-            return super().gradient(x, t)
+            return super().gradient(x, labels if labels is not None else onehot)
         x = np.ascontiguousarray(x)
-        labels = t if t.ndim == 1 else None
-        targets = None if t.ndim == 1 else np.ascontiguousarray(t)
         ws = self._workspace
         if ws is None or ws.n != x.shape[0]:
             ws = self._workspace = _Workspace(x.shape[0], self._sizes(), self.dtype,
                                               self.activation == "relu")
-        masks = [None if m is None else m.view(np.uint8) for m in ws.masks]
-        loss, sum_sq = _backend.mlp_gradient(x, labels, targets, sample_weight, *weights, ws.hs,
-                                             masks, ws.ds, ws.dWs, ws.dbs,
+        if labels is not None:   # our own copy: the caller may change theirs after the call
+            np.copyto(ws.labels, labels)
+            labels = t = ws.labels
+        else:
+            t = onehot = np.ascontiguousarray(onehot)
+        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, *weights, ws.hs,
+                                             ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
                                              _ACTIVATION_CODES[self.activation],
                                              _OUTPUT_CODES[self.loss_name], self.weight_decay_lambda)
         if not np.isfinite(loss) and not np.isfinite(x).all():
             raise ValueError("x contains NaN or infinity")
-        self._record(x, t, ws,
-                     loss + 0.5 * self.weight_decay_lambda * sum_sq)
+        self._record(x, t, ws, loss, loss + 0.5 * self.weight_decay_lambda * sum_sq)
         grads = {}
         for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
         return grads
 
-    def _record(self, x, t, ws, loss):
+    def _record(self, x, t, ws, data_loss, loss):
         """Leave the book's layer attributes as the layer-by-layer path would."""
         inputs = [x] + ws.hs[:-1]
         for affine, a, dW, db in zip(self._affines(), inputs, ws.dWs, ws.dbs):
@@ -145,7 +151,7 @@ class _CompiledNet:
         else:
             for i, h in enumerate(ws.hs[:-1], start=1):
                 self.layers[f"{self._activation_layer_name}{i}"].out = h
-        self.last_layer.y, self.last_layer.t, self.last_layer.loss = ws.hs[-1], t, loss
+        self.last_layer.y, self.last_layer.t, self.last_layer.loss = ws.hs[-1], t, data_loss
         self.last_loss = loss
 
 

@@ -6,7 +6,7 @@ numpy, ``fastmlp._validation``, ``fastmlp.gradient`` and ``fastmlp._networks``
 (never compiled code), so it stays an independent check.
 """
 from fastmlp import _networks
-from fastmlp.reference import functions, layers
+from fastmlp.reference import functions, layers, optimizers
 from fastmlp.reference.functions import (
     cross_entropy_error,
     mean_squared_error,
@@ -14,6 +14,7 @@ from fastmlp.reference.functions import (
     sigmoid,
     softmax,
 )
+from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastmlp.reference.layers import (
     Affine,
     AddLayer,
@@ -41,8 +42,15 @@ __all__ = [
     "mean_squared_error",
     "TwoLayerNet",
     "MultiLayerNet",
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
     "functions",
     "layers",
+    "optimizers",
 ]
 
 
