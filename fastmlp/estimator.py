@@ -1112,17 +1112,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     # -- targets
     def _y_check_params(self):
-        return {"multi_output": False}
+        return {"multi_output": True}  # 2-D y gets the clear error of _encode_targets
 
     def _encode_targets(self, y, first_pass, incremental, classes, dtype):
-        from sklearn.utils.multiclass import (
-            check_classification_targets,
-            type_of_target,
-            unique_labels,
-        )
+        from sklearn.utils.multiclass import check_classification_targets, unique_labels
+        from sklearn.utils.validation import column_or_1d
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if type_of_target(y).startswith("multilabel"):
-            raise ValueError("multilabel targets are not supported by fastmlp's MLPClassifier")
+        if y.ndim != 1:
+            raise ValueError(f"multilabel and multi-output targets are not supported by fastmlp's "
+                             f"MLPClassifier: y must be 1-D class labels, got shape {y.shape}")
         if incremental and classes is not None:
             classes = unique_labels(np.asarray(classes))
             if not first_pass and not np.array_equal(classes, self.classes_):

@@ -6,18 +6,13 @@ reductions (GEMM, db, losses) use the forward-error bound
 ops ``rtol 4u`` (Relu/Add/Mul bitwise), integer-valued data bitwise.
 """
 import os
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # compiled kernels are built in place, the project is not installed
-    sys.path.insert(0, ROOT)
-
-import fastmlp  # noqa: E402
-from fastmlp import _backend  # noqa: E402
+import fastmlp
+from fastmlp import _backend
 
 # Modest example counts: the whole kernel/equivalence/bad-input/thread set runs in < 60 s.
 settings.register_profile(
