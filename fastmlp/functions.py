@@ -3,7 +3,6 @@
 float32 input stays float32; other real input is computed in float64.
 No function modifies its arguments.
 """
-import numpy as np
 
 from . import _backend
 from ._validation import as_array, as_float, check_same_shape, check_targets

@@ -1,8 +1,8 @@
 """The ``fastmlp`` command line: ``python -m fastmlp train|gradcheck`` in subprocesses and in-process."""
-import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +12,15 @@ import fastmlp
 from fastmlp.cli import main
 from fastmlp.datasets._mnist import _write_idx
 
-ROOT = Path(__file__).resolve().parents[1]
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUMMARY = re.compile(r"^test acc (\d\.\d{4}) \| (\d+) epochs, (\d+) steps in [\d.]+ s \| [\d,]+ samples/s")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def run_cli(*args, timeout=120):
-    """``python -m fastmlp ARGS`` from the source tree; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    """``python -m fastmlp ARGS`` with the installed package, from a neutral directory."""
     return subprocess.run([sys.executable, "-m", "fastmlp", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout)
+                          cwd=tempfile.gettempdir(), timeout=timeout)
 
 
 def summary_of(stdout):

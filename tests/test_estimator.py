@@ -244,8 +244,16 @@ def test_sample_weight_errors_leave_the_model_unchanged():
                        (np.ones(29), "shape"), (np.full(30, np.nan), "NaN")]:
         with pytest.raises(ValueError, match=match):
             model.fit(X, y, sample_weight=bad)
+    model.set_params(early_stopping=True)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        model.fit(X[:6], y[:6])
+    model.set_params(early_stopping=False)
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:, :3], y)
+    assert model.n_features_in_ == 5
     for a, b in zip(before, model.coefs_):
         np.testing.assert_array_equal(a, b)
+    assert model.n_features_in_ == 5
 
 
 def test_callbacks_stop_training():
@@ -380,3 +388,12 @@ def test_without_sklearn_import_works_and_estimators_say_what_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_warm_start_with_changed_architecture_raises():
+    X, y = _blobs(40)
+    model = _quiet(MLPClassifier(hidden_layer_sizes=(5,), warm_start=True, max_iter=2).fit, X, y)
+    model.set_params(hidden_layer_sizes=(6,))
+    with pytest.raises(ValueError, match="architecture"):
+        model.fit(X, y)
+    assert model.coefs_[0].shape == (5, 5)

@@ -237,13 +237,18 @@ def test_truncated_anywhere(saved):
 
 def test_every_flipped_byte_is_caught_or_harmless(saved):
     """Flip each byte of the file in turn: load raises ValueError (zip CRC, SHA-256, header
-    checks), or — for bytes the reader never trusts, such as timestamps — gives the same model."""
+    checks), or — for bytes the reader never trusts, such as timestamps — gives the same model.
+    Every byte of the first member's header and of the central directory, ~400 spread
+    over the rest."""
     path, net = saved
     data = path.read_bytes()
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     expected = net.predict(x).tobytes()
+    central = data.find(b"PK\x01\x02")
+    positions = sorted(set(range(64)) | set(range(central, len(data)))
+                       | set(range(0, len(data), max(1, len(data) // 400))))
     harmless = 0
-    for i in range(len(data)):
+    for i in positions:
         damaged = bytearray(data)
         damaged[i] ^= 0x5A
         path.write_bytes(bytes(damaged))
@@ -253,7 +258,7 @@ def test_every_flipped_byte_is_caught_or_harmless(saved):
             continue
         assert back.predict(x).tobytes() == expected, f"byte {i} changed the model silently"
         harmless += 1
-    assert harmless < len(data) // 4
+    assert harmless < len(positions) // 2  # metadata only: most flips are caught
 
 
 def test_altered_array_with_valid_zip_crc_fails_checksum(saved):

@@ -10,11 +10,12 @@ layer instances from Python threads.
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
 import pytest
-from conftest import DTYPES, ROOT, assert_bits_identical
+from conftest import DTYPES, assert_bits_identical
 from threadpoolctl import ThreadpoolController
 
 import fastmlp
@@ -249,9 +250,10 @@ def test_set_num_threads_sets_blas_pool_and_none_restores_default(restore_thread
 
 
 def test_omp_num_threads_respected():
-    env = dict(os.environ, OMP_NUM_THREADS="3", PYTHONPATH=ROOT)
+    env = dict(os.environ, OMP_NUM_THREADS="3")
     proc = subprocess.run([sys.executable, "-c", "import fastmlp; print(fastmlp.get_num_threads())"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+                          capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
+                          timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "3"
     assert proc.stderr == ""

@@ -28,7 +28,7 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
-from fastmlp.reference.functions import sigmoid, softmax
+from fastmlp.reference.functions import sigmoid
 
 __all__ = [
     "MulLayer",
