@@ -305,10 +305,11 @@ def mlp_predict(x, Ws, bs, hs, activation):
 
 
 def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                 activation, output, weight_decay):
+                 activation, output, weight_decay, sgd_lr=0.0):
     """Forward, loss and backward of a whole network; (mean data loss, sum of W**2).
 
+    With ``sgd_lr`` > 0 an SGD step is fused in (Ws, bs updated in place).
     See ``fastmlp._kernels.mlp.mlp_gradient`` for the buffers' shapes.
     """
     return mlp.mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                            activation, output, weight_decay)
+                            activation, output, weight_decay, sgd_lr)

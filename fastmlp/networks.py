@@ -14,6 +14,7 @@ run ``gradient`` from two threads at once; ``predict`` is safe from many.
 import numpy as np
 
 from . import _backend, _networks, layers
+from .optimizers import SGD
 from ._validation import as_float, check_targets
 
 _ACTIVATION_CODES = {"relu": 0, "sigmoid": 1}
@@ -81,6 +82,26 @@ class _CompiledNet:
             labels = onehot.argmax(axis=1)
         return float(np.count_nonzero(self.predict(x).argmax(axis=1) == labels) / x.shape[0])
 
+    def train_step(self, x, t, optimizer, sample_weight=None):
+        """One training step, ``optimizer.update(params, gradient(x, t))``, at full speed.
+
+        With fastmlp's plain ``SGD`` the update is fused into the backward
+        pass (each W is updated by its own gradient GEMM, no gradient array is
+        stored). Returns the loss before the update; when it is NaN or
+        infinite no update is applied.
+        """
+        weights = self._weights()
+        if (type(optimizer) is SGD and weights is not None
+                and all(p.flags.writeable for p in weights[0] + weights[1])):
+            loss = self._run(weights, x, t, sample_weight, sgd_lr=optimizer.lr)
+            for affine in self._affines():
+                affine.dW = None   # fused: the weights took their gradients directly
+            return loss
+        grads = self.gradient(x, t, sample_weight)
+        if np.isfinite(self.last_loss):
+            optimizer.update(self.params, grads)
+        return self.last_loss
+
     def gradient(self, x, t, sample_weight=None):
         """Gradient of ``loss`` by backpropagation, the whole network in one compiled call.
 
@@ -98,6 +119,21 @@ class _CompiledNet:
             ``W1, b1, ...``: the step's gradient buffers (overwritten by the
             next call). With weight decay ``W{i}`` includes ``lambda * W{i}``.
         """
+        weights = self._weights()
+        if weights is None:
+            if sample_weight is not None:
+                raise ValueError("sample_weight needs the compiled path (numpy's BLAS was not "
+                                 "found or the parameters are not C-contiguous)")
+            return super().gradient(x, t)
+        self._run(weights, x, t, sample_weight)
+        ws = self._workspace
+        grads = {}
+        for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):
+            grads[f"W{i}"], grads[f"b{i}"] = dW, db
+        return grads
+
+    def _run(self, weights, x, t, sample_weight, sgd_lr=0.0):
+        """Check the batch, run the compiled pass, record the book's attributes; return the loss."""
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = self._check_x(x, finite=False)
@@ -112,12 +148,6 @@ class _CompiledNet:
                 raise ValueError(f"sample_weight must hold {x.shape[0]} non-negative weights, "
                                  f"got shape {sample_weight.shape}")
             sample_weight = np.ascontiguousarray(sample_weight)
-        weights = self._weights()
-        if weights is None:
-            if sample_weight is not None:
-                raise ValueError("sample_weight needs the compiled path (numpy's BLAS was not "
-                                 "found or the parameters are not C-contiguous)")
-            return super().gradient(x, labels if labels is not None else onehot)
         x = np.ascontiguousarray(x)
         ws = self._workspace
         if ws is None or ws.n != x.shape[0]:
@@ -131,14 +161,13 @@ class _CompiledNet:
         loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, *weights, ws.hs,
                                              ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
                                              _ACTIVATION_CODES[self.activation],
-                                             _OUTPUT_CODES[self.loss_name], self.weight_decay_lambda)
+                                             _OUTPUT_CODES[self.loss_name], self.weight_decay_lambda,
+                                             sgd_lr)
         if not np.isfinite(loss) and not np.isfinite(x).all():
             raise ValueError("x contains NaN or infinity")
-        self._record(x, t, ws, loss, loss + 0.5 * self.weight_decay_lambda * sum_sq)
-        grads = {}
-        for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):
-            grads[f"W{i}"], grads[f"b{i}"] = dW, db
-        return grads
+        total = loss + 0.5 * self.weight_decay_lambda * sum_sq
+        self._record(x, t, ws, loss, total)
+        return total
 
     def _record(self, x, t, ws, data_loss, loss):
         """Leave the book's layer attributes as the layer-by-layer path would."""

@@ -9,7 +9,7 @@ softmax, loss and (y - t)/N come out of one pass per row. Every reduction
 (db, loss) runs in a fixed order, so the bits never depend on threads.
 """
 from cython cimport floating
-from libc.math cimport exp, log
+from libc.math cimport exp, isfinite, log
 from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 
@@ -195,37 +195,57 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
 
 
 cdef double _backward(const floating *x, const Py_ssize_t *labels, const floating *onehot,
-                      const floating *weights, int output, Layer *layers, Py_ssize_t L, Py_ssize_t n, int act,
-                      floating weight_decay, double *sum_sq_weights) noexcept nogil:
+                      const floating *weights, int output, Layer *layers, Py_ssize_t L,
+                      Py_ssize_t n, int act, floating weight_decay, floating sgd_lr,
+                      double *sum_sq_weights) noexcept nogil:
     """The loss on the last layer's output, then every layer's dW, db and hidden gradients.
 
-    With weight decay, also sum_sq_weights = sum of W**2 over all layers (for the loss).
+    With weight decay, also sum_sq_weights = sum of W**2 over all layers (for
+    the loss). With sgd_lr > 0 the SGD step is fused in: W -= sgd_lr * dW goes
+    straight into the GEMM (alpha = -sgd_lr, beta = 1) and b -= sgd_lr * db,
+    so dW is never stored; a non-finite loss stops before any update.
     """
     cdef Py_ssize_t i, j, k, m
     cdef double loss
     cdef floating *d
     cdef floating *dW
-    cdef const floating *W
+    cdef floating *W
+    cdef floating *b
+    cdef floating *db
     cdef const floating *a
+    cdef floating decay = 1 - sgd_lr * weight_decay
     if output == SOFTMAX_CE:
         loss = _softmax_ce(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels, onehot,
                            weights, n, layers[L - 1].m)
     else:
         loss = _mse(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, onehot, weights,
                     n, layers[L - 1].m)
+    if sgd_lr != 0 and not isfinite(loss):
+        return loss
     for i in range(L - 1, -1, -1):
         k, m = layers[i].k, layers[i].m
-        d, W, dW = <floating*>layers[i].d, <const floating*>layers[i].W, <floating*>layers[i].dW
+        d, W, dW = <floating*>layers[i].d, <floating*>layers[i].W, <floating*>layers[i].dW
+        b, db = <floating*>layers[i].b, <floating*>layers[i].db
         a = x if i == 0 else <const floating*>layers[i - 1].h
-        if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
-            for j in range(k * m):
-                dW[j] = weight_decay * W[j]
-                sum_sq_weights[0] += <double>W[j] * W[j]
-        gemm(True, False, k, m, n, 1, a, k, d, m, 1 if weight_decay != 0 else 0, dW, m)
-        _column_sums(d, <floating*>layers[i].db, n, m)
-        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]); the input's dx is never needed
+        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
             _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k, act)
+        if weight_decay != 0:
+            for j in range(k * m):
+                sum_sq_weights[0] += <double>W[j] * W[j]
+        _column_sums(d, db, n, m)
+        if sgd_lr == 0:
+            if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
+                for j in range(k * m):
+                    dW[j] = weight_decay * W[j]
+            gemm(True, False, k, m, n, 1, a, k, d, m, 1 if weight_decay != 0 else 0, dW, m)
+        else:                       # W = W * (1 - lr * wd) - lr * a.T @ d; b -= lr * db
+            if weight_decay != 0:
+                for j in range(k * m):
+                    W[j] = W[j] * decay
+            gemm(True, False, k, m, n, -sgd_lr, a, k, d, m, 1, W, m)
+            for j in range(m):
+                b[j] -= sgd_lr * db[j]
     return loss
 
 
@@ -245,7 +265,8 @@ def mlp_predict(x, list Ws, list bs, list hs, int act):
 
 
 def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, list masks,
-                 list ds, list dWs, list dbs, int act, int output, double weight_decay):
+                 list ds, list dWs, list dbs, int act, int output, double weight_decay,
+                 double sgd_lr=0):
     """Forward, loss and backward of the whole network.
 
     Returns (mean data loss, sum of W**2 over all layers when weight_decay != 0 else 0).
@@ -257,7 +278,8 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     uint8 for hidden ReLU layers (else None), ds[i] (N, M) output gradients
     (the last is w * (y - t) / N), dWs[i], dbs[i] the parameter gradients
     (dW includes weight_decay * W). output: 0 softmax + cross-entropy,
-    1 identity + 0.5 * squared error.
+    1 identity + 0.5 * squared error. sgd_lr > 0 fuses an SGD step into the
+    backward pass: Ws and bs are updated in place and dWs is left untouched.
     """
     cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
     cdef Layer *layers = _layers(Ws, bs, hs, masks, ds, dWs, dbs)
@@ -272,11 +294,11 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
             if single:
                 _forward(<const float*>xp, layers, L, n, act)
                 loss = _backward(<const float*>xp, lp, <const float*>tp, <const float*>wp, output,
-                                 layers, L, n, act, <float>weight_decay, &sum_sq)
+                                 layers, L, n, act, <float>weight_decay, <float>sgd_lr, &sum_sq)
             else:
                 _forward(<const double*>xp, layers, L, n, act)
                 loss = _backward(<const double*>xp, lp, <const double*>tp, <const double*>wp,
-                                 output, layers, L, n, act, weight_decay, &sum_sq)
+                                 output, layers, L, n, act, weight_decay, sgd_lr, &sum_sq)
     finally:
         free(layers)
     return loss / n, sum_sq

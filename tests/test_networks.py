@@ -1,0 +1,160 @@
+"""The compiled networks (one fused call per step) against the numpy reference networks."""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import reference as R
+from fastmlp.gradient import gradient_check
+
+U = {np.float32: np.finfo(np.float32).eps / 2, np.float64: np.finfo(np.float64).eps / 2}
+CASES = [dict(activation="relu"), dict(activation="sigmoid"),
+         dict(activation="relu", weight_decay_lambda=0.1),
+         dict(activation="sigmoid", weight_decay_lambda=0.05, loss="mse")]
+
+
+def _pair(dtype, sizes=(9, [7, 6], 4), **kw):
+    return (fastmlp.MultiLayerNet(*sizes, dtype=dtype, seed=3, **kw),
+            R.MultiLayerNet(*sizes, dtype=dtype, seed=3, **kw))
+
+
+def _batch(rng, n, kw, onehot=False):
+    x = rng.standard_normal((n, 9))
+    if kw.get("loss") == "mse":
+        return x, rng.standard_normal((n, 4))
+    t = rng.integers(0, 4, n)
+    return x, (np.eye(4)[t] if onehot else t)
+
+
+def _close(got, want, dtype, scale=1.0):
+    np.testing.assert_allclose(got, want, rtol=2000 * U[dtype], atol=2000 * U[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", CASES)
+@pytest.mark.parametrize("n", [1, 3, 17, 100])
+def test_gradient_loss_predict_match_reference(dtype, kw, n):
+    rng = np.random.default_rng(n)
+    net, ref = _pair(dtype, **kw)
+    for onehot in (False, True):
+        x, t = _batch(rng, n, kw, onehot)
+        got, want = net.gradient(x, t), ref.gradient(x, t)
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key].dtype == dtype and got[key].shape == want[key].shape
+            _close(got[key], want[key], dtype, np.abs(want[key]).max())
+        assert net.last_loss == pytest.approx(ref.loss(x, t), rel=200 * U[dtype])
+        _close(net.predict(x), ref.predict(x), dtype, np.abs(ref.predict(x)).max())
+        if kw.get("loss") != "mse":
+            assert net.accuracy(x, t) == ref.accuracy(x, t)
+        # the book's attributes point at what the step computed
+        assert np.array_equal(net.layers["Affine1"].dW, got["W1"])
+        assert net.lastLayer.loss == pytest.approx(ref.lastLayer.loss, rel=200 * U[dtype])
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_compiled_network_gradient_check(kw):
+    rng = np.random.default_rng(0)
+    net = fastmlp.MultiLayerNet(9, [7, 6], 4, seed=5, **kw)
+    for key in ("b1", "b2", "b3"):   # zero biases put whole rows exactly on ReLU's kink
+        net.params[key][...] = rng.uniform(0.05, 0.2, net.params[key].shape)
+    x, t = _batch(rng, 5, kw)
+    numeric = net.numerical_gradient(x, t)
+    for key, grad in net.gradient(x, t).items():   # TESTING.md's per-element float64 bound
+        assert np.all(np.abs(grad - numeric[key]) <= 1e-8 + 1e-5 * np.abs(numeric[key])), key
+    assert set(gradient_check(net, x, t)) == set(net.params)
+
+
+def test_two_layer_net_gradient_check_float32_against_float64_reference():
+    """Cross-precision check (TESTING.md): f32 backprop vs f64 numerical gradient of the reference."""
+    rng = np.random.default_rng(1)
+    x, t = rng.standard_normal((6, 9)), rng.integers(0, 4, 6)
+    net = fastmlp.TwoLayerNet(9, 8, 4, weight_init_std=0.5, dtype=np.float32, seed=2)
+    ref = R.TwoLayerNet(9, 8, 4, weight_init_std=0.5, seed=2)
+    for key in ref.params:
+        ref.params[key][...] = net.params[key]
+    numeric = ref.numerical_gradient(x, t)
+    for key, grad in net.gradient(x, t).items():
+        scale = np.abs(numeric[key]).max()
+        assert np.all(np.abs(grad - numeric[key]) <= 1e-5 * scale + 1e-3 * np.abs(numeric[key])), key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hundred_sgd_steps_track_the_reference(dtype):
+    rng = np.random.default_rng(7)
+    net, ref = _pair(dtype, activation="relu")
+    opt, ref_opt = fastmlp.optimizers.SGD(lr=0.01), R.SGD(lr=0.01)
+    losses, ref_losses = [], []
+    for _ in range(100):
+        x, t = _batch(rng, 16, {})
+        losses.append(net.train_step(x, t, opt))
+        ref_losses.append(ref.loss(x, t))
+        ref_opt.update(ref.params, ref.gradient(x, t))
+    if dtype == np.float64:
+        for key in ref.params:
+            np.testing.assert_allclose(net.params[key], ref.params[key], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-3 if dtype == np.float32 else 1e-8)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Momentum", "Adam"])
+@pytest.mark.parametrize("kw", CASES)
+def test_train_step_equals_gradient_then_update(optimizer, kw):
+    rng = np.random.default_rng(2)
+    a, _ = _pair(np.float64, **kw)
+    b, _ = _pair(np.float64, **kw)
+    opt_a = getattr(fastmlp.optimizers, optimizer)(lr=0.05)
+    opt_b = getattr(fastmlp.optimizers, optimizer)(lr=0.05)
+    for _ in range(10):
+        x, t = _batch(rng, 8, kw)
+        loss = a.train_step(x, t, opt_a)
+        grads = b.gradient(x, t)
+        assert loss == pytest.approx(b.last_loss, rel=1e-12)
+        opt_b.update(b.params, grads)
+    for key in a.params:
+        np.testing.assert_allclose(a.params[key], b.params[key], rtol=1e-12, atol=1e-14)
+
+
+def test_train_step_with_non_finite_loss_changes_nothing():
+    net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
+    before = {k: v.copy() for k, v in net.params.items()}
+    x = np.full((3, 9), 1e308)
+    loss = net.train_step(x, [0, 1, 2], fastmlp.optimizers.SGD(lr=0.1))
+    assert not np.isfinite(loss)
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.train_step(x, [0, 1, 2], fastmlp.optimizers.SGD(lr=0.1))
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_integer_sample_weights_equal_repeated_rows(loss):
+    rng = np.random.default_rng(4)
+    kw = {"loss": loss}
+    net, _ = _pair(np.float64, **kw)
+    x, t = _batch(rng, 5, kw)
+    w = np.array([1, 3, 0, 2, 1])     # sums to 7: as the 7 repeated rows, with N = 7
+    weighted = {k: v.copy() for k, v in net.gradient(x, t, sample_weight=w * 5 / 7).items()}
+    repeated = net.gradient(np.repeat(x, w, axis=0), np.repeat(t, w, axis=0))
+    for key in repeated:
+        np.testing.assert_allclose(weighted[key], repeated[key], rtol=1e-12, atol=1e-15)
+
+
+def test_replaced_layer_weights_of_wrong_shape_are_refused():
+    net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
+    net.layers["Affine1"].W = np.zeros((3, 7))
+    with pytest.raises(ValueError, match="shape"):
+        net.gradient(np.ones((2, 9)), [0, 1])
+
+
+def test_gradient_buffers_are_reused_and_inputs_untouched():
+    rng = np.random.default_rng(0)
+    net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
+    x, t = _batch(rng, 6, {})
+    x.flags.writeable = False
+    t_before = t.copy()
+    first = net.gradient(x, t)
+    second = net.gradient(x, t)
+    assert all(first[k] is second[k] for k in first)   # documented: the step's buffers
+    np.testing.assert_array_equal(t, t_before)
