@@ -1,10 +1,12 @@
 """fastmlp.MLPClassifier vs sklearn.neural_network.MLPClassifier on digits, side by side.
 
 Same hyper-parameters, same train/test split, fits alternated within each
-repeat so both see the same machine load; median fit time of the repeats and
-the test accuracy of each. Usage:
+repeat so both see the same machine load. Repeat r uses random_state=r for
+both; the table shows the median fit time and the mean test accuracy over the
+repeats. Usage:
 
     python bench/bench_estimator.py [--repeats 3] [--threads N] [--max-iter 200]
+    python bench/bench_estimator.py --step-budget   # one step's cost, piece by piece (1 thread)
 """
 import argparse
 import os
@@ -26,11 +28,15 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--hidden", type=int, nargs="+", default=[100])
     parser.add_argument("--solver", default="adam")
+    parser.add_argument("--step-budget", action="store_true",
+                        help="time one training step's pieces (64-100-10 @200, one thread)")
     args = parser.parse_args(argv)
+    if args.step_budget:
+        return step_budget()
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier as SkMLP
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     import fastmlp
     from fastmlp.datasets import load_digits
@@ -39,32 +45,36 @@ def main(argv=None):
     # fastmlp's embedded digits, the book's ((x_train, t_train), (x_test, t_test)), scaled to [0, 1]
     (X_tr, y_tr), (X_te, y_te) = load_digits(normalize=True)
     X_tr, X_te = np.asarray(X_tr, np.float64), np.asarray(X_te, np.float64)
-    hp = dict(hidden_layer_sizes=tuple(args.hidden), solver=args.solver, max_iter=args.max_iter,
-              random_state=0)
+    hp = dict(hidden_layer_sizes=tuple(args.hidden), solver=args.solver, max_iter=args.max_iter)
     if args.threads:
         fastmlp.set_num_threads(args.threads)
         limiter = threadpool_limits(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average {load:.2f} on {os.cpu_count()} cores; numpy BLAS threads: "
+          f"{[i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']}")
     print(f"digits: train {X_tr.shape}, test {X_te.shape}; {hp}; threads="
-          f"{args.threads or 'default'}; repeats={args.repeats} (median)")
+          f"{args.threads or 'default'}; repeats={args.repeats} (random_state=0..{args.repeats - 1}: "
+          f"median time, mean accuracy)")
     rows = []
     for dtype in (np.float64, np.float32):
         a, b = X_tr.astype(dtype), X_te.astype(dtype)
         times = {"fastmlp": [], "sklearn": []}
-        acc = {}
-        epochs = {}
-        for _ in range(args.repeats):
+        acc = {"fastmlp": [], "sklearn": []}
+        epochs = {"fastmlp": [], "sklearn": []}
+        for seed in range(args.repeats):
             for name, cls in (("fastmlp", FastMLP), ("sklearn", SkMLP)):
-                model = cls(**hp)
+                model = cls(random_state=seed, **hp)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     t0 = time.perf_counter()
                     model.fit(a, y_tr)
                     times[name].append(time.perf_counter() - t0)
-                acc[name] = model.score(b, y_te)
-                epochs[name] = model.n_iter_
+                acc[name].append(model.score(b, y_te))
+                epochs[name].append(model.n_iter_)
         tf, ts = statistics.median(times["fastmlp"]), statistics.median(times["sklearn"])
-        rows.append((np.dtype(dtype).name, tf, ts, ts / tf, acc["fastmlp"], acc["sklearn"],
-                     epochs["fastmlp"], epochs["sklearn"]))
+        rows.append((np.dtype(dtype).name, tf, ts, ts / tf, statistics.mean(acc["fastmlp"]),
+                     statistics.mean(acc["sklearn"]), statistics.median(epochs["fastmlp"]),
+                     statistics.median(epochs["sklearn"])))
     print(f"{'dtype':8} {'fastmlp s':>10} {'sklearn s':>10} {'speed-up':>9} "
           f"{'fastmlp acc':>12} {'sklearn acc':>12} {'epochs f/s':>11}")
     for r in rows:
@@ -73,6 +83,81 @@ def main(argv=None):
     if args.threads:
         limiter.restore_original_limits()
     return rows
+
+
+def step_budget(repeats=9, calls=200):
+    """Median microseconds per call: the step's five GEMMs alone (numpy), fastmlp's fused kernel,
+    net.gradient, opt.update, both, and sklearn's own step (_backprop + update_params)."""
+    from threadpoolctl import threadpool_limits
+
+    import fastmlp
+
+    fastmlp.set_num_threads(1)
+    threadpool_limits(1)
+    (X, y), _ = fastmlp.datasets.load_digits()
+    y = np.asarray(y, np.intp)
+    for dt in (np.float64, np.float32):
+        _budget_one(dt, X, y, repeats, calls)
+
+
+def _budget_one(dt, X, y, repeats, calls):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    import fastmlp
+    from fastmlp import _backend
+    from fastmlp.estimator import _Adam
+
+    x, t = np.ascontiguousarray(X[:200], dtype=dt), y[:200].copy()
+    net = fastmlp.MultiLayerNet(64, [100], 10, seed=0, dtype=dt)
+    opt = _Adam(1e-3)
+    grads = net.gradient(x, t)
+    opt.update(net.params, grads)
+    W1, W2 = net.params["W1"], net.params["W2"]
+    h, d = np.ones((200, 100), dt), np.ones((200, 10), dt)
+    outs = [np.empty(s, dt) for s in ((200, 100), (200, 10), (200, 100), (100, 10), (64, 100))]
+
+    def gemms():
+        np.matmul(x, W1, out=outs[0])
+        np.matmul(h, W2, out=outs[1])
+        np.matmul(d, W2.T, out=outs[2])
+        np.matmul(h.T, d, out=outs[3])
+        np.matmul(x.T, h, out=outs[4])
+
+    ws = net._workspace
+    Ws, bs = [W1, W2], [net.params["b1"], net.params["b2"]]
+
+    def kernel():
+        _backend.mlp_gradient(x, ws.labels, None, None, Ws, bs, ws.hs, ws.mask_bytes, ws.ds,
+                              ws.dWs, ws.dbs, 0, 0, 0.0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLP(max_iter=1, random_state=0).fit(X.astype(dt), y)
+    Y = sk._label_binarizer.transform(t).astype(bool)
+    acts, deltas = [x] + [None] * (sk.n_layers_ - 1), [None] * (sk.n_layers_ - 1)
+    cg, ig = [np.empty_like(c) for c in sk.coefs_], [np.empty_like(c) for c in sk.intercepts_]
+    sk_params = sk.coefs_ + sk.intercepts_
+
+    def sk_step():
+        acts[0] = x
+        _, c, i = sk._backprop(x, Y, None, acts, deltas, cg, ig)
+        sk._optimizer.update_params(sk_params, c + i)
+
+    pieces = {"5 GEMMs (numpy)": gemms, "fastmlp fused kernel": kernel,
+              "net.gradient": lambda: net.gradient(x, t),
+              "opt.update": lambda: opt.update(net.params, grads),
+              "fastmlp step": lambda: opt.update(net.params, net.gradient(x, t)),
+              "sklearn step": sk_step}
+    res = {k: [] for k in pieces}
+    for _ in range(repeats):
+        for name, fn in pieces.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            res[name].append((time.perf_counter() - t0) / calls * 1e6)
+    print(np.dtype(dt).name, "  ".join(f"{k}: {statistics.median(v):.0f} us"
+                                      for k, v in res.items()))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ except ImportError:  # a source checkout with the kernels built in place
     import fastmlp  # noqa: F401
 
 from fastmlp import _backend
+from fastmlp import bench as fb
 from fastmlp import layers as compiled_layers
 from fastmlp.reference import layers as reference_layers
 
@@ -51,6 +52,18 @@ AFFINE_SHAPES = list(dict.fromkeys((n, k, m) for sizes, n in NETWORKS
 # (batch, units) of the hidden activations; (batch, classes) of the loss
 HIDDEN_SHAPES = list(dict.fromkeys((n, m) for sizes, n in NETWORKS for m in sizes[1:-1]))
 LOSS_SHAPES = [(n, sizes[-1]) for sizes, n in NETWORKS]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_machine(benchmark):
+    """With FASTMLP_BENCH_WAIT_IDLE=S, wait (at most S s) until other processes leave the CPU
+    idle before each benchmark; always record the CPU they took during it in extra_info."""
+    wait = float(os.environ.get("FASTMLP_BENCH_WAIT_IDLE") or 0)
+    if wait > 0:
+        fb.wait_idle(0.05, wait)
+    cpu = fb.CpuShare()
+    yield
+    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(fb.available_cores())
 
 
 def _rng():

@@ -44,6 +44,18 @@ DTYPES = ["float32", "float64"]
 IMPLS = ["fastmlp", "reference", "torch", "gemm_limit"]
 
 
+@pytest.fixture(autouse=True)
+def _quiet_machine(benchmark):
+    """With FASTMLP_BENCH_WAIT_IDLE=S, wait (at most S s) until other processes leave the CPU
+    idle before each benchmark; always record the CPU they took during it in extra_info."""
+    wait = float(os.environ.get("FASTMLP_BENCH_WAIT_IDLE") or 0)
+    if wait > 0:
+        fb.wait_idle(0.05, wait)
+    cpu = fb.CpuShare()
+    yield
+    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(fb.available_cores())
+
+
 @functools.lru_cache(maxsize=None)
 def _data(dtype):
     return fb.make_data(dtype)

@@ -8,9 +8,18 @@ the same API in plain numpy, the oracle the tests compare against.
 from . import datasets, functions, layers, optimizers
 from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
+from .io import load, save
 from .trainer import DivergenceError, Trainer
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """The estimators need scikit-learn, so they are imported on first use."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimator
+        return getattr(estimator, name)
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 
 def show_config():
@@ -23,4 +32,4 @@ def show_config():
     print(f"  matrix products: {route} ({_backend.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]

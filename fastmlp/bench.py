@@ -85,6 +85,9 @@ def add_arguments(parser):
     parser.add_argument("--predict", action="store_true",
                         help="also time inference at batch 1, 100 and 10000: fastmlp predict "
                              "vs torch model(x) under no_grad")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                        help="on a shared machine: before each repeat wait (at most S seconds) "
+                             "until other processes use < 5%% of the CPU")
     parser.add_argument("--json", metavar="FILE", default=None,
                         help="write every measurement, the machine and the settings as JSON")
     parser.add_argument("--plot", metavar="FILE.png", default=None,
@@ -315,13 +318,17 @@ def numpy_blas_info():
     return blas[0] if blas else {}
 
 
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
 def machine_info():
     from . import __version__, _backend, threads
     blas = numpy_blas_info()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
+    cores = available_cores()
     info = {
         "cpu": _cpu_model(), "cores": cores, "logical_cpus": os.cpu_count(),
         "platform": platform.platform(), "python": platform.python_version(),
@@ -381,6 +388,18 @@ class CpuShare:
         return max(0.0, (busy - own) / (wall * cores)) if wall > 0 else None
 
 
+def wait_idle(threshold, max_wait, window=0.5):
+    """Wait until other processes use less than ``threshold`` of the cores over ``window``
+    seconds, for at most ``max_wait`` seconds; return the last share seen (None if unknown)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        probe = CpuShare()
+        time.sleep(window)
+        share = probe.others(available_cores())
+        if share is None or share < threshold or time.monotonic() >= deadline:
+            return share
+
+
 # ---------------------------------------------------------------- measurement
 
 def _rotate(seq, k):
@@ -388,9 +407,10 @@ def _rotate(seq, k):
     return seq[k:] + seq[:k]
 
 
-def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log):
+def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, idle=None):
     """One row of the training table (a dict, see ``run``)."""
     X, T = make_data(dtype)
+    cpu = CpuShare()
     row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
            "results": {}}
     steps = {}
@@ -406,7 +426,11 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log):
     do_alternate = alternate and dtype == "float32"
     mm = user_matmul() if do_alternate else None
     order = ["gemm_limit"] + list(steps)
+    busy = []
     for r in range(repeats):
+        if idle:
+            idle()
+        repeat_cpu = CpuShare()
         for name in _rotate(order, r):
             if name == "gemm_limit":
                 limit_runs.append(batch * timed(limit_call, seconds))
@@ -418,6 +442,7 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log):
                 t_mm = 1 / timed(mm, seconds)
                 t_pair = 1 / timed(lambda i, s=step: (s(i), mm(i)), seconds)
                 alt_runs[name].append(t_pair / (t_step + t_mm))
+        busy.append(repeat_cpu.others(available_cores()))
         log(".")
     limit = median(limit_runs)
     row["gemm_limit"] = limit
@@ -435,6 +460,8 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log):
     if fm:
         row["fastmlp_speedup"] = {n: fm / r["samples_per_s"] for n, r in row["results"].items()
                                   if n != "fastmlp" and "samples_per_s" in r}
+    row["other_processes_cpu_share"] = cpu.others(available_cores())
+    row["other_processes_cpu_share_per_repeat"] = busy
     return row
 
 
@@ -462,15 +489,18 @@ def _predictors(sizes, dtype, names):
     return preds, missing
 
 
-def bench_predict(sizes, dtype, names, seconds, repeats, log):
+def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
     X, _ = make_data(dtype)
     preds, missing = _predictors(sizes, dtype, names)
     rows = []
     for batch in PREDICT_BATCHES:
+        cpu = CpuShare()
         row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
                "results": dict(missing)}
         runs = {name: [] for name in preds}
         for r in range(repeats):
+            if idle:
+                idle()
             for name in _rotate(list(preds), r):
                 f = preds[name]
                 runs[name].append(batch * timed(
@@ -481,6 +511,7 @@ def bench_predict(sizes, dtype, names, seconds, repeats, log):
         if fm:
             row["fastmlp_speedup"] = {n: fm / r["samples_per_s"] for n, r in row["results"].items()
                                       if n != "fastmlp" and "samples_per_s" in r}
+        row["other_processes_cpu_share"] = cpu.others(available_cores())
         rows.append(row)
         log(".")
     return rows
@@ -517,7 +548,7 @@ def _cell(res, share=True):
 def train_table(rows, names):
     others = [n for n in names if n != "fastmlp"]
     header = (["network @batch", "dtype", "GEMM limit"] + [PEER_LABELS[n] for n in names]
-              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []))
+              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
     body = []
     for row in rows:
         cells = [f"{row['network']} @{row['batch']}", row["dtype"], _fmt_rate(row["gemm_limit"])]
@@ -525,8 +556,14 @@ def train_table(rows, names):
         if "fastmlp" in names:
             sp = row.get("fastmlp_speedup", {})
             cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
+        cells.append(_busy(row))
         body.append(cells)
     return format_table(header, body)
+
+
+def _busy(row):
+    share = row.get("other_processes_cpu_share")
+    return "?" if share is None else f"{100 * share:.0f}%"
 
 
 def alternation_table(rows, names):
@@ -545,7 +582,7 @@ def predict_table(rows, names):
     names = [n for n in names if any(n in r["results"] for r in rows)]
     others = [n for n in names if n != "fastmlp"]
     header = (["network", "dtype", "batch"] + [PEER_LABELS[n] for n in names]
-              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []))
+              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
     body = []
     for row in rows:
         cells = [row["network"], row["dtype"], str(row["batch"])]
@@ -553,6 +590,7 @@ def predict_table(rows, names):
         if "fastmlp" in names:
             sp = row.get("fastmlp_speedup", {})
             cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
+        cells.append(_busy(row))
         body.append(cells)
     return format_table(header, body)
 
@@ -673,23 +711,31 @@ def _run(args):
     settings = {"seconds": seconds, "repeats": args.repeats, "peers": names, "dtypes": dtypes,
                 "configs": [{"sizes": s, "batch": b} for s, b in configs], "lr": LR,
                 "n_rows": N_ROWS, "sklearn_batches_per_call": SKLEARN_BATCHES,
-                "alternate": bool(args.alternate), "predict": bool(args.predict)}
+                "alternate": bool(args.alternate), "predict": bool(args.predict),
+                "wait_idle": args.wait_idle}
     print(header_text(info, settings), flush=True)
 
+    idle = None
+    if args.wait_idle:
+        def idle():
+            share = wait_idle(0.05, args.wait_idle)
+            if share is not None and share >= 0.05:
+                _log("!")   # waited in vain: this repeat runs on a busy machine
     cpu = CpuShare()
     train_rows = []
     for sizes, batch in configs:
         for dtype in dtypes:
             _log(f"{network_name(sizes)} @{batch} {dtype} ")
             train_rows.append(bench_train(sizes, batch, dtype, names, seconds, args.repeats,
-                                          args.alternate, _log))
+                                          args.alternate, _log, idle))
             _log("\n")
     predict_rows = []
     if args.predict:
         for sizes, _ in configs:
             for dtype in dtypes:
                 _log(f"predict {network_name(sizes)} {dtype} ")
-                predict_rows += bench_predict(sizes, dtype, names, seconds, args.repeats, _log)
+                predict_rows += bench_predict(sizes, dtype, names, seconds, args.repeats, _log,
+                                              idle)
                 _log("\n")
 
     info["other_processes_cpu_share"] = cpu.others(info["cores"])
@@ -700,7 +746,8 @@ def _run(args):
         result["predict"] = predict_rows
 
     print()
-    print("Training: samples/s of one SGD step (share of the GEMM-bound limit)")
+    print("Training: samples/s of one SGD step (share of the GEMM-bound limit); "
+          "busy: CPU other processes took meanwhile")
     print(train_table(train_rows, names))
     for n in names:
         reasons = {r["results"][n]["unavailable"] for r in train_rows

@@ -42,6 +42,14 @@ Differences from sklearn's MLP, all deliberate:
   ``loss_curve_`` and ``t_`` keep growing across warm starts and
   ``partial_fit`` calls.
 
+Threads: a fit whose training step is small (matrix products under
+``SMALL_STEP_FLOPS``, e.g. digits' 64-100-10 at batch 200) runs numpy's BLAS
+on one thread for its duration (restored afterwards; process-wide, as
+threadpoolctl limits are), because handing such GEMMs to a thread pool costs
+more than it saves; call ``fastmlp.set_num_threads(n)`` to choose yourself.
+(numpy's OpenBLAS may round a GEMM differently on another thread count, so
+fits on different thread counts can differ in the last bits.)
+
 scikit-learn (>= 1.6) is an optional dependency: ``import fastmlp`` works
 without it; creating an estimator then raises ``ImportError`` saying
 ``pip install fastmlp[sklearn]``.
@@ -49,7 +57,9 @@ without it; creating an estimator then raises ``ImportError`` saying
 import math
 import numbers
 import sys
+import threading
 import warnings
+from itertools import pairwise
 
 import numpy as np
 
@@ -139,6 +149,69 @@ class _SGDNesterov(_optim.Momentum):
         else:  # pragma: no cover - the estimator's parameters are always C-contiguous
             for k in keys:
                 params[k] -= (1.0 - self.momentum) * self.v[k] + self.lr * np.asarray(grads[k])
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+
+#: A training step whose matrix products total fewer flops than this (6 * batch * sum of
+#: in*out over the layers; 8.9e6 for digits' 64-100-10 at batch 200) runs numpy's BLAS on one
+#: thread while fit/partial_fit trains, unless fastmlp.set_num_threads() was called. Such
+#: GEMMs take ~0.1-0.3 ms; handing them to a thread pool costs more than it saves on few
+#: cores, and on a busy machine a pool that waits for a descheduled thread made them ~10x
+#: slower (bench/bench_estimator.py). sklearn's KMeans limits BLAS inside fit the same way.
+SMALL_STEP_FLOPS = 16e6
+
+
+class _OneBlasThread:
+    """Context manager: numpy's BLAS on one thread (process-wide, like threadpoolctl), restored
+    when the last concurrent user leaves, so fits in several Python threads nest correctly."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _limiter = None
+    _controller = None
+
+    def __enter__(self):
+        cls = type(self)
+        with cls._lock:
+            if cls._users == 0:
+                cls._limiter = None
+                controller = cls._get_controller()
+                if controller is not None and any(i["num_threads"] > 1 for i in controller.info()):
+                    cls._limiter = controller.limit(limits=1)
+            cls._users += 1
+        return self
+
+    def __exit__(self, *exc):
+        cls = type(self)
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._limiter is not None:
+                cls._limiter.restore_original_limits()
+                cls._limiter = None
+        return False
+
+    @classmethod
+    def _get_controller(cls):
+        if cls._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            from . import _backend
+            path = _backend.numpy_blas_path()
+            if path is None:
+                return None
+            cls._controller = ThreadpoolController().select(filepath=path)
+        return cls._controller
+
+
+def _blas_threads_for(step_flops):
+    """The BLAS thread policy for a fit whose steps cost ``step_flops``."""
+    import contextlib
+
+    from . import threads
+    if step_flops >= SMALL_STEP_FLOPS or getattr(threads, "_requested", None) is not None:
+        return contextlib.nullcontext()
+    return _OneBlasThread()
 
 
 _SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
@@ -357,7 +430,7 @@ class _BaseMLP(BaseEstimator):
                             weight_decay_lambda=0.0, dtype=dtype, seed=0, loss=self._loss_name)
         factor = 2.0 if params["activation"] == "sigmoid" else 6.0
         sizes = [n_features, *params["hidden"], n_outputs]
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for i, (fan_in, fan_out) in enumerate(pairwise(sizes), start=1):
             bound = math.sqrt(factor / (fan_in + fan_out))
             net.params[f"W{i}"][...] = rng.uniform(-bound, bound, (fan_in, fan_out))
             net.params[f"b{i}"][...] = rng.uniform(-bound, bound, fan_out)
@@ -431,6 +504,11 @@ class _BaseMLP(BaseEstimator):
         first_pass = not fitted or (not self.warm_start and not incremental)
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
+        if not first_pass and (params["hidden"] != self._net.hidden_size_list
+                               or params["activation"] != self._net.activation):
+            raise ValueError("hidden_layer_sizes or activation changed since the network was "
+                             "built; continuing (warm_start / partial_fit) needs the same "
+                             "architecture. Set warm_start=False to start over.")
 
         # ---- validate everything before any state changes
         dtype = None if first_pass else self._dtype
@@ -455,6 +533,24 @@ class _BaseMLP(BaseEstimator):
                 X_val = np.ascontiguousarray(X_val, dtype=dtype)
                 y_val = self._encode_val_targets(y_val, X_val.shape[0], target_info, dtype)
                 val = _Data(X_val, y_val, None)
+            # the validation split and the training samples, still before any state changes
+            if first_pass:
+                rng = _make_rng(self.random_state)
+                split_seed = int(rng.integers(2**31 - 1))
+            else:
+                rng, split_seed = self._rng, self._split_seed
+            train = _Data(X, targets, weights)
+            if val is None and self.early_stopping:
+                train, val = self._split_validation(train, params, split_seed)
+            if train.w is not None:
+                keep = train.w > 0
+                if not keep.all():  # zero-weight samples contribute nothing: drop them
+                    train = _Data(train.X[keep], train.y[keep], train.w[keep])
+                if train.n == 0:
+                    raise ValueError("no training samples with non-zero sample_weight remain "
+                                     "after the validation split")
+                if np.all(train.w == train.w[0]):
+                    train.w = None  # uniform weights: the same objective as no weights
         except Exception:
             for k in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(k, None)
@@ -463,34 +559,25 @@ class _BaseMLP(BaseEstimator):
 
         # ---- state: from scratch, or continuing
         if first_pass:
-            self._reset_fit_state(target_info, dtype, params, X.shape[1])
+            self._reset_fit_state(target_info, dtype, params, X.shape[1], rng, split_seed)
         elif not incremental:
             self._no_improvement_count = 0   # a warm-started fit gets its own patience
         self._sync_optimizer(params, first_pass, incremental)
-
-        # ---- validation set: the user's, or split off the training data
-        train = _Data(X, targets, weights)
-        if val is None and self.early_stopping:
-            train, val = self._split_validation(train, params)
-        if train.w is not None:
-            keep = train.w > 0
-            if not keep.all():  # zero-weight samples contribute nothing: drop them
-                train = _Data(train.X[keep], train.y[keep], train.w[keep])
-            if train.n and np.all(train.w == train.w[0]):
-                train.w = None  # uniform weights: same objective as no weights
-        if train.n == 0:
-            raise ValueError("no training samples with non-zero weight remain")
         if val is not None and self.validation_scores_ is None:
             self.validation_scores_, self.validation_loss_curve_ = [], []
             self.best_validation_score_ = -np.inf
-        self._run_epochs(train, val, params, incremental)
+        sizes = [self._net.input_size, *self._net.hidden_size_list, self._net.output_size]
+        step_flops = 6.0 * self._batch_size(params, train.n, warn=False) * sum(
+            a * b for a, b in pairwise(sizes))
+        with _blas_threads_for(step_flops):
+            self._run_epochs(train, val, params, incremental)
         return self
 
-    def _reset_fit_state(self, target_info, dtype, params, n_features):
+    def _reset_fit_state(self, target_info, dtype, params, n_features, rng, split_seed):
         self._set_target_info(target_info)
         self._dtype = dtype
-        self._rng = _make_rng(self.random_state)
-        self._split_seed = int(self._rng.integers(2**31 - 1))
+        self._rng = rng
+        self._split_seed = split_seed
         self._net = self._build_network(n_features, self.n_outputs_, params, dtype, self._rng)
         self._optimizer = None
         self.n_layers_ = len(params["hidden"]) + 2
@@ -507,7 +594,7 @@ class _BaseMLP(BaseEstimator):
         self._no_improvement_count = 0
         self._best_params = None
 
-    def _split_validation(self, train, params):
+    def _split_validation(self, train, params, split_seed):
         from sklearn.model_selection import train_test_split
         stratify = None
         if self._loss_name == "cross_entropy":
@@ -517,12 +604,11 @@ class _BaseMLP(BaseEstimator):
         arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
         fraction = params["validation_fraction"]
         try:
-            parts = train_test_split(*arrays, test_size=fraction, random_state=self._split_seed,
+            parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed,
                                      stratify=stratify)
         except ValueError:
             try:  # too few samples to stratify: a plain random split
-                parts = train_test_split(*arrays, test_size=fraction,
-                                         random_state=self._split_seed)
+                parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed)
             except ValueError as exc:
                 raise ValueError(f"could not split a validation set (validation_fraction="
                                  f"{fraction}) off {train.n} samples: {exc}") from None
@@ -535,10 +621,10 @@ class _BaseMLP(BaseEstimator):
             w_tr, w_va = parts[4], parts[5]
         return _Data(X_tr, y_tr, w_tr), _Data(X_va, y_va, w_va)
 
-    def _batch_size(self, params, n):
+    def _batch_size(self, params, n, warn=True):
         if params["batch_size"] == "auto":
             return min(200, n)
-        if params["batch_size"] > n:
+        if params["batch_size"] > n and warn:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                           "It is going to be clipped")
         return min(params["batch_size"], n)
@@ -595,12 +681,9 @@ class _BaseMLP(BaseEstimator):
                     loss = net.last_loss
                     if not math.isfinite(loss):
                         self._diverged(loss, len(self.loss_curve_) + 1, start // batch_size + 1)
-                    if rescale:
-                        penalty = 0.0
-                        if alpha:
-                            penalty = 0.5 * net.weight_decay_lambda * sum(
-                                float(np.vdot(W, W)) for W in self.coefs_)
-                        loss = (loss - penalty) / n_outputs + penalty
+                    if rescale:  # data term / n_outputs, L2 term unchanged
+                        data_loss = float(net.last_layer.loss)
+                        loss = data_loss / n_outputs + (loss - data_loss)
                     opt.update(net.params, grads)
                     total += loss * batch_weight
                     total_weight += batch_weight
@@ -615,7 +698,7 @@ class _BaseMLP(BaseEstimator):
                     self.validation_scores_.append(score)
                     self.validation_loss_curve_.append(val_loss)
                     logs["val_score"], logs["val_loss"] = score, val_loss
-                stop, message = self._update_no_improvement(val, params, incremental)
+                stop, message = self._update_no_improvement(val, params)
                 if self.learning_rate == "invscaling" and self.solver != "adam":
                     opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
                 logs["lr"] = opt.lr
@@ -666,7 +749,7 @@ class _BaseMLP(BaseEstimator):
             f"smaller learning_rate_init than {lr:g}, or scale the features.",
             step=batch, epoch=epoch, loss=loss)
 
-    def _update_no_improvement(self, val, params, incremental):
+    def _update_no_improvement(self, val, params):
         """sklearn's rule: patience over the validation score (early stopping) or the training loss.
 
         Returns (stop, message)."""
@@ -691,8 +774,7 @@ class _BaseMLP(BaseEstimator):
             else:
                 self._no_improvement_count = 0
             what = "Training loss"
-        if loss < self.best_loss_:
-            self.best_loss_ = loss
+        self.best_loss_ = min(self.best_loss_, loss)
         if self._no_improvement_count > self.n_iter_no_change:
             message = (f"{what} did not improve more than tol={tol:f} for "
                        f"{self.n_iter_no_change} consecutive epochs.")
@@ -1149,11 +1231,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @staticmethod
     def _labels_of(y, classes, name):
         y = np.asarray(y)
-        idx = np.searchsorted(classes, y)
-        idx_clipped = np.minimum(idx, len(classes) - 1)
-        bad = classes[idx_clipped] != y
+        try:
+            idx = np.searchsorted(classes, y)
+            idx_clipped = np.minimum(idx, len(classes) - 1)
+            bad = np.asarray(classes[idx_clipped] != y)
+        except TypeError:  # e.g. numbers against string classes
+            raise ValueError(f"{name} labels ({y.dtype}) cannot be compared with classes_ "
+                             f"{classes!r}") from None
+        if bad.shape != y.shape:
+            bad = np.ones(y.shape, bool)
         if np.any(bad):
-            unseen = np.unique(y[np.asarray(bad)])
+            unseen = np.unique(y[bad])
             raise ValueError(f"{name} has classes not in classes_ {classes!r}: {unseen!r}")
         return np.ascontiguousarray(idx_clipped, dtype=np.intp)
 

@@ -42,7 +42,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
 FORMAT_NAME = "fastmlp"
 FORMAT_VERSION = 1
@@ -337,7 +337,7 @@ def _estimator_classes_if_loaded(model):
 
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, UnicodeDecodeError,
                 NotImplementedError, RuntimeError, OverflowError, MemoryError, KeyError,
-                IndexError, TypeError, ValueError, AttributeError, OSError)
+                IndexError, TypeError, ValueError, AttributeError, OSError, RecursionError)
 
 
 def load(path, *, with_optimizer=False):

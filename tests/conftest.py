@@ -7,12 +7,16 @@ ops ``rtol 4u`` (Relu/Add/Mul bitwise), integer-valued data bitwise.
 """
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# scikit-learn's estimator checks test numpy input through the array API only with
+# this set (its own CI sets it); it must be set before scipy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-import fastmlp
-from fastmlp import _backend
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import fastmlp  # noqa: E402
+from fastmlp import _backend  # noqa: E402
 
 # Modest example counts: the whole kernel/equivalence/bad-input/thread set runs in < 60 s.
 settings.register_profile(

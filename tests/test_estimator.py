@@ -1,9 +1,9 @@
 """fastmlp.MLPClassifier / MLPRegressor: scikit-learn's estimator checks, parity with
 sklearn's MLP on digits, and what they add (X_val, sample_weight, partial_fit and warm_start
 that keep the optimizer state, callbacks, float32)."""
-import os
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -11,15 +11,14 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
-import fastmlp  # noqa: E402
-from fastmlp.estimator import MLPClassifier, MLPRegressor, _Adam, _SGDNesterov  # noqa: E402
-from fastmlp.trainer import DivergenceError  # noqa: E402
+import fastmlp
+from fastmlp.estimator import MLPClassifier, MLPRegressor, _Adam, _SGDNesterov
+from fastmlp.trainer import DivergenceError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +105,10 @@ def _sklearn_trajectory(optimizer, params, grads):
 def test_update_rules_are_sklearns(solver, rng):
     """solver='sgd' (with momentum, with or without Nesterov) and 'adam' follow sklearn's
     update formulas (sklearn.neural_network._stochastic_optimizers) to rounding."""
-    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
+    from sklearn.neural_network._stochastic_optimizers import (
+        AdamOptimizer,
+        SGDOptimizer,
+    )
     shapes = [(4, 3), (3,)]
     init = [rng.normal(size=s) for s in shapes]
     grads = [[rng.normal(size=s) for s in shapes] for _ in range(20)]
@@ -202,7 +204,7 @@ def test_validation_set_without_early_stopping_only_monitors():
 
 
 def test_early_stopping_internal_split_and_regressor():
-    X, y = _blobs(200)
+    X, _ = _blobs(200)
     model = MLPRegressor(early_stopping=True, max_iter=500, random_state=0, n_iter_no_change=5,
                          learning_rate_init=0.01).fit(X, X @ np.arange(1.0, 6.0))
     assert model.n_iter_ < 500 and model.best_validation_score_ > 0.9
@@ -384,9 +386,9 @@ def test_without_sklearn_import_works_and_estimators_say_what_to_install():
         "    else:\n"
         "        raise SystemExit('no ImportError')\n"
         "print('ok')\n")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=ROOT, timeout=120)
+    # the installed fastmlp, from a neutral directory (not the source tree)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tempfile.gettempdir(), timeout=120, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
@@ -397,3 +399,50 @@ def test_warm_start_with_changed_architecture_raises():
     with pytest.raises(ValueError, match="architecture"):
         model.fit(X, y)
     assert model.coefs_[0].shape == (5, 5)
+
+
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    from fastmlp import _backend
+    path = _backend.numpy_blas_path()
+    if path is None:
+        pytest.skip("numpy's BLAS library was not found")
+    return ThreadpoolController().select(filepath=path)
+
+
+def test_small_networks_train_on_one_blas_thread_and_restore_it():
+    """Tiny steps (digits-sized GEMMs) run numpy's BLAS single-threaded during fit, restored
+    afterwards, also when two fits overlap in two Python threads; an explicit
+    fastmlp.set_num_threads(n) turns the policy off."""
+    import threading
+
+    ctl = _blas_controller()
+    X, y = _blobs(60)
+    seen = []
+
+    def cb(est, epoch, logs):
+        seen.append(ctl.info()[0]["num_threads"])
+
+    with ctl.limit(limits=2):
+        _quiet(MLPClassifier(max_iter=2, callbacks=[cb]).fit, X, y)
+        assert seen == [1, 1] and ctl.info()[0]["num_threads"] == 2
+        barrier = threading.Barrier(2)
+
+        def fit():  # stops on tol before max_iter: no warning (catch_warnings is not thread-safe)
+            barrier.wait()
+            MLPClassifier(max_iter=30, tol=1e9, n_iter_no_change=5, random_state=0).fit(X, y)
+
+        workers = [threading.Thread(target=fit) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert ctl.info()[0]["num_threads"] == 2
+        seen.clear()
+        try:
+            fastmlp.set_num_threads(2)
+            _quiet(MLPClassifier(max_iter=2, callbacks=[cb]).fit, X, y)
+        finally:
+            fastmlp.set_num_threads(None)
+        assert seen == [2, 2]

@@ -108,9 +108,6 @@ def test_file_is_deterministic(tmp_path):
 
 # ----------------------------------------------------------------------------- estimators
 
-sklearn = None
-
-
 def _estimators():
     pytest.importorskip("sklearn")
     from sklearn.exceptions import ConvergenceWarning
