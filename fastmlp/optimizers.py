@@ -12,6 +12,7 @@ from . import _backend
 from ._validation import as_float, check_positive_float
 
 EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Optimizer:
@@ -33,8 +34,9 @@ class Optimizer:
         checked = {}
         dtype = None
         for key, param in params.items():
-            if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
-                raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array")
+            if not isinstance(param, np.ndarray) or param.dtype not in _NATIVE_FLOATS:
+                raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array "
+                                f"in native byte order")
             if dtype is not None and param.dtype != dtype:
                 raise TypeError(f"params[{key!r}] is {param.dtype} but other parameters are "
                                 f"{dtype}: one optimizer updates parameters of one dtype")
@@ -43,7 +45,9 @@ class Optimizer:
                 raise ValueError(f"params[{key!r}] is read-only; update() changes it in place")
             if key not in grads:
                 raise ValueError(f"grads has no entry for parameter {key!r}")
-            grad = as_float(grads[key], f"grads[{key!r}]", dtype=param.dtype)
+            grad = grads[key]
+            if not (type(grad) is np.ndarray and grad.dtype is dtype):   # the usual case is cheap
+                grad = as_float(grad, f"grads[{key!r}]", dtype=dtype)
             if grad.shape != param.shape:
                 raise ValueError(f"grads[{key!r}] has shape {grad.shape}, "
                                  f"params[{key!r}] has {param.shape}")

@@ -9,7 +9,7 @@ One call per step keeps Python's per-array cost out of the hot loop.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport sqrt, sqrtf
 cimport numpy as cnp
 
 from _omp cimport CHUNK
@@ -30,6 +30,13 @@ cdef struct Hyper:
     # hyper-parameters, already combined in double as the book's Python code does
     double lr, momentum, momentum_sq, lr_step, decay, one_minus_decay
     double one_minus_beta1, one_minus_beta2, eps
+
+
+cdef inline floating _sqrt(floating v) noexcept nogil:
+    """Square root in the array's own precision (correctly rounded, as numpy's)."""
+    if floating is float:
+        return sqrtf(v)
+    return sqrt(v)
 
 
 cdef inline void _update(int rule, floating *p, const floating *g, floating *s1, floating *s2,
@@ -55,17 +62,17 @@ cdef inline void _update(int rule, floating *p, const floating *g, floating *s1,
     elif rule == ADAGRAD:                 # h += g^2; p -= lr * g / (sqrt(h) + eps)
         for i in range(start, end):
             s1[i] += g[i] * g[i]
-            p[i] -= lr * g[i] / (<floating>sqrt(s1[i]) + eps)
+            p[i] -= lr * g[i] / (_sqrt(s1[i]) + eps)
     elif rule == RMSPROP:                 # h = decay*h + (1-decay)*g^2; p -= lr*g/(sqrt(h)+eps)
         for i in range(start, end):
             s1[i] *= decay
             s1[i] += one_minus_decay * g[i] * g[i]
-            p[i] -= lr * g[i] / (<floating>sqrt(s1[i]) + eps)
+            p[i] -= lr * g[i] / (_sqrt(s1[i]) + eps)
     else:                                 # Adam with the bias-corrected rate lr (= lr_t)
         for i in range(start, end):
             s1[i] += b1 * (g[i] - s1[i])
             s2[i] += b2 * (g[i] * g[i] - s2[i])
-            p[i] -= lr * s1[i] / (<floating>sqrt(s2[i]) + eps)
+            p[i] -= lr * s1[i] / (_sqrt(s2[i]) + eps)
 
 
 cdef inline void* _data(object a):
