@@ -33,6 +33,7 @@ __all__ = ["Trainer", "DivergenceError"]
 # Rows per forward pass when measuring accuracy: bounds the memory of the
 # per-epoch evaluation on large data sets.
 EVAL_CHUNK_ROWS = 2048
+_FINITE_CHECK_ROWS = 4096   # rows per chunk of the NaN/inf check of the data
 
 
 class DivergenceError(FloatingPointError):
@@ -214,7 +215,9 @@ class Trainer:
         self._perm = np.arange(train_size)
         self._pos = train_size  # empty: the first batch shuffles
         self._idx = np.empty(mini_batch_size, dtype=np.intp)
-        self._x_batch = np.empty((mini_batch_size,) + x_train.shape[1:], dtype=x_train.dtype)
+        self._x_drawn = np.empty((mini_batch_size,) + x_train.shape[1:], dtype=x_train.dtype)
+        self._x_batch = (self._x_drawn if x_train.dtype == dtype
+                         else np.empty(self._x_drawn.shape, dtype=dtype))
         self._t_batch = np.empty((mini_batch_size,) + t_train.shape[1:], dtype=t_train.dtype)
         self._fused = callable(getattr(network, "train_step", None))
         self._bar = None
@@ -225,8 +228,14 @@ class Trainer:
     def _check_data(network, x, t, dtype, x_name, t_name):
         """``x`` as a C-contiguous finite array of the network's dtype; ``t`` as labels or one-hot."""
         x = as_array(x, x_name)  # rejects complex, object and non-arrays before converting
-        x = np.asarray(x, dtype=dtype, order="C")  # at most one copy
-        x = as_float(x, x_name, dtype=dtype, ndim=2, finite=True)
+        # float32/float64 data stays in its own dtype (batches are converted as they are
+        # drawn), so float32 data for a float64 network is not copied whole
+        keep = x.dtype in (np.dtype(np.float32), np.dtype(np.float64))
+        x = np.asarray(x, dtype=x.dtype if keep else dtype, order="C")  # at most one copy
+        x = as_float(x, x_name, dtype=x.dtype, ndim=2)
+        for start in range(0, x.shape[0], _FINITE_CHECK_ROWS):   # bounded temporary memory
+            if not np.isfinite(x[start:start + _FINITE_CHECK_ROWS]).all():
+                raise ValueError(f"{x_name} contains NaN or infinity")
         input_size = getattr(network, "input_size", None)
         if input_size is not None and x.shape[1] != input_size:
             raise ValueError(f"{x_name} has {x.shape[1]} features per sample but the network has "
@@ -277,7 +286,9 @@ class Trainer:
             filled += take
             self._pos += take
         # mode="clip": indices are valid, and it lets numpy write into out unbuffered
-        np.take(self.x_train, idx, axis=0, out=self._x_batch, mode="clip")
+        np.take(self.x_train, idx, axis=0, out=self._x_drawn, mode="clip")
+        if self._x_batch is not self._x_drawn:
+            np.copyto(self._x_batch, self._x_drawn)   # to the network's dtype, no allocation
         np.take(self.t_train, idx, axis=0, out=self._t_batch, mode="clip")
         return self._x_batch, self._t_batch
 

@@ -240,7 +240,7 @@ def test_fused_train_step_is_preferred():
     assert tr.train_loss_list == [0.25] * 8
 
 
-def test_data_converted_once_and_inputs_untouched(digits):
+def test_float_data_kept_in_its_dtype_and_inputs_untouched(digits):
     (x, t), (xt, tt) = digits  # float32 pixels, uint8 labels
     x, xt = x[:200], xt[:50]
     t, tt = t[:200], tt[:50]
@@ -249,13 +249,20 @@ def test_data_converted_once_and_inputs_untouched(digits):
     originals = [a.copy() for a in (x_ro, t, xt, tt)]
     net = CompiledNet(64, [10], 10, seed=0)  # float64
     tr = Trainer(net, x_ro, t, np.asfortranarray(xt), tt, epochs=1, mini_batch_size=50, verbose=False)
-    assert tr.x_train.dtype == tr.x_test.dtype == np.float64
+    # float data is not copied whole into the network's dtype: batches are converted as drawn
+    assert tr.x_train is x_ro and tr.x_test.dtype == np.float32
     assert tr.x_train.flags.c_contiguous and tr.x_test.flags.c_contiguous
+    x_batch, _ = tr._next_batch()
+    assert x_batch.dtype == np.float64
     assert tr.t_train.dtype == np.intp
     tr.train()
     for a, b in zip((x_ro, t, xt, tt), originals):
         np.testing.assert_array_equal(a, b)
     assert not x_ro.flags.writeable
+    # integer data is converted once, to the network's dtype
+    tri = Trainer(net, (x_ro * 16).astype(np.int16), t, xt, tt, epochs=1, mini_batch_size=50,
+                  verbose=False)
+    assert tri.x_train.dtype == np.float64 and tri.x_train.flags.c_contiguous
     # float32 network: the float32 data is used as is, no copy
     net32 = CompiledNet(64, [10], 10, seed=0, dtype=np.float32)
     x32 = np.ascontiguousarray(x)
