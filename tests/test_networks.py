@@ -6,7 +6,7 @@ import fastmlp
 from fastmlp import reference as R
 from fastmlp.gradient import gradient_check
 
-U = {np.float32: np.finfo(np.float32).eps / 2, np.float64: np.finfo(np.float64).eps / 2}
+U = {np.float32: float(np.finfo(np.float32).eps) / 2, np.float64: float(np.finfo(np.float64).eps) / 2}
 CASES = [dict(activation="relu"), dict(activation="sigmoid"),
          dict(activation="relu", weight_decay_lambda=0.1),
          dict(activation="sigmoid", weight_decay_lambda=0.05, loss="mse")]
