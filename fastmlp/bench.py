@@ -87,7 +87,8 @@ def add_arguments(parser):
                              "vs torch model(x) under no_grad")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="S",
                         help="on a shared machine: before each repeat wait (at most S seconds) "
-                             "until other processes use < 5%% of the CPU")
+                             "until other processes use < 5%% of the CPU, and redo a repeat "
+                             "during which they took more (at most 3 times as many as --repeats)")
     parser.add_argument("--json", metavar="FILE", default=None,
                         help="write every measurement, the machine and the settings as JSON")
     parser.add_argument("--plot", metavar="FILE.png", default=None,
@@ -407,6 +408,45 @@ def _rotate(seq, k):
     return seq[k:] + seq[:k]
 
 
+BUSY_LIMIT = 0.05   # with --wait-idle, a repeat during which others took more CPU is redone
+
+
+def interleave(tasks, repeats, log, idle=None, retries=3):
+    """Run every task once per repeat, in an order that rotates between repeats.
+
+    ``tasks`` maps names to callables returning one measurement. Returns
+    ``({name: [value per repeat]}, [others' CPU share per repeat], discarded)``.
+    With ``idle`` (see --wait-idle) each repeat first waits for a quiet machine,
+    and a repeat during which other processes took >= BUSY_LIMIT of the CPU is
+    thrown away and redone (at most ``retries * repeats`` times per call).
+    """
+    runs, busy, discarded, r = {name: [] for name in tasks}, [], 0, 0
+    while len(busy) < repeats:
+        if idle:
+            idle()
+        probe = CpuShare()
+        got = {name: tasks[name]() for name in _rotate(list(tasks), r)}
+        r += 1
+        share = probe.others(available_cores())
+        if idle and share is not None and share >= BUSY_LIMIT and discarded < retries * repeats:
+            discarded += 1
+            log("x")
+            continue
+        for name, value in got.items():
+            runs[name].append(value)
+        busy.append(share)
+        log(".")
+    return runs, busy, discarded
+
+
+def _alternation(step, mm, seconds):
+    """time(step + product) / (time(step) + time(product)), each timed alone here."""
+    t_step = 1 / timed(step, seconds)
+    t_mm = 1 / timed(mm, seconds)
+    t_pair = 1 / timed(lambda i: (step(i), mm(i)), seconds)
+    return t_pair / (t_step + t_mm)
+
+
 def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, idle=None):
     """One row of the training table (a dict, see ``run``)."""
     X, T = make_data(dtype)
@@ -420,41 +460,26 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, id
         except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported, not fatal
             row["results"][name] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     limit_call, flops = gemm_work(sizes, batch, dtype)
-    runs = {name: [] for name in steps}
-    limit_runs = []
-    alt_runs = {name: [] for name, (_, per_call) in steps.items() if per_call == 1}
-    do_alternate = alternate and dtype == "float32"
-    mm = user_matmul() if do_alternate else None
-    order = ["gemm_limit"] + list(steps)
-    busy = []
-    for r in range(repeats):
-        if idle:
-            idle()
-        repeat_cpu = CpuShare()
-        for name in _rotate(order, r):
-            if name == "gemm_limit":
-                limit_runs.append(batch * timed(limit_call, seconds))
-                continue
-            step, per_call = steps[name]
-            runs[name].append(batch * per_call * timed(step, seconds))
-            if do_alternate and name in alt_runs:
-                t_step = 1 / timed(step, seconds)
-                t_mm = 1 / timed(mm, seconds)
-                t_pair = 1 / timed(lambda i, s=step: (s(i), mm(i)), seconds)
-                alt_runs[name].append(t_pair / (t_step + t_mm))
-        busy.append(repeat_cpu.others(available_cores()))
-        log(".")
-    limit = median(limit_runs)
+    tasks = {"gemm_limit": lambda: batch * timed(limit_call, seconds)}
+    for name, (step, per_call) in steps.items():
+        tasks[name] = lambda step=step, per_call=per_call: batch * per_call * timed(step, seconds)
+    if alternate and dtype == "float32":   # the user's product is float32: so are these rows
+        mm = user_matmul()
+        for name, (step, per_call) in steps.items():
+            if per_call == 1:
+                tasks["alternation:" + name] = lambda step=step: _alternation(step, mm, seconds)
+    runs, busy, discarded = interleave(tasks, repeats, log, idle)
+    limit = median(runs["gemm_limit"])
     row["gemm_limit"] = limit
-    row["gemm_limit_runs"] = limit_runs
+    row["gemm_limit_runs"] = runs["gemm_limit"]
     row["gemm_gflops"] = limit / batch * flops / 1e9
     for name in steps:
         v = median(runs[name])
         res = {"samples_per_s": v, "of_limit": v / limit, "runs": runs[name],
                "steps_per_call": steps[name][1]}
-        if name in alt_runs and alt_runs[name]:
-            res["alternation"] = median(alt_runs[name])
-            res["alternation_runs"] = alt_runs[name]
+        if "alternation:" + name in runs:
+            res["alternation"] = median(runs["alternation:" + name])
+            res["alternation_runs"] = runs["alternation:" + name]
         row["results"][name] = res
     fm = row["results"].get("fastmlp", {}).get("samples_per_s")
     if fm:
@@ -462,6 +487,7 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, id
                                   if n != "fastmlp" and "samples_per_s" in r}
     row["other_processes_cpu_share"] = cpu.others(available_cores())
     row["other_processes_cpu_share_per_repeat"] = busy
+    row["discarded_repeats"] = discarded
     return row
 
 
@@ -497,14 +523,12 @@ def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
         cpu = CpuShare()
         row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
                "results": dict(missing)}
-        runs = {name: [] for name in preds}
-        for r in range(repeats):
-            if idle:
-                idle()
-            for name in _rotate(list(preds), r):
-                f = preds[name]
-                runs[name].append(batch * timed(
-                    lambda i, f=f, b=batch: f(X[_start(i, b):_start(i, b) + b]), seconds))
+        tasks = {}
+        for name, f in preds.items():
+            def task(f=f, b=batch):
+                return b * timed(lambda i: f(X[_start(i, b):_start(i, b) + b]), seconds)
+            tasks[name] = task
+        runs, busy, discarded = interleave(tasks, repeats, log, idle)
         for name in preds:
             row["results"][name] = {"samples_per_s": median(runs[name]), "runs": runs[name]}
         fm = row["results"].get("fastmlp", {}).get("samples_per_s")
@@ -512,8 +536,9 @@ def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
             row["fastmlp_speedup"] = {n: fm / r["samples_per_s"] for n, r in row["results"].items()
                                       if n != "fastmlp" and "samples_per_s" in r}
         row["other_processes_cpu_share"] = cpu.others(available_cores())
+        row["other_processes_cpu_share_per_repeat"] = busy
+        row["discarded_repeats"] = discarded
         rows.append(row)
-        log(".")
     return rows
 
 
@@ -718,8 +743,8 @@ def _run(args):
     idle = None
     if args.wait_idle:
         def idle():
-            share = wait_idle(0.05, args.wait_idle)
-            if share is not None and share >= 0.05:
+            share = wait_idle(BUSY_LIMIT, args.wait_idle)
+            if share is not None and share >= BUSY_LIMIT:
                 _log("!")   # waited in vain: this repeat runs on a busy machine
     cpu = CpuShare()
     train_rows = []

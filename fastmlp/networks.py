@@ -11,6 +11,8 @@ The arrays ``gradient`` returns are those buffers: the next call to
 ``gradient`` overwrites them (copy them to keep them). One network must not
 run ``gradient`` from two threads at once; ``predict`` is safe from many.
 """
+import math
+
 import numpy as np
 
 from . import _backend, _networks, layers
@@ -98,7 +100,7 @@ class _CompiledNet:
                 affine.dW = None   # fused: the weights took their gradients directly
             return loss
         grads = self.gradient(x, t, sample_weight)
-        if np.isfinite(self.last_loss):
+        if math.isfinite(self.last_loss):
             optimizer.update(self.params, grads)
         return self.last_loss
 
@@ -163,7 +165,7 @@ class _CompiledNet:
                                              _ACTIVATION_CODES[self.activation],
                                              _OUTPUT_CODES[self.loss_name], self.weight_decay_lambda,
                                              sgd_lr)
-        if not np.isfinite(loss) and not np.isfinite(x).all():
+        if not math.isfinite(loss) and not np.isfinite(x).all():
             raise ValueError("x contains NaN or infinity")
         total = loss + 0.5 * self.weight_decay_lambda * sum_sq
         self._record(x, t, ws, loss, total)
