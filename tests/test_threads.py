@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -44,8 +45,23 @@ def _same_for_all_thread_counts(run):
 
 
 def test_openmp_is_built_in():
-    """Otherwise every n_threads > 1 below would silently run serially and prove nothing."""
-    assert fastmlp.threads.openmp_enabled()
+    """Otherwise every n_threads > 1 below would silently run serially and prove nothing.
+
+    A build made on purpose without OpenMP (``FASTMLP_NO_OPENMP=1 pip install .``) runs
+    these tests with that variable set: then no OpenMP is the expected outcome.
+    """
+    assert fastmlp.threads.openmp_enabled() == (os.environ.get("FASTMLP_NO_OPENMP") != "1")
+
+
+def test_without_openmp_asking_for_threads_warns_once(monkeypatch, restore_threads):
+    monkeypatch.setattr(fastmlp.threads, "openmp_enabled", lambda: False)
+    monkeypatch.setattr(fastmlp.threads, "_warned_no_openmp", False)
+    with pytest.warns(RuntimeWarning, match="without OpenMP"):
+        fastmlp.set_num_threads(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastmlp.set_num_threads(2)   # the second time: silent
+        fastmlp.set_num_threads(1)
 
 
 # ---------------------------------------------------------------- kernel modules, n_threads given
