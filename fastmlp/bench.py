@@ -586,6 +586,12 @@ def train_table(rows, names):
     return format_table(header, body)
 
 
+def _summary(row):
+    """One line of progress: each peer's samples/s (share of the limit), others' CPU share."""
+    parts = [f"{n} {_cell(r)}" for n, r in row["results"].items() if "samples_per_s" in r]
+    return ", ".join(parts) + f", busy {_busy(row)}"
+
+
 def _busy(row):
     share = row.get("other_processes_cpu_share")
     return "?" if share is None else f"{100 * share:.0f}%"
@@ -747,28 +753,40 @@ def _run(args):
             if share is not None and share >= BUSY_LIMIT:
                 _log("!")   # waited in vain: this repeat runs on a busy machine
     cpu = CpuShare()
-    train_rows = []
+    train_rows, predict_rows = [], []
+
+    def collect():
+        machine = {k: v for k, v in info.items() if k != "date"}
+        out = {"date": date, "argv": list(sys.argv), "machine": machine, "settings": settings,
+               "train": train_rows}
+        if args.predict:
+            out["predict"] = predict_rows
+        return out
+
+    def save_partial():   # a long run on a busy machine keeps what it has measured so far
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(collect(), complete=False), f, indent=1)
+
     for sizes, batch in configs:
         for dtype in dtypes:
             _log(f"{network_name(sizes)} @{batch} {dtype} ")
-            train_rows.append(bench_train(sizes, batch, dtype, names, seconds, args.repeats,
-                                          args.alternate, _log, idle))
-            _log("\n")
-    predict_rows = []
+            row = bench_train(sizes, batch, dtype, names, seconds, args.repeats, args.alternate,
+                              _log, idle)
+            train_rows.append(row)
+            _log(" " + _summary(row) + "\n")
+            save_partial()
     if args.predict:
         for sizes, _ in configs:
             for dtype in dtypes:
                 _log(f"predict {network_name(sizes)} {dtype} ")
-                predict_rows += bench_predict(sizes, dtype, names, seconds, args.repeats, _log,
-                                              idle)
-                _log("\n")
+                rows = bench_predict(sizes, dtype, names, seconds, args.repeats, _log, idle)
+                predict_rows.extend(rows)
+                _log(" " + "; ".join(f"@{r['batch']}: " + _summary(r) for r in rows) + "\n")
+                save_partial()
 
     info["other_processes_cpu_share"] = cpu.others(info["cores"])
-    machine = {k: v for k, v in info.items() if k != "date"}
-    result = {"date": date, "argv": list(sys.argv), "machine": machine, "settings": settings,
-              "train": train_rows}
-    if args.predict:
-        result["predict"] = predict_rows
+    result = collect()
 
     print()
     print("Training: samples/s of one SGD step (share of the GEMM-bound limit); "
@@ -799,7 +817,7 @@ def _run(args):
               "this run" + (" (a busy machine: figures are noisy)" if share > 0.1 else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump(dict(result, complete=True), f, indent=1)
         print(f"\nwrote {args.json}")
     if args.plot:
         plot(result, args.plot)

@@ -127,6 +127,16 @@ def build_parser():
     check.add_argument("--reference", action="store_true",
                        help="check the pure-numpy reference network instead")
     check.set_defaults(func=cmd_gradcheck)
+
+    bench = sub.add_parser(
+        "bench", help="training-step and inference speed: fastmlp vs numpy, PyTorch, scikit-learn",
+        description="Samples/s of one SGD training step per network and dtype, fastmlp side by "
+                    "side with the numpy reference and (where installed) PyTorch and "
+                    "scikit-learn, with each one's share of the GEMM-bound limit. For a fair "
+                    "BLAS, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.")
+    from . import bench as bench_module   # the engine; it imports the peers lazily
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=bench_module.run)
     return parser
 
 

@@ -37,6 +37,7 @@ def test_run_writes_valid_json(smallest_run):
     status, result = smallest_run
     assert status == 0
     assert {"date", "machine", "settings", "train"} <= result.keys()
+    assert result["complete"] is True
     machine = result["machine"]
     assert {"cpu", "cores", "blas", "fastmlp_threads"} <= machine.keys()
     assert {"internal_api", "version", "num_threads"} <= machine["blas"].keys()
