@@ -20,15 +20,16 @@ from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax
 # short loop to a thread team costs more than it wins.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
-# (Fortran sgemm, dgemm, ILP64) symbol names, in the order they are tried.
-_GEMM_SYMBOLS = [("scipy_sgemm_64_", "scipy_dgemm_64_", True), ("sgemm_64_", "dgemm_64_", True),
-                 ("scipy_sgemm_", "scipy_dgemm_", False), ("sgemm_", "dgemm_", False)]
+# Fortran symbol prefixes and suffixes of numpy's BLAS builds, in the order they are
+# tried (numpy's wheels: ILP64 with the scipy_ prefix), with whether ints are 64-bit.
+_SYMBOL_STYLES = [("scipy_", "_64_", True), ("", "_64_", True), ("scipy_", "_", False),
+                  ("", "_", False)]
 
 
 def _find_numpy_blas():
-    """(library path, sgemm address, dgemm address, ilp64) of numpy's BLAS, or Nones."""
+    """(library path, {routine: address}, ilp64) of numpy's BLAS; no addresses if not found."""
     if os.environ.get("FASTMLP_BLAS") == "numpy":
-        return None, 0, 0, False
+        return None, {}, False
     numpy_dir = os.path.dirname(np.__file__)
     libs = [info for info in threadpool_info() if info["user_api"] == "blas"]
     # Prefer the copy that ships inside numpy (numpy.libs, numpy/.dylibs):
@@ -39,35 +40,40 @@ def _find_numpy_blas():
             lib = ctypes.CDLL(info["filepath"])
         except OSError:
             continue
-        for s_name, d_name, ilp64 in _GEMM_SYMBOLS:
-            try:
-                s_fn, d_fn = getattr(lib, s_name), getattr(lib, d_name)
-            except AttributeError:
-                continue
-            return (info["filepath"], ctypes.cast(s_fn, ctypes.c_void_p).value,
-                    ctypes.cast(d_fn, ctypes.c_void_p).value, ilp64)
-    return (libs[0]["filepath"] if libs else None), 0, 0, False
+        for prefix, suffix, ilp64 in _SYMBOL_STYLES:
+            addresses = {}
+            for routine in ("sgemm", "dgemm", "sgemv", "dgemv"):
+                fn = getattr(lib, prefix + routine + suffix, None)
+                addresses[routine] = ctypes.cast(fn, ctypes.c_void_p).value if fn else 0
+            if addresses["sgemm"] and addresses["dgemm"]:
+                return info["filepath"], addresses, ilp64
+    return (libs[0]["filepath"] if libs else None), {}, False
 
 
 _GEMM_MODULES = (affine, mlp)  # each keeps its own GEMM pointers
 
 
-def _connect_blas():
-    """Point the GEMM kernels at numpy's BLAS and check them on a small product."""
-    path, s_addr, d_addr, ilp64 = _find_numpy_blas()
-    if not (s_addr and d_addr):
-        return path, False
+def _set_blas(addresses, ilp64):
     for module in _GEMM_MODULES:
-        module.set_blas(s_addr, d_addr, ilp64)
+        module.set_blas(addresses.get("sgemm", 0), addresses.get("dgemm", 0),
+                        addresses.get("sgemv", 0), addresses.get("dgemv", 0), ilp64)
+
+
+def _connect_blas():
+    """Point the GEMM kernels at numpy's BLAS and check them on small products."""
+    path, addresses, ilp64 = _find_numpy_blas()
+    if not addresses:
+        return path, False
+    _set_blas(addresses, ilp64)
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
-        a, b = rng.random((3, 5)).astype(dtype), rng.random((5, 4)).astype(dtype)
-        out = np.empty((3, 4), dtype)
-        affine.matmul(a, b, out)
-        if not np.allclose(out, a @ b, rtol=1e-5):
-            for module in _GEMM_MODULES:
-                module.set_blas(0, 0, False)
-            return path, False
+        for m in (3, 1):   # a GEMM and a one-row product (gemv)
+            a, b = rng.random((m, 5)).astype(dtype), rng.random((5, 4)).astype(dtype)
+            out = np.empty((m, 4), dtype)
+            affine.matmul(a, b, out)
+            if not np.allclose(out, a @ b, rtol=1e-5):
+                _set_blas({}, False)
+                return path, False
     return path, True
 
 

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-# (hidden sizes, batch) of shared/bench/peers.py; every network is 784-...-10
+# (layer sizes, batch) of the four networks of shared/bench/peers.py
 CONFIGS = [([784, 50, 10], 100), ([784, 100, 100, 10], 128),
            ([784, 256, 256, 10], 256), ([784, 1024, 1024, 10], 512)]
 PEERS = ["fastmlp", "numpy", "torch", "sklearn"]

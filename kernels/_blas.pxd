@@ -2,7 +2,7 @@
 from cython cimport floating
 
 cdef extern from "fastmlp_blas.h" nogil:
-    void fastmlp_set_blas(size_t sgemm, size_t dgemm, int ilp64)
+    void fastmlp_set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv, int ilp64)
     int fastmlp_has_blas()
     void fastmlp_sgemm_rm(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                           float alpha, const float *A, Py_ssize_t lda, const float *B,

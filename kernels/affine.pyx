@@ -10,9 +10,9 @@ from _blas cimport gemm, fastmlp_set_blas, fastmlp_has_blas
 from _omp cimport CHUNK
 
 
-def set_blas(size_t sgemm, size_t dgemm, bint ilp64):
-    """Point this module's GEMM at the Fortran sgemm/dgemm at these addresses."""
-    fastmlp_set_blas(sgemm, dgemm, ilp64)
+def set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv, bint ilp64):
+    """Point this module's GEMM at the Fortran sgemm/dgemm (and gemv, or 0) at these addresses."""
+    fastmlp_set_blas(sgemm, dgemm, sgemv, dgemv, ilp64)
 
 
 def has_blas():

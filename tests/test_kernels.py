@@ -508,3 +508,20 @@ def test_optimizer_update_kernel_vs_book(rng, dtype, rule):
             ref, scale = p - step, np.abs(p) + np.abs(step)
         assert_within(got, ref.astype(dtype), 8 * u * scale.astype(np.float64), f"{rule} step")
     assert [snapshot(g) for g in gs] == g_before, "a gradient was modified"
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("k,n", [(1, 1), (1, 7), (5, 1), (17, 3), (784, 1023)])
+def test_one_row_products_take_gemv_and_agree(dtype, trans_a, trans_b, k, n):
+    """m == 1 goes to BLAS gemv (batch-1 inference); every operand layout agrees with numpy."""
+    rng = np.random.default_rng(k * 31 + n)
+    a = rng.standard_normal((k, 1) if trans_a else (1, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    got = _backend.matmul(a, b, trans_a=trans_a, trans_b=trans_b)
+    A, Bm = (a.T if trans_a else a), (b.T if trans_b else b)
+    want = A.astype(np.float64) @ Bm.astype(np.float64)
+    bound = 2 * k * unit_roundoff(dtype) * (np.abs(A).astype(np.float64) @ np.abs(Bm)) \
+        + 4 * unit_roundoff(dtype) * np.abs(want)
+    assert got.shape == (1, n) and got.dtype == dtype
+    assert np.all(np.abs(got - want) <= bound + np.finfo(dtype).tiny)
