@@ -593,8 +593,9 @@ def _summary(row):
 
 
 def _busy(row):
-    share = row.get("other_processes_cpu_share")
-    return "?" if share is None else f"{100 * share:.0f}%"
+    """The most CPU other processes took during one of the row's kept repeats."""
+    shares = [v for v in row.get("other_processes_cpu_share_per_repeat", []) if v is not None]
+    return f"{100 * max(shares):.0f}%" if shares else "?"
 
 
 def alternation_table(rows, names):
@@ -790,7 +791,7 @@ def _run(args):
 
     print()
     print("Training: samples/s of one SGD step (share of the GEMM-bound limit); "
-          "busy: CPU other processes took meanwhile")
+          "busy: the most CPU other processes took during a repeat")
     print(train_table(train_rows, names))
     for n in names:
         reasons = {r["results"][n]["unavailable"] for r in train_rows
