@@ -5,9 +5,9 @@ fixed chunks across an OpenMP team (elementwise, so the bits never change).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp
 
 from _omp cimport CHUNK
+from _scalar cimport sigmoid
 
 
 cdef inline void _relu_forward(const floating *x, floating *out, unsigned char *mask,
@@ -25,20 +25,11 @@ cdef inline void _relu_backward(const floating *dout, const unsigned char *mask,
         dx[i] = 0 if mask[i] else dout[i]
 
 
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    """1 / (1 + exp(-x)) without overflow: exp only ever sees a non-positive argument."""
-    cdef floating e
-    if x >= 0:
-        return 1 / (1 + exp(-x))
-    e = exp(x)
-    return e / (1 + e)
-
-
 cdef inline void _sigmoid_forward(const floating *x, floating *out,
                                   Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(start, end):
-        out[i] = _sigmoid(x[i])
+        out[i] = sigmoid(x[i])
 
 
 cdef inline void _sigmoid_backward(const floating *dout, const floating *out, floating *dx,

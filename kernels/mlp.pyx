@@ -14,6 +14,7 @@ from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 
 from _blas cimport gemm, fastmlp_set_blas
+from _scalar cimport sigmoid
 
 cnp.import_array()
 
@@ -39,14 +40,6 @@ cdef inline Py_ssize_t _cols(object a):
     return cnp.PyArray_DIMS(<cnp.ndarray>a)[1]
 
 
-cdef inline floating _sigmoid(floating v) noexcept nogil:
-    cdef floating e
-    if v >= 0:
-        return 1 / (1 + exp(-v))
-    e = exp(v)
-    return e / (1 + e)
-
-
 cdef void _bias_activation(floating *h, const floating *b, unsigned char *mask,
                            Py_ssize_t n, Py_ssize_t m, int act) noexcept nogil:
     """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given.
@@ -69,7 +62,7 @@ cdef void _bias_activation(floating *h, const floating *b, unsigned char *mask,
                 row[j] = v if v > 0 else 0
         else:
             for j in range(m):
-                row[j] = _sigmoid(row[j] + b[j])
+                row[j] = sigmoid(row[j] + b[j])
 
 
 cdef void _bias(floating *h, const floating *b, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
