@@ -8,21 +8,7 @@ from cython.parallel cimport prange
 
 from _omp cimport CHUNK
 from _scalar cimport sigmoid
-
-
-cdef inline void _relu_forward(const floating *x, floating *out, unsigned char *mask,
-                               Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        mask[i] = x[i] <= 0
-        out[i] = 0 if mask[i] else x[i]
-
-
-cdef inline void _relu_backward(const floating *dout, const unsigned char *mask, floating *dx,
-                                Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        dx[i] = 0 if mask[i] else dout[i]
+cimport _simd
 
 
 cdef inline void _sigmoid_forward(const floating *x, floating *out,
@@ -46,10 +32,10 @@ def relu_forward(const floating[::1] x,        # IN
     cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
-            _relu_forward(&x[0], &out[0], &mask[0], 0, n)
+            _simd.relu(&x[0], &out[0], &mask[0], 0, n)
         return
     for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
-        _relu_forward(&x[0], &out[0], &mask[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+        _simd.relu(&x[0], &out[0], &mask[0], c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 def relu_backward(const floating[::1] dout,          # IN
@@ -59,10 +45,10 @@ def relu_backward(const floating[::1] dout,          # IN
     cdef Py_ssize_t n = dout.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
-            _relu_backward(&dout[0], &mask[0], &dx[0], 0, n)
+            _simd.relu_backward(&dout[0], &mask[0], &dx[0], 0, n)
         return
     for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
-        _relu_backward(&dout[0], &mask[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+        _simd.relu_backward(&dout[0], &mask[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 def sigmoid_forward(const floating[::1] x,    # IN

@@ -8,6 +8,7 @@ from cython.parallel cimport prange
 
 from _blas cimport gemm, fastmlp_set_blas, fastmlp_has_blas
 from _omp cimport CHUNK
+cimport _simd
 
 
 def set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv, bint ilp64):
@@ -34,11 +35,8 @@ def matmul(const floating[:, ::1] a,   # IN  (m, k), or (k, m) when trans_a
 def bias_add(floating[:, ::1] out,      # IN/OUT (N, M)
              const floating[::1] b):    # IN (M,)
     """out += b, row by row (the fallback route after np.matmul)."""
-    cdef Py_ssize_t i, j
     with nogil:
-        for i in range(out.shape[0]):
-            for j in range(out.shape[1]):
-                out[i, j] = out[i, j] + b[j]
+        _simd.bias(&out[0, 0], &b[0], out.shape[0], out.shape[1])
 
 
 def affine_forward(const floating[:, ::1] x,   # IN  (N, K)
@@ -46,23 +44,10 @@ def affine_forward(const floating[:, ::1] x,   # IN  (N, K)
                    const floating[::1] b,      # IN  (M,)
                    floating[:, ::1] out):      # OUT (N, M)
     """out = x @ W + b: one GEMM, then the bias added in one pass."""
-    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = W.shape[1], i, j
+    cdef Py_ssize_t n = x.shape[0], k = x.shape[1], m = W.shape[1]
     with nogil:
         gemm(False, False, n, m, k, 1, &x[0, 0], k, &W[0, 0], m, 0, &out[0, 0], m)
-        for i in range(n):
-            for j in range(m):
-                out[i, j] = out[i, j] + b[j]
-
-
-cdef void _column_sums(const floating[:, ::1] a, floating[::1] sums,
-                       Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
-    """sums[j] = sum_i a[i, j] for j in [j0, j1), rows added in order (deterministic)."""
-    cdef Py_ssize_t i, j
-    for j in range(j0, j1):
-        sums[j] = 0
-    for i in range(a.shape[0]):
-        for j in range(j0, j1):
-            sums[j] = sums[j] + a[i, j]
+        _simd.bias(&out[0, 0], &b[0], n, m)
 
 
 def column_sums(const floating[:, ::1] a,   # IN  (N, M)
@@ -73,10 +58,11 @@ def column_sums(const floating[:, ::1] a,   # IN  (N, M)
     cdef Py_ssize_t n_blocks = (m + block - 1) // block, blk
     if n_threads <= 1 or n_blocks == 1:
         with nogil:
-            _column_sums(a, sums, 0, m)
+            _simd.column_sums(&a[0, 0], m, &sums[0], a.shape[0], m)
         return
     for blk in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
-        _column_sums(a, sums, blk * block, min(m, (blk + 1) * block))
+        _simd.column_sums(&a[0, 0] + blk * block, m, &sums[0] + blk * block, a.shape[0],
+                          min(m, (blk + 1) * block) - blk * block)
 
 
 def affine_backward(const floating[:, ::1] dout,   # IN  (N, M)

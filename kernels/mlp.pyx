@@ -15,6 +15,7 @@ cimport numpy as cnp
 
 from _blas cimport gemm, fastmlp_set_blas
 from _scalar cimport sigmoid
+from _simd cimport bias, bias_relu, column_sums, relu_backward
 
 cnp.import_array()
 
@@ -42,34 +43,16 @@ cdef inline Py_ssize_t _cols(object a):
 
 cdef void _bias_activation(floating *h, const floating *b, unsigned char *mask,
                            Py_ssize_t n, Py_ssize_t m, int act) noexcept nogil:
-    """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given.
-
-    One branch-free loop per case, so the compiler can vectorise each.
-    """
+    """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given."""
     cdef Py_ssize_t i, j
-    cdef floating v
     cdef floating *row
+    if act == RELU:
+        bias_relu(h, b, mask, n, m)
+        return
     for i in range(n):
         row = h + i * m
-        if act == RELU and mask != NULL:
-            for j in range(m):
-                v = row[j] + b[j]
-                mask[i * m + j] = v <= 0
-                row[j] = v if v > 0 else 0
-        elif act == RELU:
-            for j in range(m):
-                v = row[j] + b[j]
-                row[j] = v if v > 0 else 0
-        else:
-            for j in range(m):
-                row[j] = sigmoid(row[j] + b[j])
-
-
-cdef void _bias(floating *h, const floating *b, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for i in range(n):
         for j in range(m):
-            h[i * m + j] = h[i * m + j] + b[j]
+            row[j] = sigmoid(row[j] + b[j])
 
 
 cdef void _activation_backward(floating *d, const floating *h, const unsigned char *mask,
@@ -77,8 +60,7 @@ cdef void _activation_backward(floating *d, const floating *h, const unsigned ch
     """d *= act'(.) in place: zero where masked (ReLU), times (1 - h) * h (sigmoid)."""
     cdef Py_ssize_t i
     if act == RELU:
-        for i in range(size):
-            d[i] = 0 if mask[i] else d[i]
+        relu_backward(d, mask, d, 0, size)
     else:
         for i in range(size):
             d[i] = d[i] * (1 - h[i]) * h[i]
@@ -139,15 +121,6 @@ cdef double _mse(const floating *y, floating *d, const floating *t, const floati
     return loss
 
 
-cdef void _column_sums(const floating *a, floating *sums, Py_ssize_t n, Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for j in range(m):
-        sums[j] = 0
-    for i in range(n):
-        for j in range(m):
-            sums[j] = sums[j] + a[i * m + j]
-
-
 cdef struct Layer:
     # the pointers of one Affine (+ activation) layer, taken while holding the GIL
     void *W           # (k, m) weights
@@ -192,7 +165,7 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
             _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
                              layers[i].mask, n, layers[i].m, act)
         else:
-            _bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
+            bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
         a = <const floating*>layers[i].h
 
 
@@ -235,7 +208,7 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         if weight_decay != 0:
             for j in range(k * m):
                 sum_sq_weights[0] += <double>W[j] * W[j]
-        _column_sums(d, db, n, m)
+        column_sums(d, m, db, n, m)
         if sgd_lr == 0:
             if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
                 for j in range(k * m):

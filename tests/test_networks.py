@@ -158,3 +158,19 @@ def test_gradient_buffers_are_reused_and_inputs_untouched():
     second = net.gradient(x, t)
     assert all(first[k] is second[k] for k in first)   # documented: the step's buffers
     np.testing.assert_array_equal(t, t_before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_masks_and_nan_propagation_match_reference(dtype):
+    rng = np.random.default_rng(4)
+    net, ref = _pair(dtype)
+    x, t = _batch(rng, 17, {})
+    net.gradient(x, t)
+    ref.gradient(x, t)
+    for name in ("Activation_function1", "Activation_function2"):
+        np.testing.assert_array_equal(net.layers[name].mask, ref.layers[name].mask)
+    # ReLU keeps NaN as the reference's does (mask = x <= 0 is False for NaN)
+    for model in (net, ref):
+        model.params["W1"][0, 0] = np.nan
+    np.testing.assert_array_equal(np.isnan(net.predict(x)), np.isnan(ref.predict(x)))
+    assert np.isnan(net.predict(x)).all()
