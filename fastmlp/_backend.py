@@ -284,17 +284,27 @@ def add_forward(x, y):
 OPTIMIZER_RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
 
 
+def optimizer_gather(params, grads, state_names, states):
+    """``(params, grads, state1, state2, largest)`` lists for :func:`optimizer_update` when
+    the dicts' arrays can be used as they are, else None (see ``_kernels.optim.gather``)."""
+    state1, state2 = (list(states) + [None, None])[:2]
+    return optim.gather(params, grads, state1, state2, len(state_names) > 0, len(state_names) > 1)
+
+
 def optimizer_update(rule, params, grads, state1, state2, lr, momentum=0.0, decay_rate=0.0,
-                     beta1=0.0, beta2=0.0, eps=0.0):
+                     beta1=0.0, beta2=0.0, eps=0.0, largest=None):
     """One optimizer step over all parameters, in place (see ``_kernels.optim.update``).
 
     ``params`` and the state lists hold C-contiguous, writeable arrays of one
-    dtype; each grad is made C-contiguous in that dtype here.
+    dtype; each grad is made C-contiguous in that dtype here, unless
+    ``largest`` (the biggest parameter's size) is given by
+    :func:`optimizer_gather`, which has checked every array already.
     """
-    grads = [contiguous(g, p.dtype) for p, g in zip(params, grads)]
-    n_threads = kernel_threads(max(p.size for p in params))
+    if largest is None:
+        grads = [contiguous(g, p.dtype) for p, g in zip(params, grads)]
+        largest = max((p.size for p in params), default=0)
     optim.update(rule, params, grads, state1, state2, lr, momentum, decay_rate, beta1, beta2,
-                 eps, n_threads)
+                 eps, kernel_threads(largest))
 
 
 def cross_entropy(y, labels):
@@ -304,6 +314,22 @@ def cross_entropy(y, labels):
 
 # ---------------------------------------------------------------- whole networks
 # Only with USE_BLAS: the fused network kernels call GEMM from compiled code.
+
+_TYPENUMS = {np.float32: np.dtype(np.float32).num, np.float64: np.dtype(np.float64).num}
+
+
+def mlp_parameters(affines, sizes, dtype, writeable=False):
+    """(Ws, bs) of the Affine layers for the network kernels, or None when one is not
+    a C-contiguous, aligned, native array of ``dtype`` (writeable when asked).
+    A wrong shape raises ValueError (the kernels trust the shapes)."""
+    return mlp.parameters(affines, sizes, _TYPENUMS[dtype], writeable)
+
+
+def copy_labels(t, out, n_classes):
+    """Copy ``t`` into the intp array ``out`` when it is a 1-D signed integer array of
+    ``len(out)`` labels in ``[0, n_classes)`` and return True; else False, ``out`` untouched."""
+    return mlp.copy_labels(t, out, n_classes)
+
 
 def mlp_predict(x, Ws, bs, hs, activation):
     """Forward pass of a whole network into the per-layer outputs ``hs``."""

@@ -11,6 +11,7 @@ The arrays ``gradient`` returns are those buffers: the next call to
 ``gradient`` overwrites them (copy them to keep them). One network must not
 run ``gradient`` from two threads at once; ``predict`` is safe from many.
 """
+import functools
 import math
 
 import numpy as np
@@ -44,26 +45,26 @@ class _CompiledNet:
     _workspace = None
 
     def _affines(self):
-        return [self.layers[f"Affine{i}"] for i in range(1, self.hidden_layer_num + 2)]
+        return [self.layers[name] for name in self._affine_names]
 
-    def _weights(self):
+    @functools.cached_property
+    def _affine_names(self):
+        return [f"Affine{i}" for i in range(1, self.hidden_layer_num + 2)]
+
+    @functools.cached_property
+    def _activation_names(self):
+        return [f"{self._activation_layer_name}{i}" for i in range(1, self.hidden_layer_num + 1)]
+
+    def _weights(self, writeable=False):
         """(Ws, bs) as the layers hold them, or None when one is not a C-contiguous array
-        of the network's dtype, or the BLAS was not found (then the layer-by-layer path runs)."""
+        of the network's dtype (writeable when asked), or the BLAS was not found: then
+        the layer-by-layer path runs. A parameter of the wrong shape raises ValueError."""
         if not _backend.USE_BLAS:
             return None
-        affines = self._affines()
-        Ws, bs = [a.W for a in affines], [a.b for a in affines]
-        sizes = self._sizes()
-        shapes = [(k, m) for k, m in zip(sizes[:-1], sizes[1:])] + [(m,) for m in sizes[1:]]
-        for a, shape in zip(Ws + bs, shapes):
-            if not (isinstance(a, np.ndarray) and a.dtype == self.dtype and a.flags.c_contiguous):
-                return None
-            if a.shape != shape:   # the kernel trusts these shapes: never let a wrong one through
-                raise ValueError(f"a layer's parameter has shape {a.shape}, expected {shape}")
-        return Ws, bs
+        return _backend.mlp_parameters(self._affines(), self._sizes(), self.dtype, writeable)
 
     def _sizes(self):
-        return [self.input_size, *self.hidden_size_list, self.output_size]
+        return (self.input_size, *self.hidden_size_list, self.output_size)
 
     def predict(self, x):
         x = self._check_x(x, finite=False)
@@ -92,9 +93,8 @@ class _CompiledNet:
         stored). Returns the loss before the update; when it is NaN or
         infinite no update is applied.
         """
-        weights = self._weights()
-        if (type(optimizer) is SGD and weights is not None
-                and all(p.flags.writeable for p in weights[0] + weights[1])):
+        weights = self._weights(writeable=True) if type(optimizer) is SGD else None
+        if weights is not None:
             loss = self._run(weights, x, t, sample_weight, sgd_lr=optimizer.lr)
             for affine in self._affines():
                 affine.dW = None   # fused: the weights took their gradients directly
@@ -139,10 +139,6 @@ class _CompiledNet:
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = self._check_x(x, finite=False)
-        if self.loss_name == "cross_entropy":
-            labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype, copy=False)
-        else:
-            labels, onehot = None, self._check_t(t, x.shape[0])
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=self.dtype, ndim=1,
                                      finite=True)
@@ -150,16 +146,22 @@ class _CompiledNet:
                 raise ValueError(f"sample_weight must hold {x.shape[0]} non-negative weights, "
                                  f"got shape {sample_weight.shape}")
             sample_weight = np.ascontiguousarray(sample_weight)
-        x = np.ascontiguousarray(x)
         ws = self._workspace
         if ws is None or ws.n != x.shape[0]:
             ws = self._workspace = _Workspace(x.shape[0], self._sizes(), self.dtype,
                                               self.activation == "relu")
-        if labels is not None:   # our own copy: the caller may change theirs after the call
-            np.copyto(ws.labels, labels)
+        labels = onehot = None
+        if self.loss_name == "mse":
+            onehot = self._check_t(t, x.shape[0])
+        elif not _backend.copy_labels(t, ws.labels, self.output_size):   # the usual case, in C
+            labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype, copy=False)
+            if labels is not None:   # our own copy: the caller may change theirs after the call
+                np.copyto(ws.labels, labels)
+        if onehot is None:
             labels = t = ws.labels
         else:
             t = onehot = np.ascontiguousarray(onehot)
+        x = np.ascontiguousarray(x)
         loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, *weights, ws.hs,
                                              ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
                                              _ACTIVATION_CODES[self.activation],
@@ -173,15 +175,14 @@ class _CompiledNet:
 
     def _record(self, x, t, ws, data_loss, loss):
         """Leave the book's layer attributes as the layer-by-layer path would."""
+        layers = self.layers
         inputs = [x] + ws.hs[:-1]
-        for affine, a, dW, db in zip(self._affines(), inputs, ws.dWs, ws.dbs):
+        for name, a, dW, db in zip(self._affine_names, inputs, ws.dWs, ws.dbs):
+            affine = layers[name]
             affine.x, affine.original_x_shape, affine.dW, affine.db = a, a.shape, dW, db
-        if self.activation == "relu":
-            for i, mask in enumerate(ws.masks[:-1], start=1):
-                self.layers[f"{self._activation_layer_name}{i}"].mask = mask
-        else:
-            for i, h in enumerate(ws.hs[:-1], start=1):
-                self.layers[f"{self._activation_layer_name}{i}"].out = h
+        attribute, values = ("mask", ws.masks) if self.activation == "relu" else ("out", ws.hs)
+        for name, value in zip(self._activation_names, values):
+            setattr(layers[name], attribute, value)
         self.last_layer.y, self.last_layer.t, self.last_layer.loss = ws.hs[-1], t, data_loss
         self.last_loss = loss
 

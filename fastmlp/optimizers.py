@@ -63,6 +63,15 @@ class Optimizer:
 
     def update(self, params, grads):
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
+        ready = None
+        if type(params) is dict and type(grads) is dict:   # the usual case, checked in C
+            ready = _backend.optimizer_gather(params, grads, self.state_names,
+                                              [getattr(self, name) for name in self.state_names])
+        if ready is not None:
+            ps, gs, state1, state2, largest = ready
+            _backend.optimizer_update(self.rule, ps, gs, state1, state2, largest=largest,
+                                      **self._hyper())
+            return
         grads = self._check(params, grads)
         if not params:
             return

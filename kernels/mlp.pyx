@@ -277,3 +277,79 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     finally:
         free(layers)
     return loss / n, sum_sq
+
+
+# ---------------------------------------------------------------- per-step checks in C
+# A small network's step is ~100 us, of which Python-level checks took ~10:
+# these do the common case in one call and leave every error message (and
+# every unusual input) to the checked Python path.
+
+cdef inline bint _ready(object a, int typenum, bint writeable):
+    """a is an aligned, native-order, C-contiguous ndarray of typenum (writeable when asked)."""
+    if not isinstance(a, cnp.ndarray):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
+
+
+def parameters(list affines, tuple sizes, int typenum, bint writeable):
+    """(Ws, bs) of the Affine layers, or None when one is not an aligned, native-order,
+    C-contiguous array of typenum (writeable when asked): the layer-by-layer path
+    then runs. A wrong shape raises ValueError, since the kernels trust the shapes."""
+    cdef Py_ssize_t i, L = len(affines)
+    cdef list Ws = [], bs = []
+    cdef cnp.npy_intp *dims
+    for i in range(L):
+        W, b = affines[i].W, affines[i].b
+        if not (_ready(W, typenum, writeable) and _ready(b, typenum, writeable)):
+            return None
+        dims = cnp.PyArray_DIMS(<cnp.ndarray>W)
+        if (cnp.PyArray_NDIM(<cnp.ndarray>W) != 2 or dims[0] != <Py_ssize_t>sizes[i]
+                or dims[1] != <Py_ssize_t>sizes[i + 1]):
+            raise ValueError(f"a layer's parameter has shape {W.shape}, "
+                             f"expected {(sizes[i], sizes[i + 1])}")
+        dims = cnp.PyArray_DIMS(<cnp.ndarray>b)
+        if cnp.PyArray_NDIM(<cnp.ndarray>b) != 1 or dims[0] != <Py_ssize_t>sizes[i + 1]:
+            raise ValueError(f"a layer's parameter has shape {b.shape}, expected {(sizes[i + 1],)}")
+        Ws.append(W)
+        bs.append(b)
+    return Ws, bs
+
+
+cdef bint _copy_labels(const char *src, Py_ssize_t stride, Py_ssize_t *out, Py_ssize_t n,
+                       Py_ssize_t n_classes, bint int32) noexcept nogil:
+    """Check every label lies in [0, n_classes), then copy them all; False copies nothing."""
+    cdef Py_ssize_t i, v
+    for i in range(n):
+        v = (<const int*>(src + i * stride))[0] if int32 else (<const Py_ssize_t*>(src + i * stride))[0]
+        if v < 0 or v >= n_classes:
+            return False
+    for i in range(n):
+        out[i] = (<const int*>(src + i * stride))[0] if int32 else (<const Py_ssize_t*>(src + i * stride))[0]
+    return True
+
+
+def copy_labels(object t, cnp.ndarray out, Py_ssize_t n_classes):
+    """Copy labels t into out (intp, length N) and return True when t is a 1-D native-order
+    signed integer array (32 bits or intp) of N labels, all in [0, n_classes); else
+    return False with out untouched (the caller's checked path then explains)."""
+    if not isinstance(t, cnp.ndarray):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>t
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(arr)
+    cdef bint int32 = itemsize == 4
+    if not (cnp.PyArray_ISSIGNED(arr) and (int32 or itemsize == sizeof(Py_ssize_t))):
+        return False
+    if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIMS(arr)[0] != cnp.PyArray_DIMS(out)[0]:
+        return False
+    if not (cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return False
+    cdef const char *src = <const char*>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t stride = cnp.PyArray_STRIDES(arr)[0], n = cnp.PyArray_DIMS(arr)[0]
+    cdef Py_ssize_t *dst = <Py_ssize_t*>cnp.PyArray_DATA(out)
+    cdef bint ok
+    with nogil:
+        ok = _copy_labels(src, stride, dst, n, n_classes, int32)
+    return ok

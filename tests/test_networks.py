@@ -174,3 +174,21 @@ def test_relu_masks_and_nan_propagation_match_reference(dtype):
         model.params["W1"][0, 0] = np.nan
     np.testing.assert_array_equal(np.isnan(net.predict(x)), np.isnan(ref.predict(x)))
     assert np.isnan(net.predict(x)).all()
+
+
+def test_label_dtypes_and_layouts_give_the_same_step():
+    """int64 and int32 labels (checked in C), strided, unsigned, float and list labels
+    (checked in Python) all give the same gradient bits; a bad label is refused by name."""
+    rng = np.random.default_rng(6)
+    net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
+    x, t = _batch(rng, 11, {})
+    want = {k: v.copy() for k, v in net.gradient(x, t.astype(np.int64)).items()}
+    strided = np.repeat(t, 2)[::2]
+    for labels in (t.astype(np.int32), strided, t.astype(np.uint8), t.astype(np.float64),
+                   t.tolist(), t.astype(">i8")):
+        got = net.gradient(x, labels)
+        for k in want:
+            assert np.array_equal(got[k], want[k]), (type(labels), k)
+    for bad in (np.array([0] * 10 + [4]), np.array([0] * 10 + [-1], np.int32)):
+        with pytest.raises(ValueError, match=r"t labels must lie in \[0, 4\)"):
+            net.gradient(x, bad)

@@ -283,6 +283,32 @@ def test_grad_layouts_give_bitwise_equal_results(name):
         assert_bitwise(run(transform), expected)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_dict_fast_path_equals_checked_path(name, dtype):
+    """Plain dicts of ready arrays take the path checked in C; any other mapping, or an
+    unaligned grad, takes the Python-checked path: the bits are the same."""
+    from collections import OrderedDict
+
+    def unaligned(a):
+        raw = np.empty(a.nbytes + 1, np.uint8)[1:].view(a.dtype).reshape(a.shape)
+        raw[...] = a
+        return raw
+
+    params0 = make_params(17, dtype)
+    steps = make_grads(params0, 3, seed=5)
+    results = []
+    for wrap, grad_layout in ((dict, lambda a: a), (OrderedDict, lambda a: a), (dict, unaligned)):
+        params = wrap(copy_params(params0))
+        opt = getattr(compiled, name)(**KWARGS[name])
+        for g in steps:
+            opt.update(params, wrap({k: grad_layout(v) for k, v in g.items()}))
+        results.append(params)
+    for other in results[1:]:
+        for k in params0:
+            assert_bitwise(other[k], results[0][k])
+
+
 # ---------------------------------------------------------------- bad input
 
 
