@@ -9,12 +9,12 @@ softmax, loss and (y - t)/N come out of one pass per row. Every reduction
 (db, loss) runs in a fixed order, so the bits never depend on threads.
 """
 from cython cimport floating
-from libc.math cimport exp, isfinite, log
+from libc.math cimport isfinite, log
 from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 
 from _blas cimport gemm, fastmlp_set_blas
-from _scalar cimport sigmoid
+from _scalar cimport exp_, sigmoid
 from _simd cimport bias, bias_relu, column_sums, relu_backward
 
 cnp.import_array()
@@ -95,7 +95,7 @@ cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
             if t != 0:
                 t_logit += t * <double>(row[j] - mx)
                 t_sum += t
-            row[j] = exp(row[j] - mx)
+            row[j] = exp_(row[j] - mx)
             s += row[j]
         loss += w * (t_sum * log(s) - t_logit)
         for j in range(c):

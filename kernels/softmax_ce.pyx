@@ -12,6 +12,8 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 
+from _scalar cimport exp_
+
 cdef double LOG_EPS = 1e-7   # the book's delta inside the log
 
 
@@ -23,7 +25,7 @@ cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noex
         if x[j] > m:
             m = x[j]
     for j in range(c):
-        y[j] = exp(x[j] - m)
+        y[j] = exp_(x[j] - m)
         s += y[j]
     for j in range(c):
         y[j] = y[j] / s
