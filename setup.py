@@ -55,8 +55,11 @@ def openmp_flags(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         compile_args, link_args = openmp_flags(self.compiler)
-        # -fno-math-errno lets sqrt vectorise; unlike -ffast-math it keeps NaN/inf semantics
-        extra = ["-O3", "-fno-math-errno"] if self.compiler.compiler_type != "msvc" else ["/O2"]
+        # -fno-math-errno lets sqrt vectorise; unlike -ffast-math it keeps NaN/inf semantics.
+        # -ffp-contract=off: no fused multiply-adds, so the AVX2/AVX-512 clones of
+        # fastmlp_simd.h round exactly as the baseline build (and as numpy) does.
+        extra = (["-O3", "-fno-math-errno", "-ffp-contract=off"]
+                 if self.compiler.compiler_type != "msvc" else ["/O2"])
         if os.environ.get("FASTMLP_NATIVE") == "1":
             extra.append("-march=native")
         for ext in self.extensions:

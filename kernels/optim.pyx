@@ -9,70 +9,31 @@ One call per step keeps Python's per-array cost out of the hot loop.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf
 cimport numpy as cnp
 
 from _omp cimport CHUNK
 
 cnp.import_array()
 
-# The rules, by number; the Python side passes the number.
-cdef enum Rule:
-    SGD = 0
-    MOMENTUM = 1
-    NESTEROV = 2
-    ADAGRAD = 3
-    RMSPROP = 4
-    ADAM = 5
-
-
-cdef struct Hyper:
-    # hyper-parameters, already combined in double as the book's Python code does
-    double lr, momentum, momentum_sq, lr_step, decay, one_minus_decay
-    double one_minus_beta1, one_minus_beta2, eps
-
-
-cdef inline floating _sqrt(floating v) noexcept nogil:
-    """Square root in the array's own precision (correctly rounded, as numpy's)."""
-    if floating is float:
-        return sqrtf(v)
-    return sqrt(v)
+# The rules, by number (0 SGD ... 5 Adam; the Python side passes the number), and
+# their loops live in fastmlp_simd.h, compiled for the widest vectors the CPU has.
+cdef extern from "fastmlp_simd.h" nogil:
+    ctypedef struct Hyper "fastmlp_hyper":
+        double lr, momentum, momentum_sq, lr_step, decay, one_minus_decay
+        double one_minus_beta1, one_minus_beta2, eps
+    void fastmlp_update_f(int rule, float *p, const float *g, float *s1, float *s2,
+                          const Hyper *hp, Py_ssize_t start, Py_ssize_t end)
+    void fastmlp_update_d(int rule, double *p, const double *g, double *s1, double *s2,
+                          const Hyper *hp, Py_ssize_t start, Py_ssize_t end)
 
 
 cdef inline void _update(int rule, floating *p, const floating *g, floating *s1, floating *s2,
                          Hyper *hp, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """One rule over elements [start, end) of one parameter (s1, s2: its state arrays)."""
-    cdef Py_ssize_t i
-    cdef floating lr = hp.lr, mom = hp.momentum, mom_sq = hp.momentum_sq
-    cdef floating lr_step = hp.lr_step, decay = hp.decay, one_minus_decay = hp.one_minus_decay
-    cdef floating b1 = hp.one_minus_beta1, b2 = hp.one_minus_beta2, eps = hp.eps
-    if rule == SGD:                       # p -= lr * g
-        for i in range(start, end):
-            p[i] -= lr * g[i]
-    elif rule == MOMENTUM:                # v = momentum * v - lr * g; p += v
-        for i in range(start, end):
-            s1[i] = mom * s1[i] - lr * g[i]
-            p[i] += s1[i]
-    elif rule == NESTEROV:                # the book's form
-        for i in range(start, end):
-            s1[i] *= mom
-            s1[i] -= lr * g[i]
-            p[i] += mom_sq * s1[i]
-            p[i] -= lr_step * g[i]
-    elif rule == ADAGRAD:                 # h += g^2; p -= lr * g / (sqrt(h) + eps)
-        for i in range(start, end):
-            s1[i] += g[i] * g[i]
-            p[i] -= lr * g[i] / (_sqrt(s1[i]) + eps)
-    elif rule == RMSPROP:                 # h = decay*h + (1-decay)*g^2; p -= lr*g/(sqrt(h)+eps)
-        for i in range(start, end):
-            s1[i] *= decay
-            s1[i] += one_minus_decay * g[i] * g[i]
-            p[i] -= lr * g[i] / (_sqrt(s1[i]) + eps)
-    else:                                 # Adam with the bias-corrected rate lr (= lr_t)
-        for i in range(start, end):
-            s1[i] += b1 * (g[i] - s1[i])
-            s2[i] += b2 * (g[i] * g[i] - s2[i])
-            p[i] -= lr * s1[i] / (_sqrt(s2[i]) + eps)
+    if floating is float:
+        fastmlp_update_f(rule, p, g, s1, s2, hp, start, end)
+    else:
+        fastmlp_update_d(rule, p, g, s1, s2, hp, start, end)
 
 
 cdef inline void* _data(object a):
