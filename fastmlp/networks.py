@@ -37,6 +37,9 @@ class _Workspace:
         self.labels = np.empty(n, np.intp)   # the step's labels, kept for lastLayer.t
         self.dWs = [np.empty((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])]
         self.dbs = [np.empty(m, dtype) for m in sizes[1:]]
+        self.grads = []   # (key, buffer) in params order: W1, b1, W2, ...
+        for i, (dW, db) in enumerate(zip(self.dWs, self.dbs), start=1):
+            self.grads += [(f"W{i}", dW), (f"b{i}", db)]
 
 
 class _CompiledNet:
@@ -128,11 +131,7 @@ class _CompiledNet:
                                  "found or the parameters are not C-contiguous)")
             return super().gradient(x, t)
         self._run(weights, x, t, sample_weight)
-        ws = self._workspace
-        grads = {}
-        for i, (dW, db) in enumerate(zip(ws.dWs, ws.dbs), start=1):
-            grads[f"W{i}"], grads[f"b{i}"] = dW, db
-        return grads
+        return dict(self._workspace.grads)
 
     def _run(self, weights, x, t, sample_weight, sgd_lr=0.0):
         """Check the batch, run the compiled pass, record the book's attributes; return the loss."""
