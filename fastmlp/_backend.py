@@ -284,11 +284,11 @@ def add_forward(x, y):
 OPTIMIZER_RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
 
 
-def optimizer_gather(params, grads, state_names, states):
-    """``(params, grads, state1, state2, largest)`` lists for :func:`optimizer_update` when
-    the dicts' arrays can be used as they are, else None (see ``_kernels.optim.gather``)."""
-    state1, state2 = (list(states) + [None, None])[:2]
-    return optim.gather(params, grads, state1, state2, len(state_names) > 0, len(state_names) > 1)
+def optimizer_gather(params, grads, states):
+    """``(params, grads, state1, state2, largest)`` for :func:`optimizer_update` when the
+    dicts' arrays (``states``: the rule's state dicts, None before the first update) can
+    be used as they are, else None (see ``_kernels.optim.gather``)."""
+    return optim.gather(params, grads, states)
 
 
 def optimizer_update(rule, params, grads, state1, state2, lr, momentum=0.0, decay_rate=0.0,

@@ -65,7 +65,7 @@ class Optimizer:
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
         ready = None
         if type(params) is dict and type(grads) is dict:   # the usual case, checked in C
-            ready = _backend.optimizer_gather(params, grads, self.state_names,
+            ready = _backend.optimizer_gather(params, grads,
                                               [getattr(self, name) for name in self.state_names])
         if ready is not None:
             ps, gs, state1, state2, largest = ready

@@ -13,6 +13,7 @@ from libc.math cimport isfinite, log
 from libc.stdlib cimport free, malloc
 cimport numpy as cnp
 
+from _arrays cimport ready
 from _blas cimport gemm, fastmlp_set_blas
 from _scalar cimport exp_, sigmoid
 from _simd cimport bias, bias_relu, column_sums, relu_backward
@@ -284,16 +285,6 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
 # these do the common case in one call and leave every error message (and
 # every unusual input) to the checked Python path.
 
-cdef inline bint _ready(object a, int typenum, bint writeable):
-    """a is an aligned, native-order, C-contiguous ndarray of typenum (writeable when asked)."""
-    if not isinstance(a, cnp.ndarray):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    return (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
-            and (not writeable or cnp.PyArray_ISWRITEABLE(arr)))
-
-
 def parameters(list affines, tuple sizes, int typenum, bint writeable):
     """(Ws, bs) of the Affine layers, or None when one is not an aligned, native-order,
     C-contiguous array of typenum (writeable when asked): the layer-by-layer path
@@ -303,7 +294,7 @@ def parameters(list affines, tuple sizes, int typenum, bint writeable):
     cdef cnp.npy_intp *dims
     for i in range(L):
         W, b = affines[i].W, affines[i].b
-        if not (_ready(W, typenum, writeable) and _ready(b, typenum, writeable)):
+        if not (ready(W, typenum, writeable) and ready(b, typenum, writeable)):
             return None
         dims = cnp.PyArray_DIMS(<cnp.ndarray>W)
         if (cnp.PyArray_NDIM(<cnp.ndarray>W) != 2 or dims[0] != <Py_ssize_t>sizes[i]
@@ -318,16 +309,21 @@ def parameters(list affines, tuple sizes, int typenum, bint writeable):
     return Ws, bs
 
 
+cdef inline Py_ssize_t _label(const char *src, Py_ssize_t stride, Py_ssize_t i,
+                              bint int32) noexcept nogil:
+    return (<const int*>(src + i * stride))[0] if int32 else (<const Py_ssize_t*>(src + i * stride))[0]
+
+
 cdef bint _copy_labels(const char *src, Py_ssize_t stride, Py_ssize_t *out, Py_ssize_t n,
                        Py_ssize_t n_classes, bint int32) noexcept nogil:
     """Check every label lies in [0, n_classes), then copy them all; False copies nothing."""
     cdef Py_ssize_t i, v
     for i in range(n):
-        v = (<const int*>(src + i * stride))[0] if int32 else (<const Py_ssize_t*>(src + i * stride))[0]
+        v = _label(src, stride, i, int32)
         if v < 0 or v >= n_classes:
             return False
     for i in range(n):
-        out[i] = (<const int*>(src + i * stride))[0] if int32 else (<const Py_ssize_t*>(src + i * stride))[0]
+        out[i] = _label(src, stride, i, int32)
     return True
 
 

@@ -11,6 +11,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 cimport numpy as cnp
 
+from _arrays cimport ready, same_shape
 from _omp cimport CHUNK
 
 cnp.import_array()
@@ -89,60 +90,40 @@ def update(int rule, list params, list grads, list state1, list state2, double l
         _update_all[double](0, rule, params, grads, state1, state2, &hp, n_threads)
 
 
-cdef inline bint _ready(object a, int typenum, cnp.ndarray like, bint writeable):
-    """a is an aligned, native-order, C-contiguous ndarray of typenum shaped like `like`."""
-    if not isinstance(a, cnp.ndarray):
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    cdef int k
-    if not (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISNOTSWAPPED(arr)
-            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
-            and (not writeable or cnp.PyArray_ISWRITEABLE(arr))):
-        return False
-    if like is None:
-        return True
-    if cnp.PyArray_NDIM(arr) != cnp.PyArray_NDIM(like):
-        return False
-    for k in range(cnp.PyArray_NDIM(arr)):
-        if cnp.PyArray_DIMS(arr)[k] != cnp.PyArray_DIMS(like)[k]:
-            return False
-    return True
+cdef inline bint _like(object a, cnp.ndarray p, int typenum, bint writeable):
+    return ready(a, typenum, writeable) and same_shape(<cnp.ndarray>a, p)
 
 
-def gather(dict params, dict grads, dict state1, dict state2, bint needs_state1,
-           bint needs_state2):
+def gather(dict params, dict grads, list states):
     """Lists (params, grads, state1, state2, largest size) in params' order for update(),
     when every array can be used as it is: params writeable, aligned, native-order,
-    C-contiguous float32/float64 of one dtype; each grad and state entry the same
-    dtype, layout and shape. None otherwise (nothing is changed): the caller then
-    takes its checked path, which converts or explains."""
-    cdef list ps = [], gs = [], s1s = [] if needs_state1 else None, s2s = [] if needs_state2 else None
-    cdef Py_ssize_t largest = 0
+    C-contiguous float32/float64 of one dtype; each grad and each entry of the state
+    dicts (0-2 of them; a state list comes back None when absent) the same dtype,
+    layout and shape. None otherwise (nothing is changed): the caller then takes its
+    checked path, which creates state, converts or explains."""
+    cdef list ps = [], gs = [], lists = [[] for _ in states]
+    cdef Py_ssize_t i, largest = 0
     cdef int typenum = -1
-    if (needs_state1 and (state1 is None or len(state1) != len(params))) or \
-            (needs_state2 and (state2 is None or len(state2) != len(params))):
-        return None
+    for state in states:
+        if not isinstance(state, dict) or len(<dict>state) != len(params):
+            return None
     for key, p in params.items():
         if typenum == -1 and isinstance(p, cnp.ndarray):
             typenum = cnp.PyArray_TYPE(<cnp.ndarray>p)
             if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
                 return None
-        if not _ready(p, typenum, None, True):
+        if not ready(p, typenum, True):
             return None
         g = grads.get(key)
-        if not _ready(g, typenum, <cnp.ndarray>p, False):
+        if not _like(g, <cnp.ndarray>p, typenum, False):
             return None
+        for i in range(len(states)):
+            s = (<dict>states[i]).get(key)
+            if not _like(s, <cnp.ndarray>p, typenum, True):
+                return None
+            (<list>lists[i]).append(s)
         ps.append(p)
         gs.append(g)
-        if needs_state1:
-            s = state1.get(key)
-            if not _ready(s, typenum, <cnp.ndarray>p, True):
-                return None
-            s1s.append(s)
-        if needs_state2:
-            s = state2.get(key)
-            if not _ready(s, typenum, <cnp.ndarray>p, True):
-                return None
-            s2s.append(s)
         largest = max(largest, cnp.PyArray_SIZE(<cnp.ndarray>p))
-    return ps, gs, s1s, s2s, largest
+    state1, state2 = (lists + [None, None])[:2]
+    return ps, gs, state1, state2, largest

@@ -313,11 +313,17 @@ def test_plain_dict_fast_path_equals_checked_path(name, dtype):
     params0 = make_params(17, dtype)
     steps = make_grads(params0, 3, seed=5)
     results = []
-    for wrap, grad_layout in ((dict, lambda a: a), (OrderedDict, lambda a: a), (dict, unaligned)):
+    for wrap, grad_layout, fast in ((dict, lambda a: a, True), (OrderedDict, lambda a: a, False),
+                                    (dict, unaligned, False)):
         params = wrap(copy_params(params0))
         opt = getattr(compiled, name)(**KWARGS[name])
-        for g in steps:
-            opt.update(params, wrap({k: grad_layout(v) for k, v in g.items()}))
+        for i, g in enumerate(steps):
+            grads = wrap({k: grad_layout(v) for k, v in g.items()})
+            if i > 0 and wrap is dict:   # state exists now: the C check decides the path
+                states = [getattr(opt, s) for s in opt.state_names]
+                gathered = _backend.optimizer_gather(params, grads, states)
+                assert (gathered is not None) == fast
+            opt.update(params, grads)
         results.append(params)
     for other in results[1:]:
         for k in params0:
