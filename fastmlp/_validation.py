@@ -128,6 +128,15 @@ def check_called(value, layer, method="forward"):
         raise RuntimeError(f"{layer}.backward called before {layer}.{method}")
 
 
+def lookup(table, key, name):
+    """``table[key.lower()]``, or a ValueError naming ``name`` and the choices."""
+    try:
+        return table[str(key).lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be one of {sorted(table)} (case-insensitive), "
+                         f"got {key!r}") from None
+
+
 def check_positive_int(value, name, minimum=1):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")

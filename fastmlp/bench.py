@@ -189,28 +189,27 @@ def _start(i, rows):
     return (i * rows) % (N_ROWS - rows + 1)
 
 
-def _fastmlp_step(sizes, batch, dtype, X, T):
-    from .networks import MultiLayerNet
-    from .optimizers import SGD
-    net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
-    opt = SGD(lr=LR)
+def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T):
+    """``opt.update(net.params, net.gradient(x, t))``: the textbook step peers.py times."""
+    net = network_class(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
+    opt = sgd_class(lr=LR)
 
     def step(i):
         j = _start(i, batch)
         opt.update(net.params, net.gradient(X[j:j + batch], T[j:j + batch]))
     return step, 1
+
+
+def _fastmlp_step(sizes, batch, dtype, X, T):
+    from .networks import MultiLayerNet
+    from .optimizers import SGD
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
 
 
 def _numpy_step(sizes, batch, dtype, X, T):
     from .reference import MultiLayerNet
     from .reference.optimizers import SGD
-    net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
-    opt = SGD(lr=LR)
-
-    def step(i):
-        j = _start(i, batch)
-        opt.update(net.params, net.gradient(X[j:j + batch], T[j:j + batch]))
-    return step, 1
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
 
 
 def _torch_model(sizes, dtype):

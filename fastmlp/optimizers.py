@@ -9,7 +9,7 @@ checked before the first array changes.
 import numpy as np
 
 from . import _backend
-from ._validation import as_float, check_positive_float
+from ._validation import as_float, check_positive_float, lookup
 
 EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -172,11 +172,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
 
 def get_optimizer(name, **params):
     """An optimizer by its (case-insensitive) name, as the Trainer and CLI name them."""
-    try:
-        cls = OPTIMIZERS[str(name).lower()]
-    except KeyError:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}") from None
-    return cls(**params)
+    return lookup(OPTIMIZERS, name, "optimizer")(**params)
 
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]

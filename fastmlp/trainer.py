@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _networks
 from . import optimizers as _optimizers
-from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets
+from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
 
@@ -254,11 +254,9 @@ class Trainer:
                 optimizer_param = {"lr": 0.01}
             if not hasattr(optimizer_param, "keys"):
                 raise TypeError(f"optimizer_param must be a dict, got {type(optimizer_param).__name__}")
-            if optimizer.lower() not in _optimizers.OPTIMIZERS:
-                raise ValueError(f"optimizer must be one of {sorted(_optimizers.OPTIMIZERS)} "
-                                 f"(case-insensitive), got {optimizer!r}")
+            optimizer_class = lookup(_optimizers.OPTIMIZERS, optimizer, "optimizer")
             try:
-                return _optimizers.get_optimizer(optimizer, **optimizer_param)
+                return optimizer_class(**optimizer_param)
             except TypeError as exc:
                 if "argument" in str(exc):  # an unknown keyword
                     raise TypeError(f"optimizer_param {dict(optimizer_param)} does not fit "

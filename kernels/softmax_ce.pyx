@@ -17,13 +17,19 @@ from _scalar cimport exp_
 cdef double LOG_EPS = 1e-7   # the book's delta inside the log
 
 
-cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noexcept nogil:
+cdef inline floating _row_max(const floating *x, Py_ssize_t c) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating m = x[0]
-    cdef double s = 0
     for j in range(1, c):
         if x[j] > m:
             m = x[j]
+    return m
+
+
+cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = _row_max(x, c)
+    cdef double s = 0
     for j in range(c):
         y[j] = exp_(x[j] - m)
         s += y[j]
@@ -33,11 +39,8 @@ cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noex
 
 cdef inline double _logsumexp(const floating *x, Py_ssize_t c) noexcept nogil:
     cdef Py_ssize_t j
-    cdef floating m = x[0]
+    cdef floating m = _row_max(x, c)
     cdef double s = 0
-    for j in range(1, c):
-        if x[j] > m:
-            m = x[j]
     for j in range(c):
         s += exp(x[j] - m)
     return log(s) + m

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from fastmlp._validation import check_positive_float
+from fastmlp._validation import check_positive_float, lookup
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
@@ -198,8 +198,4 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
 
 def get_optimizer(name, **params):
     """An optimizer by its (case-insensitive) name, as the book's Trainer names them."""
-    try:
-        cls = OPTIMIZERS[str(name).lower()]
-    except KeyError:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}") from None
-    return cls(**params)
+    return lookup(OPTIMIZERS, name, "optimizer")(**params)
