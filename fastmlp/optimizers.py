@@ -5,7 +5,19 @@ pass per parameter with no temporaries, following the book's formulas
 operation by operation (same trajectories to rounding). State (velocities,
 moment estimates) is created lazily, keyed like ``params``. Everything is
 checked before the first array changes.
+
+An update is all or nothing, also under Ctrl-C: the usual case (dicts of
+C-contiguous arrays) is one compiled call over every parameter, and Adam's
+step counter is stored right before that call with nothing between them at
+which Python could run a signal handler (it runs them only on function entry,
+after calls and at backward jumps). The other cases (parameters that are not
+C-contiguous, other mappings) defer SIGINT while they copy the results back
+(see ``deferred_sigint``).
 """
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from . import _backend
@@ -15,10 +27,104 @@ EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+# ----------------------------------------------------------------------------- Ctrl-C
+
+class _SigintDeferral:
+    """The main thread's SIGINT handler while fastmlp trains: a Ctrl-C that arrives inside a
+    critical section (``with deferral:``) is delivered when the outermost one ends, so the
+    section's changes (a parameter update and its bookkeeping) happen whole or not at all.
+    Outside critical sections the previous handler runs at once."""
+
+    def __init__(self):
+        self.depth = 0          # nesting of critical sections (main thread only)
+        self.pending = None     # (signum, frame) of a deferred SIGINT
+        self.installs = 0       # nesting of deferred_sigint()
+        self.previous = None    # the handler to defer to (Python's default_int_handler)
+
+    def handle(self, signum, frame):
+        if self.depth:
+            self.pending = (signum, frame)
+            return
+        self.pending = None
+        self.previous(signum, frame)
+
+    def __enter__(self):
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.depth -= 1
+        if self.depth == 0 and self.pending is not None:
+            signum, frame = self.pending
+            self.pending = None
+            self.previous(signum, frame)   # default_int_handler: raises KeyboardInterrupt
+        return False
+
+
+class _NoDeferral:
+    """The critical section of threads other than the main one (no signal reaches them)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_DEFERRAL = _SigintDeferral()
+_NO_DEFERRAL = _NoDeferral()
+
+
+@contextlib.contextmanager
+def deferred_sigint():
+    """Context manager yielding a reusable critical-section context manager.
+
+    In the main thread, while the block runs, SIGINT goes to a handler that
+    defers it to the end of the current critical section; the previous handler
+    is restored afterwards. Nothing is installed in other threads (signals are
+    delivered to the main thread only) or when SIGINT is not handled by Python
+    code (SIG_DFL, SIG_IGN): the critical section then does nothing. Nestable.
+    """
+    d = _DEFERRAL
+    if threading.current_thread() is not threading.main_thread():
+        yield _NO_DEFERRAL
+        return
+    if d.installs == 0:
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):
+            yield _NO_DEFERRAL
+            return
+        d.previous, d.pending, d.depth = previous, None, 0
+        signal.signal(signal.SIGINT, d.handle)
+    d.installs += 1
+    try:
+        yield d
+    finally:
+        d.installs -= 1
+        if d.installs == 0:
+            if signal.getsignal(signal.SIGINT) == d.handle:   # unless someone replaced it
+                signal.signal(signal.SIGINT, d.previous)
+            d.depth = 0
+            pending, d.pending = d.pending, None
+            if pending is not None:
+                d.previous(*pending)
+
+
+def critical_section():
+    """The current critical section: the installed deferral in the main thread, else a no-op."""
+    d = _DEFERRAL
+    if d.installs and threading.current_thread() is threading.main_thread():
+        return d
+    return _NO_DEFERRAL
+
+
 class Optimizer:
     """Shared checks and the update loop; subclasses name their compiled ``rule``."""
 
     rule = None
+
+    #: whether the rule keeps a step counter ``iter`` (Adam's bias correction)
+    counts_steps = False
 
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
     state_names = ()
@@ -69,27 +175,50 @@ class Optimizer:
                                               [getattr(self, name) for name in self.state_names])
         if ready is not None:
             ps, gs, state1, state2, largest = ready
-            _backend.optimizer_update(self.rule, ps, gs, state1, state2, largest=largest,
-                                      **self._hyper())
+            h = self._hyper()
+            lr, momentum, decay_rate = h["lr"], h.get("momentum", 0.0), h.get("decay_rate", 0.0)
+            beta1, beta2, eps = h.get("beta1", 0.0), h.get("beta2", 0.0), h.get("eps", 0.0)
+            rule, n_threads, update = self.rule, _backend.kernel_threads(largest), _kernel_update
+            if self.counts_steps:
+                step = self.iter + 1
+                # Atomic under Ctrl-C: a signal handler cannot run between this store and the
+                # compiled call (keep them adjacent, with nothing between that calls Python).
+                self.iter = step
+                update(rule, ps, gs, state1, state2, lr, momentum, decay_rate, beta1, beta2,
+                       eps, n_threads)
+            else:
+                update(rule, ps, gs, state1, state2, lr, momentum, decay_rate, beta1, beta2,
+                       eps, n_threads)
             return
         grads = self._check(params, grads)
         if not params:
             return
-        for name in self.state_names:
-            if getattr(self, name) is None:
-                setattr(self, name, {k: np.zeros_like(p, order="C") for k, p in params.items()})
+        fresh = {name: {k: np.zeros_like(p, order="C") for k, p in params.items()}
+                 for name in self.state_names if getattr(self, name) is None}
+        states = {name: fresh[name] if name in fresh else getattr(self, name)
+                  for name in self.state_names}
         keys = list(params)
         # Parameters that are not C-contiguous are updated through a contiguous copy.
         work = [p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in params.values()]
-        states = [[getattr(self, name)[k] for k in keys] for name in self.state_names]
+        # the state is updated in place too: work on copies, committed with the parameters
+        work_states = [[states[name][k].copy() for k in keys] for name in self.state_names]
+        hyper = self._hyper()
         _backend.optimizer_update(self.rule, work, [grads[k] for k in keys],
-                                  *(states + [None, None])[:2], **self._hyper())
-        for key, w in zip(keys, work):
-            if w is not params[key]:
-                params[key][...] = w
+                                  *(work_states + [None, None])[:2], **hyper)
+        with deferred_sigint() as critical, critical:   # all of it, or none of it
+            for key, w in zip(keys, work):
+                if w is not params[key]:
+                    params[key][...] = w
+            for name, new in zip(self.state_names, work_states):
+                for k, a in zip(keys, new):
+                    np.copyto(states[name][k], a)
+                setattr(self, name, states[name])
+            if self.counts_steps:
+                self.iter += 1
 
     def _hyper(self):
-        """Keyword arguments of the compiled rule: lr and this rule's constants."""
+        """Keyword arguments of the compiled rule for the next step: lr and this rule's
+        constants. No side effects (Adam's ``iter`` moves with the update itself)."""
         return {"lr": self.lr}
 
 
@@ -150,6 +279,7 @@ class Adam(Optimizer):
     """Adam in the book's form, with the bias correction folded into the step size."""
     rule = _backend.OPTIMIZER_RULES["adam"]
     state_names = ("m", "v")
+    counts_steps = True
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr)
@@ -161,10 +291,12 @@ class Adam(Optimizer):
         self.iter = 0
 
     def _hyper(self):
-        self.iter += 1   # called once per update, after every check has passed
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+        t = self.iter + 1   # the step about to be applied (``update`` counts it)
+        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         return {"lr": lr_t, "beta1": self.beta1, "beta2": self.beta2, "eps": EPS}
 
+
+_kernel_update = _backend.optim.update   # the compiled rule itself (see Optimizer.update)
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam}
