@@ -16,7 +16,12 @@ Differences from the book, all deliberate:
   dtype once, and a loss that becomes NaN or infinite stops training with a
   :class:`DivergenceError` before the offending update;
 - a tqdm progress bar instead of one printed line per step, and an optional
-  per-epoch learning-rate decay.
+  per-epoch learning-rate decay;
+- Ctrl-C is safe: a step (update, ``train_loss_list``, ``current_iter``, the
+  position in the shuffled stream) and an epoch's end (accuracies,
+  ``current_epoch``, learning-rate decay) are each recorded whole or not at
+  all, so after a ``KeyboardInterrupt`` the trainer is exactly as after its
+  last whole step and ``train()`` resumes as if never interrupted.
 """
 import math
 import numbers
@@ -214,6 +219,8 @@ class Trainer:
         self._rng = rng
         self._perm = np.arange(train_size)
         self._pos = train_size  # empty: the first batch shuffles
+        self._next_perm = None  # the permutation drawn for the next pass, until a step uses it
+        self._drawn = None      # (perm, pos) after the batch last drawn
         self._idx = np.empty(mini_batch_size, dtype=np.intp)
         self._x_drawn = np.empty((mini_batch_size,) + x_train.shape[1:], dtype=x_train.dtype)
         self._x_batch = (self._x_drawn if x_train.dtype == dtype
@@ -272,23 +279,47 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
-    def _next_batch(self):
-        """Fill the batch buffers with the next ``batch_size`` samples of the shuffled stream."""
+    def _next_batch(self, critical=None):
+        """Fill the batch buffers with the next ``batch_size`` samples of the shuffled stream.
+
+        Returns ``(x, t)``. The stream's position after this batch is kept aside
+        (``_drawn``); the step records it (``_record_step``) only once its update is
+        applied, so an interrupted or diverged step leaves the stream where it was."""
+        if critical is None:
+            critical = _optimizers.critical_section()
         idx, filled, n = self._idx, 0, self.train_size
-        while filled < self.batch_size:
-            if self._pos == n:
-                self._rng.shuffle(self._perm)
-                self._pos = 0
-            take = min(self.batch_size - filled, n - self._pos)
-            idx[filled:filled + take] = self._perm[self._pos:self._pos + take]
+        perm, pos = self._perm, self._pos
+        while filled < self.batch_size:   # at most one reshuffle (batch_size <= n)
+            if pos == n:
+                if self._next_perm is None:
+                    with critical:   # the generator's draw and the permutation kept together
+                        shuffled = perm.copy()
+                        self._rng.shuffle(shuffled)
+                        self._next_perm = shuffled
+                perm, pos = self._next_perm, 0
+            take = min(self.batch_size - filled, n - pos)
+            idx[filled:filled + take] = perm[pos:pos + take]
             filled += take
-            self._pos += take
+            pos += take
         # mode="clip": indices are valid, and it lets numpy write into out unbuffered
         np.take(self.x_train, idx, axis=0, out=self._x_drawn, mode="clip")
         if self._x_batch is not self._x_drawn:
             np.copyto(self._x_batch, self._x_drawn)   # to the network's dtype, no allocation
         np.take(self.t_train, idx, axis=0, out=self._t_batch, mode="clip")
+        self._drawn = (perm, pos)
         return self._x_batch, self._t_batch
+
+    def _record_step(self, loss):
+        """The bookkeeping of an applied step (inside the step's critical section)."""
+        perm, pos = self._drawn
+        if perm is not self._perm:
+            self._perm, self._next_perm = perm, None
+        self._pos = pos
+        self.train_loss_list.append(loss)
+        self.current_iter += 1
+
+    def _epoch_end_due(self):
+        return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
 
     def _gradient_and_loss(self, x, t):
         """``network.gradient(x, t)`` and the loss of that same forward pass (weight decay included)."""
@@ -319,22 +350,36 @@ class Trainer:
         DivergenceError
             If that loss is NaN or infinite. The update is not applied, so the
             parameters and the optimizer state stay those of the last good
-            step, and ``current_iter`` is not advanced.
+            step, and ``current_iter`` is not advanced (the next step retries
+            the same mini-batch).
+        KeyboardInterrupt
+            On Ctrl-C, with the step applied whole (update, ``train_loss_list``,
+            ``current_iter``) or not at all; an epoch end that was cut short
+            is recorded by the next ``train_step``/``train``.
         """
-        x, t = self._next_batch()
+        with _optimizers.deferred_sigint() as critical:
+            return self._step(critical)
+
+    def _step(self, critical):
+        if self._epoch_end_due():   # an epoch end that a Ctrl-C cut short
+            self._end_epoch(critical)
+        x, t = self._next_batch(critical)
         if self._fused:
-            loss = float(self.network.train_step(x, t, self.optimizer))
+            with critical:   # the fused update and its bookkeeping, whole or not at all
+                loss = float(self.network.train_step(x, t, self.optimizer))
+                if math.isfinite(loss):
+                    self._record_step(loss)
             if not math.isfinite(loss):
                 self._diverged(loss)
         else:
             grads, loss = self._gradient_and_loss(x, t)
             if not math.isfinite(loss):
                 self._diverged(loss)
-            self.optimizer.update(self.network.params, grads)
-        self.train_loss_list.append(loss)
-        self.current_iter += 1
-        if self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch):
-            self._end_epoch()
+            with critical:
+                self.optimizer.update(self.network.params, grads)
+                self._record_step(loss)
+        if self._epoch_end_due():
+            self._end_epoch(critical)
         return loss
 
     def _diverged(self, loss):
@@ -358,26 +403,29 @@ class Trainer:
             correct += round(float(self.network.accuracy(x[start:stop], t[start:stop])) * (stop - start))
         return correct / n
 
-    def _end_epoch(self):
-        self.current_epoch += 1
+    def _end_epoch(self, critical):
+        """Measure the accuracies, then record the epoch's end in one critical section."""
         k = self.evaluate_sample_num_per_epoch
         if k is None:
             train_acc = self._accuracy(self.x_train, self.t_train)
             test_acc = self._accuracy(self.x_test, self.t_test)
-            self._full_test_acc_at = self.current_iter
         else:
             train_acc = self._accuracy(self.x_train[:k], self.t_train[:k])
             test_acc = self._accuracy(self.x_test[:k], self.t_test[:k])
-        self.train_acc_list.append(train_acc)
-        self.test_acc_list.append(test_acc)
+        with critical:
+            self.current_epoch += 1
+            if k is None:
+                self._full_test_acc_at = self.current_iter
+            self.train_acc_list.append(train_acc)
+            self.test_acc_list.append(test_acc)
+            if self.lr_decay is not None:
+                self.optimizer.lr *= self.lr_decay
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
                                   refresh=False)
         if self.verbose:
             self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc:.4f}, "
                         f"test acc:{test_acc:.4f} ===")
-        if self.lr_decay is not None:
-            self.optimizer.lr *= self.lr_decay
 
     def _print(self, line):
         if self._bar is not None:
@@ -393,6 +441,14 @@ class Trainer:
         Resumable: after a :class:`DivergenceError` (say, once the learning
         rate was lowered) another call continues from ``current_iter``.
 
+        Ctrl-C raises ``KeyboardInterrupt`` (as in the book) and leaves the
+        trainer consistent: the network's parameters and the optimizer's state
+        are those after ``current_iter`` whole steps, ``train_loss_list`` holds
+        exactly those steps' losses, ``train_acc_list``/``test_acc_list`` the
+        ``current_epoch`` recorded epoch ends; no update is ever half applied.
+        Calling ``train()`` again continues with the same mini-batches (and the
+        same epoch evaluations) as an uninterrupted run.
+
         Returns
         -------
         float
@@ -400,17 +456,20 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        remaining = self.max_iter - self.current_iter
-        # disable=None: tqdm shows the bar only when stderr is a terminal
-        self._bar = tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
-                         disable=None if self.verbose else True, leave=False, dynamic_ncols=True)
-        try:
-            for _ in range(remaining):
-                self.train_step()
-                self._bar.update()
-        finally:
-            self._bar.close()
-            self._bar = None
+        with _optimizers.deferred_sigint() as critical:
+            # disable=None: tqdm shows the bar only when stderr is a terminal
+            self._bar = tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
+                             disable=None if self.verbose else True, leave=False,
+                             dynamic_ncols=True)
+            try:
+                if self._epoch_end_due():   # an epoch end that a Ctrl-C cut short
+                    self._end_epoch(critical)
+                while self.current_iter < self.max_iter:
+                    self._step(critical)
+                    self._bar.update()
+            finally:
+                self._bar.close()
+                self._bar = None
 
         if self._full_test_acc_at == self.current_iter:  # the last epoch just measured it
             test_acc = self.test_acc_list[-1]
