@@ -163,52 +163,66 @@ SMALL_STEP_FLOPS = 16e6
 
 
 class _OneBlasThread:
-    """Context manager: numpy's BLAS on one thread (process-wide, like threadpoolctl), restored
-    when the last concurrent user leaves, so fits in several Python threads nest correctly."""
+    """Context manager: numpy's BLAS on one thread while a fit runs (process-wide, like
+    threadpoolctl), restored when the last concurrent user leaves, so fits in several Python
+    threads nest correctly.
+
+    The restore never undoes a choice made meanwhile: if ``fastmlp.set_num_threads`` was
+    called while the limit was on (from a callback or another thread), or numpy's BLAS no
+    longer runs on one thread, the exit leaves the setting as it is (see
+    ``fastmlp.threads._end_temporary_limit``). A forked child starts with no fit running: the
+    limit a parent's fit had set is lifted there, and a context entered in the parent does
+    nothing when it exits in the child.
+    """
 
     _lock = threading.Lock()
     _users = 0
-    _limiter = None
-    _controller = None
+    _token = None   # from threads._limit_blas_temporarily, while a limit is on
 
     def __enter__(self):
+        import os
+
+        from . import threads
         cls = type(self)
+        self._pid = os.getpid()
         with cls._lock:
             if cls._users == 0:
-                cls._limiter = None
-                controller = cls._get_controller()
-                if controller is not None and any(i["num_threads"] > 1 for i in controller.info()):
-                    cls._limiter = controller.limit(limits=1)
+                cls._token = threads._limit_blas_temporarily(1)
             cls._users += 1
         return self
 
     def __exit__(self, *exc):
+        import os
+
+        from . import threads
         cls = type(self)
+        if self._pid != os.getpid():  # entered in the parent of this forked process
+            return False
         with cls._lock:
             cls._users -= 1
-            if cls._users == 0 and cls._limiter is not None:
-                cls._limiter.restore_original_limits()
-                cls._limiter = None
+            if cls._users == 0:
+                token, cls._token = cls._token, None
+                threads._end_temporary_limit(token)
         return False
 
     @classmethod
-    def _get_controller(cls):
-        if cls._controller is None:
-            from threadpoolctl import ThreadpoolController
-
-            from . import _backend
-            path = _backend.numpy_blas_path()
-            if path is None:
-                return None
-            cls._controller = ThreadpoolController().select(filepath=path)
-        return cls._controller
+    def _after_fork_in_child(cls):
+        from . import threads
+        cls._lock = threading.Lock()   # a fit in another thread may have held it at the fork
+        token, cls._token, cls._users = cls._token, None, 0
+        threads._end_temporary_limit(token)
 
 
 def _blas_threads_for(step_flops):
     """The BLAS thread policy for a fit whose steps cost ``step_flops``."""
     import contextlib
+    import os
 
     from . import threads
+    if not _OneBlasThread.__dict__.get("_fork_handler"):
+        _OneBlasThread._fork_handler = True
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_OneBlasThread._after_fork_in_child)
     if step_flops >= SMALL_STEP_FLOPS or getattr(threads, "_requested", None) is not None:
         return contextlib.nullcontext()
     return _OneBlasThread()

@@ -1,19 +1,55 @@
-"""How many threads fastmlp computes with: its OpenMP kernels and numpy's BLAS pool."""
-import os
-import warnings
+"""How many threads fastmlp computes with: its OpenMP kernels and numpy's BLAS pool.
 
-from threadpoolctl import ThreadpoolController
+State kept here (one process-wide setting, like numpy's BLAS pool itself):
+
+- ``_requested``: the count given to :func:`set_num_threads`, or None (the default);
+- ``_generation``: bumped by every :func:`set_num_threads` call, so a temporary limit (an
+  estimator fit's one-BLAS-thread limit) can tell that the user chose meanwhile and must
+  not undo that choice when it ends;
+- ``_originals``: numpy's BLAS thread count and OpenMP's max threads as they were before
+  fastmlp first changed them, restored by ``set_num_threads(None)``;
+- fork safety: GNU OpenMP (libgomp) cannot start a thread team in a process forked from
+  one whose forking thread already ran a team (the child waits for the parent's pool
+  threads, which do not exist in it, forever). So once fastmlp may have handed its
+  kernels more than one thread, a forked child keeps its kernels on one thread.
+"""
+import os
+import sys
+import threading
+import warnings
 
 from ._kernels import threads as _omp
 from ._validation import check_positive_int
 
+#: The most threads :func:`set_num_threads` accepts (a ValueError above it). A fixed,
+#: machine-independent bound: far above any core count fastmlp is meant for, small enough
+#: that no thread pool tries to start millions of threads or overflows a C ``int``
+#: (OpenBLAS silently ignores 2**31 and caps larger counts at its build's maximum, 64 in
+#: numpy's wheels). More threads than available cores is allowed, with a RuntimeWarning.
+MAX_THREADS = 4096
+
+_lock = threading.RLock()
 _requested = None          # set by set_num_threads; None means the default
+_generation = 0            # bumped by every set_num_threads call
+_originals = None          # (numpy BLAS threads or None, OpenMP max threads) before fastmlp
+_originals_temporary = False   # saved by a temporary limit (a fit), not by set_num_threads
+_controller = None         # threadpoolctl controller of numpy's BLAS, looked up once
 _warned_no_openmp = False
+_teams_started = False     # fastmlp may have run an OpenMP team in this process
+_fork_serial = False       # forked after that: kernels stay on one thread
+_warned_fork_serial = False
 
 
 def openmp_enabled():
     """True when the compiled kernels were built with OpenMP."""
     return _omp.openmp_enabled()
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _default_threads():
@@ -22,7 +58,7 @@ def _default_threads():
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available_cores()
 
 
 def get_num_threads():
@@ -30,8 +66,62 @@ def get_num_threads():
 
     The value given to :func:`set_num_threads`, else the available cores
     (``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits`` respected).
+
+    In a process made by ``os.fork`` (or multiprocessing's "fork" start method) from
+    one in which fastmlp ran its kernels on OpenMP threads, this is 1: GNU OpenMP hangs
+    when such a child starts threads, so fastmlp's kernels stay serial there. numpy's
+    BLAS is not affected. Processes started with "spawn" or "forkserver" are not
+    affected either.
     """
-    return _requested if _requested is not None else _default_threads()
+    global _teams_started
+    if _fork_serial:
+        return 1
+    n = _requested if _requested is not None else _default_threads()
+    if n > 1 and not _teams_started and openmp_enabled():
+        # The kernels open an OpenMP team only where the backend lets them (beside an
+        # OpenMP-threaded BLAS); it asks here for the team's size just before.
+        backend = sys.modules.get("fastmlp._backend")
+        if backend is not None and getattr(backend, "OPENMP_SHARES_BLAS_POOL", False):
+            _teams_started = True
+    return n
+
+
+# ---------------------------------------------------------------- numpy's BLAS pool
+
+def _blas_controller():
+    """threadpoolctl's controller of numpy's BLAS (where fastmlp's GEMMs run), or None."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        from ._backend import numpy_blas_path  # late: _backend imports this module
+        path = numpy_blas_path()
+        if path is None:
+            return None
+        _controller = ThreadpoolController().select(filepath=path)
+    return _controller if _controller.lib_controllers else None
+
+
+def _blas_threads():
+    """numpy's BLAS thread count now, or None when it cannot be controlled."""
+    controller = _blas_controller()
+    return None if controller is None else controller.lib_controllers[0].num_threads
+
+
+def _set_blas_threads(n):
+    controller = _blas_controller()
+    if controller is not None:
+        controller.limit(limits=n)
+
+
+def _save_originals(temporary):
+    """Remember numpy's BLAS and OpenMP's thread counts before fastmlp first changes them."""
+    global _originals, _originals_temporary
+    if _originals is None:
+        _originals = (_blas_threads(), _omp.omp_max_threads())
+        _originals_temporary = temporary
+    elif not temporary:
+        _originals_temporary = False  # a fit saved them; now set_num_threads holds them
 
 
 def set_num_threads(n):
@@ -39,8 +129,23 @@ def set_num_threads(n):
 
     fastmlp multiplies matrices with the BLAS numpy itself is linked against,
     so this also sets the thread count of numpy's own BLAS pool: numpy's
-    ``@`` in the same process runs with ``n`` threads afterwards too. Pass
-    ``None`` to return fastmlp's kernels to the default.
+    ``@`` in the same process runs with ``n`` threads afterwards too. It also
+    sets OpenMP's default team size (``omp_set_num_threads``, which OpenMP
+    applies to the calling thread).
+
+    ``n`` is an int from 1 to :data:`MAX_THREADS` (4096): a ``TypeError`` for
+    anything not an integer (``bool`` included), a ``ValueError`` outside that
+    range; a ``RuntimeWarning`` when ``n`` is more than the cores available to
+    the process (threads then share cores, usually slower; numpy's OpenBLAS
+    also caps its pool at its build's maximum, 64).
+
+    Pass ``None`` to return to the default: fastmlp's kernels follow
+    ``OMP_NUM_THREADS``/the cores again, and numpy's BLAS pool and OpenMP's
+    setting get back the counts they had before fastmlp first changed them.
+
+    An estimator fit that limits numpy's BLAS to one thread for small networks
+    (see ``fastmlp.estimator``) does not undo a ``set_num_threads`` call made
+    while it runs (from a callback or another thread): that call wins.
 
     fastmlp's own kernels give the same bits for any ``n``: every reduction
     (bias gradients, losses) has a fixed order. The matrix products are
@@ -48,18 +153,94 @@ def set_num_threads(n):
     splits some products differently on 1 and 2 threads); at a fixed count,
     repeated runs are bitwise identical.
     """
-    global _requested, _warned_no_openmp
-    if n is None:
-        _requested = None
-        return
-    n = check_positive_int(n, "n")
-    if n > 1 and not openmp_enabled() and not _warned_no_openmp:
-        _warned_no_openmp = True
-        warnings.warn("fastmlp was built without OpenMP: its kernels run single-threaded "
-                      "(numpy's BLAS still uses the threads asked for).", RuntimeWarning,
-                      stacklevel=2)
-    _requested = n
-    from ._backend import numpy_blas_path  # late: _backend imports this module
-    path = numpy_blas_path()
-    if path is not None:
-        ThreadpoolController().select(filepath=path).limit(limits=n)
+    global _requested, _generation, _originals, _warned_no_openmp, _warned_fork_serial
+    if n is not None:  # check everything before any state changes
+        n = check_positive_int(n, "n")
+        if n > MAX_THREADS:
+            raise ValueError(f"n must be <= {MAX_THREADS} (fastmlp.threads.MAX_THREADS), got {n}")
+        cores = available_cores()
+        if n > cores:
+            warnings.warn(f"n={n} threads is more than the {cores} cores available to this "
+                          "process: threads will share cores (usually slower).",
+                          RuntimeWarning, stacklevel=2)
+        if n > 1 and not openmp_enabled() and not _warned_no_openmp:
+            _warned_no_openmp = True
+            warnings.warn("fastmlp was built without OpenMP: its kernels run single-threaded "
+                          "(numpy's BLAS still uses the threads asked for).", RuntimeWarning,
+                          stacklevel=2)
+        if n > 1 and _fork_serial and not _warned_fork_serial:
+            _warned_fork_serial = True
+            warnings.warn("this process was forked after fastmlp ran OpenMP threads, and GNU "
+                          "OpenMP hangs if such a child starts threads: fastmlp's kernels stay "
+                          "single-threaded here (numpy's BLAS uses the threads asked for). "
+                          "Start processes with multiprocessing's 'spawn' or 'forkserver' "
+                          "method to use threads in them.", RuntimeWarning, stacklevel=2)
+    with _lock:
+        _generation += 1
+        if n is None:
+            _requested = None
+            if _originals is not None:
+                blas, omp = _originals
+                _originals = None
+                if blas is not None:
+                    _set_blas_threads(blas)
+                _omp.set_omp_max_threads(omp)
+            return
+        _save_originals(temporary=False)
+        _requested = n
+        _set_blas_threads(n)
+        _omp.set_omp_max_threads(n)
+
+
+# ---------------------------------------------------------------- temporary limits
+
+def _limit_blas_temporarily(n):
+    """Limit numpy's BLAS to ``n`` threads for a while (an estimator fit).
+
+    Returns a token for :func:`_end_temporary_limit`, or None when nothing changed
+    (the BLAS cannot be controlled or already runs on ``n`` threads or fewer).
+    """
+    with _lock:
+        current = _blas_threads()
+        if current is None or current <= n:
+            return None
+        saved_originals = _originals is None
+        _save_originals(temporary=True)
+        _set_blas_threads(n)
+        return current, n, _generation, saved_originals
+
+
+def _end_temporary_limit(token):
+    """Undo :func:`_limit_blas_temporarily`, unless the setting was changed meanwhile.
+
+    Restores the count seen before the limit only if nobody called
+    :func:`set_num_threads` since and numpy's BLAS still runs on the limited count (a
+    ``threadpoolctl`` change made meanwhile is kept as well). True when it restored.
+    """
+    global _originals
+    if token is None:
+        return False
+    previous, n, generation, saved_originals = token
+    with _lock:
+        if generation != _generation or _blas_threads() != n:
+            return False
+        _set_blas_threads(previous)
+        if saved_originals and _originals_temporary:
+            _originals = None  # back as before: nothing of fastmlp's left to undo
+        return True
+
+
+# ---------------------------------------------------------------- fork
+
+def _after_fork_in_child():
+    """In a forked child: a fresh lock (another thread may have held it at the fork), and
+    serial kernels if the parent may have run OpenMP teams (see :func:`get_num_threads`)."""
+    global _lock, _fork_serial, _warned_fork_serial
+    _lock = threading.RLock()
+    if _teams_started and not _fork_serial:
+        _fork_serial = True
+        _warned_fork_serial = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
