@@ -36,7 +36,9 @@ import json
 import math
 import os
 import re
+import stat
 import struct
+import tempfile
 import zipfile
 import zlib
 
@@ -50,9 +52,15 @@ FORMAT_VERSION = 1
 _HEADER = "header.json"
 _ARRAY_DIR = "arrays/"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$")
-_MAX_HEADER_BYTES = 64 << 20
+_MAX_HEADER_BYTES = 16 << 20     # header.json (JSON expands ~20x in memory at worst)
 _NPY_HEADER_SLACK = 1 << 16      # an .npy member may exceed its data by its own header only
-_MAX_MEMBERS = 100_000
+_MAX_MEMBERS = 10_000            # members of the archive, entries of the array table
+_MAX_DIRECTORY_BYTES = 4 << 20   # the ZIP central directory
+_MAX_NAME = 256                  # characters of an array name
+_MAX_NDIM = 32
+_MAX_LAYERS = 1_000              # hidden layers of a network
+_MAX_SIZE = 2**62                # a layer width or an array dimension
+_MAX_COUNT = 2**53               # step and epoch counters (exact as floats)
 _SAFE_KINDS = "biufU"            # bool, ints, floats, unicode: never objects or records
 
 
@@ -159,25 +167,134 @@ def network_record(net, prefix, arrays):
             "params": list(net.params)}
 
 
-def network_from_record(rec, arrays, prefix):
-    cls = _lookup(_network_classes(), (rec["class"], rec["implementation"]), "network class")
-    cfg = dict(rec["config"])
-    dtype = _float_dtype(cfg.pop("dtype"))
-    if rec["class"] == "TwoLayerNet":
-        net = cls(cfg["input_size"], cfg["hidden_size"], cfg["output_size"], dtype=dtype, seed=0)
+def _record(rec, keys, what, optional=()):
+    """``rec`` as a JSON object with every one of ``keys``, and nothing but ``keys`` and ``optional``."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(rec).__name__}")
+    for k in keys:
+        if k not in rec:
+            raise ValueError(f"{what} has no {k!r} entry")
+    extra = sorted(set(rec) - set(keys) - set(optional))
+    if extra:
+        raise ValueError(f"{what} has unknown entries {extra[:5]}")
+    return rec
+
+
+def _size(v, what):
+    """A layer width: an integer in [1, _MAX_SIZE]."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_SIZE:
+        raise ValueError(f"{what} must be an integer in [1, {_MAX_SIZE}], got {v!r:.60}")
+    return v
+
+
+def _count(v, what, maximum=_MAX_COUNT):
+    """A step or epoch counter: an integer in [0, maximum]."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= maximum:
+        raise ValueError(f"{what} must be an integer in [0, {maximum}], got {v!r:.60}")
+    return v
+
+
+def _number(v, what, minimum=None, allow_minimum=True):
+    """A float from the file (pfloat), finite and >= or > ``minimum`` when one is given."""
+    try:
+        x = pfloat(v)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if minimum is not None:
+        if x is None or not math.isfinite(x) or x < minimum or (x == minimum and not allow_minimum):
+            bound = ">=" if allow_minimum else ">"
+            raise ValueError(f"{what} must be finite and {bound} {minimum}, got {x}")
+    return x
+
+
+def _choice(v, choices, what):
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError(f"{what} must be one of {list(choices)}, got {v!r:.60}")
+    return v
+
+
+def _construct(cls, kwargs, what):
+    """``cls(**kwargs)``; the constructor's own argument checks become a ValueError naming ``what``."""
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"invalid {what} in the file: {exc}") from None
+
+
+def _network_plan(rec):
+    """Check a network record without allocating anything.
+
+    Returns ``(cls, kwargs, params)``: the class, its constructor arguments, and
+    ``{param name: (dtype, shape)}`` the arrays must match.
+    """
+    _record(rec, ("class", "implementation", "config", "params"), "the network record")
+    key = (rec["class"], rec["implementation"])
+    if not all(isinstance(k, str) for k in key):
+        raise ValueError("the network's class and implementation must be strings")
+    cls = _lookup(_network_classes(), key, "network class")
+    two = key[0] == "TwoLayerNet"
+    keys = (("input_size", "hidden_size", "output_size", "dtype") if two else
+            ("input_size", "hidden_size_list", "output_size", "activation",
+             "weight_decay_lambda", "dtype", "loss"))
+    cfg = _record(rec["config"], keys, "the network config")
+    dtype = _float_dtype(cfg["dtype"])
+    n_in = _size(cfg["input_size"], "network input_size")
+    n_out = _size(cfg["output_size"], "network output_size")
+    if two:
+        hidden = [_size(cfg["hidden_size"], "network hidden_size")]
+        kwargs = {"input_size": n_in, "hidden_size": hidden[0], "output_size": n_out,
+                  "dtype": dtype, "seed": 0}
     else:
-        net = cls(cfg["input_size"], cfg["hidden_size_list"], cfg["output_size"],
-                  activation=cfg["activation"], weight_init_std=0.0,
-                  weight_decay_lambda=pfloat(cfg["weight_decay_lambda"]), dtype=dtype, seed=0,
-                  loss=cfg["loss"])
-    if list(rec["params"]) != list(net.params):
-        raise ValueError(f"parameters {rec['params']} do not match the network's {list(net.params)}")
+        listed = cfg["hidden_size_list"]
+        if not isinstance(listed, list) or len(listed) > _MAX_LAYERS:
+            raise ValueError(f"network hidden_size_list must be a list of at most {_MAX_LAYERS} "
+                             f"integers")
+        hidden = [_size(h, "network hidden_size_list entry") for h in listed]
+        kwargs = {"input_size": n_in, "hidden_size_list": hidden, "output_size": n_out,
+                  "activation": _choice(cfg["activation"], ("relu", "sigmoid"), "network activation"),
+                  "weight_init_std": 0.0,
+                  "weight_decay_lambda": _number(cfg["weight_decay_lambda"],
+                                                 "network weight_decay_lambda", 0.0),
+                  "dtype": dtype, "seed": 0,
+                  "loss": _choice(cfg["loss"], ("cross_entropy", "mse"), "network loss")}
+    sizes = [n_in, *hidden, n_out]
+    dt = np.dtype(dtype).newbyteorder("<")
+    params = {}
+    for i in range(1, len(sizes)):
+        params[f"W{i}"] = (dt, (sizes[i - 1], sizes[i]))
+        params[f"b{i}"] = (dt, (sizes[i],))
+    if rec["params"] != list(params):
+        raise ValueError(f"the network's parameter list {rec['params']!r:.200} does not match its "
+                         f"config (expected {list(params)!r:.200})")
+    return cls, kwargs, params
+
+
+def _prefixed(prefix, specs):
+    return {f"{prefix}/{k}": v for k, v in specs.items()}
+
+
+def _check_arrays(expected, arrays):
+    """Each ``name: (dtype or None, shape or None)`` of ``expected`` is in ``arrays`` and matches."""
+    for name, (dtype, shape) in expected.items():
+        a = arrays.get(name)
+        if a is None:
+            raise ValueError(f"array {name} is missing")
+        if (dtype is not None and a.dtype != dtype) or (shape is not None and a.shape != shape):
+            raise ValueError(f"array {name} holds {a.dtype.str}{a.shape}, expected "
+                             f"{'' if dtype is None else dtype.str}{'' if shape is None else shape}")
+
+
+def network_from_record(rec, arrays, prefix):
+    """The network a record describes, its parameters copied from ``arrays[prefix/...]``.
+
+    The record is checked, and the arrays against it, before the network is built, so
+    nothing is allocated for a network the file does not hold.
+    """
+    cls, kwargs, params = _network_plan(rec)
+    _check_arrays(_prefixed(prefix, params), arrays)
+    net = _construct(cls, kwargs, "network config")
     for name, p in net.params.items():
-        a = arrays[f"{prefix}/{name}"]
-        if a.shape != p.shape or a.dtype != p.dtype:
-            raise ValueError(f"parameter {name} has {a.dtype}{a.shape}, the network needs "
-                             f"{p.dtype}{p.shape}")
-        np.copyto(p, a)
+        np.copyto(p, arrays[f"{prefix}/{name}"])
     return net
 
 
@@ -214,27 +331,65 @@ def optimizer_record(opt, prefix, arrays, allow_estimator=False):
     return rec
 
 
-def optimizer_from_record(rec, arrays, prefix, allow_estimator=False):
+def _optimizer_plan(rec, prefix, params=None, allow_estimator=False):
+    """Check an optimizer record; allocate nothing but the (stateless) optimizer object.
+
+    Returns ``(optimizer, state, expected)``: a fresh optimizer with the file's
+    hyper-parameters (validated by its own constructor) and step count,
+    ``{state name: parameter names}``, and the arrays that state needs
+    (``{name: (dtype, shape)}``, matched to ``params`` when it is given).
+    """
+    _record(rec, ("class", "implementation", "hyper", "state"), "the optimizer record",
+            optional=("iter",))
     key = (rec["class"], rec["implementation"])
+    if not all(isinstance(k, str) for k in key):
+        raise ValueError("the optimizer's class and implementation must be strings")
     table = dict(_optimizer_classes())
     if allow_estimator:
         table.update(_estimator_optimizer_classes())
     cls = _lookup(table, key, "optimizer class")
-    hyper = {k: pfloat(v) for k, v in rec["hyper"].items()}
-    if not set(hyper) <= set(_HYPER):
-        raise ValueError(f"unknown optimizer hyper-parameters {sorted(set(hyper) - set(_HYPER))}")
     import inspect
-    accepted = inspect.signature(cls.__init__).parameters
-    opt = cls(**{k: v for k, v in hyper.items() if k in accepted})
-    for k, v in hyper.items():
-        if k not in accepted:
-            setattr(opt, k, v)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    hyper = _record(rec["hyper"], accepted, f"the {key[0]} hyper-parameters")
+    values = {k: _number(hyper[k], f"optimizer {k}") for k in accepted}
+    if "epsilon" in values:
+        _number(values["epsilon"], "optimizer epsilon", 0.0, allow_minimum=False)
+    opt = _construct(cls, values, f"{key[0]} hyper-parameter")
+    if hasattr(opt, "iter") != ("iter" in rec):
+        raise ValueError(f"the {key[0]} record {'lacks' if hasattr(opt, 'iter') else 'has'} a "
+                         f"step count 'iter'")
     if "iter" in rec:
-        opt.iter = _check_int(rec["iter"], "optimizer iter")
-    for s, keys in rec["state"].items():
-        if s not in _STATE or not hasattr(opt, s):
-            raise ValueError(f"optimizer {rec['class']} has no state {s!r}")
-        setattr(opt, s, {k: np.array(arrays[f"{prefix}/{s}/{k}"], copy=True) for k in keys})
+        opt.iter = _count(rec["iter"], "optimizer iter")
+    names = [s for s in _STATE if hasattr(opt, s)]
+    state = rec["state"]
+    if not isinstance(state, dict) or (state and set(state) != set(names)):
+        raise ValueError(f"the {key[0]} state must hold all of {names} or nothing, got "
+                         f"{sorted(state) if isinstance(state, dict) else state!r:.100}")
+    expected = {}
+    for s, keys in state.items():
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValueError(f"optimizer state {s} must list parameter names")
+        if params is not None and keys != list(params):
+            raise ValueError(f"optimizer state {s} is for parameters {keys!r:.200}, the network "
+                             f"has {list(params)!r:.200}")
+        for k in keys:
+            expected[f"{prefix}/{s}/{k}"] = params[k] if params is not None else (None, None)
+    return opt, state, expected
+
+
+def optimizer_from_record(rec, arrays, prefix, allow_estimator=False, params=None):
+    """The optimizer a record describes, its state copied from ``arrays[prefix/...]``.
+
+    ``params`` (``{name: (dtype, shape)}`` of the network's parameters) makes the state
+    arrays be checked against the network too.
+    """
+    opt, state, expected = _optimizer_plan(rec, prefix, params, allow_estimator)
+    _check_arrays(expected, arrays)
+    for s, keys in state.items():
+        arrs = {k: np.array(arrays[f"{prefix}/{s}/{k}"], copy=True) for k in keys}
+        if any(a.dtype.kind != "f" for a in arrs.values()):
+            raise ValueError(f"optimizer state {s} must hold float arrays")
+        setattr(opt, s, arrs)
     return opt
 
 
@@ -298,17 +453,52 @@ def save(model, path, optimizer=None):
     text = json.dumps(header, allow_nan=False, indent=1, sort_keys=False).encode("utf-8")
 
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    # A fresh name made with O_EXCL (mkstemp): never an existing file or a planted symlink.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr(_info(_HEADER), text)
-            for name, blob in blobs.items():
-                zf.writestr(_info(f"{_ARRAY_DIR}{name}.npy"), blob)
+        with os.fdopen(fd, "w+b") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+                zf.writestr(_info(_HEADER), text)
+                for name, blob in blobs.items():
+                    zf.writestr(_info(f"{_ARRAY_DIR}{name}.npy"), blob)
+            fh.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())   # mkstemp made it 0600
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException:   # KeyboardInterrupt too: never leave the temporary behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
+    _fsync_directory(directory)
+
+
+def _umask():
+    """The process umask, read without changing it (Linux); 0o022 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _fsync_directory(directory):
+    """Make the rename durable where the platform allows it (best effort)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _info(name):
@@ -363,123 +553,374 @@ def load(path, *, with_optimizer=False):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a fastmlp model file, is truncated, corrupted or
+        If ``path`` is not a regular file (a directory, FIFO or device), or
+        the file is not a fastmlp model file, is truncated, corrupted or
         altered (a checksum or size does not match), holds anything but the
-        expected members (a pickle, say), or was written in a newer format
-        version.
+        expected stored members (a pickle, a compressed member, say), holds a
+        value its class's constructor would reject, or was written in a
+        newer format version. The message names the file and the problem.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:   # FileNotFoundError / IsADirectoryError propagate as they are
-        try:
-            header, arrays = _read(f)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        except _READ_ERRORS as exc:
-            raise ValueError(f"{path}: not a readable fastmlp model file (truncated or "
-                             f"corrupted?): {type(exc).__name__}: {exc}") from None
     try:
-        model, optimizer = _build(header, arrays)
-    except ImportError:
+        with _open_regular(path) as f:
+            header, arrays, plan = _read(f, os.fstat(f.fileno()).st_size)
+        model, optimizer = _build(header, arrays, plan)
+    except (FileNotFoundError, PermissionError, ImportError):
         raise
-    except (_READ_ERRORS + (LookupError,)) as exc:
-        raise ValueError(f"{path}: invalid model description in the file: "
-                         f"{type(exc).__name__}: {exc}") from None
+    except _Invalid as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: invalid model description in the file: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable fastmlp model file (truncated or "
+                         f"corrupted?): {type(exc).__name__}: {exc}") from None
     return (model, optimizer) if with_optimizer else model
 
 
-def _read(f):
-    """(header dict, {name: ndarray}) from an open file; ValueError for anything unexpected."""
+class _Invalid(ValueError):
+    """A problem whose message already says what is wrong with the file."""
+
+
+def _open_regular(path):
+    """``path`` opened for reading if it is a regular file, else ValueError (never blocks)."""
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags)      # O_NONBLOCK: opening a FIFO does not wait for a writer
+    except IsADirectoryError:
+        raise _Invalid("is a directory, not a fastmlp model file") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise _Invalid(f"is {what}, not a fastmlp model file (only regular files are read)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_EOCD = struct.Struct("<4s4H2LH")          # end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _check_directory(f, size):
+    """Bound the ZIP central directory (entries, bytes) before zipfile parses it.
+
+    Finds the end record the way zipfile does; anything zipfile would not find
+    is left for it to reject.
+    """
+    tail_len = min(size, _EOCD.size + (1 << 16))
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    pos = len(tail) - _EOCD.size
+    if not (pos >= 0 and tail[pos:pos + 4] == b"PK\x05\x06" and tail[-2:] == b"\0\0"):
+        pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or len(tail) - pos < _EOCD.size:
+        raise _Invalid("not a fastmlp model file (not a zip archive, or truncated)")
+    entries, cd_size = _EOCD.unpack_from(tail, pos)[4:6]
+    loc = pos - _ZIP64_LOCATOR.size
+    if loc >= 0 and tail[loc:loc + 4] == b"PK\x06\x07":
+        rec = loc - _ZIP64_EOCD.size
+        if rec < 0 or tail[rec:rec + 4] != b"PK\x06\x06":
+            raise _Invalid("corrupt ZIP64 end of central directory")
+        entries, _, cd_size = _ZIP64_EOCD.unpack_from(tail, rec)[6:9]
+    if entries > _MAX_MEMBERS:
+        raise _Invalid(f"too many members ({entries}; a fastmlp file holds at most "
+                       f"{_MAX_MEMBERS})")
+    if cd_size > min(size, _MAX_DIRECTORY_BYTES):
+        raise _Invalid(f"the ZIP central directory claims {cd_size} bytes (the file has "
+                       f"{size}): corrupt or not a fastmlp model file")
+
+
+def _read(f, size):
+    """(header, {name: ndarray}, plan) from an open regular file of ``size`` bytes.
+
+    Every size is bounded before anything is allocated: the directory by
+    :func:`_check_directory`, each member by the file size, the header by
+    ``_MAX_HEADER_BYTES``, each array by the dtype and shape the header declares,
+    and those by what the model description needs.
+    """
+    _check_directory(f, size)
+    f.seek(0)
     try:
         zf = zipfile.ZipFile(f)
     except zipfile.BadZipFile:
-        raise ValueError("not a fastmlp model file (not a zip archive, or truncated)") from None
+        raise _Invalid("not a fastmlp model file (not a zip archive, or truncated)") from None
     with zf:
         infos = zf.infolist()
         if len(infos) > _MAX_MEMBERS:
-            raise ValueError("too many members")
+            raise _Invalid(f"too many members ({len(infos)})")
         names = [i.filename for i in infos]
         if len(set(names)) != len(names):
-            raise ValueError("duplicate members in the archive")
+            raise _Invalid("duplicate members in the archive")
+        total = 0
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise _Invalid(f"member {info.filename!r:.100} is compressed (method "
+                               f"{info.compress_type}); fastmlp files hold stored members only")
+            if info.flag_bits & 0x1:
+                raise _Invalid(f"member {info.filename!r:.100} is encrypted")
+            if (info.file_size != info.compress_size
+                    or info.header_offset + info.compress_size > size):
+                raise _Invalid(f"member {info.filename!r:.100} claims {info.file_size} bytes, "
+                               f"more than the file holds (truncated or corrupt)")
+            total += info.file_size
+        if total > size:
+            raise _Invalid(f"the members claim {total} bytes, more than the file's {size}")
         by_name = dict(zip(names, infos))
         if _HEADER not in by_name:
-            raise ValueError(f"not a fastmlp model file (no {_HEADER})")
+            raise _Invalid(f"not a fastmlp model file (no {_HEADER})")
         if by_name[_HEADER].file_size > _MAX_HEADER_BYTES:
-            raise ValueError(f"{_HEADER} is implausibly large")
+            raise _Invalid(f"{_HEADER} is implausibly large ({by_name[_HEADER].file_size} bytes; "
+                           f"at most {_MAX_HEADER_BYTES})")
         try:
             header = json.loads(zf.read(_HEADER).decode("utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{_HEADER} is not valid JSON ({exc})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise ValueError(f"not a fastmlp model file (format is "
-                             f"{header.get('format') if isinstance(header, dict) else None!r})")
-        version = header.get("format_version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValueError(f"invalid format_version {version!r}")
-        if version > FORMAT_VERSION:
-            raise ValueError(f"written in fastmlp format version {version} (by fastmlp "
-                             f"{header.get('fastmlp_version')!s}); this fastmlp "
-                             f"({_fastmlp_version()}) reads version {FORMAT_VERSION}: upgrade "
-                             f"fastmlp")
-        if header.get("kind") not in ("network", "estimator"):
-            raise ValueError(f"unknown model kind {header.get('kind')!r}")
-        specs = header.get("arrays")
-        if not isinstance(specs, dict):
-            raise ValueError("the header has no array table")
+            raise _Invalid(f"{_HEADER} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise _Invalid(f"{_HEADER} is nested too deeply") from None
+        _check_header_start(header)
+        specs = _array_table(header["arrays"])
         expected = {_HEADER} | {f"{_ARRAY_DIR}{n}.npy" for n in specs}
         unexpected = sorted(set(names) - expected)
         if unexpected:
-            raise ValueError(f"unexpected members {unexpected[:5]} (a fastmlp file holds only "
-                             f"{_HEADER} and .npy arrays; refusing to load)")
+            raise _Invalid(f"unexpected members {[u[:100] for u in unexpected[:5]]} (a fastmlp "
+                           f"file holds only {_HEADER} and .npy arrays; refusing to load)")
         missing = sorted(expected - set(names))
         if missing:
-            raise ValueError(f"missing members {missing[:5]}")
+            raise _Invalid(f"missing members {missing[:5]}")
+        # The model description, checked against the array table before any array is read.
+        plan = _plan(header)
+        for name, (dtype, shape) in plan["arrays"].items():
+            if name not in specs:
+                raise ValueError(f"array {name} is missing from the array table")
+            got = specs[name]
+            if (dtype is not None and got[0] != dtype) or (shape is not None and got[1] != shape):
+                raise ValueError(f"array {name} is declared {got[0].str}{got[1]}, the model "
+                                 f"needs {'' if dtype is None else dtype.str}"
+                                 f"{'' if shape is None else shape}")
+        extra = sorted(set(specs) - set(plan["arrays"]))
+        if extra:
+            raise ValueError(f"arrays {extra[:5]} are not part of the model")
         arrays = {}
         for name, spec in specs.items():
-            arrays[name] = _read_array(zf, by_name[f"{_ARRAY_DIR}{name}.npy"], name, spec)
-    return header, arrays
+            arrays[name] = _read_array(zf, by_name[f"{_ARRAY_DIR}{name}.npy"], name, *spec)
+    return header, arrays, plan
 
 
-def _read_array(zf, info, name, spec):
-    if not _NAME_RE.match(name):
-        raise ValueError(f"invalid array name {name!r}")
-    if not isinstance(spec, dict):
-        raise ValueError(f"invalid entry for array {name}")
-    dtype_str, shape, digest = spec.get("dtype"), spec.get("shape"), spec.get("sha256")
-    if not isinstance(dtype_str, str) or not isinstance(shape, list) or not isinstance(digest, str):
-        raise ValueError(f"invalid entry for array {name}")
-    try:
-        dtype = np.dtype(dtype_str)
-    except TypeError:
-        raise ValueError(f"array {name}: invalid dtype {dtype_str!r}") from None
-    if dtype.kind not in _SAFE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise ValueError(f"array {name}: dtype {dtype_str!r} is not allowed")
-    shape = tuple(_check_int(s, f"array {name} shape entry") for s in shape)
-    nbytes = dtype.itemsize * math.prod(shape)
-    if info.file_size > nbytes + _NPY_HEADER_SLACK:
-        raise ValueError(f"array {name}: member is larger than its header says")
-    data = zf.read(info)          # checks the zip CRC
+def _check_header_start(header):
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise _Invalid(f"not a fastmlp model file (format is "
+                       f"{header.get('format') if isinstance(header, dict) else None!r:.60})")
+    version = header.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _Invalid(f"invalid format_version {version!r:.60}")
+    if version > FORMAT_VERSION:
+        raise _Invalid(f"written in fastmlp format version {version} (by fastmlp "
+                       f"{header.get('fastmlp_version')!s:.40}); this fastmlp "
+                       f"({_fastmlp_version()}) reads version {FORMAT_VERSION}: upgrade fastmlp")
+    if header.get("kind") not in ("network", "estimator"):
+        raise _Invalid(f"unknown model kind {header.get('kind')!r:.60}")
+    _record(header, ("format", "format_version", "fastmlp_version", "kind", "model", "optimizer",
+                     "arrays"), "the header")
+    if not isinstance(header["arrays"], dict):
+        raise _Invalid("the header has no array table")
+
+
+_DTYPE_RE = re.compile(r"^[<>|=]?[biufU][0-9]{1,4}$")
+
+
+def _array_table(table):
+    """{name: (dtype, shape, nbytes, sha256)} from the header's array table, every size bounded."""
+    if len(table) > _MAX_MEMBERS:
+        raise _Invalid(f"the array table lists {len(table)} arrays")
+    specs = {}
+    for name, spec in table.items():
+        if len(name) > _MAX_NAME or not _NAME_RE.match(name):
+            raise _Invalid(f"invalid array name {name!r:.100}")
+        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "sha256"}:
+            raise _Invalid(f"invalid entry for array {name}")
+        dtype_str, shape, digest = spec["dtype"], spec["shape"], spec["sha256"]
+        if not isinstance(dtype_str, str) or not _DTYPE_RE.match(dtype_str):
+            raise _Invalid(f"array {name}: dtype {dtype_str!r:.60} is not allowed")
+        try:
+            dtype = np.dtype(dtype_str)
+        except TypeError:
+            raise _Invalid(f"array {name}: invalid dtype {dtype_str!r}") from None
+        if dtype.kind not in _SAFE_KINDS or dtype.itemsize == 0:
+            raise _Invalid(f"array {name}: dtype {dtype_str!r} is not allowed")
+        if not isinstance(shape, list) or len(shape) > _MAX_NDIM:
+            raise _Invalid(f"array {name}: invalid shape")
+        shape = tuple(_count(s, f"array {name} shape entry", _MAX_SIZE) for s in shape)
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise _Invalid(f"array {name}: invalid sha256")
+        specs[name] = (dtype, shape, dtype.itemsize * math.prod(shape), digest)
+    return specs
+
+
+def _read_array(zf, info, name, dtype, shape, nbytes, digest):
+    # The member must hold exactly the declared array: an .npy header, then nbytes of data.
+    if not nbytes + 10 <= info.file_size <= nbytes + _NPY_HEADER_SLACK:
+        raise _Invalid(f"array {name}: member holds {info.file_size} bytes, the header declares "
+                       f"{dtype.str}{shape} ({nbytes} bytes of data)")
+    data = zf.read(info)          # exactly file_size bytes, zip CRC checked
     buf = _io.BytesIO(data)
     try:
-        arr = np.load(buf, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"array {name}: not a plain .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray) or buf.tell() != len(data):
-        raise ValueError(f"array {name}: member holds more than one array")
-    if arr.dtype != dtype or arr.shape != shape:
-        raise ValueError(f"array {name}: holds {arr.dtype.str}{arr.shape}, the header says "
-                         f"{dtype_str}{shape}")
-    arr = np.ascontiguousarray(arr)
-    if hashlib.sha256(arr.tobytes()).hexdigest() != digest:
-        raise ValueError(f"array {name}: SHA-256 checksum mismatch (the file was altered or "
-                         f"corrupted)")
-    return arr
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, struct.error) as exc:
+        raise _Invalid(f"array {name}: not a plain .npy array ({exc})") from None
+    if got_dtype != dtype or tuple(got_shape) != shape or fortran:
+        raise _Invalid(f"array {name}: holds {got_dtype.str}{tuple(got_shape)}"
+                       f"{' (Fortran order)' if fortran else ''}, the header says "
+                       f"{dtype.str}{shape}")
+    offset = buf.tell()
+    if len(data) - offset != nbytes:
+        raise _Invalid(f"array {name}: member holds {len(data) - offset} bytes of data, "
+                       f"{dtype.str}{shape} needs {nbytes}")
+    if hashlib.sha256(memoryview(data)[offset:]).hexdigest() != digest:
+        raise _Invalid(f"array {name}: SHA-256 checksum mismatch (the file was altered or "
+                       f"corrupted)")
+    arr = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset)
+    return arr.reshape(shape).copy()      # writable, owns its memory
 
 
-def _build(header, arrays):
+# ----------------------------------------------------------------------------- model description
+
+def _plan(header):
+    """Check the whole model description; nothing big is allocated.
+
+    Returns ``{"arrays": {name: (dtype or None, shape or None)}, ...}``: every array the
+    model needs, with the dtype and shape its description implies.
+    """
+    rec = header["model"]
+    if header["kind"] == "network":
+        cls, kwargs, params = _network_plan(rec)
+        arrays = _prefixed("network", params)
+        opt_rec = header["optimizer"]
+        if opt_rec is not None:
+            arrays.update(_optimizer_plan(opt_rec, "optimizer", params)[2])
+        return {"arrays": arrays, "params": params}
+    if header["optimizer"] is not None:
+        raise ValueError("an estimator file keeps its optimizer in the model record; the "
+                         "header's 'optimizer' must be null")
+    return _estimator_plan(rec)
+
+
+def _estimator_plan(rec):
+    from . import estimator as est_mod
+    _record(rec, ("class", "params", "params_not_saved", "state", "network", "optimizer"),
+            "the estimator record")
+    if not isinstance(rec["class"], str):
+        raise ValueError("the estimator class must be a string")
+    cls = _lookup(_estimator_classes(), rec["class"], "estimator class")
+    if not isinstance(rec["params"], dict):
+        raise ValueError("the estimator's params must be a JSON object")
+    if not isinstance(rec["params_not_saved"], list) or not all(
+            isinstance(n, str) for n in rec["params_not_saved"]):
+        raise ValueError("params_not_saved must be a list of names")
+    try:
+        params = {k: est_mod._decode_param(k, v) for k, v in rec["params"].items()}
+        est = cls(**params)
+        est._checked_params()           # what fit would reject: NaN alpha, lr <= 0, ...
+        est_mod._make_rng(est.random_state)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"invalid estimator parameter in the file: {exc}") from None
+    net_cls, net_kwargs, params = _network_plan(rec["network"])
+    if net_cls is not _network_classes()[("MultiLayerNet", "compiled")]:
+        raise ValueError("an estimator's network must be fastmlp's compiled MultiLayerNet")
+    if net_kwargs["loss"] != cls._loss_name:
+        raise ValueError(f"a {rec['class']}'s network must have loss {cls._loss_name!r}")
+    arrays = _prefixed("network", params)
+    st = _record(rec["state"], (
+        "n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
+        "validation_loss_curve_", "best_validation_score_", "n_features_in_", "feature_names_in_",
+        "n_outputs_", "n_layers_", "out_activation_", "stop_training_", "no_improvement_count",
+        "dtype", "split_seed", "optimizer_key", "rng", "best_params"),
+        "the estimator state", optional=("classes",))
+    _count(st["n_iter_"], "n_iter_")
+    _count(st["t_"], "t_")
+    _count(st["no_improvement_count"], "no_improvement_count")
+    _count(st["split_seed"], "split_seed", 2**64 - 1)
+    for name in ("loss_", "best_loss_", "best_validation_score_"):
+        _number(st[name], name)
+    for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
+        values = st[name]
+        if values is None and name != "loss_curve_":
+            continue
+        if not isinstance(values, list):
+            raise ValueError(f"{name} must be a list of numbers")
+        for v in values:
+            _number(v, f"{name} entry")
+    n_features, n_outputs = net_kwargs["input_size"], net_kwargs["output_size"]
+    if st["n_features_in_"] != n_features or st["n_outputs_"] != n_outputs:
+        raise ValueError(f"n_features_in_ / n_outputs_ ({st['n_features_in_']!r:.30}, "
+                         f"{st['n_outputs_']!r:.30}) do not match the network's sizes "
+                         f"({n_features}, {n_outputs})")
+    if st["n_layers_"] != len(net_kwargs["hidden_size_list"]) + 2:
+        raise ValueError("n_layers_ does not match the network")
+    out = "softmax" if cls._loss_name == "cross_entropy" else "identity"
+    if st["out_activation_"] != out:
+        raise ValueError(f"out_activation_ must be {out!r} for a {rec['class']}")
+    names = st["feature_names_in_"]
+    if names is not None and (not isinstance(names, list) or len(names) != n_features
+                              or not all(isinstance(n, str) for n in names)):
+        raise ValueError("feature_names_in_ must be None or one name per feature")
+    if not isinstance(st["stop_training_"], bool):
+        raise ValueError("stop_training_ must be a bool")
+    if st["dtype"] != np.dtype(net_kwargs["dtype"]).name:
+        raise ValueError("the estimator's dtype differs from its network's")
+    key = st["optimizer_key"]
+    if (key is None) != (rec["optimizer"] is None) or (key is not None and not (
+            isinstance(key, list) and len(key) == 3 and isinstance(key[0], str)
+            and all(k is None or isinstance(k, bool) for k in key[1:]))):
+        raise ValueError(f"invalid optimizer_key {key!r:.100}")
+    if st["rng"] is not None and not isinstance(st["rng"], dict):
+        raise ValueError("invalid rng state")
+    try:
+        est_mod._rng_from_state(st["rng"])
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+        raise ValueError(f"invalid rng state: {type(exc).__name__}: {exc}") from None
+    best = st["best_params"]
+    if best is not None:
+        if best != list(params):
+            raise ValueError("best_params does not list the network's parameters")
+        arrays.update(_prefixed("best", params))
+    if cls is est_mod.MLPClassifier:
+        classes = st.get("classes")
+        if isinstance(classes, dict) and set(classes) == {"array"} and classes["array"] == "classes":
+            arrays["classes"] = (None, (n_outputs,))
+        elif isinstance(classes, dict) and set(classes) == {"strings"}:
+            labels = classes["strings"]
+            if not isinstance(labels, list) or len(labels) != n_outputs or not all(
+                    isinstance(c, str) for c in labels):
+                raise ValueError("the class labels must be one string per output")
+        else:
+            raise ValueError(f"invalid classes record {classes!r:.100}")
+    elif "classes" in st:
+        raise ValueError("a regressor has no classes")
+    if rec["optimizer"] is not None:
+        arrays.update(_optimizer_plan(rec["optimizer"], "optimizer", params,
+                                      allow_estimator=True)[2])
+    return {"arrays": arrays, "params": params}
+
+
+def _build(header, arrays, plan):
     if header["kind"] == "network":
         model = network_from_record(header["model"], arrays, "network")
-        rec = header.get("optimizer")
-        optimizer = None if rec is None else optimizer_from_record(rec, arrays, "optimizer")
+        rec = header["optimizer"]
+        optimizer = (None if rec is None else
+                     optimizer_from_record(rec, arrays, "optimizer", params=plan["params"]))
         return model, optimizer
     rec = header["model"]
     cls = _lookup(_estimator_classes(), rec["class"], "estimator class")
