@@ -8,6 +8,7 @@ uint8 payload in C order.
 import gzip
 import math
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -41,66 +42,151 @@ def _find(directory, name):
     )
 
 
-def _read_bytes(file):
-    """Return the file's bytes, gunzipped if it is gzip data (detected by content)."""
-    with open(file, "rb") as fh:
-        data = fh.read()
-    if data[:2] == b"\x1f\x8b":
+_CHUNK = 1 << 20
+# deflate cannot expand data more than ~1032:1, so a gzip file that declares more
+# decompressed data than this allows is truncated (checked before reading any of it)
+_MAX_GZIP_RATIO = 1100
+
+
+class _Idx:
+    """An open IDX file (plain or gzip, detected by content) whose header has been read."""
+
+    def __init__(self, file, magic, ndim):
+        self.file = file
+        self._raw = _open_regular(file)
         try:
-            data = gzip.decompress(data)
+            self._stream = self._raw
+            size = os.fstat(self._raw.fileno()).st_size
+            gz = self._raw.read(2) == b"\x1f\x8b"
+            self._raw.seek(0)
+            if gz:
+                self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb")
+            elif file.suffix == ".gz":
+                raise ValueError(f"{file}: named .gz but is not gzip data")
+            self.gz = gz
+            kind = "images" if magic == _IMAGES_MAGIC else "labels"
+            header_len = 4 * (1 + ndim)
+            head = self._read(header_len)
+            try:
+                self._check_header(head, magic, kind, header_len)
+            except ValueError:
+                if gz:      # a corrupt stream can yield a few bad bytes first: name the real cause
+                    self._read(_CHUNK)
+                raise
+            self.shape = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", offset=4))
+            self.nbytes = math.prod(self.shape)
+            # Bound the payload before reading it: a plain file must hold exactly the
+            # declared bytes; a gzip stream cannot hold more than deflate's ratio allows.
+            available = size - header_len if not gz else _MAX_GZIP_RATIO * size
+            if self.nbytes > available:
+                found_bytes = f"found {available}" if not gz else (
+                    f"a {size}-byte gzip file cannot hold that much")
+                raise ValueError(
+                    f"{file}: truncated: header {self.shape} needs {self.nbytes} bytes of "
+                    f"data, {found_bytes}"
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_header(self, head, magic, kind, header_len):
+        file = self.file
+        if len(head) < 4:
+            raise ValueError(f"{file}: truncated header ({len(head)} bytes)")
+        found = int.from_bytes(head[:4], "big")
+        if found != magic:
+            raise ValueError(
+                f"{file}: bad magic number {found} (expected {magic} for an MNIST {kind} file)"
+            )
+        if len(head) < header_len:
+            raise ValueError(
+                f"{file}: truncated header ({len(head)} bytes, expected {header_len})"
+            )
+
+    def _read(self, n):
+        """Up to ``n`` bytes (fewer only at the end of the data), read in bounded chunks."""
+        buf = bytearray()
+        try:
+            while len(buf) < n:
+                chunk = self._stream.read(min(_CHUNK, n - len(buf)))
+                if not chunk:
+                    break
+                buf += chunk
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{file}: corrupt gzip data ({exc})") from exc
-    elif file.suffix == ".gz":
-        raise ValueError(f"{file}: named .gz but is not gzip data")
-    return data
+            raise ValueError(f"{self.file}: corrupt gzip data ({exc})") from None
+        return buf
+
+    def payload(self):
+        """The uint8 data, shaped by the header; exactly the declared bytes, nothing after."""
+        data = self._read(self.nbytes)
+        if len(data) < self.nbytes:
+            raise ValueError(
+                f"{self.file}: truncated: header {self.shape} needs {self.nbytes} bytes of data, "
+                f"found {len(data)}"
+            )
+        if self._read(1):
+            raise ValueError(
+                f"{self.file}: trailing bytes: header {self.shape} needs {self.nbytes} bytes of "
+                f"data, the file holds more"
+            )
+        return np.frombuffer(data, dtype=np.uint8).reshape(self.shape)
+
+    def close(self):
+        if self._stream is not self._raw:
+            self._stream.close()
+        self._raw.close()
 
 
-def _parse_idx(file, magic, ndim):
-    """Read one IDX file and return its uint8 payload shaped by its header."""
-    data = _read_bytes(file)
-    kind = "images" if magic == _IMAGES_MAGIC else "labels"
-    header_len = 4 * (1 + ndim)
-    if len(data) < 4:
-        raise ValueError(f"{file}: truncated header ({len(data)} bytes)")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise ValueError(
-            f"{file}: bad magic number {found} (expected {magic} for an MNIST {kind} file)"
-        )
-    if len(data) < header_len:
-        raise ValueError(
-            f"{file}: truncated header ({len(data)} bytes, expected {header_len})"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = math.prod(shape)
-    payload = len(data) - header_len
-    if payload != expected:
-        what = "truncated" if payload < expected else "trailing bytes"
-        raise ValueError(
-            f"{file}: {what}: header {shape} needs {expected} bytes of data, found {payload}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
+def _open_regular(file):
+    """``file`` opened for reading if it is a regular file (never blocks on a FIFO)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(file, flags | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{file}: not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _load_pair(directory, img_name, label_name):
     img_file, label_file = _find(directory, img_name), _find(directory, label_name)
-    images = _parse_idx(img_file, _IMAGES_MAGIC, 3)
-    if images.shape[1:] != _SHAPE:
-        raise ValueError(
-            f"{img_file}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28"
-        )
-    labels = _parse_idx(label_file, _LABELS_MAGIC, 1)
-    if labels.size and labels.max() >= N_CLASSES:
-        i = int(np.argmax(labels >= N_CLASSES))
-        raise ValueError(
-            f"{label_file}: label {labels[i]} at index {i} is outside 0..{N_CLASSES - 1}"
-        )
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{img_file} holds {images.shape[0]} images but {label_file} holds "
-            f"{labels.shape[0]} labels"
-        )
-    return images, labels
+    images = _Idx(img_file, _IMAGES_MAGIC, 3)
+    try:
+        if images.shape[1:] != _SHAPE:
+            raise ValueError(
+                f"{img_file}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28"
+            )
+        labels = _Idx(label_file, _LABELS_MAGIC, 1)
+        try:
+            label_data = _payload(labels)
+            if label_data.size and label_data.max() >= N_CLASSES:
+                i = int(np.argmax(label_data >= N_CLASSES))
+                raise ValueError(
+                    f"{label_file}: label {label_data[i]} at index {i} is outside "
+                    f"0..{N_CLASSES - 1}"
+                )
+        finally:
+            labels.close()
+        if images.shape[0] != label_data.shape[0]:
+            raise ValueError(
+                f"{img_file} holds {images.shape[0]} images but {label_file} holds "
+                f"{label_data.shape[0]} labels"
+            )
+        image_data = _payload(images)
+    finally:
+        images.close()
+    return image_data, label_data
+
+
+def _payload(idx):
+    try:
+        return idx.payload()
+    except MemoryError:
+        raise ValueError(f"{idx.file}: header {idx.shape} declares {idx.nbytes} bytes of data, "
+                         f"more than fits in memory") from None
 
 
 def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
@@ -146,12 +232,17 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
         raise FileNotFoundError(f"MNIST directory '{directory}' does not exist")
     if not directory.is_dir():
         raise NotADirectoryError(f"MNIST path '{directory}' is not a directory")
-    train = _load_pair(directory, _FILES["train_img"], _FILES["train_label"])
-    test = _load_pair(directory, _FILES["test_img"], _FILES["test_label"])
-    return (
-        format_split(*train, normalize, flatten, one_hot_label, 255),
-        format_split(*test, normalize, flatten, one_hot_label, 255),
-    )
+    splits = []
+    for img, label in (("train_img", "train_label"), ("test_img", "test_label")):
+        pair = _load_pair(directory, _FILES[img], _FILES[label])
+        try:
+            splits.append(format_split(*pair, normalize, flatten, one_hot_label, 255))
+        except MemoryError:
+            raise ValueError(
+                f"{directory / _FILES[img]}: {pair[0].shape[0]} images do not fit in memory "
+                f"once converted"
+            ) from None
+    return tuple(splits)
 
 
 def _write_idx(file, array, compress=None):
