@@ -110,8 +110,16 @@ def _blas_threads():
 
 def _set_blas_threads(n):
     controller = _blas_controller()
-    if controller is not None:
-        controller.limit(limits=n)
+    if controller is None:
+        return
+    for lib in controller.lib_controllers:
+        # threadpoolctl >= 3.8 silently ignores limits on a pthreads OpenBLAS set from any
+        # thread but the first one that set one (its "controlling thread"), and standalone
+        # limits never release that control. set_num_threads is a process-wide setting
+        # allowed from any thread, so it goes past that rule (without taking control away
+        # from the caller's own threadpool_limits).
+        real_set = getattr(lib, "_real_set_num_threads", None)
+        (real_set or lib.set_num_threads)(n)
 
 
 def _save_originals(temporary):

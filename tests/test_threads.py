@@ -4,8 +4,10 @@ The kernels are called directly with n_threads = 1, 2, 4 over arrays of
 several 16384-item chunks (so the OpenMP branch really splits the work), and
 the layers are run under set_num_threads(1|2|4) with the backend's
 PARALLEL_MIN_ELEMENTS set to 0 so its OpenMP path is taken. Also the
-set/get_num_threads API, OMP_NUM_THREADS, and concurrent use of separate
-layer instances from Python threads.
+set/get_num_threads API (bounds, the warning above the cores, None restoring the
+counts fastmlp found, no silent undo by an estimator fit's BLAS limit), OMP_NUM_THREADS,
+and concurrent use of separate layer instances from Python threads. Fork safety is in
+test_fork.py.
 """
 import os
 import subprocess
@@ -17,7 +19,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import DTYPES, assert_bits_identical
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 import fastmlp
 from fastmlp import _backend
@@ -26,6 +28,9 @@ from fastmlp import layers as L
 from fastmlp._kernels import activations, affine, optim, softmax_ce
 
 THREADS = [1, 2, 4]
+# More threads than cores is allowed with a RuntimeWarning; the tests below ask for 4 on
+# machines of any size (test_more_threads_than_cores_warns checks the warning itself).
+pytestmark = pytest.mark.filterwarnings("ignore:n=.* cores available:RuntimeWarning")
 BIG = 3 * 16384 + 123  # several kernel chunks, and a ragged last one
 
 
@@ -313,3 +318,216 @@ def test_separate_layers_from_python_threads(restore_threads):
     for got, want in zip(results, serial):
         for g, w in zip(got, want):
             assert_bits_identical(g, w)
+
+
+# ---------------------------------------------------------------- bounds, None, fits
+
+from fastmlp import threads as T  # noqa: E402
+from fastmlp._kernels import threads as omp  # noqa: E402
+
+
+def _numpy_blas_threads():
+    """numpy's BLAS thread count as threadpoolctl reports it (the library fastmlp uses)."""
+    path = _backend.numpy_blas_path()
+    counts = [i["num_threads"] for i in threadpool_info() if i["filepath"] == path]
+    return counts[0] if counts else None
+
+
+def _set_numpy_blas(n):
+    ThreadpoolController().select(filepath=_backend.numpy_blas_path()).limit(limits=n)
+
+
+@pytest.fixture
+def thread_state():
+    """Everything these tests change, put back afterwards: fastmlp's setting and saved
+    originals, numpy's BLAS pool and OpenMP's max threads."""
+    if _backend.numpy_blas_path() is None or _numpy_blas_threads() is None:
+        pytest.skip("numpy's BLAS cannot be controlled through threadpoolctl here")
+    saved = {k: getattr(T, k) for k in ("_requested", "_originals", "_originals_temporary")}
+    blas, omp_max = _numpy_blas_threads(), omp.omp_max_threads()
+    yield blas, omp_max
+    for k, v in saved.items():
+        setattr(T, k, v)
+    _set_numpy_blas(blas)
+    omp.set_omp_max_threads(omp_max)
+
+
+@pytest.mark.parametrize("bad", [T.MAX_THREADS + 1, 100000, 2**31, 2**31 - 1, 2**63, 2**64,
+                                 np.int64(2**40), np.uint64(2**64 - 1)])
+def test_set_num_threads_rejects_too_many(thread_state, bad):
+    before = (T._requested, _numpy_blas_threads(), omp.omp_max_threads())
+    with pytest.raises(ValueError, match=rf"\bn\b.*<= {T.MAX_THREADS}.*got {int(bad)}"):
+        fastmlp.set_num_threads(bad)
+    assert (T._requested, _numpy_blas_threads(), omp.omp_max_threads()) == before
+
+
+def test_max_threads_is_accepted(thread_state, monkeypatch):
+    monkeypatch.setattr(T, "available_cores", lambda: T.MAX_THREADS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastmlp.set_num_threads(T.MAX_THREADS)
+    assert fastmlp.get_num_threads() == T.MAX_THREADS
+    fastmlp.set_num_threads(None)
+
+
+def test_more_threads_than_cores_warns(thread_state, monkeypatch):
+    monkeypatch.setattr(T, "available_cores", lambda: 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastmlp.set_num_threads(3)     # as many as the cores: silent
+    with pytest.warns(RuntimeWarning, match=r"n=4 .*3 cores") as record:
+        fastmlp.set_num_threads(4)
+    assert record[0].filename == __file__  # points at the caller
+    assert fastmlp.get_num_threads() == 4  # a warning, not a refusal
+    assert _numpy_blas_threads() == 4
+
+
+def test_available_cores_is_the_affinity():
+    if hasattr(os, "sched_getaffinity"):
+        assert T.available_cores() == len(os.sched_getaffinity(0))
+    assert T.available_cores() >= 1
+
+
+@pytest.mark.parametrize("first,second", [(1, None), (2, 1), (1, 2)])
+def test_none_restores_what_fastmlp_found(thread_state, first, second):
+    """BLAS and OpenMP set elsewhere beforehand (here 3 and 3): set_num_threads changes both,
+    None puts both back, however many calls came between."""
+    _set_numpy_blas(3)
+    omp.set_omp_max_threads(3)
+    fastmlp.set_num_threads(first)
+    assert (_numpy_blas_threads(), omp.omp_max_threads()) == (first, first)
+    if second is not None:
+        fastmlp.set_num_threads(second)
+        assert (_numpy_blas_threads(), omp.omp_max_threads()) == (second, second)
+    fastmlp.set_num_threads(None)
+    assert _numpy_blas_threads() == 3
+    assert omp.omp_max_threads() == 3
+    assert fastmlp.get_num_threads() == 3     # the default follows OpenMP's setting again
+    assert T._originals is None
+    # nothing left to restore: a second None changes nothing, even after outside changes
+    _set_numpy_blas(1)
+    fastmlp.set_num_threads(None)
+    assert _numpy_blas_threads() == 1
+
+
+def test_none_without_a_set_changes_nothing(thread_state):
+    _set_numpy_blas(3)
+    fastmlp.set_num_threads(None)
+    assert _numpy_blas_threads() == 3
+
+
+def test_openmp_setting_seen_by_threadpoolctl(thread_state):
+    fastmlp.set_num_threads(1)
+    gomp = [i for i in threadpool_info() if i["user_api"] == "openmp"]
+    if fastmlp.threads.openmp_enabled() and gomp:
+        assert any(i["num_threads"] == 1 for i in gomp)
+    fastmlp.set_num_threads(None)
+    assert omp.omp_max_threads() == thread_state[1]
+
+
+# A small fit (its steps under SMALL_STEP_FLOPS) runs numpy's BLAS on one thread and puts
+# back the count it found. Its training loop is patched to act in the middle of the fit.
+
+def _small_fit(monkeypatch, during):
+    from fastmlp import estimator
+
+    original = estimator._BaseMLP._run_epochs
+    seen = []
+
+    def run_epochs(self, *args, **kwargs):
+        seen.append(_numpy_blas_threads())
+        during()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(estimator._BaseMLP, "_run_epochs", run_epochs)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        fastmlp.MLPClassifier(hidden_layer_sizes=(7,), max_iter=3, random_state=0).fit(X, y)
+    assert seen == [1], "the fit did not limit numpy's BLAS to one thread"
+
+
+def test_small_fit_restores_the_blas_count_it_found(thread_state, monkeypatch):
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+    _small_fit(monkeypatch, lambda: None)
+    assert _numpy_blas_threads() == 3
+    assert T._originals is None  # the fit left nothing for set_num_threads(None) to undo
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_set_num_threads_during_a_fit_is_not_undone(thread_state, monkeypatch, n):
+    """n = 1 equals the fit's own limit: only the generation counter can tell it apart."""
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+    _small_fit(monkeypatch, lambda: fastmlp.set_num_threads(n))
+    assert _numpy_blas_threads() == n
+    assert fastmlp.get_num_threads() == n
+    fastmlp.set_num_threads(None)  # back to what fastmlp found before the fit began
+    assert _numpy_blas_threads() == 3
+
+
+def test_set_num_threads_from_another_thread_during_a_fit(thread_state, monkeypatch):
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+
+    def from_another_thread():
+        t = threading.Thread(target=fastmlp.set_num_threads, args=(2,))
+        t.start()
+        t.join()
+
+    _small_fit(monkeypatch, from_another_thread)
+    assert _numpy_blas_threads() == 2
+    assert fastmlp.get_num_threads() == 2
+
+
+def test_set_num_threads_none_during_a_fit(thread_state, monkeypatch):
+    fastmlp.set_num_threads(2)
+    fastmlp.set_num_threads(None)       # fastmlp back to the default, BLAS as found
+    _set_numpy_blas(3)
+    _small_fit(monkeypatch, lambda: fastmlp.set_num_threads(None))
+    assert _numpy_blas_threads() == 3   # None's restore stands; the fit's exit keeps it
+
+
+def test_threadpoolctl_change_during_a_fit_is_kept(thread_state, monkeypatch):
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+    _small_fit(monkeypatch, lambda: _set_numpy_blas(2))
+    assert _numpy_blas_threads() == 2
+
+
+def test_nested_fit_limits(thread_state):
+    """Two overlapping fits (as from two Python threads): restored when the last one leaves."""
+    from fastmlp.estimator import _OneBlasThread
+
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+    a, b = _OneBlasThread(), _OneBlasThread()
+    a.__enter__()
+    b.__enter__()
+    assert _numpy_blas_threads() == 1
+    a.__exit__(None, None, None)
+    assert _numpy_blas_threads() == 1
+    b.__exit__(None, None, None)
+    assert _numpy_blas_threads() == 3
+
+
+def test_small_fit_in_a_worker_thread_limits_and_restores(thread_state, monkeypatch):
+    """threadpoolctl (>= 3.8) ignores OpenBLAS limits set from threads other than the first
+    one that set any (here the main thread, just below): fastmlp's limits still apply."""
+    fastmlp.set_num_threads(None)
+    _set_numpy_blas(3)
+    errors = []
+
+    def work():
+        try:
+            _small_fit(monkeypatch, lambda: None)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert not errors, errors
+    assert _numpy_blas_threads() == 3
