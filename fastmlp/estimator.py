@@ -131,10 +131,16 @@ class _SGDNesterov(_optim.Momentum):
     v = momentum*v - lr*g;  p += momentum*v - lr*g.  (The book's ``Nesterov``
     adds momentum**2 * v - (1 + momentum)*lr*g with the *new* v, a different
     rule; it stays available as ``solver='nesterov'``.) Done as the momentum
-    update (p += v) followed by p -= (1 - momentum)*v and p -= lr*g.
+    update (p += v) followed by p -= (1 - momentum)*v and p -= lr*g: three
+    compiled passes in one critical section, so that under Ctrl-C the step is
+    applied whole or not at all (``fastmlp.optimizers.deferred_sigint``).
     """
 
     def update(self, params, grads):
+        with _optim.critical_section():
+            self._update(params, grads)
+
+    def _update(self, params, grads):
         super().update(params, grads)  # checks everything, then v = m*v - lr*g; p += v
         from . import _backend
         keys = list(params)
@@ -231,6 +237,7 @@ def _blas_threads_for(step_flops):
 _SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
 _ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_FEATURE_ATTRS = ("n_features_in_", "feature_names_in_")   # set by validate_data(reset=True)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -420,15 +427,27 @@ class _BaseMLP(BaseEstimator):
 
     # -- data ------------------------------------------------------------------
 
-    def _validate_X(self, X, dtype, reset, y=None):
-        """X (and y) through sklearn's validate_data: 2-D, finite, dense, C-contiguous, ``dtype``."""
+    def _validate_X(self, X, dtype, reset, y=None, est=None):
+        """X (and y) through sklearn's validate_data: 2-D, finite, dense, C-contiguous, ``dtype``.
+
+        ``est`` (default self) is the estimator validate_data checks against and, with
+        ``reset``, records ``n_features_in_``/``feature_names_in_`` on."""
         from sklearn.utils.validation import validate_data
+        est = self if est is None else est
         if dtype is None:
             dtype = (np.float64, np.float32)
         if y is None:
-            return validate_data(self, X, reset=reset, dtype=dtype, order="C")
-        return validate_data(self, X, y, reset=reset, dtype=dtype, order="C",
+            return validate_data(est, X, reset=reset, dtype=dtype, order="C")
+        return validate_data(est, X, y, reset=reset, dtype=dtype, order="C",
                              **self._y_check_params())
+
+    def _stand_in(self):
+        """A shallow stand-in of this estimator without its feature attributes: fit validates
+        new data on it, so that nothing of self changes before the fit's commit."""
+        probe = object.__new__(type(self))
+        probe.__dict__.update({k: v for k, v in self.__dict__.items()
+                               if k not in _FEATURE_ATTRS})
+        return probe
 
     def _model_dtype(self, X_dtype, params):
         if params["dtype"] is not None:
@@ -471,24 +490,27 @@ class _BaseMLP(BaseEstimator):
         return (self.solver, bool(self.nesterovs_momentum) if self.solver == "sgd" else None,
                 self.momentum == 0 if self.solver == "sgd" else None)
 
-    def _sync_optimizer(self, params, first_pass, incremental):
-        """Create the optimizer, or keep it (with its state) and apply the current hyper-parameters."""
+    def _next_optimizer(self, params, first_pass, incremental):
+        """``(optimizer, changes)``: a new optimizer (``changes`` None), or the current one
+        (kept with its state) and the hyper-parameters to set on it (``{attribute: value}``),
+        applied by the fit's commit."""
         if first_pass or getattr(self, "_optimizer", None) is None or \
                 self._opt_key != self._optimizer_key():
-            self._optimizer = self._make_optimizer(params)
-            self._opt_key = self._optimizer_key()
-            return
+            return self._make_optimizer(params), None
         opt = self._optimizer
+        changes = {}
         if hasattr(opt, "momentum"):
-            opt.momentum = params["momentum"]
+            changes["momentum"] = params["momentum"]
         if isinstance(opt, _Adam):
-            opt.beta1, opt.beta2, opt.epsilon = params["beta_1"], params["beta_2"], params["epsilon"]
+            changes.update(beta1=params["beta_1"], beta2=params["beta_2"],
+                           epsilon=params["epsilon"])
         if self.solver == "adam" or self.learning_rate == "constant":
-            opt.lr = params["lr"]
+            changes["lr"] = params["lr"]
         elif self.learning_rate == "invscaling":
-            opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
+            changes["lr"] = params["lr"] / (self.t_ + 1) ** params["power_t"]
         elif not incremental:  # 'adaptive': each fit call restarts from learning_rate_init
-            opt.lr = params["lr"]
+            changes["lr"] = params["lr"]
+        return opt, changes
 
     @property
     def coefs_(self):
@@ -510,6 +532,33 @@ class _BaseMLP(BaseEstimator):
     # -- fitting -----------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight, X_val, y_val, incremental, classes=None):
+        """Validate everything and build the new state in locals, commit it in one critical
+        section, then train. A failure before the commit changes nothing; Ctrl-C after it stops
+        training with the model as of its last whole step (see ``fit``)."""
+        with _optim.deferred_sigint() as critical:
+            prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
+            state, opt, opt_changes, train, val, params, step_flops = prepared
+            committed = False
+            try:
+                with critical:   # every visible change of the fit's start, all at once
+                    if "n_features_in_" in state:
+                        for k in _FEATURE_ATTRS:
+                            self.__dict__.pop(k, None)
+                    self.__dict__.update(state)
+                    for name, value in opt_changes.items():
+                        setattr(opt, name, value)
+                    committed = True
+                with _blas_threads_for(step_flops):
+                    self._run_epochs(train, val, params, incremental, critical)
+            except KeyboardInterrupt:
+                if not committed:
+                    raise
+                warnings.warn("Training interrupted by user.")
+        return self
+
+    def _prepare_fit(self, X, y, sample_weight, X_val, y_val, incremental, classes):
+        """Everything ``_fit`` needs, validated and built without changing self: the new
+        attributes (a dict), the optimizer and the hyper-parameters to set on it, the data."""
         params = self._checked_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
@@ -524,89 +573,81 @@ class _BaseMLP(BaseEstimator):
                              "built; continuing (warm_start / partial_fit) needs the same "
                              "architecture. Set warm_start=False to start over.")
 
-        # ---- validate everything before any state changes
+        # ---- validate everything: validate_data(reset=True) records n_features_in_ and
+        # feature_names_in_ on the estimator it checks, so a first pass checks a stand-in
+        probe = self._stand_in() if first_pass else self
         dtype = None if first_pass else self._dtype
         if first_pass and params["dtype"] is not None:
             dtype = params["dtype"]
-        # validate_data(reset=True) sets n_features_in_ (and feature_names_in_): keep the old
-        # values to put back if anything later fails
-        saved = {k: self.__dict__[k] for k in ("n_features_in_", "feature_names_in_")
-                 if k in self.__dict__}
-        try:
-            X, y = self._validate_X(X, dtype, reset=first_pass, y=y)
-            dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
-            if X.dtype != dtype:
-                X = np.ascontiguousarray(X, dtype=dtype)
-            targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype)
-            weights = None
-            if sample_weight is not None:
-                weights = _as_weights(sample_weight, X.shape[0], dtype)
-            val = None
-            if X_val is not None:
-                X_val = self._validate_X(X_val, dtype, reset=False)
-                X_val = np.ascontiguousarray(X_val, dtype=dtype)
-                y_val = self._encode_val_targets(y_val, X_val.shape[0], target_info, dtype)
-                val = _Data(X_val, y_val, None)
-            # the validation split and the training samples, still before any state changes
-            if first_pass:
-                rng = _make_rng(self.random_state)
-                split_seed = int(rng.integers(2**31 - 1))
-            else:
-                rng, split_seed = self._rng, self._split_seed
-            train = _Data(X, targets, weights)
-            if val is None and self.early_stopping:
-                train, val = self._split_validation(train, params, split_seed)
-            if train.w is not None:
-                keep = train.w > 0
-                if not keep.all():  # zero-weight samples contribute nothing: drop them
-                    train = _Data(train.X[keep], train.y[keep], train.w[keep])
-                if train.n == 0:
-                    raise ValueError("no training samples with non-zero sample_weight remain "
-                                     "after the validation split")
-                if np.all(train.w == train.w[0]):
-                    train.w = None  # uniform weights: the same objective as no weights
-        except Exception:
-            for k in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
-            raise
-
-        # ---- state: from scratch, or continuing
+        X, y = self._validate_X(X, dtype, reset=first_pass, y=y, est=probe)
+        dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
+        if X.dtype != dtype:
+            X = np.ascontiguousarray(X, dtype=dtype)
+        targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype)
+        weights = None
+        if sample_weight is not None:
+            weights = _as_weights(sample_weight, X.shape[0], dtype)
+        val = None
+        if X_val is not None:
+            X_val = self._validate_X(X_val, dtype, reset=False, est=probe)
+            X_val = np.ascontiguousarray(X_val, dtype=dtype)
+            y_val = self._encode_val_targets(y_val, X_val.shape[0], target_info, dtype)
+            val = _Data(X_val, y_val, None)
+        # the validation split and the training samples
         if first_pass:
-            self._reset_fit_state(target_info, dtype, params, X.shape[1], rng, split_seed)
+            rng = _make_rng(self.random_state)
+            split_seed = int(rng.integers(2**31 - 1))
+        else:
+            rng, split_seed = self._rng, self._split_seed
+        train = _Data(X, targets, weights)
+        if val is None and self.early_stopping:
+            train, val = self._split_validation(train, params, split_seed)
+        if train.w is not None:
+            keep = train.w > 0
+            if not keep.all():  # zero-weight samples contribute nothing: drop them
+                train = _Data(train.X[keep], train.y[keep], train.w[keep])
+            if train.n == 0:
+                raise ValueError("no training samples with non-zero sample_weight remain "
+                                 "after the validation split")
+            if np.all(train.w == train.w[0]):
+                train.w = None  # uniform weights: the same objective as no weights
+
+        # ---- the new state, built in locals
+        state = {"n_iter_": 0, "stop_training_": False}
+        if first_pass:
+            state.update(self._fresh_fit_state(target_info, dtype, params, X.shape[1], rng,
+                                               split_seed))
+            state.update({k: probe.__dict__[k] for k in _FEATURE_ATTRS if k in probe.__dict__})
         elif not incremental:
-            self._no_improvement_count = 0   # a warm-started fit gets its own patience
-        self._sync_optimizer(params, first_pass, incremental)
-        if val is not None and self.validation_scores_ is None:
-            self.validation_scores_, self.validation_loss_curve_ = [], []
-            self.best_validation_score_ = -np.inf
-        sizes = [self._net.input_size, *self._net.hidden_size_list, self._net.output_size]
+            state["_no_improvement_count"] = 0   # a warm-started fit gets its own patience
+        opt, opt_changes = self._next_optimizer(params, first_pass, incremental)
+        if opt_changes is None:
+            state["_optimizer"], state["_opt_key"], opt_changes = opt, self._optimizer_key(), {}
+        if val is not None and (first_pass or self.validation_scores_ is None):
+            state.update(validation_scores_=[], validation_loss_curve_=[],
+                         best_validation_score_=-np.inf)
+        net = state.get("_net", self.__dict__.get("_net"))
+        sizes = [net.input_size, *net.hidden_size_list, net.output_size]
         step_flops = 6.0 * self._batch_size(params, train.n, warn=False) * sum(
             a * b for a, b in pairwise(sizes))
-        with _blas_threads_for(step_flops):
-            self._run_epochs(train, val, params, incremental)
-        return self
+        return state, opt, opt_changes, train, val, params, step_flops
 
-    def _reset_fit_state(self, target_info, dtype, params, n_features, rng, split_seed):
-        self._set_target_info(target_info)
-        self._dtype = dtype
-        self._rng = rng
-        self._split_seed = split_seed
-        self._net = self._build_network(n_features, self.n_outputs_, params, dtype, self._rng)
-        self._optimizer = None
-        self.n_layers_ = len(params["hidden"]) + 2
-        self.out_activation_ = "softmax" if self._loss_name == "cross_entropy" else "identity"
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.loss_ = None
-        self.loss_curve_ = []
-        self.best_loss_ = np.inf
-        self.validation_scores_ = None
-        self.validation_loss_curve_ = None
-        self.best_validation_score_ = None
-        self.stop_training_ = False
-        self._no_improvement_count = 0
-        self._best_params = None
+    def _fresh_fit_state(self, target_info, dtype, params, n_features, rng, split_seed):
+        """The attributes of a model started from scratch (a new network), as a dict."""
+        state = self._target_state(target_info)
+        n_outputs = state["n_outputs_"]
+        state.update({
+            "_dtype": dtype, "_rng": rng, "_split_seed": split_seed,
+            "_net": self._build_network(n_features, n_outputs, params, dtype, rng),
+            "_optimizer": None,
+            "n_layers_": len(params["hidden"]) + 2,
+            "out_activation_": "softmax" if self._loss_name == "cross_entropy" else "identity",
+            "n_iter_": 0, "t_": 0, "loss_": None, "loss_curve_": [], "best_loss_": np.inf,
+            "validation_scores_": None, "validation_loss_curve_": None,
+            "best_validation_score_": None, "stop_training_": False,
+            "_no_improvement_count": 0, "_best_params": None,
+        })
+        return state
 
     def _split_validation(self, train, params, split_seed):
         from sklearn.model_selection import train_test_split
@@ -643,7 +684,9 @@ class _BaseMLP(BaseEstimator):
                           "It is going to be clipped")
         return min(params["batch_size"], n)
 
-    def _run_epochs(self, train, val, params, incremental):
+    def _run_epochs(self, train, val, params, incremental, critical):
+        """The epochs. Each step's update and ``t_``, and each epoch's bookkeeping, change in
+        one critical section (whole under Ctrl-C); KeyboardInterrupt propagates to ``_fit``."""
         from sklearn.exceptions import ConvergenceWarning
         net, opt, rng = self._net, self._optimizer, self._rng
         n, alpha = train.n, params["alpha"]
@@ -664,8 +707,6 @@ class _BaseMLP(BaseEstimator):
             bar = tqdm(total=n_epochs, unit="epoch", leave=False, dynamic_ncols=True,
                        desc=type(self).__name__)
 
-        self.n_iter_ = 0
-        self.stop_training_ = False
         message = None
         try:
             for _ in range(n_epochs):
@@ -698,23 +739,27 @@ class _BaseMLP(BaseEstimator):
                     if rescale:  # data term / n_outputs, L2 term unchanged
                         data_loss = float(net.last_layer.loss)
                         loss = data_loss / n_outputs + (loss - data_loss)
-                    opt.update(net.params, grads)
+                    with critical:   # the update and the samples it has seen, whole
+                        opt.update(net.params, grads)
+                        self.t_ += m
                     total += loss * batch_weight
                     total_weight += batch_weight
                 net.weight_decay_lambda = 0.0
-                self.n_iter_ += 1
-                self.t_ += n
-                self.loss_ = total / total_weight
-                self.loss_curve_.append(self.loss_)
-                logs = {"loss": self.loss_}
+                epoch_loss = total / total_weight
+                logs = {"loss": epoch_loss}
                 if val is not None:
                     score, val_loss = self._evaluate(val)
-                    self.validation_scores_.append(score)
-                    self.validation_loss_curve_.append(val_loss)
                     logs["val_score"], logs["val_loss"] = score, val_loss
-                stop, message = self._update_no_improvement(val, params)
-                if self.learning_rate == "invscaling" and self.solver != "adam":
-                    opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
+                with critical:   # the epoch's bookkeeping, whole
+                    self.n_iter_ += 1
+                    self.loss_ = epoch_loss
+                    self.loss_curve_.append(epoch_loss)
+                    if val is not None:
+                        self.validation_scores_.append(score)
+                        self.validation_loss_curve_.append(val_loss)
+                    stop, message = self._update_no_improvement(val, params)
+                    if self.learning_rate == "invscaling" and self.solver != "adam":
+                        opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
                 logs["lr"] = opt.lr
                 epoch = len(self.loss_curve_)
                 if bar is not None:
@@ -728,25 +773,25 @@ class _BaseMLP(BaseEstimator):
                         stop = True
                         message = f"A callback stopped training after epoch {epoch}."
                 if stop:
-                    self.stop_training_ = True
+                    with critical:
+                        self.stop_training_ = True
+                        if incremental and self.early_stopping and self._best_params is not None:
+                            self._restore_best()
+                            self._no_improvement_count = 0
                     if verbose:
                         self._print(bar, message)
-                    if incremental and self.early_stopping and self._best_params is not None:
-                        self._restore_best()
-                        self._no_improvement_count = 0
                     break
                 if not incremental and self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
                                   ConvergenceWarning)
-        except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.")
         finally:
             net.weight_decay_lambda = 0.0
             if bar is not None:
                 bar.close()
-        if self.early_stopping and not incremental and self._best_params is not None:
-            self._restore_best()
+            if self.early_stopping and not incremental and self._best_params is not None:
+                with critical:   # also after Ctrl-C, as sklearn
+                    self._restore_best()
 
     @staticmethod
     def _print(bar, line):
@@ -1266,9 +1311,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"y_val has {y_val.shape[0]} labels but X_val has {n} rows")
         return self._labels_of(y_val, classes, "y_val")
 
-    def _set_target_info(self, classes):
-        self.classes_ = classes
-        self.n_outputs_ = len(classes)
+    def _target_state(self, classes):
+        return {"classes_": classes, "n_outputs_": len(classes)}
 
     def _evaluate(self, val):
         """(accuracy, mean cross-entropy) on the validation set."""
@@ -1375,8 +1419,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"y_val must have shape {(n, n_outputs)}, got {y_val.shape}")
         return y_val
 
-    def _set_target_info(self, n_outputs):
-        self.n_outputs_ = n_outputs
+    def _target_state(self, n_outputs):
+        return {"n_outputs_": n_outputs}
 
     def _evaluate(self, val):
         """(R², half mean squared error averaged over outputs) on the validation set."""
