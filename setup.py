@@ -62,9 +62,19 @@ class BuildExt(build_ext):
                  if self.compiler.compiler_type != "msvc" else ["/O2"])
         if os.environ.get("FASTMLP_NATIVE") == "1":
             extra.append("-march=native")
+        sanitize = []
+        if os.environ.get("FASTMLP_SANITIZE") == "1":
+            # AddressSanitizer + UndefinedBehaviorSanitizer (.ci/sanitize): every report is
+            # fatal; -O1 -g for usable stacks. Load with LD_PRELOAD=$(gcc -print-file-name=
+            # libasan.so), since the python binary itself is not instrumented.
+            if self.compiler.compiler_type == "msvc":
+                sys.exit("FASTMLP_SANITIZE=1 needs GCC or clang")
+            sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                        "-fno-sanitize-recover=all", "-g"]
+            extra = [f for f in extra if f != "-O3"] + ["-O1"]
         for ext in self.extensions:
-            ext.extra_compile_args = extra + compile_args
-            ext.extra_link_args = link_args
+            ext.extra_compile_args = extra + sanitize + compile_args
+            ext.extra_link_args = sanitize + link_args
         super().build_extensions()
 
 

@@ -110,11 +110,16 @@ def kernel_threads(n_elements):
 
 
 def contiguous(a, dtype):
-    """``a`` as a C-contiguous, native-endian array of ``dtype`` (no copy if it already is).
+    """``a`` as an aligned, C-contiguous, native-endian array of ``dtype`` (no copy if it
+    already is).
 
-    Keeps 0-d arrays 0-d (``np.ascontiguousarray`` would make them 1-d).
+    Keeps 0-d arrays 0-d (``np.ascontiguousarray`` would make them 1-d). A view of a
+    buffer at an odd offset (``np.frombuffer(buf, offset=1)``) is C-contiguous but not
+    aligned, and ``np.asarray`` keeps it so; the kernels load whole floats, so it is copied
+    (numpy allocates aligned memory).
     """
-    return np.asarray(a, dtype=dtype, order="C")
+    a = np.asarray(a, dtype=dtype, order="C")
+    return a if a.flags.aligned else a.copy()
 
 
 def _out(out, shape, dtype):
@@ -303,6 +308,19 @@ def optimizer_update(rule, params, grads, state1, state2, lr, momentum=0.0, deca
     if largest is None:
         grads = [contiguous(g, p.dtype) for p, g in zip(params, grads)]
         largest = max((p.size for p in params), default=0)
+        arrays = [params, state1 or [], state2 or []]
+        if not all(a.flags.aligned for group in arrays for a in group):
+            # The kernel loads whole floats: an unaligned (but C-contiguous) parameter or
+            # state is updated in an aligned copy, then copied back.
+            work = [[a if a.flags.aligned else a.copy() for a in group] for group in arrays]
+            optim.update(rule, work[0], grads, work[1] if state1 is not None else None,
+                         work[2] if state2 is not None else None, lr, momentum, decay_rate,
+                         beta1, beta2, eps, kernel_threads(largest))
+            for group, copies in zip(arrays, work):
+                for a, w in zip(group, copies):
+                    if w is not a:
+                        np.copyto(a, w)
+            return
     optim.update(rule, params, grads, state1, state2, lr, momentum, decay_rate, beta1, beta2,
                  eps, kernel_threads(largest))
 
