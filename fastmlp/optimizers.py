@@ -198,17 +198,16 @@ class Optimizer:
         states = {name: fresh[name] if name in fresh else getattr(self, name)
                   for name in self.state_names}
         keys = list(params)
-        # Parameters that are not C-contiguous are updated through a contiguous copy.
-        work = [p if p.flags.c_contiguous else np.ascontiguousarray(p) for p in params.values()]
-        # the state is updated in place too: work on copies, committed with the parameters
+        # The step is computed into contiguous copies of the parameters and the state, then
+        # committed in one SIGINT-deferring block: all of it, or none of it.
+        work = [np.array(p, order="C") for p in params.values()]
         work_states = [[states[name][k].copy() for k in keys] for name in self.state_names]
         hyper = self._hyper()
         _backend.optimizer_update(self.rule, work, [grads[k] for k in keys],
                                   *(work_states + [None, None])[:2], **hyper)
-        with deferred_sigint() as critical, critical:   # all of it, or none of it
+        with deferred_sigint() as critical, critical:
             for key, w in zip(keys, work):
-                if w is not params[key]:
-                    params[key][...] = w
+                params[key][...] = w
             for name, new in zip(self.state_names, work_states):
                 for k, a in zip(keys, new):
                     np.copyto(states[name][k], a)
