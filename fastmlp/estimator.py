@@ -719,14 +719,15 @@ class _BaseMLP(BaseEstimator):
                     X_ep, y_ep, w_ep = train.X, train.y, train.w
                 total = 0.0
                 total_weight = 0.0
+                logs = None
                 for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
-                    x_b, y_b = X_ep[start:stop], y_ep[start:stop]
-                    m = stop - start
+                    end = min(start + batch_size, n)
+                    x_b, y_b = X_ep[start:end], y_ep[start:end]
+                    m = end - start
                     if w_ep is None:
                         w_b, batch_weight = None, float(m)
                     else:
-                        w_b = w_ep[start:stop]
+                        w_b = w_ep[start:end]
                         batch_weight = float(w_b.sum())
                         if batch_weight == 0.0:
                             continue
@@ -739,28 +740,22 @@ class _BaseMLP(BaseEstimator):
                     if rescale:  # data term / n_outputs, L2 term unchanged
                         data_loss = float(net.last_layer.loss)
                         loss = data_loss / n_outputs + (loss - data_loss)
-                    with critical:   # the update and the samples it has seen, whole
+                    # Whole or not at all under Ctrl-C: the update, the samples it has seen
+                    # and, with the epoch's last batch, the epoch's bookkeeping.
+                    with critical:
                         opt.update(net.params, grads)
                         self.t_ += m
-                    total += loss * batch_weight
-                    total_weight += batch_weight
+                        total += loss * batch_weight
+                        total_weight += batch_weight
+                        if end == n:
+                            net.weight_decay_lambda = 0.0
+                            logs, stop, message = self._record_epoch(val, params,
+                                                                     total / total_weight)
                 net.weight_decay_lambda = 0.0
-                epoch_loss = total / total_weight
-                logs = {"loss": epoch_loss}
-                if val is not None:
-                    score, val_loss = self._evaluate(val)
-                    logs["val_score"], logs["val_loss"] = score, val_loss
-                with critical:   # the epoch's bookkeeping, whole
-                    self.n_iter_ += 1
-                    self.loss_ = epoch_loss
-                    self.loss_curve_.append(epoch_loss)
-                    if val is not None:
-                        self.validation_scores_.append(score)
-                        self.validation_loss_curve_.append(val_loss)
-                    stop, message = self._update_no_improvement(val, params)
-                    if self.learning_rate == "invscaling" and self.solver != "adam":
-                        opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
-                logs["lr"] = opt.lr
+                if logs is None:   # the last batch had zero weight (cannot happen: dropped)
+                    with critical:
+                        logs, stop, message = self._record_epoch(val, params,
+                                                                 total / total_weight)
                 epoch = len(self.loss_curve_)
                 if bar is not None:
                     bar.update()
@@ -792,6 +787,28 @@ class _BaseMLP(BaseEstimator):
             if self.early_stopping and not incremental and self._best_params is not None:
                 with critical:   # also after Ctrl-C, as sklearn
                     self._restore_best()
+
+    def _record_epoch(self, val, params, epoch_loss):
+        """An epoch's bookkeeping (inside the critical section of its last step): the loss
+        and validation histories, the stopping rule, the learning-rate schedule.
+
+        Returns (logs, stop, message)."""
+        logs = {"loss": epoch_loss}
+        if val is not None:
+            score, val_loss = self._evaluate(val)
+            logs["val_score"], logs["val_loss"] = score, val_loss
+        self.n_iter_ += 1
+        self.loss_ = epoch_loss
+        self.loss_curve_.append(epoch_loss)
+        if val is not None:
+            self.validation_scores_.append(score)
+            self.validation_loss_curve_.append(val_loss)
+        stop, message = self._update_no_improvement(val, params)
+        opt = self._optimizer
+        if self.learning_rate == "invscaling" and self.solver != "adam":
+            opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
+        logs["lr"] = opt.lr
+        return logs, stop, message
 
     @staticmethod
     def _print(bar, line):
