@@ -29,6 +29,27 @@ run code. A truncated, corrupted or altered file, another format or a newer
 format version raises ``ValueError`` naming the file and the problem; a
 missing file raises ``FileNotFoundError``. The checksums detect corruption;
 they are not a signature (whoever edits a file can recompute them).
+
+Loading untrusted files
+-----------------------
+``load`` is built to be handed any path. It reads regular files only (a
+directory, FIFO, device or socket is a ``ValueError``, and opening never
+blocks); it refuses compressed or encrypted members, so nothing is
+decompressed; and it bounds every size before allocating: the ZIP directory
+(at most 10,000 members, 4 MiB), each member by the file's own size,
+``header.json`` (16 MiB), and each array by the dtype and shape the header
+declares. The whole model description is validated first, every value the way
+the class's constructor validates it (a NaN ``alpha``, a negative learning
+rate, a step count beyond 2**53 are errors), and the array shapes it implies
+(``W{i}`` is ``(sizes[i-1], sizes[i])``) must match the array table before
+any array is read or any network built, so memory use stays within a small
+multiple of the file's size and a short header cannot make it allocate a big
+network. A network file must say whether it holds an optimizer. Every failure
+is ``FileNotFoundError`` (missing) or ``ValueError`` naming the file (never a
+raw zip, zlib, JSON, struct or memory error); ``PermissionError`` passes
+through. ``save`` writes a fresh temporary made with ``tempfile.mkstemp``
+(``O_EXCL``: it never follows a planted symlink), fsyncs it and renames it over
+the target, removing it on any failure (Ctrl-C included).
 """
 import hashlib
 import io as _io
