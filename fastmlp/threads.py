@@ -32,7 +32,6 @@ _lock = threading.RLock()
 _requested = None          # set by set_num_threads; None means the default
 _generation = 0            # bumped by every set_num_threads call
 _originals = None          # (numpy BLAS threads or None, OpenMP max threads) before fastmlp
-_originals_temporary = False   # saved by a temporary limit (a fit), not by set_num_threads
 _controller = None         # threadpoolctl controller of numpy's BLAS, looked up once
 _warned_no_openmp = False
 _teams_started = False     # fastmlp may have run an OpenMP team in this process
@@ -122,14 +121,15 @@ def _set_blas_threads(n):
         (real_set or lib.set_num_threads)(n)
 
 
-def _save_originals(temporary):
-    """Remember numpy's BLAS and OpenMP's thread counts before fastmlp first changes them."""
-    global _originals, _originals_temporary
+def _save_originals():
+    """Remember numpy's BLAS and OpenMP's thread counts before fastmlp first changes them.
+
+    A temporary limit (a fit) saves them too, so that a set_num_threads call made while it
+    is on does not take the fit's limit for the original; the limit's end forgets them
+    again unless set_num_threads was called meanwhile."""
+    global _originals
     if _originals is None:
         _originals = (_blas_threads(), _omp.omp_max_threads())
-        _originals_temporary = temporary
-    elif not temporary:
-        _originals_temporary = False  # a fit saved them; now set_num_threads holds them
 
 
 def set_num_threads(n):
@@ -194,7 +194,7 @@ def set_num_threads(n):
                     _set_blas_threads(blas)
                 _omp.set_omp_max_threads(omp)
             return
-        _save_originals(temporary=False)
+        _save_originals()
         _requested = n
         _set_blas_threads(n)
         _omp.set_omp_max_threads(n)
@@ -213,7 +213,7 @@ def _limit_blas_temporarily(n):
         if current is None or current <= n:
             return None
         saved_originals = _originals is None
-        _save_originals(temporary=True)
+        _save_originals()
         _set_blas_threads(n)
         return current, n, _generation, saved_originals
 
@@ -230,11 +230,13 @@ def _end_temporary_limit(token):
         return False
     previous, n, generation, saved_originals = token
     with _lock:
-        if generation != _generation or _blas_threads() != n:
+        if generation != _generation:
+            return False  # set_num_threads since: it holds the originals now
+        if saved_originals:
+            _originals = None  # nothing of fastmlp's left for set_num_threads(None) to undo
+        if _blas_threads() != n:
             return False
         _set_blas_threads(previous)
-        if saved_originals and _originals_temporary:
-            _originals = None  # back as before: nothing of fastmlp's left to undo
         return True
 
 

@@ -343,7 +343,7 @@ def thread_state():
     originals, numpy's BLAS pool and OpenMP's max threads."""
     if _backend.numpy_blas_path() is None or _numpy_blas_threads() is None:
         pytest.skip("numpy's BLAS cannot be controlled through threadpoolctl here")
-    saved = {k: getattr(T, k) for k in ("_requested", "_originals", "_originals_temporary")}
+    saved = {k: getattr(T, k) for k in ("_requested", "_originals")}
     blas, omp_max = _numpy_blas_threads(), omp.omp_max_threads()
     yield blas, omp_max
     for k, v in saved.items():
@@ -494,6 +494,9 @@ def test_threadpoolctl_change_during_a_fit_is_kept(thread_state, monkeypatch):
     fastmlp.set_num_threads(None)
     _set_numpy_blas(3)
     _small_fit(monkeypatch, lambda: _set_numpy_blas(2))
+    assert _numpy_blas_threads() == 2
+    assert T._originals is None   # and set_num_threads(None) will not undo it either
+    fastmlp.set_num_threads(None)
     assert _numpy_blas_threads() == 2
 
 
