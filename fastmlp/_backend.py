@@ -333,14 +333,10 @@ def cross_entropy(y, labels):
 # ---------------------------------------------------------------- whole networks
 # Only with USE_BLAS: the fused network kernels call GEMM from compiled code.
 
-_TYPENUMS = {np.float32: np.dtype(np.float32).num, np.float64: np.dtype(np.float64).num}
-
-
-def mlp_parameters(affines, sizes, dtype, writeable=False):
-    """(Ws, bs) of the Affine layers for the network kernels, or None when one is not
-    a C-contiguous, aligned, native array of ``dtype`` (writeable when asked).
-    A wrong shape raises ValueError (the kernels trust the shapes)."""
-    return mlp.parameters(affines, sizes, _TYPENUMS[dtype], writeable)
+def mlp_fusable(layer_list, last_layer, classes, writeable=False):
+    """(Ws, bs, activation code, output code) when the layer objects form a network the
+    fused kernels run (see ``_kernels.mlp.fusable``), else None."""
+    return mlp.fusable(layer_list, last_layer, classes, writeable)
 
 
 def copy_labels(t, out, n_classes):

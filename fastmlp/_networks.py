@@ -20,6 +20,7 @@ the global random state, a ``dtype`` (float32 or float64) for the
 parameters and the computation, arguments validated before any state
 changes, and ``accuracy`` reads one-hot targets correctly.
 """
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -37,6 +38,45 @@ from fastmlp._validation import (
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
+_PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
+
+
+class Params(dict):
+    """A network's parameters: ``W1, b1, ..., W{L}, b{L}``.
+
+    A plain dict whose entries are also handed to the layers: assigning
+    ``net.params["W1"] = new`` makes ``net.layers["Affine1"].W`` that array too,
+    so ``predict``, ``gradient`` and ``save`` all see one set of parameters
+    (the book's layers hold the arrays by reference, which a rebinding of a
+    dict entry would otherwise leave behind).
+    """
+
+    __slots__ = ("_network",)
+
+    def __init__(self, network, entries=()):
+        super().__init__(entries)
+        self._network = network
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._network._hand_to_layer(key, value)
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __reduce__(self):
+        return (Params, (self._network, dict(self)))
+
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
 _XAVIER = ("sigmoid", "xavier")
@@ -137,8 +177,9 @@ class MultiLayerNet:
         self.activation = activation
         self.weight_decay_lambda = weight_decay_lambda
         self.dtype = dtype
-        self.params = self._init_params(weight_init_std, np.random.default_rng(seed))
-        self.layers = self._build_layers(module, _ACTIVATIONS[activation])
+        params = self._init_params(weight_init_std, np.random.default_rng(seed))
+        self.layers = self._build_layers(module, _ACTIVATIONS[activation], params)
+        self.params = params
         self.loss_name = loss
         self.last_loss = None   # loss of the last gradient() call, weight decay included
         self.last_layer = getattr(module, _LOSS_LAYERS[loss])()
@@ -155,14 +196,37 @@ class MultiLayerNet:
             params[f"b{i}"] = np.zeros(n_out, dtype=self.dtype)
         return params
 
-    def _build_layers(self, module, activation_class):
+    def _build_layers(self, module, activation_class, params):
         layers = OrderedDict()
         n_affine = self.hidden_layer_num + 1
         for i in range(1, n_affine + 1):
-            layers[f"Affine{i}"] = module.Affine(self.params[f"W{i}"], self.params[f"b{i}"])
+            layers[f"Affine{i}"] = module.Affine(params[f"W{i}"], params[f"b{i}"])
             if i < n_affine:
                 layers[f"{self._activation_layer_name}{i}"] = getattr(module, activation_class)()
         return layers
+
+    @property
+    def params(self):
+        """``W1, b1, ...``; an entry assigned here is what the layers compute with."""
+        return self._params
+
+    @params.setter
+    def params(self, params):
+        if not hasattr(params, "items"):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        self._params = Params(self, params)
+        for key, value in self._params.items():
+            self._hand_to_layer(key, value)
+
+    def _hand_to_layer(self, key, value):
+        """Make the Affine layer of parameter ``key`` (``W{i}`` or ``b{i}``) hold ``value``."""
+        match = _PARAM_NAME.match(key) if isinstance(key, str) else None
+        layers = getattr(self, "layers", None)
+        if match is None or not hasattr(layers, "get"):
+            return
+        layer = layers.get(f"Affine{match.group(2)}")
+        if layer is not None:
+            setattr(layer, match.group(1), value)
 
     @property
     def lastLayer(self):  # noqa: N802 -- the book's name in two_layer_net.py
@@ -209,11 +273,24 @@ class MultiLayerNet:
         y = self._predict(x)
         return self.last_layer.forward(y, t) + self._weight_decay()
 
+    def _affine_layers(self):
+        """The Affine layers of ``layers``, in order: what ``layers`` holds is the network."""
+        affines = [layer for layer in self.layers.values()
+                   if isinstance(layer, self.layers_module.Affine)]
+        if not affines:
+            raise ValueError("layers holds no Affine layer")
+        return affines
+
+    def _decay_lambda(self):
+        return check_positive_float(self.weight_decay_lambda, "weight_decay_lambda",
+                                    allow_zero=True)
+
     def _weight_decay(self):
-        if not self.weight_decay_lambda:
+        decay = self._decay_lambda()
+        if not decay:
             return 0.0
-        total = sum(float(np.sum(self.params[f"W{i}"] ** 2)) for i in range(1, self.hidden_layer_num + 2))
-        return 0.5 * self.weight_decay_lambda * total
+        total = sum(float(np.sum(affine.W ** 2)) for affine in self._affine_layers())
+        return 0.5 * decay * total
 
     def predict(self, x):
         """Scores (logits, before softmax) for a batch.
@@ -324,12 +401,9 @@ class MultiLayerNet:
             dout = layer.backward(dout)
 
         grads = {}
-        for i in range(1, self.hidden_layer_num + 2):
-            affine = self.layers[f"Affine{i}"]
-            dW = affine.dW
-            if self.weight_decay_lambda:
-                dW = dW + self.weight_decay_lambda * self.params[f"W{i}"]
-            grads[f"W{i}"] = dW
+        decay = self._decay_lambda()
+        for i, affine in enumerate(self._affine_layers(), start=1):
+            grads[f"W{i}"] = affine.dW + decay * affine.W if decay else affine.dW
             grads[f"b{i}"] = affine.db
         return grads
 

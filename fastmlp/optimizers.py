@@ -21,10 +21,12 @@ import threading
 import numpy as np
 
 from . import _backend
+from ._networks import Params
 from ._validation import as_float, check_positive_float, lookup
 
 EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_PLAIN_DICTS = (dict, Params)   # a network's params: a dict that also updates its layers
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
@@ -170,7 +172,7 @@ class Optimizer:
     def update(self, params, grads):
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
         ready = None
-        if type(params) is dict and type(grads) is dict:   # the usual case, checked in C
+        if type(params) in _PLAIN_DICTS and type(grads) is dict:   # the usual case, in C
             ready = _backend.optimizer_gather(params, grads,
                                               [getattr(self, name) for name in self.state_names])
         if ready is not None:

@@ -134,9 +134,61 @@ cdef struct Layer:
     Py_ssize_t k, m
 
 
-cdef Layer* _layers(list Ws, list bs, list hs, list masks, list ds, list dWs, list dbs) except NULL:
-    """Collect the layers' pointers and sizes (freed by the caller)."""
-    cdef Py_ssize_t i, L = len(Ws)
+cdef int _check(object a, str name, int typenum, Py_ssize_t rows, Py_ssize_t cols,
+                bint writeable) except -1:
+    """Raise ValueError unless a is a ready (aligned, native, C-contiguous) array of typenum
+    and shape (rows, cols), or (rows,) when cols < 0."""
+    if not ready(a, typenum, writeable):
+        raise ValueError(f"{name} must be an aligned, C-contiguous, native-order"
+                         f"{' writeable' if writeable else ''} array of the network's dtype")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int ndim = 1 if cols < 0 else 2
+    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIMS(arr)[0] != rows
+            or (ndim == 2 and cnp.PyArray_DIMS(arr)[1] != cols)):
+        expected = <object>(rows,) if cols < 0 else <object>(rows, cols)
+        raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
+    return 0
+
+
+cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, list dWs,
+                    list dbs, bint update=False) except NULL:
+    """Check every array the kernel will touch against x and the weights' shapes, then
+    collect the layers' pointers and sizes (freed by the caller).
+
+    Nothing is trusted: the shapes come from the arrays themselves (x (N, K0),
+    W[i] (K_i, M_i) with K_i = M_(i-1)) and every buffer is checked against them,
+    so no list or attribute changed by a caller can make the kernel read or
+    write out of bounds. update: Ws and bs must be writeable (a fused SGD step)."""
+    cdef Py_ssize_t i, L = len(Ws), n, k
+    cdef int typenum
+    if not isinstance(x, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        raise ValueError("x must be a 2-D array")
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("x must be float32 or float64")
+    n, k = cnp.PyArray_DIMS(<cnp.ndarray>x)[0], cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+    _check(x, "x", typenum, n, k, False)
+    if L == 0 or len(bs) != L or len(hs) != L:
+        raise ValueError("Ws, bs and hs must hold one entry per layer")
+    for lst, what in ((masks, "masks"), (ds, "ds"), (dWs, "dWs"), (dbs, "dbs")):
+        if lst is not None and len(lst) != L:
+            raise ValueError(f"{what} must hold one entry per layer")
+    for i in range(L):
+        W = Ws[i]
+        if not isinstance(W, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>W) != 2:
+            raise ValueError(f"W{i + 1} must be a 2-D array")
+        _check(W, f"W{i + 1}", typenum, k, cnp.PyArray_DIMS(<cnp.ndarray>W)[1], update)
+        k = _cols(W)   # this layer's width: the next layer's input
+        _check(bs[i], f"b{i + 1}", typenum, k, -1, update)
+        _check(hs[i], f"hs[{i}]", typenum, n, k, True)
+        if ds is not None:
+            _check(ds[i], f"ds[{i}]", typenum, n, k, True)
+        if dWs is not None:
+            _check(dWs[i], f"dWs[{i}]", typenum, cnp.PyArray_DIMS(<cnp.ndarray>W)[0], k, True)
+        if dbs is not None:
+            _check(dbs[i], f"dbs[{i}]", typenum, k, -1, True)
+        if masks is not None and i < L - 1 and masks[i] is not None:
+            _check(masks[i], f"masks[{i}]", cnp.NPY_UINT8, n, k, True)
     cdef Layer *layers = <Layer*>malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
@@ -226,9 +278,13 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
 
 
 def mlp_predict(x, list Ws, list bs, list hs, int act):
-    """Forward pass: hs[i] = layer outputs for x (N rows); hs[-1] ends as the logits."""
-    cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
-    cdef Layer *layers = _layers(Ws, bs, hs, None, None, None, None)
+    """Forward pass: hs[i] = layer outputs for x (N rows); hs[-1] ends as the logits.
+
+    Every array is checked against x and the weights first (ValueError)."""
+    if act != RELU and act != SIGMOID:
+        raise ValueError(f"unknown activation code {act}")
+    cdef Py_ssize_t L = len(Ws), n = len(x)
+    cdef Layer *layers = _layers(x, Ws, bs, hs, None, None, None, None)
     cdef void *xp = _data(x)
     try:
         with nogil:
@@ -238,6 +294,26 @@ def mlp_predict(x, list Ws, list bs, list hs, int act):
                 _forward(<const double*>xp, layers, L, n, act)
     finally:
         free(layers)
+
+
+cdef int _check_targets(object labels, object targets, object sample_weight, int output,
+                        int typenum, Py_ssize_t n, Py_ssize_t c) except -1:
+    """labels: (n,) intp in [0, c); or targets: (n, c) of typenum; sample_weight: (n,) or None."""
+    cdef Py_ssize_t i
+    cdef const Py_ssize_t *lp
+    if (labels is None) == (targets is None) or (output == MSE and targets is None):
+        raise ValueError("pass labels or targets (targets for the MSE output)")
+    if labels is not None:
+        _check(labels, "labels", cnp.NPY_INTP, n, -1, False)
+        lp = <const Py_ssize_t*>_data(labels)
+        for i in range(n):
+            if lp[i] < 0 or lp[i] >= c:
+                raise ValueError(f"labels must lie in [0, {c}), got {lp[i]}")
+    else:
+        _check(targets, "targets", typenum, n, c, False)
+    if sample_weight is not None:
+        _check(sample_weight, "sample_weight", typenum, n, -1, False)
+    return 0
 
 
 def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, list masks,
@@ -256,9 +332,24 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     (dW includes weight_decay * W). output: 0 softmax + cross-entropy,
     1 identity + 0.5 * squared error. sgd_lr > 0 fuses an SGD step into the
     backward pass: Ws and bs are updated in place and dWs is left untouched.
+    Every array (and every label) is checked before the GIL is released.
     """
-    cdef Py_ssize_t L = len(Ws), n = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
-    cdef Layer *layers = _layers(Ws, bs, hs, masks, ds, dWs, dbs)
+    if act != RELU and act != SIGMOID:
+        raise ValueError(f"unknown activation code {act}")
+    if output != SOFTMAX_CE and output != MSE:
+        raise ValueError(f"unknown output code {output}")
+    if act == RELU and (masks is None or any(m is None for m in masks[:len(masks) - 1])):
+        raise ValueError("a ReLU network needs a mask for every hidden layer")
+    if ds is None or dbs is None or (dWs is None and sgd_lr == 0):
+        raise ValueError("ds, dbs and (without a fused SGD step) dWs are needed")
+    cdef Py_ssize_t L = len(Ws), n = len(x)
+    cdef Layer *layers = _layers(x, Ws, bs, hs, masks, ds, dWs, dbs, sgd_lr != 0)
+    try:
+        _check_targets(labels, targets, sample_weight, output, cnp.PyArray_TYPE(<cnp.ndarray>x),
+                       n, layers[L - 1].m)
+    except BaseException:
+        free(layers)
+        raise
     cdef void *xp = _data(x)
     cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
     cdef void *tp = NULL if targets is None else _data(targets)
@@ -285,28 +376,58 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
 # these do the common case in one call and leave every error message (and
 # every unusual input) to the checked Python path.
 
-def parameters(list affines, tuple sizes, int typenum, bint writeable):
-    """(Ws, bs) of the Affine layers, or None when one is not an aligned, native-order,
-    C-contiguous array of typenum (writeable when asked): the layer-by-layer path
-    then runs. A wrong shape raises ValueError, since the kernels trust the shapes."""
-    cdef Py_ssize_t i, L = len(affines)
-    cdef list Ws = [], bs = []
+def fusable(list layers, object last_layer, tuple classes, bint writeable):
+    """(Ws, bs, activation code, output code) when ``layers`` (a network's layer objects, in
+    order) is Affine, activation, Affine, ..., Affine with one activation class, over
+    aligned, native, C-contiguous float32/float64 arrays of one dtype (writeable when
+    asked) whose shapes chain, and ``last_layer`` is a loss the kernel has; else None
+    (the layer-by-layer path then runs, and explains anything wrong).
+    ``classes`` = (Affine, Relu, Sigmoid, SoftmaxWithLoss, MSELoss)."""
+    cdef Py_ssize_t i, L = len(layers), width = -1
+    cdef int typenum = -1, act = RELU, output
     cdef cnp.npy_intp *dims
+    affine_type, relu_type, sigmoid_type, ce_type, mse_type = classes
+    if L % 2 == 0:
+        return None
+    if type(last_layer) is ce_type:
+        output = SOFTMAX_CE
+    elif type(last_layer) is mse_type:
+        output = MSE
+    else:
+        return None
+    if L > 1:
+        if type(layers[1]) is relu_type:
+            act = RELU
+        elif type(layers[1]) is sigmoid_type:
+            act = SIGMOID
+        else:
+            return None
+    cdef list Ws = [], bs = []
     for i in range(L):
-        W, b = affines[i].W, affines[i].b
+        layer = layers[i]
+        if i % 2 == 1:
+            if type(layer) is not type(layers[1]):
+                return None
+            continue
+        if type(layer) is not affine_type:
+            return None
+        W, b = layer.W, layer.b
+        if typenum == -1 and isinstance(W, cnp.ndarray):
+            typenum = cnp.PyArray_TYPE(<cnp.ndarray>W)
+            if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+                return None
         if not (ready(W, typenum, writeable) and ready(b, typenum, writeable)):
             return None
         dims = cnp.PyArray_DIMS(<cnp.ndarray>W)
-        if (cnp.PyArray_NDIM(<cnp.ndarray>W) != 2 or dims[0] != <Py_ssize_t>sizes[i]
-                or dims[1] != <Py_ssize_t>sizes[i + 1]):
-            raise ValueError(f"a layer's parameter has shape {W.shape}, "
-                             f"expected {(sizes[i], sizes[i + 1])}")
-        dims = cnp.PyArray_DIMS(<cnp.ndarray>b)
-        if cnp.PyArray_NDIM(<cnp.ndarray>b) != 1 or dims[0] != <Py_ssize_t>sizes[i + 1]:
-            raise ValueError(f"a layer's parameter has shape {b.shape}, expected {(sizes[i + 1],)}")
+        if (cnp.PyArray_NDIM(<cnp.ndarray>W) != 2 or (width >= 0 and dims[0] != width)
+                or dims[0] == 0 or dims[1] == 0):
+            return None
+        width = dims[1]
+        if cnp.PyArray_NDIM(<cnp.ndarray>b) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>b)[0] != width:
+            return None
         Ws.append(W)
         bs.append(b)
-    return Ws, bs
+    return Ws, bs, act, output
 
 
 cdef inline Py_ssize_t _label(const char *src, Py_ssize_t stride, Py_ssize_t i,

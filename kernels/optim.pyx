@@ -94,7 +94,7 @@ cdef inline bint _like(object a, cnp.ndarray p, int typenum, bint writeable):
     return ready(a, typenum, writeable) and same_shape(<cnp.ndarray>a, p)
 
 
-def gather(dict params, dict grads, list states):
+def gather(object params, dict grads, list states):
     """Lists (params, grads, state1, state2, largest size) in params' order for update(),
     when every array can be used as it is: params writeable, aligned, native-order,
     C-contiguous float32/float64 of one dtype; each grad and each entry of the state
@@ -104,10 +104,12 @@ def gather(dict params, dict grads, list states):
     cdef list ps = [], gs = [], lists = [[] for _ in states]
     cdef Py_ssize_t i, largest = 0
     cdef int typenum = -1
+    if not isinstance(params, dict):   # a dict or a network's Params (a dict subclass)
+        return None
     for state in states:
-        if not isinstance(state, dict) or len(<dict>state) != len(params):
+        if not isinstance(state, dict) or len(<dict>state) != len(<dict>params):
             return None
-    for key, p in params.items():
+    for key, p in (<dict>params).items():
         if typenum == -1 and isinstance(p, cnp.ndarray):
             typenum = cnp.PyArray_TYPE(<cnp.ndarray>p)
             if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:

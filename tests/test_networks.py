@@ -1,4 +1,7 @@
 """The compiled networks (one fused call per step) against the numpy reference networks."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -146,7 +149,7 @@ def test_integer_sample_weights_equal_repeated_rows(loss):
 def test_replaced_layer_weights_of_wrong_shape_are_refused():
     net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
     net.layers["Affine1"].W = np.zeros((3, 7))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="W expects 3"):
         net.gradient(np.ones((2, 9)), [0, 1])
 
 
@@ -220,3 +223,137 @@ def test_fused_passes_at_vector_widths_match_reference(widths, n, dtype, activat
         for i in range(1, len(widths) + 1):
             out = net.layers[f"Affine{i + 1}"].x
             np.testing.assert_array_equal(net.layers[f"Activation_function{i}"].mask, out == 0)
+
+
+# ---------------------------------------------------------------- state changed between calls
+# Each network runs in a subprocess, so a crash is a failure that names the case.
+
+_MUTATION_SCRIPT = """
+import numpy as np, fastmlp, fastmlp.reference as ref
+rng = np.random.default_rng(0)
+x, t = rng.standard_normal((5, 4)), np.array([0, 1, 2, 0, 1])
+nets = []
+for module in (fastmlp, ref):
+    net = module.MultiLayerNet(4, [6], 3, activation=ACTIVATION, seed=0)
+    net.gradient(x, t)
+    nets.append(net)
+for net in nets:
+    MUTATE
+results = []
+for net in nets:
+    try:
+        g = net.gradient(x, t)
+        results.append((net.predict(x), {k: v.copy() for k, v in g.items()}))
+    except Exception as exc:   # the reference's own errors are less careful
+        results.append(type(exc).__name__ + ": " + str(exc))
+got, want = results
+if isinstance(got, str):   # a clear error is always allowed; a wrong result never
+    assert got.startswith(("TypeError", "ValueError")), got
+    print("raised", got)
+else:
+    assert not isinstance(want, str), ("the reference raised, the compiled net computed", want)
+    rtol = 1e-4 if got[0].dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got[0], want[0], rtol=rtol, atol=rtol)
+    assert got[1].keys() == want[1].keys()
+    for k in want[1]:
+        np.testing.assert_allclose(got[1][k], want[1][k], rtol=rtol, atol=rtol)
+    print("same")
+"""
+
+_WIDE = ("r = np.random.default_rng(1); net.hidden_size_list = [600]; "
+         "net.params['W1'] = r.standard_normal((4, 600)); net.params['b1'] = np.zeros(600); "
+         "net.params['W2'] = r.standard_normal((600, 3)); net.params['b2'] = np.zeros(3)")
+_F32 = ("net.dtype = np.float32; "
+        "[net.params.__setitem__(k, v.astype(np.float32)) for k, v in list(net.params.items())]")
+
+MUTATIONS = {
+    "activation renamed": ("sigmoid", "net.activation = 'relu'"),
+    "activation renamed back": ("relu", "net.activation = 'sigmoid'"),
+    "activation invalid": ("relu", "net.activation = 'tanh'"),
+    "wider hidden layer with its weights": ("relu", _WIDE),
+    "wider hidden layer, weights unchanged": ("relu", "net.hidden_size_list = [600]"),
+    "dtype float32 with float32 weights": ("relu", _F32),
+    "dtype float32, weights float64": ("relu", "net.dtype = np.float32"),
+    "weights float32, dtype float64": ("relu", _F32.split('; ', 1)[1]),
+    "W1 replaced in params": ("relu", "net.params['W1'] = np.ones((4, 6))"),
+    "W1 replaced by a Fortran array": ("relu", "net.params['W1'] = np.asfortranarray(np.ones((4, 6)))"),
+    "W1 of the wrong shape": ("relu", "net.params['W1'] = np.ones((5, 6))"),
+    "W2 of the wrong shape": ("relu", "net.params['W2'] = np.ones((7, 3))"),
+    "b1 of the wrong length": ("relu", "net.params['b1'] = np.ones(5)"),
+    "W1 is text": ("relu", "net.params['W1'] = 'W'"),
+    "layer W replaced": ("relu", "net.layers['Affine1'].W = np.ones((4, 6))"),
+    "output_size larger": ("relu", "net.output_size = 5"),
+    "output_size smaller": ("relu", "net.output_size = 2"),
+    "input_size changed": ("relu", "net.input_size = 5"),
+    "loss renamed": ("relu", "net.loss_name = 'mse'"),
+    "layer removed": ("relu", "del net.layers['Activation_function1']"),
+    "layers reordered": ("relu", "net.layers.move_to_end('Affine1')"),
+    "activation layer swapped": ("relu", "net.layers['Activation_function1'] = type(net.layers['Affine1']).__module__ and __import__(type(net.layers['Affine1']).__module__, fromlist=['Sigmoid']).Sigmoid()"),
+    "weight decay negative": ("relu", "net.weight_decay_lambda = -1.0"),
+    "weight decay text": ("relu", "net.weight_decay_lambda = 'a'"),
+    "hidden_layer_num changed": ("relu", "net.hidden_layer_num = 3"),
+    "params dict replaced": ("relu", "net.params = {k: v * 2 for k, v in net.params.items()}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_changed_attributes_match_the_reference_or_raise(case):
+    """Any public attribute changed between calls: the compiled network computes what the
+    reference network computes after the same change, or both raise a clear error;
+    never a crash (the kernel runs only on a structure it has checked)."""
+    activation, mutate = MUTATIONS[case]
+    script = _MUTATION_SCRIPT.replace("ACTIVATION", repr(activation)).replace("MUTATE", mutate)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"{case}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.strip() in ("same",) or proc.stdout.startswith("raised"), proc.stdout
+
+
+def test_params_entry_replaced_is_what_predict_gradient_and_save_see(tmp_path):
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((5, 4)), np.array([0, 1, 2, 0, 1])
+    net = fastmlp.MultiLayerNet(4, [6], 3, seed=0)
+    new_W1 = rng.standard_normal((4, 6))
+    net.params["W1"] = new_W1
+    assert net.layers["Affine1"].W is new_W1
+    fresh = fastmlp.MultiLayerNet(4, [6], 3, seed=0)
+    np.copyto(fresh.params["W1"], new_W1)
+    np.testing.assert_array_equal(net.predict(x), fresh.predict(x))
+    np.testing.assert_array_equal(net.gradient(x, t)["W1"], fresh.gradient(x, t)["W1"])
+    fastmlp.save(net, tmp_path / "n.fastmlp")
+    np.testing.assert_array_equal(fastmlp.load(tmp_path / "n.fastmlp").predict(x), net.predict(x))
+
+
+@pytest.mark.parametrize("cached", ["Affine2.x", "Activation_function1.mask", "grad W1",
+                                    "last_layer.y"])
+def test_own_buffers_passed_back_in_are_copied(cached):
+    """An input that is one of the network's own buffers gives the gradient a copy of it
+    gives, and is not overwritten by the call."""
+    rng = np.random.default_rng(0)
+    net = fastmlp.MultiLayerNet(6, [6], 6, seed=0)
+    x, t = rng.standard_normal((6, 6)), np.array([0, 1, 2, 3, 4, 5])
+    grads = net.gradient(x, t)
+    layer, _, attribute = cached.partition(".")
+    a = {"grad W1": lambda: grads["W1"], "last_layer.y": lambda: net.last_layer.y}.get(
+        cached, lambda: getattr(net.layers[layer], attribute))()
+    a_copy = np.array(a, dtype=np.float64)
+    expected = {k: v.copy() for k, v in
+                fastmlp.MultiLayerNet(6, [6], 6, seed=0).gradient(a_copy, t).items()}
+    x_in = a.astype(np.float64, copy=False)   # the mask (bool) comes in as a float copy
+    before = np.array(x_in, copy=True)
+    got = net.gradient(x_in, t)
+    for k in expected:
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(x_in, before)   # what was passed in is not overwritten
+
+
+def test_fused_sgd_step_with_x_aliasing_a_weight():
+    """x that is a view of W1 (legal, if odd): the fused update reads the x it was given."""
+    net = fastmlp.MultiLayerNet(4, [4], 3, seed=0)
+    twin = fastmlp.MultiLayerNet(4, [4], 3, seed=0)
+    t = np.array([0, 1, 2, 0])
+    x = net.params["W1"]
+    net.train_step(x, t, fastmlp.optimizers.SGD(lr=0.5))
+    twin.train_step(twin.params["W1"].copy(), t, fastmlp.optimizers.SGD(lr=0.5))
+    for k in net.params:
+        np.testing.assert_allclose(net.params[k], twin.params[k], rtol=1e-12, atol=1e-14)
