@@ -6,8 +6,12 @@ any attribute changes), float32 stays float32, and no method writes into an
 array it was given (the book's ``Relu.backward`` overwrites ``dout``).
 
 A layer caches its forward input for backward, so one instance is not
-reentrant: use one instance per thread.
+reentrant: use one instance per thread. Those cached attributes are public
+(as in the book) and a caller may replace them, so ``backward`` checks them
+again as it would check arguments (errors name them, e.g.
+``SoftmaxWithLoss.t``) before any kernel reads them.
 """
+import math
 import numbers
 
 import numpy as np
@@ -44,6 +48,25 @@ def _pair(x, y):
     return x, y
 
 
+def _cached_float(value, name, dtype=None, ndim=None):
+    """A layer's cached array, checked like an argument (it is public and may have been replaced)."""
+    if value is None:
+        raise RuntimeError(f"{name} is None: call forward first")
+    return as_float(value, name, dtype=dtype, ndim=ndim)
+
+
+def _cached_dtype(dtype, name):
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be np.float32 or np.float64, got {dtype!r}")
+    return dtype
+
+
+def _cached_shape(shape, name):
+    if not (isinstance(shape, tuple) and all(isinstance(s, int) and s >= 0 for s in shape)):
+        raise ValueError(f"{name} must be a tuple of sizes, got {shape!r}")
+    return shape
+
+
 def _result(out):
     """A 0-d result as a numpy scalar (what ``x * y`` gives numpy scalars), else the array."""
     return out[()] if out.ndim == 0 else out
@@ -64,8 +87,12 @@ class MulLayer:
 
     def backward(self, dout):
         check_called(self.x, "MulLayer")
-        dout = _check_dout(dout, self.x.shape, self.x.dtype)
-        dx, dy = _backend.mul_backward(dout, self.x, self.y)
+        x, y = _cached_float(self.x, "MulLayer.x"), _cached_float(self.y, "MulLayer.y")
+        dtype = pair_dtype(x, y)
+        x, y = as_float(x, "MulLayer.x", dtype=dtype), as_float(y, "MulLayer.y", dtype=dtype)
+        check_same_shape(x, y, "MulLayer.x", "MulLayer.y")
+        dout = _check_dout(dout, x.shape, dtype)
+        dx, dy = _backend.mul_backward(dout, x, y)
         return _result(dx), _result(dy)
 
 
@@ -88,7 +115,8 @@ class AddLayer:
 
     def backward(self, dout):
         check_called(self.shape, "AddLayer")
-        dout = _check_dout(dout, self.shape, self.dtype)
+        shape = _cached_shape(self.shape, "AddLayer.shape")
+        dout = _check_dout(dout, shape, _cached_dtype(self.dtype, "AddLayer.dtype"))
         return _result(dout.copy()), _result(dout.copy())
 
 
@@ -107,8 +135,12 @@ class Relu:
 
     def backward(self, dout):
         check_called(self.mask, "Relu")
-        dout = _check_dout(dout, self.mask.shape, self._dtype)
-        return _backend.relu_backward(dout, self.mask)
+        mask = self.mask
+        if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_):
+            raise TypeError(f"Relu.mask must be a bool array, got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
+        dout = _check_dout(dout, mask.shape, _cached_dtype(self._dtype, "Relu dtype"))
+        return _backend.relu_backward(dout, mask)
 
 
 class Sigmoid:
@@ -124,8 +156,9 @@ class Sigmoid:
 
     def backward(self, dout):
         check_called(self.out, "Sigmoid")
-        dout = _check_dout(dout, self.out.shape, self.out.dtype)
-        return _backend.sigmoid_backward(dout, self.out)
+        out = _cached_float(self.out, "Sigmoid.out")
+        dout = _check_dout(dout, out.shape, out.dtype)
+        return _backend.sigmoid_backward(dout, out)
 
 
 class Affine:
@@ -171,12 +204,17 @@ class Affine:
     def backward(self, dout):
         check_called(self.x, "Affine")
         W, _ = self._checked_params(self.W, self.b)
-        if W.shape[0] != self.x.shape[1] or W.dtype != self.x.dtype:
+        x = _cached_float(self.x, "Affine.x", ndim=2)
+        if W.shape[0] != x.shape[1] or W.dtype != x.dtype:
             raise ValueError(f"W changed since forward: it is {W.shape} {W.dtype}, forward's x "
-                             f"was {self.x.shape} {self.x.dtype}")
-        dout = _check_dout(dout, (self.x.shape[0], W.shape[1]), W.dtype)
-        dx, self.dW, self.db = _backend.affine_backward(dout, self.x, W)
-        return dx.reshape(self.original_x_shape)
+                             f"was {x.shape} {x.dtype}")
+        shape = _cached_shape(self.original_x_shape, "Affine.original_x_shape")
+        if len(shape) < 2 or shape[0] != x.shape[0] or math.prod(shape) != x.size:
+            raise ValueError(f"Affine.original_x_shape {shape} does not match Affine.x {x.shape}")
+        dout = _check_dout(dout, (x.shape[0], W.shape[1]), W.dtype)
+        dx, dW, db = _backend.affine_backward(dout, x, W)
+        self.dW, self.db = dW, db
+        return dx.reshape(shape)
 
 
 class SoftmaxWithLoss:
@@ -201,10 +239,11 @@ class SoftmaxWithLoss:
 
     def backward(self, dout=1):
         check_called(self.y, "SoftmaxWithLoss")
+        y = _backend.contiguous(_cached_float(self.y, "SoftmaxWithLoss.y", ndim=2), None)
+        labels, onehot = check_targets(self.t, y.shape[0], y.shape[1], y.dtype,
+                                       "SoftmaxWithLoss.t", copy=False)
         dout = _check_scalar_dout(dout)
-        if self.t.ndim == 1:
-            return _backend.softmax_ce_backward(self.y, self.t, None, dout)
-        return _backend.softmax_ce_backward(self.y, None, self.t, dout)
+        return _backend.softmax_ce_backward(y, labels, onehot, dout)
 
 
 class MSELoss:
@@ -225,7 +264,10 @@ class MSELoss:
 
     def backward(self, dout=1):
         check_called(self.y, "MSELoss")
-        return _backend.mse_backward(self.y, self.t, _check_scalar_dout(dout))
+        y = _cached_float(self.y, "MSELoss.y", ndim=2)
+        t = _cached_float(self.t, "MSELoss.t", dtype=y.dtype)
+        check_same_shape(y, t, "MSELoss.y", "MSELoss.t")
+        return _backend.mse_backward(y, t, _check_scalar_dout(dout))
 
 
 IdentityWithLoss = MSELoss

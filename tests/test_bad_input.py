@@ -329,7 +329,62 @@ def affine_W_replaced_fewer_rows():
     layer.W = np.ones((2, 50))      # W swapped between forward and backward
     return expect_error(lambda: layer.backward(np.ones((64, 50))), ["W"])
 
+def cached_replaced(make, forward, attribute, value, names, backward_arg=None):
+    """Replace a layer's cached attribute between forward and backward: a clear error
+    naming it (or the result of the attribute's new value, never a crash)."""
+    layer = make()
+    forward(layer)
+    setattr(layer, attribute, value)
+    call = (lambda: layer.backward()) if backward_arg is None else (lambda: layer.backward(backward_arg))
+    return expect_error(call, names, (TypeError, ValueError, RuntimeError))
+
+X5 = np.linspace(-1, 1, 15).reshape(5, 3)
+T5 = np.array([0, 1, 2, 0, 1])
+
+def smwl():
+    return L.SoftmaxWithLoss()
+
 CASES = {
+    "softmax_t_out_of_range": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "t", np.full(5, 10**9), ["SoftmaxWithLoss.t"]),
+    "softmax_t_negative": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "t", np.full(5, -3), ["SoftmaxWithLoss.t"]),
+    "softmax_t_fewer_labels": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "t", np.array([0]), ["SoftmaxWithLoss.t"]),
+    "softmax_t_onehot_narrow": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "t", np.ones((5, 1)), ["SoftmaxWithLoss.t"]),
+    "softmax_t_text": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "t", "abc", ["SoftmaxWithLoss.t"]),
+    "softmax_y_shorter": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "y", np.ones((1, 3)), ["t"]),
+    "softmax_y_1d": lambda: cached_replaced(
+        smwl, lambda l: l.forward(X5, T5), "y", np.ones(3), ["SoftmaxWithLoss.y"]),
+    "mul_y_shorter": lambda: cached_replaced(
+        L.MulLayer, lambda l: l.forward(np.ones(1000), np.ones(1000)), "y", np.ones(2),
+        ["MulLayer.y"], np.ones(1000)),
+    "mul_x_list": lambda: cached_replaced(
+        L.MulLayer, lambda l: l.forward(np.ones(4), np.ones(4)), "x", object(),
+        ["MulLayer.x"], np.ones(4)),
+    "mse_t_shorter": lambda: cached_replaced(
+        L.MSELoss, lambda l: l.forward(np.ones((1000, 3)), np.ones((1000, 3))), "t",
+        np.ones((1, 3)), ["MSELoss.t"]),
+    "relu_mask_shorter_float": lambda: cached_replaced(
+        L.Relu, lambda l: l.forward(np.ones(1000)), "mask", np.ones(3), ["Relu.mask"],
+        np.ones(1000)),
+    "relu_mask_list": lambda: cached_replaced(
+        L.Relu, lambda l: l.forward(np.ones(4)), "mask", [True] * 4, ["Relu.mask"], np.ones(4)),
+    "sigmoid_out_shorter": lambda: cached_replaced(
+        L.Sigmoid, lambda l: l.forward(np.ones(1000)), "out", np.ones(2), ["dout"],
+        np.ones(1000)),
+    "affine_x_replaced_short": lambda: cached_replaced(
+        lambda: L.Affine(np.ones((3, 4)), np.zeros(4)), lambda l: l.forward(np.ones((1000, 3))),
+        "x", np.ones((2, 3)), ["Affine.x"], np.ones((1000, 4))),
+    "affine_original_shape_bogus": lambda: cached_replaced(
+        lambda: L.Affine(np.ones((3, 4)), np.zeros(4)), lambda l: l.forward(np.ones((5, 3))),
+        "original_x_shape", (10**9, 3), ["original_x_shape"], np.ones((5, 4))),
+    "add_shape_bogus": lambda: cached_replaced(
+        L.AddLayer, lambda l: l.forward(np.ones(3), np.ones(3)), "dtype", "text",
+        ["AddLayer.dtype"], np.ones(3)),
     "labels_mutated_negative": lambda: labels_mutated_after_forward(-10**12),
     "labels_mutated_huge": lambda: labels_mutated_after_forward(10**12),
     "affine_b_replaced_short": affine_b_replaced_short,
