@@ -14,7 +14,6 @@ after calls and at backward jumps). The other cases (parameters that are not
 C-contiguous, other mappings) defer SIGINT while they copy the results back
 (see ``deferred_sigint``).
 """
-import contextlib
 import signal
 import threading
 
@@ -77,39 +76,57 @@ _DEFERRAL = _SigintDeferral()
 _NO_DEFERRAL = _NoDeferral()
 
 
-@contextlib.contextmanager
-def deferred_sigint():
-    """Context manager yielding a reusable critical-section context manager.
+class deferred_sigint:
+    """Context manager whose ``with`` gives a reusable critical-section context manager.
 
     In the main thread, while the block runs, SIGINT goes to a handler that
     defers it to the end of the current critical section; the previous handler
     is restored afterwards. Nothing is installed in other threads (signals are
     delivered to the main thread only) or when SIGINT is not handled by Python
     code (SIG_DFL, SIG_IGN): the critical section then does nothing. Nestable.
+    Installing and restoring are themselves critical sections, so a Ctrl-C at
+    any moment never leaves the handler behind.
     """
-    d = _DEFERRAL
-    if threading.current_thread() is not threading.main_thread():
-        yield _NO_DEFERRAL
-        return
-    if d.installs == 0:
-        previous = signal.getsignal(signal.SIGINT)
-        if not callable(previous):
-            yield _NO_DEFERRAL
-            return
-        d.previous, d.pending, d.depth = previous, None, 0
-        signal.signal(signal.SIGINT, d.handle)
-    d.installs += 1
-    try:
-        yield d
-    finally:
-        d.installs -= 1
+
+    def __init__(self):
+        self.active = False
+
+    def __enter__(self):
+        d = _DEFERRAL
+        if threading.current_thread() is not threading.main_thread():
+            return _NO_DEFERRAL
         if d.installs == 0:
-            if signal.getsignal(signal.SIGINT) == d.handle:   # unless someone replaced it
-                signal.signal(signal.SIGINT, d.previous)
-            d.depth = 0
-            pending, d.pending = d.pending, None
-            if pending is not None:
-                d.previous(*pending)
+            previous = signal.getsignal(signal.SIGINT)
+            if previous == d.handle:   # left behind by an interrupted exit: still ours
+                previous = d.previous
+            if not callable(previous):
+                return _NO_DEFERRAL
+            d.previous, d.pending, d.depth = previous, None, 1
+            signal.signal(signal.SIGINT, d.handle)
+        else:
+            d.depth += 1
+        d.installs += 1
+        self.active = True
+        d.depth -= 1
+        if d.depth == 0 and d.pending is not None:   # a SIGINT during the install
+            self.__exit__(None, None, None)          # uninstall, then deliver it
+        return d
+
+    def __exit__(self, *exc):
+        if not self.active:
+            return False
+        self.active = False
+        d = _DEFERRAL
+        d.depth += 1   # deferred while restoring
+        d.installs -= 1
+        if d.installs == 0 and signal.getsignal(signal.SIGINT) == d.handle:
+            signal.signal(signal.SIGINT, d.previous)   # unless someone replaced it meanwhile
+        d.depth -= 1
+        if d.depth == 0 and d.pending is not None:
+            signum, frame = d.pending
+            d.pending = None
+            d.previous(signum, frame)
+        return False
 
 
 def critical_section():
