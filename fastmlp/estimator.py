@@ -40,7 +40,22 @@ Differences from sklearn's MLP, all deliberate:
   exact);
 - ``n_iter_`` counts the epochs of the last ``fit`` call (as sklearn >= 1.3);
   ``loss_curve_`` and ``t_`` keep growing across warm starts and
-  ``partial_fit`` calls.
+  ``partial_fit`` calls; ``t_`` counts the samples of every applied step, so
+  also those of an epoch cut short by Ctrl-C or a ``DivergenceError``.
+
+Failures and Ctrl-C (fit, partial_fit):
+
+- a call that raises before training starts (invalid data or
+  hyper-parameters, a network that cannot be built, Ctrl-C during
+  validation) changes nothing: every input is validated and the new network,
+  optimizer and attributes are built aside, then put in place at once;
+- Ctrl-C during training stops it, warns "Training interrupted by user." and
+  returns (as sklearn), and the model is exactly as after its last whole
+  step: no update is half applied, ``t_`` and the optimizer state (Adam's
+  step count) match the parameters, ``n_iter_``/``loss_curve_`` and the
+  validation histories hold the completed epochs (an epoch's record is
+  committed with its last step); with ``early_stopping`` a ``fit`` then
+  restores the best parameters, as when it stops by itself.
 
 Threads: a fit whose training step is small (matrix products under
 ``SMALL_STEP_FLOPS``, e.g. digits' 64-100-10 at batch 200) runs numpy's BLAS
@@ -1193,7 +1208,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_iter_ : int
         Epochs run by the last call.
     t_ : int
-        Training samples seen (sklearn's meaning).
+        Training samples seen (sklearn's meaning), counted with each applied step.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When X has string column names.
@@ -1230,6 +1245,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Returns
         -------
         self
+
+        Notes
+        -----
+        Transactional: if the call raises before training starts (bad input,
+        a network that cannot be built), the estimator is unchanged — a fitted
+        one keeps its ``classes_``, parameters, optimizer state and histories.
+        Ctrl-C during training stops it with a warning and returns ``self``,
+        the model as after its last whole step (module docstring).
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
 
@@ -1249,6 +1272,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Returns
         -------
         self
+
+        Notes
+        -----
+        As ``fit``: nothing changes if the call raises before training; Ctrl-C
+        during the epoch stops it with a warning, keeping its whole steps.
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, classes=classes)
 
@@ -1404,7 +1432,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
 
     def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
-        """One epoch over (X, y), keeping the parameters and the optimizer state."""
+        """One epoch over (X, y), keeping the parameters and the optimizer state.
+
+        As ``MLPClassifier.partial_fit`` (without ``classes``): nothing changes if
+        the call raises before training; Ctrl-C keeps the epoch's whole steps.
+        """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=True)
 
     def predict(self, X):
