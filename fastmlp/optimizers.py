@@ -73,6 +73,7 @@ class _NoDeferral:
 
 
 _DEFERRAL = _SigintDeferral()
+_MAIN_THREAD_ID = threading.main_thread().ident
 _NO_DEFERRAL = _NoDeferral()
 
 
@@ -93,16 +94,20 @@ class deferred_sigint:
 
     def __enter__(self):
         d = _DEFERRAL
-        if threading.current_thread() is not threading.main_thread():
+        if threading.get_ident() != _MAIN_THREAD_ID:
             return _NO_DEFERRAL
         if d.installs == 0:
-            previous = signal.getsignal(signal.SIGINT)
-            if previous == d.handle:   # left behind by an interrupted exit: still ours
-                previous = d.previous
-            if not callable(previous):
+            d.pending, d.depth = None, 1   # a SIGINT from here on waits in d.pending
+            previous = signal.signal(signal.SIGINT, d.handle)
+            if previous != d.handle:        # (else left behind by an interrupted exit)
+                d.previous = previous
+            if not callable(d.previous):    # SIG_DFL, SIG_IGN, or set from C: not ours to defer
+                signal.signal(signal.SIGINT, d.previous)
+                d.depth = 0
+                if d.pending is not None and d.previous == signal.SIG_DFL:
+                    d.pending = None
+                    signal.raise_signal(signal.SIGINT)
                 return _NO_DEFERRAL
-            d.previous, d.pending, d.depth = previous, None, 1
-            signal.signal(signal.SIGINT, d.handle)
         else:
             d.depth += 1
         d.installs += 1
@@ -119,8 +124,10 @@ class deferred_sigint:
         d = _DEFERRAL
         d.depth += 1   # deferred while restoring
         d.installs -= 1
-        if d.installs == 0 and signal.getsignal(signal.SIGINT) == d.handle:
-            signal.signal(signal.SIGINT, d.previous)   # unless someone replaced it meanwhile
+        if d.installs == 0:
+            replaced = signal.signal(signal.SIGINT, d.previous)
+            if replaced != d.handle:   # someone installed their own handler meanwhile: keep it
+                signal.signal(signal.SIGINT, replaced)
         d.depth -= 1
         if d.depth == 0 and d.pending is not None:
             signum, frame = d.pending
@@ -132,7 +139,7 @@ class deferred_sigint:
 def critical_section():
     """The current critical section: the installed deferral in the main thread, else a no-op."""
     d = _DEFERRAL
-    if d.installs and threading.current_thread() is threading.main_thread():
+    if d.installs and threading.get_ident() == _MAIN_THREAD_ID:
         return d
     return _NO_DEFERRAL
 
