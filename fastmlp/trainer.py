@@ -155,6 +155,10 @@ class Trainer:
         From the constructor, naming the argument, for any invalid argument.
     DivergenceError
         From ``train``/``train_step`` when the loss becomes NaN or infinite.
+    KeyboardInterrupt
+        From ``train``/``train_step`` on Ctrl-C, the trainer as after its last
+        whole step (see ``train``). A constructor that raises changes nothing
+        (the network, an optimizer object, the seed Generator, the data).
     """
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,

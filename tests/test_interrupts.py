@@ -236,6 +236,75 @@ def test_trainer_interrupted_anywhere_is_whole_steps_and_resumes_exactly(name, k
     assert mid >= 5, f"only {mid} interrupts landed inside the run"
 
 
+@pytest.mark.parametrize("name, kw", [TRAINER_OPTIMIZERS[0], TRAINER_OPTIMIZERS[-1]],
+                         ids=["SGD", "Adam"])
+def test_trainer_train_step_loop_interrupted_is_whole_steps(name, kw):
+    """The user's own loop of train_step() calls (each installs the deferral itself)."""
+    data = _trainer_data()
+    ref = _make_trainer(name, kw, data)
+    snaps = [_snap(ref.network.params, ref.optimizer)]
+    while ref.current_iter < ref.max_iter:
+        ref.train_step()
+        snaps.append(_snap(ref.network.params, ref.optimizer))
+
+    def loop(tr):
+        while tr.current_iter < tr.max_iter:
+            tr.train_step()
+
+    duration = _duration(lambda: loop(_make_trainer(name, kw, data)))
+    for delay, how in _delays(31, duration, 30):
+        tr = _make_trainer(name, kw, data)
+        interrupted = False
+        with Interrupt(delay, how):
+            try:
+                loop(tr)
+            except KeyboardInterrupt:
+                interrupted = True
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        k = tr.current_iter
+        assert _match(snaps, tr.network.params) == [k]
+        assert tr.train_loss_list == ref.train_loss_list[:k]
+        assert _same_optimizer(snaps[k]["opt"], tr.optimizer, lr=False)
+        _count(f"Trainer.train_step/{name}", interrupted=interrupted,
+               mid_run=interrupted and 0 < k < ref.max_iter)
+        loop(tr)   # and on to the uninterrupted end
+        assert _same_arrays(tr.network.params, ref.network.params)
+        assert tr.train_acc_list == ref.train_acc_list
+
+
+def test_sigint_deferral_helper():
+    """A SIGINT inside a critical section arrives at its end; the handler is restored after
+    nesting; nothing is deferred in other threads or when SIGINT is ignored."""
+    seen = []
+    with optimizers.deferred_sigint() as critical:
+        with optimizers.deferred_sigint() as inner:
+            assert inner is critical and optimizers.critical_section() is critical
+        assert signal.getsignal(signal.SIGINT) != signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            with critical:
+                signal.raise_signal(signal.SIGINT)
+                for _ in range(1000):   # many chances for the handler to run
+                    seen.append(len(seen))
+        assert len(seen) == 1000
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    out = []
+    thread = threading.Thread(target=lambda: out.append(
+        (type(optimizers.deferred_sigint().__enter__()).__name__,
+         type(optimizers.critical_section()).__name__)))
+    thread.start()
+    thread.join()
+    assert out == [("_NoDeferral", "_NoDeferral")]
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with optimizers.deferred_sigint() as critical:
+            assert type(critical).__name__ == "_NoDeferral"
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ----------------------------------------------------------------------------- optimizers alone
 
 @pytest.mark.parametrize("layout", ["C", "F"])
