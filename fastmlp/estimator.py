@@ -717,13 +717,12 @@ class _BaseMLP(BaseEstimator):
             y_buf = np.empty_like(train.y)
             w_buf = None if train.w is None else np.empty_like(train.w)
         bar = None
-        if verbose and not incremental:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=n_epochs, unit="epoch", leave=False, dynamic_ncols=True,
-                       desc=type(self).__name__)
-
         message = None
         try:
+            if verbose and not incremental:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=n_epochs, unit="epoch", leave=False, dynamic_ncols=True,
+                           desc=type(self).__name__)
             for _ in range(n_epochs):
                 if self.shuffle:
                     perm = rng.permutation(n)
