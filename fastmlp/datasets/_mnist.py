@@ -222,10 +222,20 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
     NotADirectoryError
         If ``path`` exists but is not a directory.
     ValueError
-        If a file is malformed: corrupt gzip data, wrong magic number,
-        truncated header or payload, trailing bytes, images that are not
-        28x28, labels outside ``0..9``, or image and label counts that
-        differ. The message names the file.
+        If a file is malformed: not a regular file, corrupt gzip data, wrong
+        magic number, truncated header or payload, trailing bytes, images
+        that are not 28x28, labels outside ``0..9``, image and label counts
+        that differ, or data that does not fit in memory. The message names
+        the file.
+
+    Notes
+    -----
+    Each file is streamed, header first: the payload it then reads is bounded
+    by the dimensions the header declares (checked against the file size for
+    a plain file, and against deflate's maximum ratio for a gzip file, before
+    any of it is read), so a small gzip file cannot expand into a large
+    allocation, and the image and label counts are compared before the images
+    are read.
     """
     directory = Path(os.fspath(path)).expanduser()
     if not directory.exists():
