@@ -6,6 +6,7 @@ fixed chunks across an OpenMP team (elementwise, so the bits never change).
 from cython cimport floating
 from cython.parallel cimport prange
 
+from _arrays cimport check_len
 from _omp cimport CHUNK
 from _scalar cimport sigmoid
 cimport _simd
@@ -30,6 +31,8 @@ def relu_forward(const floating[::1] x,        # IN
                  unsigned char[::1] mask,      # OUT x <= 0 (the book's mask)
                  int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    check_len(out.shape[0], n, "out")
+    check_len(mask.shape[0], n, "mask")
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
             _simd.relu(&x[0], &out[0], &mask[0], 0, n)
@@ -43,6 +46,8 @@ def relu_backward(const floating[::1] dout,          # IN
                   floating[::1] dx,                  # OUT
                   int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    check_len(mask.shape[0], n, "mask")
+    check_len(dx.shape[0], n, "dx")
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
             _simd.relu_backward(&dout[0], &mask[0], &dx[0], 0, n)
@@ -55,6 +60,7 @@ def sigmoid_forward(const floating[::1] x,    # IN
                     floating[::1] out,        # OUT
                     int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    check_len(out.shape[0], n, "out")
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
             _sigmoid_forward(&x[0], &out[0], 0, n)
@@ -68,6 +74,8 @@ def sigmoid_backward(const floating[::1] dout,   # IN
                      floating[::1] dx,           # OUT dout * (1 - out) * out
                      int n_threads=1):
     cdef Py_ssize_t n = dout.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
+    check_len(out.shape[0], n, "out")
+    check_len(dx.shape[0], n, "dx")
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
             _sigmoid_backward(&dout[0], &out[0], &dx[0], 0, n)

@@ -63,6 +63,35 @@ cdef void _update_all(floating dummy, int rule, list params, list grads, list st
                 _update(rule, p, g, s1, s2, hp, c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
+cdef int _check_lists(list params, list grads, list state1, list state2) except -1:
+    """Raise ValueError unless the arrays can be handed to the rule's loop as they are:
+    params writeable, aligned, native, C-contiguous float32/float64 of one dtype; each
+    grad and state entry the same dtype and size (ready(), as gather() checks)."""
+    cdef Py_ssize_t k, n = len(params)
+    cdef int typenum = -1
+    if isinstance(params[0], cnp.ndarray):
+        typenum = cnp.PyArray_TYPE(<cnp.ndarray>params[0])
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("params must be float32 or float64 arrays")
+    for lst, name in ((grads, "grads"), (state1, "state1"), (state2, "state2")):
+        if lst is not None and len(lst) != n:
+            raise ValueError(f"{name} has {len(lst)} arrays for {n} params")
+    for k in range(n):
+        p = params[k]
+        if not ready(p, typenum, True):
+            raise ValueError(f"params[{k}] is not a writeable, aligned, C-contiguous array "
+                             f"of params[0]'s dtype")
+        for lst, name in ((grads, "grads"), (state1, "state1"), (state2, "state2")):
+            if lst is None:
+                continue
+            a = (<list>lst)[k]
+            if not ready(a, typenum, name != "grads") or \
+                    cnp.PyArray_SIZE(<cnp.ndarray>a) != cnp.PyArray_SIZE(<cnp.ndarray>p):
+                raise ValueError(f"{name}[{k}] is not an aligned, C-contiguous array of "
+                                 f"params[{k}]'s dtype and size")
+    return 0
+
+
 def update(int rule, list params, list grads, list state1, list state2, double lr,
            double momentum=0, double decay_rate=0, double beta1=0, double beta2=0,
            double eps=0, int n_threads=1):
@@ -82,8 +111,13 @@ def update(int rule, list params, list grads, list state1, list state2, double l
     hp.one_minus_beta1 = 1 - beta1
     hp.one_minus_beta2 = 1 - beta2
     hp.eps = eps
+    if not 0 <= rule <= 5:
+        raise ValueError(f"rule must be 0..5, got {rule}")
+    if (rule >= 1 and state1 is None) or (rule == 5 and state2 is None):
+        raise ValueError(f"rule {rule} needs its state lists")
     if not params:
         return
+    _check_lists(params, grads, state1, state2)
     if cnp.PyArray_TYPE(<cnp.ndarray>params[0]) == cnp.NPY_FLOAT32:
         _update_all[float](0, rule, params, grads, state1, state2, &hp, n_threads)
     else:

@@ -12,6 +12,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 
+from _arrays cimport check_labels, check_len
 from _scalar cimport exp_
 
 cdef double LOG_EPS = 1e-7   # the book's delta inside the log
@@ -59,6 +60,8 @@ cdef void _softmax_rows(const floating[:, ::1] x, floating[:, ::1] y, int n_thre
 def softmax_forward(const floating[:, ::1] x,   # IN  (N, C) logits
                     floating[:, ::1] y,         # OUT (N, C) row-wise softmax
                     int n_threads=1):
+    check_len(y.shape[0], x.shape[0], "y")
+    check_len(y.shape[1], x.shape[1], "y's rows")
     with nogil:
         _softmax_rows(x, y, n_threads)
 
@@ -70,6 +73,9 @@ def softmax_ce_forward_labels(const floating[:, ::1] x,   # IN  (N, C) logits
     """Return the mean loss sum(logsumexp(x[i]) - x[i, t[i]]) / N."""
     cdef Py_ssize_t i, n = x.shape[0], c = x.shape[1]
     cdef double loss = 0
+    check_labels(t, n, c)
+    check_len(y.shape[0], n, "y")
+    check_len(y.shape[1], c, "y's rows")
     with nogil:
         _softmax_rows(x, y, n_threads)
         for i in range(n):   # serial, fixed order; the row's logsumexp is recomputed cheaply
@@ -84,6 +90,10 @@ def softmax_ce_forward_onehot(const floating[:, ::1] x,   # IN  (N, C) logits
     """Return the mean loss sum(t * (logsumexp(x) - x)) / N."""
     cdef Py_ssize_t i, j, n = x.shape[0], c = x.shape[1]
     cdef double loss = 0, lse
+    check_len(t.shape[0], n, "t")
+    check_len(t.shape[1], c, "t's rows")
+    check_len(y.shape[0], n, "y")
+    check_len(y.shape[1], c, "y's rows")
     with nogil:
         _softmax_rows(x, y, n_threads)
         for i in range(n):
@@ -100,6 +110,9 @@ def softmax_ce_backward_labels(const floating[:, ::1] y,   # IN  (N, C) softmax
                                floating[:, ::1] dx):       # OUT (N, C) (y - onehot(t)) * dout / N
     cdef Py_ssize_t i, j, n = y.shape[0], c = y.shape[1]
     cdef floating scale = dout / n
+    check_labels(t, n, c)
+    check_len(dx.shape[0], n, "dx")
+    check_len(dx.shape[1], c, "dx's rows")
     with nogil:
         for i in range(n):
             for j in range(c):
@@ -113,6 +126,10 @@ def softmax_ce_backward_onehot(const floating[:, ::1] y,   # IN  (N, C) softmax
                                floating[:, ::1] dx):       # OUT (N, C) (y - t) * dout / N
     cdef Py_ssize_t i, j, n = y.shape[0], c = y.shape[1]
     cdef floating scale = dout / n
+    check_len(t.shape[0], n, "t")
+    check_len(t.shape[1], c, "t's rows")
+    check_len(dx.shape[0], n, "dx")
+    check_len(dx.shape[1], c, "dx's rows")
     with nogil:
         for i in range(n):
             for j in range(c):
@@ -124,6 +141,7 @@ def cross_entropy_labels(const floating[:, ::1] y,   # IN  (N, C) probabilities
     """The book's cross_entropy_error: -sum(log(y[i, t[i]] + 1e-7)) / N."""
     cdef Py_ssize_t i, n = y.shape[0]
     cdef double loss = 0
+    check_labels(t, n, y.shape[1])
     with nogil:
         for i in range(n):
             loss -= log(y[i, t[i]] + LOG_EPS)
