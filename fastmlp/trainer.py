@@ -18,10 +18,11 @@ Differences from the book, all deliberate:
 - a tqdm progress bar instead of one printed line per step, and an optional
   per-epoch learning-rate decay;
 - Ctrl-C is safe: a step (update, ``train_loss_list``, ``current_iter``, the
-  position in the shuffled stream) and an epoch's end (accuracies,
-  ``current_epoch``, learning-rate decay) are each recorded whole or not at
-  all, so after a ``KeyboardInterrupt`` the trainer is exactly as after its
-  last whole step and ``train()`` resumes as if never interrupted.
+  position in the shuffled stream and, after an epoch's last step, the
+  epoch's accuracies, ``current_epoch`` and learning-rate decay) is recorded
+  whole or not at all, so after a ``KeyboardInterrupt`` the trainer is exactly
+  as after its last whole step and ``train()`` resumes as if never
+  interrupted.
 """
 import math
 import numbers
@@ -358,21 +359,28 @@ class Trainer:
             the same mini-batch).
         KeyboardInterrupt
             On Ctrl-C, with the step applied whole (update, ``train_loss_list``,
-            ``current_iter``) or not at all; an epoch end that was cut short
-            is recorded by the next ``train_step``/``train``.
+            ``current_iter`` and, after an epoch's last step, the epoch's
+            accuracies, ``current_epoch`` and learning-rate decay) or not at
+            all.
         """
         with _optimizers.deferred_sigint() as critical:
             return self._step(critical)
 
     def _step(self, critical):
-        if self._epoch_end_due():   # an epoch end that a Ctrl-C cut short
-            self._end_epoch(critical)
+        if self._epoch_end_due():   # an epoch end whose evaluation raised: record it first
+            with critical:
+                self._end_epoch(critical)
         x, t = self._next_batch(critical)
+        # Whole or not at all under Ctrl-C: the update, its bookkeeping and, with an epoch's
+        # last step, the epoch's end (so a Ctrl-C waits for at most one step and one
+        # evaluation).
         if self._fused:
-            with critical:   # the fused update and its bookkeeping, whole or not at all
+            with critical:
                 loss = float(self.network.train_step(x, t, self.optimizer))
                 if math.isfinite(loss):
                     self._record_step(loss)
+                    if self._epoch_end_due():
+                        self._end_epoch(critical)
             if not math.isfinite(loss):
                 self._diverged(loss)
         else:
@@ -382,8 +390,8 @@ class Trainer:
             with critical:
                 self.optimizer.update(self.network.params, grads)
                 self._record_step(loss)
-        if self._epoch_end_due():
-            self._end_epoch(critical)
+                if self._epoch_end_due():
+                    self._end_epoch(critical)
         return loss
 
     def _diverged(self, loss):
@@ -408,7 +416,8 @@ class Trainer:
         return correct / n
 
     def _end_epoch(self, critical):
-        """Measure the accuracies, then record the epoch's end in one critical section."""
+        """Measure the accuracies and record the epoch's end (called inside the critical
+        section of the epoch's last step)."""
         k = self.evaluate_sample_num_per_epoch
         if k is None:
             train_acc = self._accuracy(self.x_train, self.t_train)
@@ -466,8 +475,9 @@ class Trainer:
                              disable=None if self.verbose else True, leave=False,
                              dynamic_ncols=True)
             try:
-                if self._epoch_end_due():   # an epoch end that a Ctrl-C cut short
-                    self._end_epoch(critical)
+                if self._epoch_end_due():   # an epoch end whose evaluation raised
+                    with critical:
+                        self._end_epoch(critical)
                 while self.current_iter < self.max_iter:
                     self._step(critical)
                     self._bar.update()

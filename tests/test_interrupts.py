@@ -28,8 +28,13 @@ import pytest
 from fastmlp import MultiLayerNet, optimizers
 from fastmlp.trainer import Trainer
 
-pytestmark = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                                reason="signals reach the main thread only")
+pytestmark = [
+    pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                       reason="signals reach the main thread only"),
+    # a SIGINT that lands in a finalizer (say, an old progress bar's __del__) is reported
+    # as unraisable and lost, by Python's rules: that trial is simply not interrupted
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 sklearn = pytest.importorskip("sklearn")
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
@@ -215,9 +220,7 @@ def test_trainer_interrupted_anywhere_is_whole_steps_and_resumes_exactly(name, k
         half += not matches
         ok = (k in matches and tr.train_loss_list == ref.train_loss_list[:k]
               and _same_optimizer(snaps[k]["opt"], tr.optimizer, lr=False)
-              and tr.current_epoch in (epochs_at[k], epochs_at[k] - 1)
-              # the learning rate decays with each recorded epoch end (an epoch end cut
-              # short by the interrupt is recorded when training resumes)
+              and tr.current_epoch == epochs_at[k]   # an epoch's end comes with its last step
               and tr.optimizer.lr == _decayed(kw["lr"], tr.current_epoch)
               and tr.train_acc_list == ref.train_acc_list[:tr.current_epoch]
               and tr.test_acc_list == ref.test_acc_list[:tr.current_epoch])
@@ -264,7 +267,7 @@ def test_trainer_train_step_loop_interrupted_is_whole_steps(name, kw):
         k = tr.current_iter
         assert _match(snaps, tr.network.params) == [k]
         assert tr.train_loss_list == ref.train_loss_list[:k]
-        assert _same_optimizer(snaps[k]["opt"], tr.optimizer, lr=False)
+        assert _same_optimizer(snaps[k]["opt"], tr.optimizer)
         _count(f"Trainer.train_step/{name}", interrupted=interrupted,
                mid_run=interrupted and 0 < k < ref.max_iter)
         loop(tr)   # and on to the uninterrupted end
