@@ -984,6 +984,50 @@ def prop_networks(data):
                           False)
 
 
+@prop(150)
+def prop_network_layouts_and_aliases(data):
+    """No mutations: every memory layout and real dtype of x, and x that *is* one of the
+    network's own arrays (cached layer inputs, activations, params, the arrays gradient
+    returned), through every method. Square sizes, so those arrays fit as x."""
+    k = data.draw(st.integers(1, 3), label="size")
+    dtype = data.draw(st.sampled_from([np.float64, np.float32]), label="dtype")
+    layers = data.draw(st.integers(0, 2), label="hidden layers")
+    kw = dict(activation=data.draw(st.sampled_from(["relu", "sigmoid"])), dtype=dtype,
+              seed=data.draw(st.integers(0, 50)), weight_decay_lambda=data.draw(st.sampled_from([0, 0.1])),
+              loss=data.draw(st.sampled_from(["cross_entropy", "mse"])))
+    net = fastmlp.MultiLayerNet(k, [k] * layers, k, **kw)
+    desc = f"MultiLayerNet({k}, {[k] * layers}, {k}, {kw})"
+    note(desc)
+    H.trace("net", desc)
+    n = data.draw(st.integers(1, 3), label="N")
+    warm_x = np.linspace(-1, 1, n * k).reshape(n, k)
+    warm_t = np.linspace(0, 1, n * k).reshape(n, k) if kw["loss"] == "mse" else np.arange(n) % k
+    LAST_GRADS[id(net)] = net.gradient(warm_x, warm_t)
+    for step in range(data.draw(st.integers(1, 4), label="steps")):
+        method = data.draw(st.sampled_from(["predict", "loss", "accuracy", "gradient", "train_step",
+                                            "train_step", "numerical_gradient"]), label="method")
+        if method == "accuracy" and kw["loss"] == "mse":
+            method = "predict"
+        if data.draw(st.booleans(), label="own array as x"):
+            pool = [getattr(layer, a) for layer in net.layers.values() for a in ("x", "out", "W", "dW")
+                    if isinstance(getattr(layer, a, None), np.ndarray)]
+            pool += [net.last_layer.y] + list(LAST_GRADS.get(id(net), {}).values()) + list(net.params.values())
+            pool = [a for a in pool if isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[1] == k]
+            x = pool[data.draw(st.integers(0, len(pool) - 1), label="which array")]
+        else:
+            x = data.draw(H.arrays((data.draw(st.integers(1, 3), label="rows"), k), dtypes=H.REAL_DTYPES,
+                                   layouts=H.LAYOUTS[1:], kinds=["ints", "moderate"]), label="x")
+        rows = x.shape[0]
+        t = (data.draw(H.arrays((rows, k), dtypes=["f8", "f4"], kinds=["moderate"]), label="t")
+             if kw["loss"] == "mse" else np.arange(rows) % k)
+        args = (x,) if method == "predict" else (x, t)
+        opt_spec = None
+        if method == "train_step":
+            opt_name = data.draw(st.sampled_from(["SGD", "SGD", "Momentum", "Adam"]), label="optimizer")
+            opt_spec = (opt_name, OPT_CLASSES[opt_name])
+        _net_call(net, method, args, desc, ["x", "t"], True, True, set(), set(), False, opt_spec)
+
+
 def _net_save(net, x, names, benign, relink_params, relink_layers):
     """save sees the params the network computes with: load gives them back bit for bit, and
     the loaded network predicts what the reference twin predicts."""
