@@ -43,7 +43,10 @@ class _SigintDeferral:
         self.previous = None    # the handler to defer to (Python's default_int_handler)
 
     def handle(self, signum, frame):
-        if self.depth:
+        # Also deferred: a SIGINT handled on entry to deferred_sigint.__exit__ (Python checks
+        # for signals on entering a function), which would otherwise abort the uninstall and
+        # leave this handler behind; that __exit__ delivers it when done.
+        if self.depth or (frame is not None and frame.f_code is _UNINSTALL_CODE):
             self.pending = (signum, frame)
             return
         self.pending = None
@@ -134,6 +137,9 @@ class deferred_sigint:
             d.pending = None
             d.previous(signum, frame)
         return False
+
+
+_UNINSTALL_CODE = deferred_sigint.__exit__.__code__
 
 
 def critical_section():

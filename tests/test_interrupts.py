@@ -299,6 +299,23 @@ def test_sigint_deferral_helper():
     thread.join()
     assert out == [("_NoDeferral", "_NoDeferral")]
 
+    # install/uninstall hammered by interrupts: the handler is never left behind, and the
+    # deferral counters end at rest
+    def churn():
+        for _ in range(3000):
+            with optimizers.deferred_sigint() as critical:
+                with critical:
+                    pass
+    duration = _duration(churn, repeats=1)
+    for delay, how in _delays(37, duration, 40):
+        with Interrupt(delay, how):
+            try:
+                churn()
+            except KeyboardInterrupt:
+                pass
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert optimizers._DEFERRAL.installs == 0
+
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with optimizers.deferred_sigint() as critical:
@@ -477,10 +494,11 @@ def test_fit_interrupted_anywhere_keeps_whole_steps(config):
     half = inconsistent = mid = 0
     for i, (delay, how) in enumerate(_delays(sum(map(ord, config)), duration, 40)):
         est = cls(**COMMON, **kw)
+        inside = escaped = False
         with Interrupt(delay, how) as it:
             inside, escaped = _quiet_fit(est, X, y, **fit_kw)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        if escaped and "_net" not in est.__dict__:
+        if "_net" not in est.__dict__:
             # interrupted before the fit had built its network: nothing was set
             assert not hasattr(est, "n_features_in_") and not hasattr(est, "classes_")
             assert not hasattr(est, "loss_curve_") and not hasattr(est, "t_")
@@ -533,6 +551,7 @@ def test_partial_fit_interrupted_anywhere_keeps_whole_steps(solver):
     half = inconsistent = mid = 0
     for delay, how in _delays(17 + len(solver), duration, 40):
         est = MLPClassifier(**kw)
+        inside = escaped = False
         with Interrupt(delay, how):
             try:
                 inside, escaped = run(est)
@@ -573,6 +592,7 @@ def test_refit_interrupted_before_its_commit_leaves_the_old_model():
         _quiet_fit(est, XA, yA)
         before = _fitted_state(est)
         pred_before = est.predict(XA)
+        inside = escaped = False
         with Interrupt(delay, how):
             inside, escaped = _quiet_fit(est, XB, yB)
         if est._net is before["net_object"]:
