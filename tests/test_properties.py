@@ -77,6 +77,11 @@ def twin_of(obj, memo=None):
             # argument is (the reference would fail on list.shape)
             v = H.outcome(lambda v=v: np.asarray(v))
             v = v if not isinstance(v, H.Raised) else None
+        if k in ("x", "y", "out", "W", "b") and isinstance(v, np.ndarray) and v.dtype.kind in "biu":
+            # the spec: integer or other real input is computed in float64; a cached array
+            # replaced by an integer one is held to the same rule (the reference would compute
+            # in the integer dtype, casting dout to it)
+            v = v.astype(np.float64)
         twin.__dict__[k] = v
     t = getattr(twin, "t", None)
     if isinstance(twin, R.layers.SoftmaxWithLoss) and isinstance(t, np.ndarray) and t.ndim == 1 \
