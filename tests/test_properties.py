@@ -70,8 +70,9 @@ def twin_of(obj, memo=None):
     memo = {} if memo is None else memo
     cls = getattr(R.layers, type(obj).__name__)
     twin = cls.__new__(cls)
+    given = {}   # attribute -> (the value the twin computes with, the value as given)
     for k, v in vars(obj).items():
-        v = H.ref_clone(v, memo)
+        v = original = H.ref_clone(v, memo)
         if isinstance(v, list):
             # a list where the layer keeps an array: treated as np.asarray(list), as every
             # argument is (the reference would fail on list.shape)
@@ -82,14 +83,16 @@ def twin_of(obj, memo=None):
             # replaced by an integer one is held to the same rule (the reference would compute
             # in the integer dtype, casting dout to it)
             v = v.astype(np.float64)
+        if k == "t" and isinstance(twin, R.layers.SoftmaxWithLoss) and isinstance(v, np.ndarray) \
+                and v.ndim == 1 and v.dtype.kind == "f" and np.isfinite(v).all() \
+                and (v == np.round(v)).all():
+            # forward takes whole-number float labels as labels, so a t holding them means those
+            # labels (the reference would index with floats and raise IndexError)
+            v = v.astype(np.intp)
+        if v is not original:
+            given[k] = (v, original)
         twin.__dict__[k] = v
-    t = getattr(twin, "t", None)
-    if isinstance(twin, R.layers.SoftmaxWithLoss) and isinstance(t, np.ndarray) and t.ndim == 1 \
-            and t.dtype.kind == "f" and np.isfinite(t).all() and (t == np.round(t)).all():
-        # forward takes whole-number float labels as labels, so a t holding them means those
-        # labels (the reference would index with floats and raise IndexError)
-        twin.t = t.astype(np.intp)
-        twin.__dict__["_given_t"] = (twin.t, t)
+    twin.__dict__["_given"] = given
     return twin
 
 
@@ -355,9 +358,9 @@ def run_call(fast, twin, method, args, what, names, must_succeed, exact, values,
     if isinstance(got, H.Raised):
         assert H.snapshot(vars(fast)) == before_state, \
             f"{what}.{method} raised {got.exc!r} but changed the object's state"
-    given = twin.__dict__.pop("_given_t", None)
-    if given is not None and twin.t is given[0]:
-        twin.t = given[1]   # the state compared is the t the layer was given
+    for k, (used, original) in twin.__dict__.pop("_given", {}).items():
+        if twin.__dict__.get(k) is used:
+            twin.__dict__[k] = original   # the state compared is the value the layer was given
     got_full = got if isinstance(got, H.Raised) else (got, public_state(fast))
     want_full = want if isinstance(want, H.Raised) else (want, public_state(twin))
     tol_dtype = np.float32 if H.uses_float32(got_full, want_full) else None
