@@ -14,6 +14,8 @@ after calls and at backward jumps). The other cases (parameters that are not
 C-contiguous, other mappings) defer SIGINT while they copy the results back
 (see ``deferred_sigint``).
 """
+import math
+import numbers
 import signal
 import threading
 
@@ -26,6 +28,10 @@ from ._validation import as_float, check_positive_float, lookup
 EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _PLAIN_DICTS = (dict, Params)   # a network's params: a dict that also updates its layers
+# The constructors' hyper-parameters, public attributes checked again at each update:
+# (name, exclusive upper bound); each must be a finite real >= 0 (lr > 0).
+_HYPER_BOUNDS = (("lr", math.inf), ("momentum", math.inf), ("decay_rate", 1.0),
+                 ("beta1", 1.0), ("beta2", 1.0))
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
@@ -43,10 +49,7 @@ class _SigintDeferral:
         self.previous = None    # the handler to defer to (Python's default_int_handler)
 
     def handle(self, signum, frame):
-        # Also deferred: a SIGINT handled on entry to deferred_sigint.__exit__ (Python checks
-        # for signals on entering a function), which would otherwise abort the uninstall and
-        # leave this handler behind; that __exit__ delivers it when done.
-        if self.depth or (frame is not None and frame.f_code is _UNINSTALL_CODE):
+        if self.depth or _in_uninstall(frame):
             self.pending = (signum, frame)
             return
         self.pending = None
@@ -142,6 +145,18 @@ class deferred_sigint:
 _UNINSTALL_CODE = deferred_sigint.__exit__.__code__
 
 
+def _in_uninstall(frame):
+    """Whether ``frame`` runs inside deferred_sigint.__exit__. A SIGINT handled on entry to
+    it (Python checks for signals on entering a function), or in code it triggers (another
+    signal's handler, a finalizer), would abort the uninstall and leave the handler behind:
+    it is deferred, and that __exit__ delivers it when done."""
+    while frame is not None:
+        if frame.f_code is _UNINSTALL_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def critical_section():
     """The current critical section: the installed deferral in the main thread, else a no-op."""
     d = _DEFERRAL
@@ -165,6 +180,24 @@ class Optimizer:
         self.lr = check_positive_float(lr, "lr")
         for name in self.state_names:
             setattr(self, name, None)
+
+    def _check_hyper(self):
+        """Check the hyper-parameters (public, replaceable attributes) as the constructor did,
+        and Adam's step count; raise an error that names the attribute."""
+        attributes = self.__dict__
+        for name, upper in _HYPER_BOUNDS:
+            value = attributes.get(name, 0.5)
+            if type(value) is not float or not 0 <= value < upper or (value == 0 and name == "lr"):
+                value = check_positive_float(value, name, allow_zero=name != "lr")
+                if value >= upper:
+                    raise ValueError(f"{name} must be < {upper}, got {value}")
+        if self.counts_steps:
+            step = attributes.get("iter")
+            if type(step) is not int and not (isinstance(step, numbers.Integral)
+                                               and not isinstance(step, (bool, np.bool_))):
+                raise TypeError(f"iter must be an integer step count, got {type(step).__name__}")
+            if not 0 <= step < 2**53:
+                raise ValueError(f"iter must lie in [0, 2**53), got {step}")
 
     def _check(self, params, grads):
         if not hasattr(params, "keys") or not hasattr(grads, "keys"):
@@ -192,6 +225,10 @@ class Optimizer:
             checked[key] = grad
         for name in self.state_names:
             state = getattr(self, name)
+            if state is not None and not (isinstance(state, dict) and all(
+                    isinstance(s, np.ndarray) for s in state.values())):
+                raise TypeError(f"optimizer state {name!r} must be None or a dict of arrays, "
+                                f"got {type(state).__name__}")
             if state is not None and (state.keys() != params.keys() or any(
                     state[k].shape != params[k].shape or state[k].dtype != params[k].dtype
                     for k in params)):
@@ -201,6 +238,7 @@ class Optimizer:
 
     def update(self, params, grads):
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
+        self._check_hyper()
         ready = None
         if type(params) in _PLAIN_DICTS and type(grads) is dict:   # the usual case, in C
             ready = _backend.optimizer_gather(params, grads,
