@@ -362,6 +362,8 @@ class MultiLayerNet:
             Same keys, shapes and dtype as ``params``.
         """
         x, t = self._check_xt(x, t)
+        # Our own copies: x or t may be (a view of) a parameter that is about to be perturbed.
+        x, t = np.array(x, copy=True), np.array(t, copy=True)
         if h is not None:
             h = check_positive_float(h, "h")
 

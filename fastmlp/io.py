@@ -65,6 +65,8 @@ import zlib
 
 import numpy as np
 
+from ._validation import check_dtype
+
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
 FORMAT_NAME = "fastmlp"
@@ -171,7 +173,7 @@ def network_record(net, prefix, arrays):
         raise TypeError(f"save supports fastmlp's MultiLayerNet and TwoLayerNet (compiled or "
                         f"fastmlp.reference) and fitted MLPClassifier/MLPRegressor, "
                         f"got {type(net).__module__}.{type(net).__name__}")
-    dtype = np.dtype(net.dtype)
+    dtype = np.dtype(check_dtype(net.dtype))
     if key[0] == "TwoLayerNet":
         config = {"input_size": net.input_size, "hidden_size": net.hidden_size,
                   "output_size": net.output_size, "dtype": dtype.name}
@@ -472,6 +474,14 @@ def save(model, path, optimizer=None):
                        "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
     header["arrays"] = specs
     text = json.dumps(header, allow_nan=False, indent=1, sort_keys=False).encode("utf-8")
+    # What load will read back, checked by load's own rules: a model whose public
+    # attributes were changed into something load refuses is refused here, not later.
+    try:
+        written = json.loads(text)
+        _check_header_start(written)
+        _check_table(_plan(written), _array_table(written["arrays"]))
+    except ValueError as exc:
+        raise ValueError(f"cannot save this model, its file would not load: {exc}") from None
 
     directory = os.path.dirname(os.path.abspath(path))
     # A fresh name made with O_EXCL (mkstemp): never an existing file or a planted symlink.
@@ -717,21 +727,26 @@ def _read(f, size):
             raise _Invalid(f"missing members {missing[:5]}")
         # The model description, checked against the array table before any array is read.
         plan = _plan(header)
-        for name, (dtype, shape) in plan["arrays"].items():
-            if name not in specs:
-                raise ValueError(f"array {name} is missing from the array table")
-            got = specs[name]
-            if (dtype is not None and got[0] != dtype) or (shape is not None and got[1] != shape):
-                raise ValueError(f"array {name} is declared {got[0].str}{got[1]}, the model "
-                                 f"needs {'' if dtype is None else dtype.str}"
-                                 f"{'' if shape is None else shape}")
-        extra = sorted(set(specs) - set(plan["arrays"]))
-        if extra:
-            raise ValueError(f"arrays {extra[:5]} are not part of the model")
+        _check_table(plan, specs)
         arrays = {}
         for name, spec in specs.items():
             arrays[name] = _read_array(zf, by_name[f"{_ARRAY_DIR}{name}.npy"], name, *spec)
     return header, arrays, plan
+
+
+def _check_table(plan, specs):
+    """The array table ``specs`` holds exactly the arrays the model description needs."""
+    for name, (dtype, shape) in plan["arrays"].items():
+        if name not in specs:
+            raise ValueError(f"array {name} is missing from the array table")
+        got = specs[name]
+        if (dtype is not None and got[0] != dtype) or (shape is not None and got[1] != shape):
+            raise ValueError(f"array {name} is declared {got[0].str}{got[1]}, the model "
+                             f"needs {'' if dtype is None else dtype.str}"
+                             f"{'' if shape is None else shape}")
+    extra = sorted(set(specs) - set(plan["arrays"]))
+    if extra:
+        raise ValueError(f"arrays {extra[:5]} are not part of the model")
 
 
 def _check_header_start(header):

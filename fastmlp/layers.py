@@ -29,7 +29,7 @@ def _check_dout(dout, shape, dtype):
 
 
 def _check_scalar_dout(dout):
-    if isinstance(dout, np.ndarray) and dout.size == 1:
+    if isinstance(dout, np.ndarray) and dout.ndim == 0:
         dout = dout.item()
     if isinstance(dout, (bool, np.bool_)) or not isinstance(dout, numbers.Real):
         raise TypeError(f"dout must be a real scalar for a loss layer, got {type(dout).__name__}")

@@ -138,7 +138,7 @@ class _CompiledNet:
         fused = self._fused()
         if fused is None:
             return super().predict(x)
-        x = np.ascontiguousarray(x)
+        x = self._own(x, fused, 0.0)
         hs = [np.empty((x.shape[0], m), fused.dtype) for m in fused.sizes[1:]]
         _backend.mlp_predict(x, fused.Ws, fused.bs, hs, fused.activation)
         return hs[-1]
