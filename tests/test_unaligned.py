@@ -146,8 +146,7 @@ def test_softmax_with_loss(dtype, rng, targets):
     assert layer.forward(unaligned(x), unaligned(t)) == pytest.approx(
         ref.forward(x, t), rel=TOL[dtype]["loss"])
     _close(layer.backward(), ref.backward(), dtype, "backward")
-    _close(layer.backward(unaligned(np.array([0.5], dtype))), ref.backward(0.5), dtype,
-           "backward(dout)")
+    _close(layer.backward(0.5), ref.backward(0.5), dtype, "backward(dout)")
 
 
 def test_mse_loss(dtype, rng):
@@ -210,12 +209,6 @@ def test_networks_unaligned_batches(dtype, rng, kw, n):
             _same(got_w[key], plain[key])
 
 
-# networks.py's predict makes x C-contiguous with np.ascontiguousarray, which keeps an
-# unaligned x unaligned, and the fused kernel (mlp.pyx _check) then refuses it: a clean
-# ValueError, no undefined behaviour. Remove the mark once predict aligns x
-# (e.g. _backend.contiguous(x, self.dtype)).
-@pytest.mark.xfail(raises=ValueError, strict=False,
-                   reason="networks.py predict: np.ascontiguousarray does not align x")
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_network_predict_unaligned(dtype, rng, activation):
     net = fastmlp.MultiLayerNet(9, [7, 6], 4, dtype=dtype, seed=3, activation=activation)
