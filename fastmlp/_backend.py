@@ -333,10 +333,16 @@ def cross_entropy(y, labels):
 # ---------------------------------------------------------------- whole networks
 # Only with USE_BLAS: the fused network kernels call GEMM from compiled code.
 
-def mlp_fusable(layer_list, last_layer, classes, writeable=False):
-    """(Ws, bs, activation code, output code) when the layer objects form a network the
-    fused kernels run (see ``_kernels.mlp.fusable``), else None."""
-    return mlp.fusable(layer_list, last_layer, classes, writeable)
+def mlp_fusable(net, classes, writeable=False):
+    """(Ws, bs, sizes, activation code, output code) when the network's layers, parameters
+    and attributes form one network the fused kernels run (``_kernels.mlp.fusable``),
+    else None."""
+    return mlp.fusable(net, classes, writeable)
+
+
+def mlp_overlaps(block, a):
+    """True when ndarray ``a`` may share memory with the contiguous array ``block``."""
+    return mlp.overlaps(block, a)
 
 
 def copy_labels(t, out, n_classes):

@@ -20,7 +20,6 @@ from .optimizers import SGD
 from ._validation import as_float, check_positive_float, check_targets
 
 _ACTIVATION_NAMES = ("relu", "sigmoid")          # index = the kernel's activation code
-_OUTPUT_NAMES = ("cross_entropy", "mse")         # index = the kernel's output code
 _LAYER_CLASSES = (layers.Affine, layers.Relu, layers.Sigmoid, layers.SoftmaxWithLoss,
                   layers.MSELoss)
 _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
@@ -29,12 +28,12 @@ _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
 class _Fused:
     """What one fused call runs: the weights the layers hold and the structure they form."""
 
-    __slots__ = ("Ws", "bs", "activation", "output", "sizes", "dtype")
+    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "params")
 
-    def __init__(self, Ws, bs, activation, output):
-        self.Ws, self.bs, self.activation, self.output = Ws, bs, activation, output
-        self.sizes = (Ws[0].shape[0], *(W.shape[1] for W in Ws))
+    def __init__(self, Ws, bs, sizes, activation, output):
+        self.Ws, self.bs, self.sizes, self.activation, self.output = Ws, bs, sizes, activation, output
         self.dtype = Ws[0].dtype.type
+        self.params = Ws + bs
 
     def key(self, n):
         """Everything a workspace's buffers depend on."""
@@ -78,7 +77,7 @@ class _Workspace:
 
     def holds(self, a):
         """True when array ``a`` may share memory with these buffers."""
-        return a is not None and np.may_share_memory(a, self.block)
+        return _backend.mlp_overlaps(self.block, a)
 
 
 class _CompiledNet:
@@ -102,20 +101,10 @@ class _CompiledNet:
         """A :class:`_Fused` for the network as it is now, or None (then the layer path runs)."""
         if not _backend.USE_BLAS:
             return None
-        layer_list = list(self.layers.values())
-        found = _backend.mlp_fusable(layer_list, self.last_layer, _LAYER_CLASSES, writeable)
-        if found is None:
+        found = _backend.mlp_fusable(self, _LAYER_CLASSES, writeable)
+        if found is None or list(self.layers) != self._layer_names(len(found[0])):
             return None
-        fused = _Fused(*found)
-        sizes, L = fused.sizes, len(fused.Ws)
-        if (sizes[0] != self.input_size or sizes[-1] != self.output_size
-                or list(sizes[1:-1]) != self.hidden_size_list or self.hidden_layer_num != L - 1
-                or fused.dtype is not self.dtype
-                or _OUTPUT_NAMES[fused.output] != self.loss_name
-                or (L > 1 and _ACTIVATION_NAMES[fused.activation] != self.activation)
-                or list(self.layers) != self._layer_names(L)):
-            return None
-        return fused
+        return _Fused(*found)
 
     def _layer_names(self, L):
         names = self.__dict__.get("_names_cache")
@@ -207,8 +196,9 @@ class _CompiledNet:
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = self._check_x(x, finite=False)
-        decay = check_positive_float(self.weight_decay_lambda, "weight_decay_lambda",
-                                     allow_zero=True)
+        decay = self.weight_decay_lambda
+        if type(decay) is not float or not 0 <= decay < math.inf:
+            decay = check_positive_float(decay, "weight_decay_lambda", allow_zero=True)
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=fused.dtype, ndim=1,
                                      finite=True)
@@ -252,7 +242,7 @@ class _CompiledNet:
         """``a`` as an aligned C-contiguous array, copied when a fused update would change
         it while the kernel reads it (``a`` shares memory with a weight or bias)."""
         if (not (a.flags.c_contiguous and a.flags.aligned)
-                or (sgd_lr and any(np.may_share_memory(a, p) for p in fused.Ws + fused.bs))):
+                or (sgd_lr and any(np.may_share_memory(a, p) for p in fused.params))):
             return np.array(a, order="C")
         return a
 

@@ -12,6 +12,7 @@ from cython cimport floating
 from libc.math cimport isfinite, log
 from libc.stdlib cimport free, malloc
 cimport numpy as cnp
+import numpy as np
 
 from _arrays cimport ready
 from _blas cimport gemm, fastmlp_set_blas
@@ -376,19 +377,31 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
 # these do the common case in one call and leave every error message (and
 # every unusual input) to the checked Python path.
 
-def fusable(list layers, object last_layer, tuple classes, bint writeable):
-    """(Ws, bs, activation code, output code) when ``layers`` (a network's layer objects, in
-    order) is Affine, activation, Affine, ..., Affine with one activation class, over
-    aligned, native, C-contiguous float32/float64 arrays of one dtype (writeable when
-    asked) whose shapes chain, and ``last_layer`` is a loss the kernel has; else None
-    (the layer-by-layer path then runs, and explains anything wrong).
-    ``classes`` = (Affine, Relu, Sigmoid, SoftmaxWithLoss, MSELoss)."""
-    cdef Py_ssize_t i, L = len(layers), width = -1
+def fusable(object net, tuple classes, bint writeable):
+    """(Ws, bs, sizes, activation code, output code) of network ``net`` when the fused
+    kernels can run it as it is now, else None (its layer-by-layer path then runs, and
+    explains anything wrong).
+
+    Everything is re-derived from what ``net`` holds and checked, every call: its
+    ``layers`` are Affine, activation, Affine, ..., Affine with one activation class
+    over aligned, native, C-contiguous float32/float64 arrays of one dtype (writeable
+    when asked) whose shapes chain; its ``last_layer`` is a loss the kernel has; and
+    its public attributes (``input_size``, ``hidden_size_list``, ``output_size``,
+    ``dtype``, ``activation``, ``loss_name``, ``hidden_layer_num``) describe exactly
+    that network. ``classes`` = (Affine, Relu, Sigmoid, SoftmaxWithLoss, MSELoss).
+    """
+    cdef Py_ssize_t i, L, width = -1
     cdef int typenum = -1, act = RELU, output
     cdef cnp.npy_intp *dims
     affine_type, relu_type, sigmoid_type, ce_type, mse_type = classes
+    layer_dict = net.layers
+    if type(layer_dict) is not dict and not isinstance(layer_dict, dict):
+        return None
+    cdef list layers = list((<dict>layer_dict).values())
+    L = len(layers)
     if L % 2 == 0:
         return None
+    last_layer = net.last_layer
     if type(last_layer) is ce_type:
         output = SOFTMAX_CE
     elif type(last_layer) is mse_type:
@@ -402,7 +415,7 @@ def fusable(list layers, object last_layer, tuple classes, bint writeable):
             act = SIGMOID
         else:
             return None
-    cdef list Ws = [], bs = []
+    cdef list Ws = [], bs = [], sizes = []
     for i in range(L):
         layer = layers[i]
         if i % 2 == 1:
@@ -422,12 +435,50 @@ def fusable(list layers, object last_layer, tuple classes, bint writeable):
         if (cnp.PyArray_NDIM(<cnp.ndarray>W) != 2 or (width >= 0 and dims[0] != width)
                 or dims[0] == 0 or dims[1] == 0):
             return None
+        if width < 0:
+            sizes.append(dims[0])
         width = dims[1]
+        sizes.append(width)
         if cnp.PyArray_NDIM(<cnp.ndarray>b) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>b)[0] != width:
             return None
         Ws.append(W)
         bs.append(b)
-    return Ws, bs, act, output
+    # the public attributes must describe this same network
+    n_affine = len(Ws)
+    dtype = net.dtype
+    if not ((dtype is np.float32 and typenum == cnp.NPY_FLOAT32)
+            or (dtype is np.float64 and typenum == cnp.NPY_FLOAT64)):
+        return None
+    if (net.input_size != sizes[0] or net.output_size != sizes[n_affine]
+            or net.hidden_size_list != sizes[1:n_affine] or net.hidden_layer_num != n_affine - 1
+            or net.loss_name != ("cross_entropy" if output == SOFTMAX_CE else "mse")
+            or (n_affine > 1 and net.activation != ("relu" if act == RELU else "sigmoid"))):
+        return None
+    return Ws, bs, tuple(sizes), act, output
+
+
+def overlaps(cnp.ndarray block, object a):
+    """True when ndarray ``a`` may share memory with the contiguous ``block``
+    (compares the byte ranges they span; False for anything that is not an ndarray)."""
+    if not isinstance(a, cnp.ndarray):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int k
+    cdef char *lo = <char*>cnp.PyArray_DATA(arr)
+    cdef char *hi = lo
+    cdef Py_ssize_t extent
+    if cnp.PyArray_SIZE(arr) == 0:
+        return False
+    for k in range(cnp.PyArray_NDIM(arr)):
+        extent = (cnp.PyArray_DIMS(arr)[k] - 1) * cnp.PyArray_STRIDES(arr)[k]
+        if extent < 0:
+            lo += extent
+        else:
+            hi += extent
+    hi += cnp.PyArray_ITEMSIZE(arr)
+    cdef char *start = <char*>cnp.PyArray_DATA(block)
+    cdef char *stop = start + cnp.PyArray_NBYTES(block)
+    return lo < stop and start < hi
 
 
 cdef inline Py_ssize_t _label(const char *src, Py_ssize_t stride, Py_ssize_t i,
