@@ -57,7 +57,6 @@ import json
 import math
 import os
 import re
-import stat
 import struct
 import tempfile
 import zipfile
@@ -65,6 +64,7 @@ import zlib
 
 import numpy as np
 
+from ._files import open_regular
 from ._validation import check_dtype
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
@@ -614,24 +614,10 @@ class _Invalid(ValueError):
 
 def _open_regular(path):
     """``path`` opened for reading if it is a regular file, else ValueError (never blocks)."""
-    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
-        fd = os.open(path, flags)      # O_NONBLOCK: opening a FIFO does not wait for a writer
-    except IsADirectoryError:
-        raise _Invalid("is a directory, not a fastmlp model file") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-            raise _Invalid(f"is {what}, not a fastmlp model file (only regular files are read)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return open_regular(path)
+    except ValueError as exc:
+        raise _Invalid(f"{exc}: not a fastmlp model file (only regular files are read)") from None
 
 
 _EOCD = struct.Struct("<4s4H2LH")          # end of central directory record

@@ -179,30 +179,38 @@ def snapshot(v):
     return ("obj", repr(v))
 
 
-def clone(v, memo=None):
+def _copy_array(v):
+    """A copy keeping dtype (byte order included), memory order and the writeable flag."""
+    c = np.array(v, copy=True, order="K")
+    if not v.flags.writeable:
+        c.flags.writeable = False
+    return c
+
+
+def _native_c_copy(v):
+    """A native-byte-order, C-ordered copy."""
+    dt = v.dtype.newbyteorder("=") if v.dtype.kind in "fiuc" else v.dtype
+    return np.array(v, dtype=dt, copy=True, order="C")
+
+
+def clone(v, memo=None, copy_array=_copy_array):
     """A deep copy that keeps dtype (byte order included), memory order, the writeable
     flag and object identity within one ``memo`` (an array held twice stays shared)."""
     memo = {} if memo is None else memo
+    if isinstance(v, (np.ndarray, dict)) and id(v) in memo:
+        return memo[id(v)]
     if isinstance(v, np.ndarray):
-        if id(v) in memo:
-            return memo[id(v)]
-        c = np.array(v, copy=True, order="K")
-        if not v.flags.writeable:
-            c.flags.writeable = False
-        memo[id(v)] = c
+        memo[id(v)] = c = copy_array(v)
         return c
     if isinstance(v, dict):
-        if id(v) in memo:
-            return memo[id(v)]
-        c = OrderedDict() if isinstance(v, OrderedDict) else {}
-        memo[id(v)] = c
+        memo[id(v)] = c = OrderedDict() if isinstance(v, OrderedDict) else {}
         for k, x in v.items():
-            c[k] = clone(x, memo)
+            c[k] = clone(x, memo, copy_array)
         return c
     if isinstance(v, list):
-        return [clone(x, memo) for x in v]
+        return [clone(x, memo, copy_array) for x in v]
     if isinstance(v, tuple):
-        return tuple(clone(x, memo) for x in v)
+        return tuple(clone(x, memo, copy_array) for x in v)
     return copy.deepcopy(v, memo)
 
 
@@ -210,27 +218,7 @@ def ref_clone(v, memo=None):
     """``clone`` for the reference side, with arrays in native byte order and C order: the
     spec says non-contiguous, Fortran-ordered, read-only and big-endian arrays give the
     same results as C-contiguous ones, so that is what the reference is given."""
-    memo = {} if memo is None else memo
-    if isinstance(v, np.ndarray):
-        if id(v) in memo:
-            return memo[id(v)]
-        dt = v.dtype.newbyteorder("=") if v.dtype.kind in "fiuc" else v.dtype
-        c = np.array(v, dtype=dt, copy=True, order="C")
-        memo[id(v)] = c
-        return c
-    if isinstance(v, dict):
-        if id(v) in memo:
-            return memo[id(v)]
-        c = OrderedDict() if isinstance(v, OrderedDict) else {}
-        memo[id(v)] = c
-        for k, x in v.items():
-            c[k] = ref_clone(x, memo)
-        return c
-    if isinstance(v, list):
-        return [ref_clone(x, memo) for x in v]
-    if isinstance(v, tuple):
-        return tuple(ref_clone(x, memo) for x in v)
-    return copy.deepcopy(v, memo)
+    return clone(v, memo, _native_c_copy)
 
 
 def is_real_input(v):

@@ -311,7 +311,6 @@ needs_linux = pytest.mark.skipif(not LINUX, reason="RLIMIT_AS, /proc and special
 def test_crafted_model_files_fail_within_bounds(files, tmp_path):
     net_file = files["network"]
     contents = _members(net_file)
-    header = json.loads(contents["header.json"])
     cases = []
 
     def case(name, regex, path=None):

@@ -110,6 +110,21 @@ class Interrupt:
         return False
 
 
+def _interrupted(run, delay, how):
+    """Run ``run()`` with one SIGINT after ``delay`` seconds; True when the KeyboardInterrupt
+    came out of ``run`` (one landing in the harness itself, not a trial, is dropped)."""
+    interrupted = False
+    try:
+        with Interrupt(delay, how):
+            try:
+                run()
+            except KeyboardInterrupt:
+                interrupted = True
+    except KeyboardInterrupt:
+        pass
+    return interrupted
+
+
 def _count(kind, **flags):
     stats = STATS.setdefault(kind, {"trials": 0})
     stats["trials"] += 1
@@ -225,15 +240,7 @@ def test_trainer_interrupted_anywhere_is_whole_steps_and_resumes_exactly(name, k
     half, inconsistent, mid = 0, 0, 0
     for i, (delay, how) in enumerate(_delays(sum(map(ord, name)), duration, 40)):
         tr = _make_trainer(name, kw, data)
-        interrupted = False
-        try:   # a SIGINT landing in the harness itself (not a trial) is dropped
-            with Interrupt(delay, how):
-                try:
-                    tr.train()
-                except KeyboardInterrupt:
-                    interrupted = True
-        except KeyboardInterrupt:
-            pass
+        interrupted = _interrupted(lambda: tr.train(), delay, how)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         k = tr.current_iter
         matches = _match(snaps, tr.network.params)
@@ -277,15 +284,7 @@ def test_trainer_train_step_loop_interrupted_is_whole_steps(name, kw):
     duration = _duration(lambda: loop(_make_trainer(name, kw, data)))
     for delay, how in _delays(31, duration, 30):
         tr = _make_trainer(name, kw, data)
-        interrupted = False
-        try:   # a SIGINT landing in the harness itself (not a trial) is dropped
-            with Interrupt(delay, how):
-                try:
-                    loop(tr)
-                except KeyboardInterrupt:
-                    interrupted = True
-        except KeyboardInterrupt:
-            pass
+        interrupted = _interrupted(lambda: loop(tr), delay, how)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         k = tr.current_iter
         assert _match(snaps, tr.network.params) == [k]
@@ -331,14 +330,7 @@ def test_sigint_deferral_helper():
                     pass
     duration = _duration(churn, repeats=1)
     for delay, how in _delays(37, duration, 40):
-        try:   # a SIGINT landing in the harness itself (not a trial) is dropped
-            with Interrupt(delay, how):
-                try:
-                    churn()
-                except KeyboardInterrupt:
-                    pass
-        except KeyboardInterrupt:
-            pass
+        _interrupted(churn, delay, how)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         assert optimizers._DEFERRAL.installs == 0
 
@@ -379,15 +371,7 @@ def test_optimizer_update_alone_is_whole_under_interrupts(name, layout):
     for delay, how in _delays(5, duration, 40):
         params = {k: v.copy(order="K") for k, v in start.items()}
         opt = optimizers.get_optimizer(name, lr=0.01)
-        interrupted = False
-        try:   # a SIGINT landing in the harness itself (not a trial) is dropped
-            with Interrupt(delay, how):
-                try:
-                    run(params, opt)
-                except KeyboardInterrupt:
-                    interrupted = True
-        except KeyboardInterrupt:
-            pass
+        interrupted = _interrupted(lambda: run(params, opt), delay, how)
         matches = _match(snaps, params)
         half += not matches
         inconsistent += not (matches and _same_optimizer(snaps[matches[0]]["opt"], opt))

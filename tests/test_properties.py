@@ -878,7 +878,6 @@ def prop_networks(data):
     net, desc = _make_net(data)
     note(desc)
     H.trace("net", desc)
-    n_affine = len(net.hidden_size_list) + 1
     originals = []          # (undo function) for every mutation, in order
     mutated_names = []      # names an error may give for the mutations in effect
     benign = True

@@ -8,12 +8,12 @@ uint8 payload in C order.
 import gzip
 import math
 import os
-import stat
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .._files import open_regular
 from ._common import N_CLASSES, format_split
 
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
@@ -139,16 +139,10 @@ class _Idx:
 
 def _open_regular(file):
     """``file`` opened for reading if it is a regular file (never blocks on a FIFO)."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(file, flags | getattr(os, "O_BINARY", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{file}: not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return open_regular(file)
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
 
 
 def _load_pair(directory, img_name, label_name):
