@@ -240,7 +240,10 @@ class MultiLayerNet:
     # -- validation ----------------------------------------------------------
 
     def _check_x(self, x, finite):
-        x = check_x(x, dtype=self.dtype, finite=finite)
+        dtype = self.dtype   # public, so checked again
+        if dtype is not np.float64 and dtype is not np.float32:
+            dtype = check_dtype(dtype)
+        x = check_x(x, dtype=dtype, finite=finite)
         if x.shape[1] != self.input_size:
             raise ValueError(
                 f"x has {x.shape[1]} features per sample but the network has input_size={self.input_size}")
