@@ -271,7 +271,8 @@ def _run_bounded(cases):
     import re
     arg = json.dumps([(kind, str(path)) for kind, path, _ in cases])
     proc = subprocess.Popen([sys.executable, "-c", CHILD, arg, str(MEMORY_LIMIT)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tempfile.gettempdir())   # the installed fastmlp, not the tree
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -1,6 +1,7 @@
 """The compiled networks (one fused call per step) against the numpy reference networks."""
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -303,8 +304,9 @@ def test_changed_attributes_match_the_reference_or_raise(case):
     never a crash (the kernel runs only on a structure it has checked)."""
     activation, mutate = MUTATIONS[case]
     script = _MUTATION_SCRIPT.replace("ACTIVATION", repr(activation)).replace("MUTATE", mutate)
+    # the installed fastmlp, from a neutral directory (not the source tree)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          cwd=tempfile.gettempdir(), timeout=120)
     assert proc.returncode == 0, f"{case}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip() in ("same",) or proc.stdout.startswith("raised"), proc.stdout
 
