@@ -78,6 +78,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import _sigint
 from . import optimizers as _optim
 from ._validation import check_dtype
 from .networks import MultiLayerNet
@@ -148,11 +149,11 @@ class _SGDNesterov(_optim.Momentum):
     rule; it stays available as ``solver='nesterov'``.) Done as the momentum
     update (p += v) followed by p -= (1 - momentum)*v and p -= lr*g: three
     compiled passes in one critical section, so that under Ctrl-C the step is
-    applied whole or not at all (``fastmlp.optimizers.deferred_sigint``).
+    applied whole or not at all (``fastmlp._sigint.deferred_sigint``).
     """
 
     def update(self, params, grads):
-        with _optim.critical_section():
+        with _sigint.critical_section():
             self._update(params, grads)
 
     def _update(self, params, grads):
@@ -550,7 +551,7 @@ class _BaseMLP(BaseEstimator):
         """Validate everything and build the new state in locals, commit it in one critical
         section, then train. A failure before the commit changes nothing; Ctrl-C after it stops
         training with the model as of its last whole step (see ``fit``)."""
-        with _optim.deferred_sigint() as critical:
+        with _sigint.deferred_sigint() as critical:
             prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
             state, opt, opt_changes, train, val, params, step_flops = prepared
             committed = False

@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from . import _networks
+from . import _networks, _sigint
 from . import optimizers as _optimizers
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
@@ -291,7 +291,7 @@ class Trainer:
         (``_drawn``); the step records it (``_record_step``) only once its update is
         applied, so an interrupted or diverged step leaves the stream where it was."""
         if critical is None:
-            critical = _optimizers.critical_section()
+            critical = _sigint.critical_section()
         idx, filled, n = self._idx, 0, self.train_size
         perm, pos = self._perm, self._pos
         while filled < self.batch_size:   # at most one reshuffle (batch_size <= n)
@@ -363,7 +363,7 @@ class Trainer:
             accuracies, ``current_epoch`` and learning-rate decay) or not at
             all.
         """
-        with _optimizers.deferred_sigint() as critical:
+        with _sigint.deferred_sigint() as critical:
             return self._step(critical)
 
     def _step(self, critical):
@@ -469,7 +469,7 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        with _optimizers.deferred_sigint() as critical:
+        with _sigint.deferred_sigint() as critical:
             # disable=None: tqdm shows the bar only when stderr is a terminal
             self._bar = tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
                              disable=None if self.verbose else True, leave=False,

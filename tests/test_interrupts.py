@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import pytest
 
-from fastmlp import MultiLayerNet, optimizers
+from fastmlp import MultiLayerNet, _sigint, optimizers
 from fastmlp.trainer import Trainer
 
 pytestmark = [
@@ -301,9 +301,9 @@ def test_sigint_deferral_helper():
     """A SIGINT inside a critical section arrives at its end; the handler is restored after
     nesting; nothing is deferred in other threads or when SIGINT is ignored."""
     seen = []
-    with optimizers.deferred_sigint() as critical:
-        with optimizers.deferred_sigint() as inner:
-            assert inner is critical and optimizers.critical_section() is critical
+    with _sigint.deferred_sigint() as critical:
+        with _sigint.deferred_sigint() as inner:
+            assert inner is critical and _sigint.critical_section() is critical
         assert signal.getsignal(signal.SIGINT) != signal.default_int_handler
         with pytest.raises(KeyboardInterrupt):
             with critical:
@@ -315,8 +315,8 @@ def test_sigint_deferral_helper():
 
     out = []
     thread = threading.Thread(target=lambda: out.append(
-        (type(optimizers.deferred_sigint().__enter__()).__name__,
-         type(optimizers.critical_section()).__name__)))
+        (type(_sigint.deferred_sigint().__enter__()).__name__,
+         type(_sigint.critical_section()).__name__)))
     thread.start()
     thread.join()
     assert out == [("_NoDeferral", "_NoDeferral")]
@@ -325,18 +325,18 @@ def test_sigint_deferral_helper():
     # deferral counters end at rest
     def churn():
         for _ in range(3000):
-            with optimizers.deferred_sigint() as critical:
+            with _sigint.deferred_sigint() as critical:
                 with critical:
                     pass
     duration = _duration(churn, repeats=1)
     for delay, how in _delays(37, duration, 40):
         _interrupted(churn, delay, how)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert optimizers._DEFERRAL.installs == 0
+        assert _sigint._DEFERRAL.installs == 0
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with optimizers.deferred_sigint() as critical:
+        with _sigint.deferred_sigint() as critical:
             assert type(critical).__name__ == "_NoDeferral"
             assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
