@@ -12,7 +12,7 @@ step counter is stored right before that call with nothing between them at
 which Python could run a signal handler (it runs them only on function entry,
 after calls and at backward jumps). The other cases (parameters that are not
 C-contiguous, other mappings) defer SIGINT while they copy the results back
-(see ``deferred_sigint``).
+(see ``fastmlp._sigint``).
 """
 import math
 import numbers
