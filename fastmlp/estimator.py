@@ -554,7 +554,8 @@ class _BaseMLP(BaseEstimator):
         with _sigint.deferred_sigint() as critical:
             prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
             state, opt, opt_changes, train, val, params, step_flops = prepared
-            committed = False
+            limit = _blas_threads_for(step_flops)
+            committed = limited = False
             try:
                 with critical:   # every visible change of the fit's start, all at once
                     if "n_features_in_" in state:
@@ -564,12 +565,17 @@ class _BaseMLP(BaseEstimator):
                     for name, value in opt_changes.items():
                         setattr(opt, name, value)
                     committed = True
-                with _blas_threads_for(step_flops):
-                    self._run_epochs(train, val, params, incremental, critical)
+                    limit.__enter__()   # in the same section: a Ctrl-C never half-enters it
+                    limited = True
+                self._run_epochs(train, val, params, incremental, critical)
             except KeyboardInterrupt:
                 if not committed:
                     raise
                 warnings.warn("Training interrupted by user.")
+            finally:
+                with critical:
+                    if limited:
+                        limit.__exit__(None, None, None)
         return self
 
     def _prepare_fit(self, X, y, sample_weight, X_val, y_val, incremental, classes):

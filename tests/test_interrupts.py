@@ -429,6 +429,13 @@ def _recording(cls, log):
     return Recording
 
 
+def _no_blas_limit_left():
+    """A fit interrupted anywhere leaves no one-BLAS-thread limit behind (it would keep
+    numpy's BLAS on one thread for the rest of the process)."""
+    limit = est_module._OneBlasThread
+    assert limit._users == 0 and limit._token is None, (limit._users, limit._token)
+
+
 def _quiet_fit(est, *args, **kwargs):
     """Call est.fit/partial_fit; (interrupted_inside, KeyboardInterrupt escaped)."""
     method = kwargs.pop("method", "fit")
@@ -513,6 +520,7 @@ def test_fit_interrupted_anywhere_keeps_whole_steps(config):
                 inside, escaped = _quiet_fit(est, X, y, **fit_kw)
         except KeyboardInterrupt:
             pass
+        _no_blas_limit_left()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         if "_net" not in est.__dict__:
             # interrupted before the fit had built its network: nothing was set
@@ -576,6 +584,7 @@ def test_partial_fit_interrupted_anywhere_keeps_whole_steps(solver):
                     inside, escaped = False, True
         except KeyboardInterrupt:
             pass
+        _no_blas_limit_left()
         if "_net" not in est.__dict__:
             assert not hasattr(est, "classes_") and not hasattr(est, "n_features_in_")
             _count(f"partial_fit/{solver}", interrupted=True, before_commit=True)
@@ -617,6 +626,7 @@ def test_refit_interrupted_before_its_commit_leaves_the_old_model():
                 inside, escaped = _quiet_fit(est, XB, yB)
         except KeyboardInterrupt:
             pass
+        _no_blas_limit_left()
         if est._net is before["net_object"]:
             _assert_same_state(before, est)
             assert np.array_equal(est.predict(XA), pred_before)
