@@ -61,11 +61,31 @@ class deferred_sigint:
     delivered to the main thread only) or when SIGINT is not handled by Python
     code (SIG_DFL, SIG_IGN): the critical section then does nothing. Nestable.
     Installing and restoring are themselves critical sections, so a Ctrl-C at
-    any moment never leaves the handler behind.
+    any moment never leaves the handler behind; what :meth:`on_exit` registers
+    runs in the restoring section too.
     """
 
     def __init__(self):
         self.active = False
+        self._on_exit = []
+
+    def on_exit(self, fn):
+        """Call ``fn()`` when the block ends, as part of restoring the handler: a Ctrl-C can
+        neither skip it nor stop it half-way. For what a block takes and must give back
+        (a fit's limit on numpy's BLAS threads): register it in the critical section that
+        takes it."""
+        self._on_exit.append(fn)
+
+    def _give_back(self):
+        """Run the on_exit callbacks, last registered first; the first error is raised
+        after all have run."""
+        error = None
+        while self._on_exit:
+            try:
+                self._on_exit.pop()()
+            except Exception as exc:   # noqa: PERF203 - each callback must run
+                error = error or exc
+        return error
 
     def __enter__(self):
         d = _DEFERRAL
@@ -94,10 +114,14 @@ class deferred_sigint:
 
     def __exit__(self, *exc):
         if not self.active:
+            error = self._give_back()
+            if error is not None:
+                raise error
             return False
         self.active = False
         d = _DEFERRAL
         d.depth += 1   # deferred while restoring
+        error = self._give_back()
         d.installs -= 1
         if d.installs == 0:
             replaced = signal.signal(signal.SIGINT, d.previous)
@@ -108,6 +132,8 @@ class deferred_sigint:
             signum, frame = d.pending
             d.pending = None
             d.previous(signum, frame)
+        if error is not None:
+            raise error
         return False
 
 

@@ -551,11 +551,12 @@ class _BaseMLP(BaseEstimator):
         """Validate everything and build the new state in locals, commit it in one critical
         section, then train. A failure before the commit changes nothing; Ctrl-C after it stops
         training with the model as of its last whole step (see ``fit``)."""
-        with _sigint.deferred_sigint() as critical:
+        guard = _sigint.deferred_sigint()
+        with guard as critical:
             prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
             state, opt, opt_changes, train, val, params, step_flops = prepared
             limit = _blas_threads_for(step_flops)
-            committed = limited = False
+            committed = False
             try:
                 with critical:   # every visible change of the fit's start, all at once
                     if "n_features_in_" in state:
@@ -565,17 +566,15 @@ class _BaseMLP(BaseEstimator):
                     for name, value in opt_changes.items():
                         setattr(opt, name, value)
                     committed = True
-                    limit.__enter__()   # in the same section: a Ctrl-C never half-enters it
-                    limited = True
+                    # the BLAS limit: taken here, given back when the guard ends, whatever
+                    # a Ctrl-C interrupts
+                    limit.__enter__()
+                    guard.on_exit(lambda: limit.__exit__(None, None, None))
                 self._run_epochs(train, val, params, incremental, critical)
             except KeyboardInterrupt:
                 if not committed:
                     raise
                 warnings.warn("Training interrupted by user.")
-            finally:
-                with critical:
-                    if limited:
-                        limit.__exit__(None, None, None)
         return self
 
     def _prepare_fit(self, X, y, sample_weight, X_val, y_val, incremental, classes):

@@ -810,3 +810,31 @@ def test_diverged_trainer_step_retries_the_same_batch():
         tr.train_step()
     assert tr.current_iter == 1 and len(tr.train_loss_list) == 1
     assert tr._pos == pos and np.array_equal(tr._perm, perm)
+
+
+def test_on_exit_runs_when_the_guard_ends_whatever_interrupts():
+    """What a guarded block registers with on_exit (a fit's BLAS limit) is given back when
+    the block ends: after a Ctrl-C too, and in threads other than the main one."""
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        guard = _sigint.deferred_sigint()
+        with guard as critical:
+            with critical:
+                guard.on_exit(lambda: calls.append("given back"))
+                signal.raise_signal(signal.SIGINT)   # deferred to the end of the section
+                calls.append("section finished")
+            calls.append("not reached")
+    assert calls == ["section finished", "given back"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    in_thread = []
+
+    def work():
+        guard = _sigint.deferred_sigint()
+        with guard:
+            guard.on_exit(lambda: in_thread.append("given back"))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert in_thread == ["given back"]
