@@ -27,10 +27,6 @@ from ._validation import as_float, check_positive_float, lookup
 EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _PLAIN_DICTS = (dict, Params)   # a network's params: a dict that also updates its layers
-# The constructors' hyper-parameters, public attributes checked again at each update:
-# (name, exclusive upper bound); each must be a finite real >= 0 (lr > 0).
-_HYPER_BOUNDS = (("lr", math.inf), ("momentum", math.inf), ("decay_rate", 1.0),
-                 ("beta1", 1.0), ("beta2", 1.0))
 
 
 class Optimizer:
@@ -44,6 +40,10 @@ class Optimizer:
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
     state_names = ()
 
+    #: the constructor's hyper-parameters, public attributes checked again at each update:
+    #: (name, exclusive upper bound); each a finite real >= 0 (lr > 0)
+    hyper_bounds = (("lr", math.inf),)
+
     def __init__(self, lr):
         self.lr = check_positive_float(lr, "lr")
         for name in self.state_names:
@@ -53,8 +53,8 @@ class Optimizer:
         """Check the hyper-parameters (public, replaceable attributes) as the constructor did,
         and Adam's step count; raise an error that names the attribute."""
         attributes = self.__dict__
-        for name, upper in _HYPER_BOUNDS:
-            value = attributes.get(name, 0.5)
+        for name, upper in self.hyper_bounds:
+            value = attributes.get(name)
             if type(value) is not float or not 0 <= value < upper or (value == 0 and name == "lr"):
                 value = check_positive_float(value, name, allow_zero=name != "lr")
                 if value >= upper:
@@ -171,6 +171,7 @@ class Momentum(Optimizer):
     """v = momentum * v - lr * grad; param += v."""
     rule = _backend.OPTIMIZER_RULES["momentum"]
     state_names = ("v",)
+    hyper_bounds = (("lr", math.inf), ("momentum", math.inf))
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
@@ -202,6 +203,8 @@ class RMSprop(Optimizer):
     rule = _backend.OPTIMIZER_RULES["rmsprop"]
     state_names = ("h",)
 
+    hyper_bounds = (("lr", math.inf), ("decay_rate", 1.0))
+
     def __init__(self, lr=0.01, decay_rate=0.99):
         super().__init__(lr)
         self.decay_rate = check_positive_float(decay_rate, "decay_rate", allow_zero=True)
@@ -217,6 +220,7 @@ class Adam(Optimizer):
     rule = _backend.OPTIMIZER_RULES["adam"]
     state_names = ("m", "v")
     counts_steps = True
+    hyper_bounds = (("lr", math.inf), ("beta1", 1.0), ("beta2", 1.0))
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
         super().__init__(lr)

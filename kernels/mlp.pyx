@@ -135,20 +135,24 @@ cdef struct Layer:
     Py_ssize_t k, m
 
 
-cdef int _check(object a, str name, int typenum, Py_ssize_t rows, Py_ssize_t cols,
-                bint writeable) except -1:
+cdef int _check(object a, str name, Py_ssize_t index, int typenum, Py_ssize_t rows,
+                Py_ssize_t cols, bint writeable) except -1:
     """Raise ValueError unless a is a ready (aligned, native, C-contiguous) array of typenum
-    and shape (rows, cols), or (rows,) when cols < 0."""
-    if not ready(a, typenum, writeable):
-        raise ValueError(f"{name} must be an aligned, C-contiguous, native-order"
-                         f"{' writeable' if writeable else ''} array of the network's dtype")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
+    and shape (rows, cols), or (rows,) when cols < 0. The error names ``name``, with
+    ``[index]`` when index >= 0 (formatted only on error: this runs every step)."""
+    cdef cnp.ndarray arr
     cdef int ndim = 1 if cols < 0 else 2
-    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIMS(arr)[0] != rows
-            or (ndim == 2 and cnp.PyArray_DIMS(arr)[1] != cols)):
+    if ready(a, typenum, writeable):
+        arr = <cnp.ndarray>a
+        if (cnp.PyArray_NDIM(arr) == ndim and cnp.PyArray_DIMS(arr)[0] == rows
+                and (ndim == 1 or cnp.PyArray_DIMS(arr)[1] == cols)):
+            return 0
+        what = name if index < 0 else f"{name}[{index}]"
         expected = <object>(rows,) if cols < 0 else <object>(rows, cols)
-        raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
-    return 0
+        raise ValueError(f"{what} has shape {a.shape}, expected {expected}")
+    what = name if index < 0 else f"{name}[{index}]"
+    raise ValueError(f"{what} must be an aligned, C-contiguous, native-order"
+                     f"{' writeable' if writeable else ''} array of the network's dtype")
 
 
 cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, list dWs,
@@ -168,7 +172,7 @@ cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, li
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
         raise ValueError("x must be float32 or float64")
     n, k = cnp.PyArray_DIMS(<cnp.ndarray>x)[0], cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
-    _check(x, "x", typenum, n, k, False)
+    _check(x, "x", -1, typenum, n, k, False)
     if L == 0 or len(bs) != L or len(hs) != L:
         raise ValueError("Ws, bs and hs must hold one entry per layer")
     for lst, what in ((masks, "masks"), (ds, "ds"), (dWs, "dWs"), (dbs, "dbs")):
@@ -178,18 +182,18 @@ cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, li
         W = Ws[i]
         if not isinstance(W, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>W) != 2:
             raise ValueError(f"W{i + 1} must be a 2-D array")
-        _check(W, f"W{i + 1}", typenum, k, cnp.PyArray_DIMS(<cnp.ndarray>W)[1], update)
+        _check(W, "Ws", i, typenum, k, cnp.PyArray_DIMS(<cnp.ndarray>W)[1], update)
         k = _cols(W)   # this layer's width: the next layer's input
-        _check(bs[i], f"b{i + 1}", typenum, k, -1, update)
-        _check(hs[i], f"hs[{i}]", typenum, n, k, True)
+        _check(bs[i], "bs", i, typenum, k, -1, update)
+        _check(hs[i], "hs", i, typenum, n, k, True)
         if ds is not None:
-            _check(ds[i], f"ds[{i}]", typenum, n, k, True)
+            _check(ds[i], "ds", i, typenum, n, k, True)
         if dWs is not None:
-            _check(dWs[i], f"dWs[{i}]", typenum, cnp.PyArray_DIMS(<cnp.ndarray>W)[0], k, True)
+            _check(dWs[i], "dWs", i, typenum, cnp.PyArray_DIMS(<cnp.ndarray>W)[0], k, True)
         if dbs is not None:
-            _check(dbs[i], f"dbs[{i}]", typenum, k, -1, True)
+            _check(dbs[i], "dbs", i, typenum, k, -1, True)
         if masks is not None and i < L - 1 and masks[i] is not None:
-            _check(masks[i], f"masks[{i}]", cnp.NPY_UINT8, n, k, True)
+            _check(masks[i], "masks", i, cnp.NPY_UINT8, n, k, True)
     cdef Layer *layers = <Layer*>malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
@@ -305,15 +309,15 @@ cdef int _check_targets(object labels, object targets, object sample_weight, int
     if (labels is None) == (targets is None) or (output == MSE and targets is None):
         raise ValueError("pass labels or targets (targets for the MSE output)")
     if labels is not None:
-        _check(labels, "labels", cnp.NPY_INTP, n, -1, False)
+        _check(labels, "labels", -1, cnp.NPY_INTP, n, -1, False)
         lp = <const Py_ssize_t*>_data(labels)
         for i in range(n):
             if lp[i] < 0 or lp[i] >= c:
                 raise ValueError(f"labels must lie in [0, {c}), got {lp[i]}")
     else:
-        _check(targets, "targets", typenum, n, c, False)
+        _check(targets, "targets", -1, typenum, n, c, False)
     if sample_weight is not None:
-        _check(sample_weight, "sample_weight", typenum, n, -1, False)
+        _check(sample_weight, "sample_weight", -1, typenum, n, -1, False)
     return 0
 
 
