@@ -58,7 +58,7 @@ Failures and Ctrl-C (fit, partial_fit):
   restores the best parameters, as when it stops by itself.
 
 Threads: a fit whose training step is small (matrix products under
-``SMALL_STEP_FLOPS``, e.g. digits' 64-100-10 at batch 200) runs numpy's BLAS
+``fastmlp.threads.SMALL_STEP_FLOPS``, e.g. digits' 64-100-10 at batch 200) runs numpy's BLAS
 on one thread for its duration (restored afterwards; process-wide, as
 threadpoolctl limits are), because handing such GEMMs to a thread pool costs
 more than it saves; call ``fastmlp.set_num_threads(n)`` to choose yourself.
@@ -70,253 +70,21 @@ without it; creating an estimator then raises ``ImportError`` saying
 ``pip install fastmlp[sklearn]``.
 """
 import math
-import numbers
-import sys
-import threading
 import warnings
 from itertools import pairwise
 
 import numpy as np
 
-from . import _sigint
+from . import _sigint, threads
 from . import optimizers as _optim
+from ._estimator_params import (FEATURE_ATTRS, BaseEstimator, ClassifierMixin, RegressorMixin,
+                                as_weights, checked_params, is_int, is_real, log_softmax,
+                                make_rng)
 from ._validation import check_dtype
 from .networks import MultiLayerNet
-from .trainer import DivergenceError
+from ._estimator_epochs import FitEpochs
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-_MIN_SKLEARN = (1, 6)
-_INSTALL_HINT = ("fastmlp's MLPClassifier and MLPRegressor need scikit-learn >= 1.6: "
-                 "pip install fastmlp[sklearn]  (or: pip install 'scikit-learn>=1.6')")
-
-
-def _sklearn_version():
-    import sklearn
-    parts = []
-    for piece in sklearn.__version__.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-try:  # only the base classes at import time; everything else is imported where used
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    if _sklearn_version() < _MIN_SKLEARN:
-        raise ImportError(f"scikit-learn {_sklearn_version()} is too old")
-    _SKLEARN_ERROR = None
-except ImportError as _exc:  # scikit-learn missing or too old: the classes exist but refuse to build
-    _SKLEARN_ERROR = _exc
-
-    class BaseEstimator:
-        """Stand-in used when scikit-learn is not installed."""
-
-        def __new__(cls, *args, **kwargs):
-            raise ImportError(_INSTALL_HINT) from _SKLEARN_ERROR
-
-    class ClassifierMixin:
-        pass
-
-    class RegressorMixin:
-        pass
-
-
-# ----------------------------------------------------------------------------- optimizers
-
-class _Adam(_optim.Adam):
-    """fastmlp's compiled Adam with sklearn's ``epsilon`` instead of the book's fixed 1e-7.
-
-    The update is sklearn's (and Kingma & Ba's, with the bias correction folded
-    into the step size): m += (1-b1)(g-m); v += (1-b2)(g^2-v);
-    p -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon).
-    """
-
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8):
-        super().__init__(lr, beta1, beta2)
-        self.epsilon = float(epsilon)
-
-    def _hyper(self):
-        hyper = super()._hyper()
-        hyper["eps"] = self.epsilon
-        return hyper
-
-
-class _SGDNesterov(_optim.Momentum):
-    """sklearn's (Bengio et al.'s) Nesterov momentum, on the compiled kernels.
-
-    v = momentum*v - lr*g;  p += momentum*v - lr*g.  (The book's ``Nesterov``
-    adds momentum**2 * v - (1 + momentum)*lr*g with the *new* v, a different
-    rule; it stays available as ``solver='nesterov'``.) Done as the momentum
-    update (p += v) followed by p -= (1 - momentum)*v and p -= lr*g: three
-    compiled passes in one critical section, so that under Ctrl-C the step is
-    applied whole or not at all (``fastmlp._sigint.deferred_sigint``).
-    """
-
-    def update(self, params, grads):
-        with _sigint.critical_section():
-            self._update(params, grads)
-
-    def _update(self, params, grads):
-        super().update(params, grads)  # checks everything, then v = m*v - lr*g; p += v
-        from . import _backend
-        keys = list(params)
-        plist = [params[k] for k in keys]
-        if all(p.flags.c_contiguous for p in plist):
-            if self.momentum != 1.0:
-                _backend.optimizer_update(_backend.OPTIMIZER_RULES["sgd"], plist,
-                                          [self.v[k] for k in keys], None, None,
-                                          lr=1.0 - self.momentum)
-            _backend.optimizer_update(_backend.OPTIMIZER_RULES["sgd"], plist,
-                                      [grads[k] for k in keys], None, None, lr=self.lr)
-        else:  # pragma: no cover - the estimator's parameters are always C-contiguous
-            for k in keys:
-                params[k] -= (1.0 - self.momentum) * self.v[k] + self.lr * np.asarray(grads[k])
-
-
-# ----------------------------------------------------------------------------- BLAS threads
-
-#: A training step whose matrix products total fewer flops than this (6 * batch * sum of
-#: in*out over the layers; 8.9e6 for digits' 64-100-10 at batch 200) runs numpy's BLAS on one
-#: thread while fit/partial_fit trains, unless fastmlp.set_num_threads() was called. Such
-#: GEMMs take ~0.1-0.3 ms; handing them to a thread pool costs more than it saves on few
-#: cores, and on a busy machine a pool that waits for a descheduled thread made them ~10x
-#: slower (bench/bench_estimator.py). sklearn's KMeans limits BLAS inside fit the same way.
-SMALL_STEP_FLOPS = 16e6
-
-
-class _OneBlasThread:
-    """Context manager: numpy's BLAS on one thread while a fit runs (process-wide, like
-    threadpoolctl), restored when the last concurrent user leaves, so fits in several Python
-    threads nest correctly.
-
-    The restore never undoes a choice made meanwhile: if ``fastmlp.set_num_threads`` was
-    called while the limit was on (from a callback or another thread), or numpy's BLAS no
-    longer runs on one thread, the exit leaves the setting as it is (see
-    ``fastmlp.threads._end_temporary_limit``). A forked child starts with no fit running: the
-    limit a parent's fit had set is lifted there, and a context entered in the parent does
-    nothing when it exits in the child.
-    """
-
-    _lock = threading.Lock()
-    _users = 0
-    _token = None   # from threads._limit_blas_temporarily, while a limit is on
-
-    def __enter__(self):
-        import os
-
-        from . import threads
-        cls = type(self)
-        self._pid = os.getpid()
-        with cls._lock:
-            if cls._users == 0:
-                cls._token = threads._limit_blas_temporarily(1)
-            cls._users += 1
-        return self
-
-    def __exit__(self, *exc):
-        import os
-
-        from . import threads
-        cls = type(self)
-        if self._pid != os.getpid():  # entered in the parent of this forked process
-            return False
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0:
-                token, cls._token = cls._token, None
-                threads._end_temporary_limit(token)
-        return False
-
-    @classmethod
-    def _after_fork_in_child(cls):
-        from . import threads
-        cls._lock = threading.Lock()   # a fit in another thread may have held it at the fork
-        token, cls._token, cls._users = cls._token, None, 0
-        threads._end_temporary_limit(token)
-
-
-def _blas_threads_for(step_flops):
-    """The BLAS thread policy for a fit whose steps cost ``step_flops``."""
-    import contextlib
-    import os
-
-    from . import threads
-    if not _OneBlasThread.__dict__.get("_fork_handler"):
-        _OneBlasThread._fork_handler = True
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_OneBlasThread._after_fork_in_child)
-    if step_flops >= SMALL_STEP_FLOPS or getattr(threads, "_requested", None) is not None:
-        return contextlib.nullcontext()
-    return _OneBlasThread()
-
-
-_SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
-_ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid"}
-_LEARNING_RATES = ("constant", "invscaling", "adaptive")
-_FEATURE_ATTRS = ("n_features_in_", "feature_names_in_")   # set by validate_data(reset=True)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_real(value, name, low, high=math.inf, low_open=False, high_open=False):
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    bad_low = value <= low if low_open else value < low
-    bad_high = value >= high if high_open else value > high
-    if math.isnan(value) or bad_low or bad_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
-    return value
-
-
-def _make_rng(random_state):
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
-    if random_state is None or _is_int(random_state):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    raise ValueError(f"random_state must be None, an int, a numpy Generator or RandomState, "
-                     f"got {random_state!r}")
-
-
-def _as_weights(sample_weight, n_samples, dtype):
-    """Validated non-negative finite float weights of shape (n_samples,), not all zero."""
-    sw = np.asarray(sample_weight)
-    if sw.ndim == 0:
-        sw = np.full(n_samples, sw)
-    if sw.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must be real numbers, got dtype {sw.dtype}")
-    if sw.ndim != 1 or sw.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {sw.shape}")
-    sw = sw.astype(dtype)  # always a copy: the caller's array is never touched
-    if not np.isfinite(sw).all():
-        raise ValueError("sample_weight contains NaN or infinity")
-    if (sw < 0).any():
-        raise ValueError("sample_weight must be non-negative")
-    if not sw.any():
-        raise ValueError("Sample weights must contain at least one non-zero number "
-                         "(all sample_weight are zero)")
-    return sw
-
-
-def _log_softmax(z):
-    """Row-wise log-softmax in float64 (no overflow, no log(0))."""
-    z = np.asarray(z, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
 
 class _Data:
     """One training or validation set, converted once: X (C-contiguous, model dtype), targets, weights."""
@@ -370,76 +138,7 @@ class _BaseMLP(BaseEstimator):
 
     def _checked_params(self):
         """Every hyper-parameter validated (ValueError/TypeError naming it), before any state changes."""
-        hidden = self.hidden_layer_sizes
-        if _is_int(hidden):
-            hidden = [hidden]
-        elif isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
-            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {hidden!r}")
-        hidden = list(hidden)
-        for h in hidden:
-            if not _is_int(h):
-                raise TypeError(f"hidden_layer_sizes must hold ints, got {h!r}")
-            if h <= 0:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {list(hidden)}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be 'relu' or 'logistic' (fastmlp has no 'tanh' or "
-                             f"'identity' hidden layers), got {self.activation!r}")
-        if self.solver not in _SOLVERS:
-            hint = " ('lbfgs' is not available in fastmlp)" if self.solver == "lbfgs" else ""
-            raise ValueError(f"solver must be one of {list(_SOLVERS)}{hint}, got {self.solver!r}")
-        if self.learning_rate not in _LEARNING_RATES:
-            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
-                             f"got {self.learning_rate!r}")
-        batch_size = self.batch_size
-        if not (isinstance(batch_size, str) and batch_size == "auto"):
-            if not _is_int(batch_size):
-                raise TypeError(f"batch_size must be 'auto' or an int, got {batch_size!r}")
-            if batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not _is_int(self.max_iter):
-            raise TypeError(f"max_iter must be an int, got {self.max_iter!r}")
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
-        n_iter_no_change = self.n_iter_no_change
-        if not (_is_int(n_iter_no_change) or n_iter_no_change == np.inf):
-            raise TypeError(f"n_iter_no_change must be an int or np.inf, got {n_iter_no_change!r}")
-        if n_iter_no_change < 1:
-            raise ValueError(f"n_iter_no_change must be >= 1, got {n_iter_no_change}")
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if not (isinstance(self.verbose, (bool, np.bool_)) or _is_int(self.verbose)):
-            raise TypeError(f"verbose must be a bool or an int, got {self.verbose!r}")
-        callbacks = self.callbacks
-        if callbacks is None:
-            callbacks = []
-        elif callable(callbacks):
-            callbacks = [callbacks]
-        else:
-            if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
-                raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}")
-            callbacks = list(callbacks)
-            for cb in callbacks:
-                if not callable(cb):
-                    raise TypeError(f"callbacks must be callables cb(estimator, epoch, logs), "
-                                    f"got {cb!r}")
-        return {
-            "hidden": hidden,
-            "activation": _ACTIVATIONS[self.activation],
-            "alpha": _check_real(self.alpha, "alpha", 0.0),
-            "batch_size": batch_size,
-            "lr": _check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
-            "power_t": _check_real(self.power_t, "power_t", 0.0),
-            "tol": _check_real(self.tol, "tol", 0.0),
-            "momentum": _check_real(self.momentum, "momentum", 0.0, 1.0),
-            "validation_fraction": _check_real(self.validation_fraction, "validation_fraction",
-                                               0.0, 1.0, high_open=True),
-            "beta_1": _check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
-            "beta_2": _check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
-            "epsilon": _check_real(self.epsilon, "epsilon", 0.0, low_open=True),
-            "dtype": None if self.dtype is None else check_dtype(self.dtype),
-            "callbacks": callbacks,
-        }
+        return checked_params(self)
 
     # -- data ------------------------------------------------------------------
 
@@ -462,7 +161,7 @@ class _BaseMLP(BaseEstimator):
         new data on it, so that nothing of self changes before the fit's commit."""
         probe = object.__new__(type(self))
         probe.__dict__.update({k: v for k, v in self.__dict__.items()
-                               if k not in _FEATURE_ATTRS})
+                               if k not in FEATURE_ATTRS})
         return probe
 
     def _model_dtype(self, X_dtype, params):
@@ -488,11 +187,13 @@ class _BaseMLP(BaseEstimator):
     def _make_optimizer(self, params):
         lr, solver, momentum = params["lr"], self.solver, params["momentum"]
         if solver == "adam":
-            return _Adam(lr, params["beta_1"], params["beta_2"], params["epsilon"])
+            return _optim.Adam(lr, params["beta_1"], params["beta_2"], eps=params["epsilon"])
         if solver == "sgd":
             if momentum == 0:
                 return _optim.SGD(lr)
-            return _SGDNesterov(lr, momentum) if self.nesterovs_momentum else _optim.Momentum(lr, momentum)
+            if self.nesterovs_momentum:
+                return _optim.Nesterov(lr, momentum, variant="sklearn")
+            return _optim.Momentum(lr, momentum)
         if solver == "momentum":
             return _optim.Momentum(lr, momentum)
         if solver == "nesterov":
@@ -500,6 +201,14 @@ class _BaseMLP(BaseEstimator):
         if solver == "adagrad":
             return _optim.AdaGrad(lr)
         return _optim.RMSprop(lr)
+
+    def _make_schedule(self, params):
+        """sklearn's learning-rate schedule (Adam's rate stays constant, as in sklearn)."""
+        if self.solver == "adam" or self.learning_rate == "constant":
+            return _optim.ConstantLR()
+        if self.learning_rate == "invscaling":
+            return _optim.InverseScalingLR(params["lr"], params["power_t"])
+        return _optim.AdaptiveLR()
 
     def _optimizer_key(self):
         """What decides the optimizer class: a change (via set_params) starts a fresh optimizer."""
@@ -517,15 +226,11 @@ class _BaseMLP(BaseEstimator):
         changes = {}
         if hasattr(opt, "momentum"):
             changes["momentum"] = params["momentum"]
-        if isinstance(opt, _Adam):
-            changes.update(beta1=params["beta_1"], beta2=params["beta_2"],
-                           epsilon=params["epsilon"])
-        if self.solver == "adam" or self.learning_rate == "constant":
-            changes["lr"] = params["lr"]
-        elif self.learning_rate == "invscaling":
-            changes["lr"] = params["lr"] / (self.t_ + 1) ** params["power_t"]
-        elif not incremental:  # 'adaptive': each fit call restarts from learning_rate_init
-            changes["lr"] = params["lr"]
+        if self.solver == "adam":
+            changes.update(beta1=params["beta_1"], beta2=params["beta_2"], eps=params["epsilon"])
+        lr = params["schedule"].start_lr(params["lr"], self.t_, incremental)
+        if lr is not None:
+            changes["lr"] = lr
         return opt, changes
 
     @property
@@ -555,12 +260,12 @@ class _BaseMLP(BaseEstimator):
         with guard as critical:
             prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
             state, opt, opt_changes, train, val, params, step_flops = prepared
-            limit = _blas_threads_for(step_flops)
+            limit = threads.blas_threads_for_step(step_flops)
             committed = False
             try:
                 with critical:   # every visible change of the fit's start, all at once
                     if "n_features_in_" in state:
-                        for k in _FEATURE_ATTRS:
+                        for k in FEATURE_ATTRS:
                             self.__dict__.pop(k, None)
                     self.__dict__.update(state)
                     for name, value in opt_changes.items():
@@ -581,6 +286,7 @@ class _BaseMLP(BaseEstimator):
         """Everything ``_fit`` needs, validated and built without changing self: the new
         attributes (a dict), the optimizer and the hyper-parameters to set on it, the data."""
         params = self._checked_params()
+        params["schedule"] = self._make_schedule(params)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              f"is None.")
@@ -607,7 +313,7 @@ class _BaseMLP(BaseEstimator):
         targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype)
         weights = None
         if sample_weight is not None:
-            weights = _as_weights(sample_weight, X.shape[0], dtype)
+            weights = as_weights(sample_weight, X.shape[0], dtype)
         val = None
         if X_val is not None:
             X_val = self._validate_X(X_val, dtype, reset=False, est=probe)
@@ -616,7 +322,7 @@ class _BaseMLP(BaseEstimator):
             val = _Data(X_val, y_val, None)
         # the validation split and the training samples
         if first_pass:
-            rng = _make_rng(self.random_state)
+            rng = make_rng(self.random_state)
             split_seed = int(rng.integers(2**31 - 1))
         else:
             rng, split_seed = self._rng, self._split_seed
@@ -638,7 +344,7 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             state.update(self._fresh_fit_state(target_info, dtype, params, X.shape[1], rng,
                                                split_seed))
-            state.update({k: probe.__dict__[k] for k in _FEATURE_ATTRS if k in probe.__dict__})
+            state.update({k: probe.__dict__[k] for k in FEATURE_ATTRS if k in probe.__dict__})
         elif not incremental:
             state["_no_improvement_count"] = 0   # a warm-started fit gets its own patience
         opt, opt_changes = self._next_optimizer(params, first_pass, incremental)
@@ -706,185 +412,8 @@ class _BaseMLP(BaseEstimator):
         return min(params["batch_size"], n)
 
     def _run_epochs(self, train, val, params, incremental, critical):
-        """The epochs. Each step's update and ``t_``, and each epoch's bookkeeping, change in
-        one critical section (whole under Ctrl-C); KeyboardInterrupt propagates to ``_fit``."""
-        from sklearn.exceptions import ConvergenceWarning
-        net, opt, rng = self._net, self._optimizer, self._rng
-        n, alpha = train.n, params["alpha"]
-        batch_size = self._batch_size(params, n)
-        n_outputs = self.n_outputs_
-        rescale = self._loss_name == "mse" and n_outputs > 1  # sklearn averages over outputs too
-        callbacks = params["callbacks"]
-        n_epochs = 1 if incremental else self.max_iter
-        verbose = int(self.verbose)
-
-        if self.shuffle:
-            X_buf = np.empty_like(train.X)
-            y_buf = np.empty_like(train.y)
-            w_buf = None if train.w is None else np.empty_like(train.w)
-        bar = None
-        message = None
-        try:
-            if verbose and not incremental:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=n_epochs, unit="epoch", leave=False, dynamic_ncols=True,
-                           desc=type(self).__name__)
-            for _ in range(n_epochs):
-                if self.shuffle:
-                    perm = rng.permutation(n)
-                    X_ep = np.take(train.X, perm, axis=0, out=X_buf)
-                    y_ep = np.take(train.y, perm, axis=0, out=y_buf)
-                    w_ep = None if train.w is None else np.take(train.w, perm, out=w_buf)
-                else:
-                    X_ep, y_ep, w_ep = train.X, train.y, train.w
-                total = 0.0
-                total_weight = 0.0
-                logs = None
-                for start in range(0, n, batch_size):
-                    end = min(start + batch_size, n)
-                    x_b, y_b = X_ep[start:end], y_ep[start:end]
-                    m = end - start
-                    if w_ep is None:
-                        w_b, batch_weight = None, float(m)
-                    else:
-                        w_b = w_ep[start:end]
-                        batch_weight = float(w_b.sum())
-                        if batch_weight == 0.0:
-                            continue
-                        w_b = w_b * (m / batch_weight)  # weighted mean over the batch
-                    net.weight_decay_lambda = alpha / batch_weight
-                    grads = net.gradient(x_b, y_b, sample_weight=w_b)
-                    loss = net.last_loss
-                    if not math.isfinite(loss):
-                        self._diverged(loss, len(self.loss_curve_) + 1, start // batch_size + 1)
-                    if rescale:  # data term / n_outputs, L2 term unchanged
-                        data_loss = float(net.last_layer.loss)
-                        loss = data_loss / n_outputs + (loss - data_loss)
-                    # Whole or not at all under Ctrl-C: the update, the samples it has seen
-                    # and, with the epoch's last batch, the epoch's bookkeeping.
-                    with critical:
-                        opt.update(net.params, grads)
-                        self.t_ += m
-                        total += loss * batch_weight
-                        total_weight += batch_weight
-                        if end == n:
-                            net.weight_decay_lambda = 0.0
-                            logs, stop, message = self._record_epoch(val, params,
-                                                                     total / total_weight)
-                net.weight_decay_lambda = 0.0
-                if logs is None:   # the last batch had zero weight (cannot happen: dropped)
-                    with critical:
-                        logs, stop, message = self._record_epoch(val, params,
-                                                                 total / total_weight)
-                epoch = len(self.loss_curve_)
-                if bar is not None:
-                    bar.update()
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-                if verbose >= 2:
-                    self._print(bar, f"Iteration {epoch}, loss = {self.loss_:.8f}"
-                                + (f", validation score = {logs['val_score']:.6f}" if val else ""))
-                for cb in callbacks:
-                    if cb(self, epoch, dict(logs)) is True:
-                        stop = True
-                        message = f"A callback stopped training after epoch {epoch}."
-                if stop:
-                    with critical:
-                        self.stop_training_ = True
-                        if incremental and self.early_stopping and self._best_params is not None:
-                            self._restore_best()
-                            self._no_improvement_count = 0
-                    if verbose:
-                        self._print(bar, message)
-                    break
-                if not incremental and self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning)
-        finally:
-            net.weight_decay_lambda = 0.0
-            if bar is not None:
-                bar.close()
-            if self.early_stopping and not incremental and self._best_params is not None:
-                with critical:   # also after Ctrl-C, as sklearn
-                    self._restore_best()
-
-    def _record_epoch(self, val, params, epoch_loss):
-        """An epoch's bookkeeping (inside the critical section of its last step): the loss
-        and validation histories, the stopping rule, the learning-rate schedule.
-
-        Returns (logs, stop, message)."""
-        logs = {"loss": epoch_loss}
-        if val is not None:
-            score, val_loss = self._evaluate(val)
-            logs["val_score"], logs["val_loss"] = score, val_loss
-        self.n_iter_ += 1
-        self.loss_ = epoch_loss
-        self.loss_curve_.append(epoch_loss)
-        if val is not None:
-            self.validation_scores_.append(score)
-            self.validation_loss_curve_.append(val_loss)
-        stop, message = self._update_no_improvement(val, params)
-        opt = self._optimizer
-        if self.learning_rate == "invscaling" and self.solver != "adam":
-            opt.lr = params["lr"] / (self.t_ + 1) ** params["power_t"]
-        logs["lr"] = opt.lr
-        return logs, stop, message
-
-    @staticmethod
-    def _print(bar, line):
-        if bar is not None:
-            bar.write(line, file=sys.stdout)
-        else:
-            print(line)
-
-    def _diverged(self, loss, epoch, batch):
-        lr = getattr(self._optimizer, "lr", None)
-        raise DivergenceError(
-            f"training diverged: the loss became {loss} in epoch {epoch}, batch {batch}; that "
-            f"update was not applied (the parameters are those of the previous step). Try a "
-            f"smaller learning_rate_init than {lr:g}, or scale the features.",
-            step=batch, epoch=epoch, loss=loss)
-
-    def _update_no_improvement(self, val, params):
-        """sklearn's rule: patience over the validation score (early stopping) or the training loss.
-
-        Returns (stop, message)."""
-        tol = params["tol"]
-        loss = self.loss_curve_[-1]
-        if self.early_stopping:
-            score = self.validation_scores_[-1]
-            if not score >= self.best_validation_score_ + tol:  # NaN counts as no improvement
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._save_best()
-            what = "Validation score"
-        else:
-            if val is not None:
-                self.best_validation_score_ = max(self.best_validation_score_,
-                                                  self.validation_scores_[-1])
-            if loss > self.best_loss_ - tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            what = "Training loss"
-        self.best_loss_ = min(self.best_loss_, loss)
-        if self._no_improvement_count > self.n_iter_no_change:
-            message = (f"{what} did not improve more than tol={tol:f} for "
-                       f"{self.n_iter_no_change} consecutive epochs.")
-            opt = self._optimizer
-            if self.learning_rate == "adaptive" and self.solver != "adam":
-                if opt.lr > 1e-6:
-                    opt.lr /= 5.0
-                    self._no_improvement_count = 0
-                    if self.verbose:
-                        print(f"{message} Setting learning rate to {opt.lr:f}")
-                    return False, None
-                return True, message + " Learning rate too small. Stopping."
-            return True, message
-        return False, None
+        """The fit call's epochs on fastmlp's one training loop (``_estimator_epochs``)."""
+        FitEpochs(self, train, val, params, incremental).run(critical)
 
     def _save_best(self):
         if self._best_params is None:
@@ -1047,14 +576,14 @@ def _encode_param(name, value):
         return value
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if _is_int(value):
+    if is_int(value):
         return int(value)
-    if _is_real(value):
+    if is_real(value):
         value = float(value)
         return value if math.isfinite(value) else {"float": jfloat(value)}
     if name == "hidden_layer_sizes" and hasattr(value, "__iter__"):
         items = list(value)
-        if all(_is_int(v) for v in items):
+        if all(is_int(v) for v in items):
             return {"list" if isinstance(value, list) else "tuple": [int(v) for v in items]}
     return _NOT_STORABLE
 
@@ -1068,7 +597,7 @@ def _decode_param(name, value):
             return pfloat(value["float"])
         for kind, make in (("tuple", tuple), ("list", list)):
             if set(value) == {kind} and isinstance(value[kind], list) and \
-                    all(_is_int(v) for v in value[kind]):
+                    all(is_int(v) for v in value[kind]):
                 return make(value[kind])
         raise ValueError(f"invalid value for parameter {name}: {value!r}")
     if value is not None and not isinstance(value, (str, bool, int, float)):
@@ -1370,7 +899,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not np.isfinite(scores).all():
             return np.nan, np.nan
         correct = scores.argmax(axis=1) == val.y
-        logp = _log_softmax(scores)[np.arange(val.n), val.y]
+        logp = log_softmax(scores)[np.arange(val.n), val.y]
         if val.w is None:
             return float(correct.mean()), float(-logp.mean())
         w = val.w / val.w.sum()

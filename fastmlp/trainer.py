@@ -26,12 +26,12 @@ Differences from the book, all deliberate:
 """
 import math
 import numbers
-import sys
 
 import numpy as np
 
-from . import _networks, _sigint
+from . import _sigint
 from . import optimizers as _optimizers
+from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, write_line
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -40,30 +40,6 @@ __all__ = ["Trainer", "DivergenceError"]
 # per-epoch evaluation on large data sets.
 EVAL_CHUNK_ROWS = 2048
 _FINITE_CHECK_ROWS = 4096   # rows per chunk of the NaN/inf check of the data
-
-
-class DivergenceError(FloatingPointError):
-    """Training stopped because the loss became NaN or infinite.
-
-    The update of the failing step was not applied: the network's parameters
-    (and the optimizer's state) are those of the last good step.
-
-    Attributes
-    ----------
-    step : int
-        1-based number of the step whose loss was not finite
-        (``trainer.current_iter + 1``).
-    epoch : int
-        1-based epoch that step belongs to.
-    loss : float
-        The non-finite loss.
-    """
-
-    def __init__(self, message, step, epoch, loss):
-        super().__init__(message)
-        self.step = step
-        self.epoch = epoch
-        self.loss = loss
 
 
 def _network_dtype(network):
@@ -91,6 +67,25 @@ def _check_network(network):
             or callable(getattr(network, "gradient", None))):
         raise TypeError("network must have gradient(x, t) (or train_step(x, t, optimizer)); "
                         f"{type(network).__name__} has neither")
+
+
+def _step_of(network, optimizer):
+    """How the Trainer steps ``network``: fastmlp's networks take :func:`fastmlp._loop.step`;
+    another network's own ``train_step(x, t, optimizer)`` is used when it has one; else its
+    ``gradient(x, t)`` and ``loss(x, t)`` (one more forward pass, before the update)."""
+    if hasattr(network, "fused_sgd_step"):
+        return None   # the Loop's default: step(network, optimizer, ...)
+    own_step = getattr(network, "train_step", None)
+    if callable(own_step):
+        return lambda x, t, sample_weight, weight_decay: own_step(x, t, optimizer)
+
+    def book_step(x, t, sample_weight, weight_decay):
+        grads = network.gradient(x, t)
+        loss = float(network.loss(x, t))
+        if math.isfinite(loss):
+            optimizer.update(network.params, grads)
+        return loss
+    return book_step
 
 
 class Trainer:
@@ -221,17 +216,8 @@ class Trainer:
         self.train_acc_list = []
         self.test_acc_list = []
 
-        self._rng = rng
-        self._perm = np.arange(train_size)
-        self._pos = train_size  # empty: the first batch shuffles
-        self._next_perm = None  # the permutation drawn for the next pass, until a step uses it
-        self._drawn = None      # (perm, pos) after the batch last drawn
-        self._idx = np.empty(mini_batch_size, dtype=np.intp)
-        self._x_drawn = np.empty((mini_batch_size,) + x_train.shape[1:], dtype=x_train.dtype)
-        self._x_batch = (self._x_drawn if x_train.dtype == dtype
-                         else np.empty(self._x_drawn.shape, dtype=dtype))
-        self._t_batch = np.empty((mini_batch_size,) + t_train.shape[1:], dtype=t_train.dtype)
-        self._fused = callable(getattr(network, "train_step", None))
+        self._stream = ShuffledStream(x_train, t_train, mini_batch_size, rng, dtype)
+        self._loop = Loop(network, optimizer, self._stream, self, take_step=_step_of(network, optimizer))
         self._bar = None
 
     # ------------------------------------------------------------------ checks
@@ -285,62 +271,10 @@ class Trainer:
     # ------------------------------------------------------------------ steps
 
     def _next_batch(self, critical=None):
-        """Fill the batch buffers with the next ``batch_size`` samples of the shuffled stream.
-
-        Returns ``(x, t)``. The stream's position after this batch is kept aside
-        (``_drawn``); the step records it (``_record_step``) only once its update is
-        applied, so an interrupted or diverged step leaves the stream where it was."""
-        if critical is None:
-            critical = _sigint.critical_section()
-        idx, filled, n = self._idx, 0, self.train_size
-        perm, pos = self._perm, self._pos
-        while filled < self.batch_size:   # at most one reshuffle (batch_size <= n)
-            if pos == n:
-                if self._next_perm is None:
-                    with critical:   # the generator's draw and the permutation kept together
-                        shuffled = perm.copy()
-                        self._rng.shuffle(shuffled)
-                        self._next_perm = shuffled
-                perm, pos = self._next_perm, 0
-            take = min(self.batch_size - filled, n - pos)
-            idx[filled:filled + take] = perm[pos:pos + take]
-            filled += take
-            pos += take
-        # mode="clip": indices are valid, and it lets numpy write into out unbuffered
-        np.take(self.x_train, idx, axis=0, out=self._x_drawn, mode="clip")
-        if self._x_batch is not self._x_drawn:
-            np.copyto(self._x_batch, self._x_drawn)   # to the network's dtype, no allocation
-        np.take(self.t_train, idx, axis=0, out=self._t_batch, mode="clip")
-        self._drawn = (perm, pos)
-        return self._x_batch, self._t_batch
-
-    def _record_step(self, loss):
-        """The bookkeeping of an applied step (inside the step's critical section)."""
-        perm, pos = self._drawn
-        if perm is not self._perm:
-            self._perm, self._next_perm = perm, None
-        self._pos = pos
-        self.train_loss_list.append(loss)
-        self.current_iter += 1
-
-    def _epoch_end_due(self):
-        return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
-
-    def _gradient_and_loss(self, x, t):
-        """``network.gradient(x, t)`` and the loss of that same forward pass (weight decay included)."""
-        network = self.network
-        if not isinstance(network, _networks.MultiLayerNet):
-            # a network of the user's own: ask it (one more forward pass, before the update)
-            grads = network.gradient(x, t)
-            return grads, float(network.loss(x, t))
-        # fastmlp's networks: the compiled pass leaves its total loss in ``last_loss``; the
-        # layer-by-layer pass leaves the data loss in the loss layer, as the book's does
-        network.last_loss = None
-        grads = network.gradient(x, t)
-        loss = network.last_loss
-        if loss is None:
-            loss = network.last_layer.loss + network._weight_decay()
-        return grads, float(loss)
+        """The next mini-batch ``(x, t)`` of the shuffled stream (taken by a step only once
+        its update is applied)."""
+        batch = self._stream.draw(_sigint.critical_section() if critical is None else critical)
+        return batch.x, batch.t
 
     def train_step(self):
         """Run one step: next mini-batch, gradient, update; at an epoch's end, evaluate.
@@ -364,35 +298,36 @@ class Trainer:
             all.
         """
         with _sigint.deferred_sigint() as critical:
-            return self._step(critical)
+            self._finish_pending_epoch(critical)
+            self._loop.run_step(critical)
+            return self.train_loss_list[-1]
 
-    def _step(self, critical):
-        if self._epoch_end_due():   # an epoch end whose evaluation raised: record it first
+    def _finish_pending_epoch(self, critical):
+        """An epoch end whose evaluation raised: record it before the next step."""
+        if self._epoch_end_due():
             with critical:
                 self._end_epoch(critical)
-        x, t = self._next_batch(critical)
-        # Whole or not at all under Ctrl-C: the update, its bookkeeping and, with an epoch's
-        # last step, the epoch's end (so a Ctrl-C waits for at most one step and one
-        # evaluation).
-        if self._fused:
-            with critical:
-                loss = float(self.network.train_step(x, t, self.optimizer))
-                if math.isfinite(loss):
-                    self._record_step(loss)
-                    if self._epoch_end_due():
-                        self._end_epoch(critical)
-            if not math.isfinite(loss):
-                self._diverged(loss)
-        else:
-            grads, loss = self._gradient_and_loss(x, t)
-            if not math.isfinite(loss):
-                self._diverged(loss)
-            with critical:
-                self.optimizer.update(self.network.params, grads)
-                self._record_step(loss)
-                if self._epoch_end_due():
-                    self._end_epoch(critical)
-        return loss
+
+    # the Loop's front-door hooks ----------------------------------------
+
+    def weight_decay(self, batch):
+        return None   # the network's own weight_decay_lambda
+
+    def record_step(self, batch, loss):
+        """The bookkeeping of an applied step (inside the step's critical section)."""
+        self.train_loss_list.append(loss)
+        self.current_iter += 1
+
+    def epoch_end_due(self, batch=None):
+        return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
+
+    _epoch_end_due = epoch_end_due
+
+    def end_epoch(self, critical):
+        self._end_epoch(critical)
+
+    def diverged(self, loss):
+        self._diverged(loss)
 
     def _diverged(self, loss):
         step = self.current_iter + 1
@@ -441,10 +376,7 @@ class Trainer:
                         f"test acc:{test_acc:.4f} ===")
 
     def _print(self, line):
-        if self._bar is not None:
-            self._bar.write(line, file=sys.stdout)
-        else:
-            print(line)
+        write_line(self._bar, line)
 
     # ------------------------------------------------------------------ the loop
 
@@ -467,22 +399,16 @@ class Trainer:
         float
             The accuracy on the whole test set, also kept as ``final_test_acc``.
         """
-        from tqdm import tqdm
-
         with _sigint.deferred_sigint() as critical:
-            # disable=None: tqdm shows the bar only when stderr is a terminal
-            self._bar = tqdm(total=self.max_iter, initial=self.current_iter, unit="step",
-                             disable=None if self.verbose else True, leave=False,
-                             dynamic_ncols=True)
+            self._bar = progress_bar(self.max_iter, "step", initial=self.current_iter,
+                                     terminal_only=True) if self.verbose else None
             try:
-                if self._epoch_end_due():   # an epoch end whose evaluation raised
-                    with critical:
-                        self._end_epoch(critical)
-                while self.current_iter < self.max_iter:
-                    self._step(critical)
-                    self._bar.update()
+                self._finish_pending_epoch(critical)
+                self._loop.run(critical, lambda: self.current_iter >= self.max_iter,
+                               after_step=None if self._bar is None else self._bar.update)
             finally:
-                self._bar.close()
+                if self._bar is not None:
+                    self._bar.close()
                 self._bar = None
 
         if self._full_test_acc_at == self.current_iter:  # the last epoch just measured it

@@ -1,0 +1,184 @@
+"""The epochs of one ``fit``/``partial_fit`` call of fastmlp's estimators, on the one
+training loop (:class:`fastmlp._loop.Loop`).
+
+:class:`FitEpochs` is the estimators' front door to the loop: scikit-learn's batches
+(:class:`fastmlp._loop.EpochBatches`), the L2 term ``alpha / batch_weight`` handed to each
+step, the sample-weighted epoch loss, and at each epoch's end the histories, the
+no-improvement rule (patience), the learning-rate schedule, progress and callbacks.
+"""
+import warnings
+
+from .optimizers import AdaptiveLR
+from ._loop import DivergenceError, EpochBatches, Loop, progress_bar, write_line
+
+
+class FitEpochs:
+    """One fit call's epochs for estimator ``est`` (whose new state is already committed).
+
+    Each step's update and ``t_``, and with an epoch's last step the epoch's bookkeeping,
+    change in one critical section (whole under Ctrl-C); KeyboardInterrupt propagates.
+    """
+
+    def __init__(self, est, train, val, params, incremental):
+        self.est, self.val, self.params, self.incremental = est, val, params, incremental
+        self.alpha = params["alpha"]
+        n_outputs = est.n_outputs_
+        # sklearn averages the squared error over the outputs too
+        self.output_scale = n_outputs if est._loss_name == "mse" and n_outputs > 1 else None
+        self.n_epochs = 1 if incremental else est.max_iter
+        self.batch_size = est._batch_size(params, train.n)
+        sampler = EpochBatches(train.X, train.y, train.w, self.batch_size, est._rng, est.shuffle)
+        self.loop = Loop(est._net, est._optimizer, sampler, self)
+        self.epochs_done = 0
+        self.stopped = False
+        self.bar = None
+        self._new_epoch()
+
+    def _new_epoch(self):
+        self.total = self.total_weight = 0.0
+        self.batches = 0
+        self.logs = self.stop = self.message = None
+
+    def run(self, critical):
+        """The epochs; with early stopping a ``fit`` ends on the best parameters (also
+        after Ctrl-C, as sklearn)."""
+        from sklearn.exceptions import ConvergenceWarning
+        est, self.critical = self.est, critical
+        try:
+            if est.verbose and not self.incremental:
+                self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__)
+            self.loop.run(critical, lambda: self.epochs_done == self.n_epochs or self.stopped,
+                          after_epoch=self.after_epoch)
+            if not self.stopped and not self.incremental and est.n_iter_ == est.max_iter:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
+                              "reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            if est.early_stopping and not self.incremental and est._best_params is not None:
+                with critical:
+                    est._restore_best()
+
+    # -- the Loop's front-door hooks ---------------------------------------------
+
+    def weight_decay(self, batch):
+        return self.alpha / batch.weight   # sklearn's L2 term: alpha * sum(W**2) / (2 * batch)
+
+    def record_step(self, batch, loss):
+        if self.output_scale is not None:   # data term / n_outputs, L2 term unchanged
+            data_loss = float(self.est._net.last_layer.loss)
+            loss = data_loss / self.output_scale + (loss - data_loss)
+        self.est.t_ += batch.x.shape[0]
+        self.total += loss * batch.weight
+        self.total_weight += batch.weight
+        self.batches += 1
+
+    def epoch_end_due(self, batch):
+        return batch.ends_epoch
+
+    def end_epoch(self, critical):
+        self.logs, self.stop, self.message = self.record_epoch(self.total / self.total_weight)
+        self.epochs_done += 1
+
+    def diverged(self, loss):
+        est = self.est
+        epoch, batch = len(est.loss_curve_) + 1, self.batches + 1
+        raise DivergenceError(
+            f"training diverged: the loss became {loss} in epoch {epoch}, batch {batch}; that "
+            f"update was not applied (the parameters are those of the previous step). Try a "
+            f"smaller learning_rate_init than {est._optimizer.lr:g}, or scale the features.",
+            step=batch, epoch=epoch, loss=loss)
+
+    # -- epochs ---------------------------------------------------------------------
+
+    def record_epoch(self, epoch_loss):
+        """An epoch's bookkeeping (inside the critical section of its last step): the loss
+        and validation histories, the stopping rule, the learning-rate schedule.
+
+        Returns (logs, stop, message)."""
+        est, val = self.est, self.val
+        logs = {"loss": epoch_loss}
+        if val is not None:
+            score, val_loss = est._evaluate(val)
+            logs["val_score"], logs["val_loss"] = score, val_loss
+        est.n_iter_ += 1
+        est.loss_ = epoch_loss
+        est.loss_curve_.append(epoch_loss)
+        if val is not None:
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(val_loss)
+        stop, message = self.no_improvement()
+        self.params["schedule"].epoch_end(est._optimizer, est.t_)
+        logs["lr"] = est._optimizer.lr
+        return logs, stop, message
+
+    def no_improvement(self):
+        """sklearn's rule: patience over the validation score (early stopping) or the training
+        loss; on a plateau the schedule may lower the learning rate instead of stopping.
+
+        Returns (stop, message)."""
+        est, tol = self.est, self.params["tol"]
+        loss = est.loss_curve_[-1]
+        if est.early_stopping:
+            score = est.validation_scores_[-1]
+            if not score >= est.best_validation_score_ + tol:  # NaN counts as no improvement
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._save_best()
+            what = "Validation score"
+        else:
+            if self.val is not None:
+                est.best_validation_score_ = max(est.best_validation_score_,
+                                                 est.validation_scores_[-1])
+            if loss > est.best_loss_ - tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            what = "Training loss"
+        est.best_loss_ = min(est.best_loss_, loss)
+        if est._no_improvement_count <= est.n_iter_no_change:
+            return False, None
+        message = (f"{what} did not improve more than tol={tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+        opt, schedule = est._optimizer, self.params["schedule"]
+        if schedule.plateau(opt):
+            est._no_improvement_count = 0
+            if est.verbose:
+                print(f"{message} Setting learning rate to {opt.lr:f}")
+            return False, None
+        if isinstance(schedule, AdaptiveLR):
+            return True, message + " Learning rate too small. Stopping."
+        return True, message
+
+    def after_epoch(self):
+        """Progress, verbose lines and callbacks after an epoch (outside the critical section);
+        True stops training."""
+        est, logs, bar = self.est, self.logs, self.bar
+        epoch = len(est.loss_curve_)
+        if bar is not None:
+            bar.update()
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+        if int(est.verbose) >= 2:
+            write_line(bar, f"Iteration {epoch}, loss = {est.loss_:.8f}"
+                       + (f", validation score = {logs['val_score']:.6f}" if self.val else ""))
+        stop, message = self.stop, self.message
+        for cb in self.params["callbacks"]:
+            if cb(est, epoch, dict(logs)) is True:
+                stop = True
+                message = f"A callback stopped training after epoch {epoch}."
+        self._new_epoch()
+        if not stop:
+            return False
+        with self.critical:
+            est.stop_training_ = True
+            if self.incremental and est.early_stopping and est._best_params is not None:
+                est._restore_best()
+                est._no_improvement_count = 0
+        if est.verbose:
+            write_line(bar, message)
+        self.stopped = True
+        return True
