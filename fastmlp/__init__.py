@@ -10,8 +10,7 @@ from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
 from .io import load, save
 from .trainer import DivergenceError, Trainer
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def __getattr__(name):

@@ -75,12 +75,11 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import _estimator_record as _record
 from . import _sigint, threads
 from . import optimizers as _optim
 from ._estimator_params import (FEATURE_ATTRS, BaseEstimator, ClassifierMixin, RegressorMixin,
-                                as_weights, checked_params, is_int, is_real, log_softmax,
-                                make_rng)
-from ._validation import check_dtype
+                                as_weights, checked_params, log_softmax, make_rng)
 from .networks import MultiLayerNet
 from ._estimator_epochs import FitEpochs
 
@@ -445,221 +444,36 @@ class _BaseMLP(BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
-        net = state.pop("_net", None)
-        if net is not None:
-            state["_net_state"] = {"config": _net_config(net),
-                                   "params": {k: v for k, v in net.params.items()}}
-        return state
+        return _record.pickled_state(state)
 
     def __setstate__(self, state):
-        state = dict(state)
-        net_state = state.pop("_net_state", None)
+        state, net_state = _record.split_pickled_state(state)
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
         else:  # pragma: no cover
             self.__dict__.update(state)
-        if net_state is not None:
-            self._net = _network_from(net_state["config"], net_state["params"])
-        opt = self.__dict__.get("_optimizer")
-        if opt is not None:  # writeable copies (the state may come back read-only, e.g. memmapped)
-            for name in ("v", "h", "m"):
-                slot = getattr(opt, name, None)
-                if isinstance(slot, dict):
-                    setattr(opt, name, {k: np.array(a, copy=True) for k, a in slot.items()})
-        best = self.__dict__.get("_best_params")
-        if best is not None:
-            self._best_params = {k: np.array(a, copy=True) for k, a in best.items()}
+        _record.restore_unpickled(self, net_state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
 
-    def _export_state(self, arrays):
-        """The fitted estimator as a JSON-able record, its arrays added to ``arrays`` (fastmlp.save)."""
-        from . import io as _io
-        self._check_fitted()
-        params, dropped = {}, []
-        for name, value in self.get_params(deep=False).items():
-            encoded = _encode_param(name, value)
-            if encoded is _NOT_STORABLE:
-                dropped.append(name)
-            else:
-                params[name] = encoded
-        jf = _io.jfloat
-        state = {
-            "n_iter_": int(self.n_iter_), "t_": int(self.t_), "loss_": jf(self.loss_),
-            "best_loss_": jf(self.best_loss_), "loss_curve_": [jf(v) for v in self.loss_curve_],
-            "validation_scores_": (None if self.validation_scores_ is None
-                                   else [jf(v) for v in self.validation_scores_]),
-            "validation_loss_curve_": (None if self.validation_loss_curve_ is None
-                                       else [jf(v) for v in self.validation_loss_curve_]),
-            "best_validation_score_": jf(self.best_validation_score_),
-            "n_features_in_": int(self.n_features_in_),
-            "feature_names_in_": (None if not hasattr(self, "feature_names_in_")
-                                  else [str(v) for v in self.feature_names_in_]),
-            "n_outputs_": int(self.n_outputs_), "n_layers_": int(self.n_layers_),
-            "out_activation_": self.out_activation_, "stop_training_": bool(self.stop_training_),
-            "no_improvement_count": int(self._no_improvement_count),
-            "dtype": np.dtype(self._dtype).name, "split_seed": int(self._split_seed),
-            "optimizer_key": list(self._opt_key) if self._optimizer is not None else None,
-            "rng": _rng_state(self._rng),
-            "best_params": None if self._best_params is None else list(self._best_params),
-        }
-        if self._best_params is not None:
-            for k, v in self._best_params.items():
-                arrays[f"best/{k}"] = v
-        if isinstance(self, MLPClassifier):
-            state["classes"] = _encode_classes(self.classes_, arrays)
-        return {"class": type(self).__name__, "params": params, "params_not_saved": dropped,
-                "state": state,
-                "network": _io.network_record(self._net, "network", arrays),
-                "optimizer": (None if self._optimizer is None else
-                              _io.optimizer_record(self._optimizer, "optimizer", arrays,
-                                                   allow_estimator=True))}
+    def to_record(self, arrays):
+        """The fitted estimator as a JSON-able record, its arrays added to ``arrays``
+        (``fastmlp.save``; the format is in ``fastmlp._estimator_record``)."""
+        return _record.to_record(self, arrays)
 
     @classmethod
-    def _import_state(cls, rec, arrays):
-        """Inverse of ``_export_state`` (fastmlp.load)."""
-        from . import io as _io
-        pf = _io.pfloat
-        params = {k: _decode_param(k, v) for k, v in rec["params"].items()}
-        est = cls(**params)
-        st = rec["state"]
-        net = _io.network_from_record(rec["network"], arrays, "network")
-        if type(net) is not MultiLayerNet:
-            raise ValueError("an estimator's network must be fastmlp's compiled MultiLayerNet")
-        est._net = net
-        est._dtype = np.dtype(st["dtype"]).type
-        if est._dtype is not net.dtype:
-            raise ValueError("the estimator's dtype differs from its network's")
-        est._optimizer = (None if rec["optimizer"] is None else
-                          _io.optimizer_from_record(rec["optimizer"], arrays, "optimizer",
-                                                    allow_estimator=True))
-        est._opt_key = None if st["optimizer_key"] is None else tuple(st["optimizer_key"])
-        est._rng = _rng_from_state(st["rng"])
-        est._split_seed = int(st["split_seed"])
-        est._no_improvement_count = int(st["no_improvement_count"])
-        est._best_params = (None if st["best_params"] is None else
-                            {k: np.array(arrays[f"best/{k}"], copy=True) for k in st["best_params"]})
-        est.n_iter_, est.t_ = int(st["n_iter_"]), int(st["t_"])
-        est.loss_, est.best_loss_ = pf(st["loss_"]), pf(st["best_loss_"])
-        est.loss_curve_ = [pf(v) for v in st["loss_curve_"]]
-        for name in ("validation_scores_", "validation_loss_curve_"):
-            setattr(est, name, None if st[name] is None else [pf(v) for v in st[name]])
-        est.best_validation_score_ = pf(st["best_validation_score_"])
-        est.n_features_in_ = int(st["n_features_in_"])
-        if st["feature_names_in_"] is not None:
-            est.feature_names_in_ = np.array([str(v) for v in st["feature_names_in_"]], dtype=object)
-        est.n_outputs_, est.n_layers_ = int(st["n_outputs_"]), int(st["n_layers_"])
-        est.out_activation_ = str(st["out_activation_"])
-        est.stop_training_ = bool(st["stop_training_"])
-        if cls is MLPClassifier:
-            est.classes_ = _decode_classes(st["classes"], arrays)
-            if len(est.classes_) != est.n_outputs_:
-                raise ValueError("classes_ does not match the number of outputs")
-        if net.input_size != est.n_features_in_ or net.output_size != est.n_outputs_:
-            raise ValueError("the network's sizes do not match n_features_in_ / n_outputs_")
-        return est
+    def check_record(cls, rec):
+        """Check a record read by ``fastmlp.load`` before anything is allocated; returns the
+        arrays it needs, ``{name: (dtype or None, shape or None)}``."""
+        return _record.check_record(cls, rec)
 
-
-_NOT_STORABLE = object()
-
-
-def _encode_param(name, value):
-    """A constructor parameter as JSON, or _NOT_STORABLE (callbacks, Generator random_state)."""
-    from .io import jfloat
-    if name == "dtype":
-        return None if value is None else np.dtype(value).name
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if is_int(value):
-        return int(value)
-    if is_real(value):
-        value = float(value)
-        return value if math.isfinite(value) else {"float": jfloat(value)}
-    if name == "hidden_layer_sizes" and hasattr(value, "__iter__"):
-        items = list(value)
-        if all(is_int(v) for v in items):
-            return {"list" if isinstance(value, list) else "tuple": [int(v) for v in items]}
-    return _NOT_STORABLE
-
-
-def _decode_param(name, value):
-    from .io import pfloat
-    if name == "dtype":
-        return None if value is None else check_dtype(value)
-    if isinstance(value, dict):
-        if set(value) == {"float"}:
-            return pfloat(value["float"])
-        for kind, make in (("tuple", tuple), ("list", list)):
-            if set(value) == {kind} and isinstance(value[kind], list) and \
-                    all(is_int(v) for v in value[kind]):
-                return make(value[kind])
-        raise ValueError(f"invalid value for parameter {name}: {value!r}")
-    if value is not None and not isinstance(value, (str, bool, int, float)):
-        raise ValueError(f"invalid value for parameter {name}: {value!r}")
-    return value
-
-
-def _rng_state(rng):
-    state = rng.bit_generator.state
-    if state.get("bit_generator") != "PCG64":
-        return None  # other bit generators: a fresh stream after load (documented)
-    return {"bit_generator": "PCG64", "state": {"state": int(state["state"]["state"]),
-                                                "inc": int(state["state"]["inc"])},
-            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
-
-
-def _rng_from_state(state):
-    if state is None:
-        return np.random.default_rng()
-    if state.get("bit_generator") != "PCG64":
-        raise ValueError(f"unknown bit generator {state.get('bit_generator')!r}")
-    bit_generator = np.random.PCG64()
-    bit_generator.state = {"bit_generator": "PCG64",
-                           "state": {"state": int(state["state"]["state"]),
-                                     "inc": int(state["state"]["inc"])},
-                           "has_uint32": int(state["has_uint32"]),
-                           "uinteger": int(state["uinteger"])}
-    return np.random.Generator(bit_generator)
-
-
-def _encode_classes(classes, arrays):
-    if classes.dtype.kind in "biufU":
-        arrays["classes"] = classes
-        return {"array": "classes"}
-    if classes.dtype.kind == "O" and all(isinstance(c, str) for c in classes):
-        return {"strings": [str(c) for c in classes]}
-    raise TypeError(f"fastmlp.save stores class labels that are numbers, bools or strings; "
-                    f"classes_ has dtype {classes.dtype} with {type(classes[0]).__name__} values")
-
-
-def _decode_classes(rec, arrays):
-    if set(rec) == {"array"}:
-        return np.array(arrays[rec["array"]], copy=True)
-    if set(rec) == {"strings"} and all(isinstance(c, str) for c in rec["strings"]):
-        return np.array(rec["strings"], dtype=object)
-    raise ValueError(f"invalid classes record {rec!r}")
-
-
-def _net_config(net):
-    return {"input_size": net.input_size, "hidden_size_list": list(net.hidden_size_list),
-            "output_size": net.output_size, "activation": net.activation,
-            "dtype": np.dtype(net.dtype).name, "loss": net.loss_name}
-
-
-def _network_from(config, params):
-    """A compiled MultiLayerNet from its config and parameter arrays (copied, writeable)."""
-    net = MultiLayerNet(config["input_size"], config["hidden_size_list"], config["output_size"],
-                        activation=config["activation"], weight_init_std=0.0,
-                        dtype=np.dtype(config["dtype"]).type, seed=0, loss=config["loss"])
-    for k, a in params.items():
-        np.copyto(net.params[k], a)
-    return net
+    @classmethod
+    def from_record(cls, rec, arrays):
+        """The estimator a checked record and its arrays describe (``fastmlp.load``)."""
+        return _record.from_record(cls, rec, arrays)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

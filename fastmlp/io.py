@@ -58,6 +58,7 @@ import math
 import os
 import re
 import struct
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -65,7 +66,10 @@ import zlib
 import numpy as np
 
 from ._files import open_regular
-from ._validation import check_dtype
+from ._records import (count, network_from_record, network_plan, network_record,
+                       optimizer_from_record, optimizer_plan, optimizer_record, prefixed,
+                       record)
+from ._version import __version__
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
@@ -81,339 +85,27 @@ _MAX_MEMBERS = 10_000            # members of the archive, entries of the array 
 _MAX_DIRECTORY_BYTES = 4 << 20   # the ZIP central directory
 _MAX_NAME = 256                  # characters of an array name
 _MAX_NDIM = 32
-_MAX_LAYERS = 1_000              # hidden layers of a network
-_MAX_SIZE = 2**62                # a layer width or an array dimension
-_MAX_COUNT = 2**53               # step and epoch counters (exact as floats)
+_MAX_SIZE = 2**62                # an array dimension
 _SAFE_KINDS = "biufU"            # bool, ints, floats, unicode: never objects or records
 
 
-# ----------------------------------------------------------------------------- registries
-# Class names in a file are looked up here; nothing else is ever imported or called.
-
-def _network_classes():
-    from . import networks, reference
-    return {("MultiLayerNet", "compiled"): networks.MultiLayerNet,
-            ("TwoLayerNet", "compiled"): networks.TwoLayerNet,
-            ("MultiLayerNet", "reference"): reference.MultiLayerNet,
-            ("TwoLayerNet", "reference"): reference.TwoLayerNet}
-
-
-def _optimizer_classes():
-    from . import optimizers
-    from .reference import optimizers as ref
-    table = {}
-    for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"):
-        table[(name, "compiled")] = getattr(optimizers, name)
-        table[(name, "reference")] = getattr(ref, name)
-    return table
-
-
-def _estimator_optimizer_classes():
-    from . import estimator
-    return {("Adam", "estimator"): estimator._Adam,
-            ("SGDNesterov", "estimator"): estimator._SGDNesterov}
-
+# ----------------------------------------------------------------------------- estimators
+# Class names in a file are looked up in fixed tables of public classes (networks and
+# optimizers: fastmlp._records); nothing else is ever imported or called.
 
 def _estimator_classes():
-    from . import estimator
-    return {"MLPClassifier": estimator.MLPClassifier, "MLPRegressor": estimator.MLPRegressor}
+    """The fixed table of estimator classes (imported on first use: they need scikit-learn)."""
+    from .estimator import MLPClassifier, MLPRegressor
+    return {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
 
 
-def _lookup(table, key, what):
-    for k, cls in table.items():
-        if k == key:
-            return cls
-    raise ValueError(f"unknown {what} {key!r}")
-
-
-def _key_of(obj, table):
-    for k, cls in table.items():
-        if type(obj) is cls:
-            return k
-    return None
-
-
-# ----------------------------------------------------------------------------- JSON values
-
-def jfloat(x):
-    """A float for strict JSON: non-finite values become the strings 'NaN', 'Infinity', '-Infinity'."""
-    if x is None:
-        return None
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-
-
-def pfloat(v):
-    """Inverse of :func:`jfloat`."""
-    if v is None:
-        return None
-    if isinstance(v, str):
-        if v not in ("NaN", "Infinity", "-Infinity"):
-            raise ValueError(f"expected a number, got {v!r}")
-        return float(v.replace("Infinity", "inf"))
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"expected a number, got {v!r}")
-    return float(v)
-
-
-def _check_int(v, what, minimum=0):
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {v!r}")
-    return v
-
-
-# ----------------------------------------------------------------------------- networks and optimizers
-
-def network_record(net, prefix, arrays):
-    """(record, arrays[prefix/...] filled) for a compiled or reference network."""
-    key = _key_of(net, _network_classes())
-    if key is None:
-        raise TypeError(f"save supports fastmlp's MultiLayerNet and TwoLayerNet (compiled or "
-                        f"fastmlp.reference) and fitted MLPClassifier/MLPRegressor, "
-                        f"got {type(net).__module__}.{type(net).__name__}")
-    dtype = np.dtype(check_dtype(net.dtype))
-    if key[0] == "TwoLayerNet":
-        config = {"input_size": net.input_size, "hidden_size": net.hidden_size,
-                  "output_size": net.output_size, "dtype": dtype.name}
-    else:
-        config = {"input_size": net.input_size, "hidden_size_list": list(net.hidden_size_list),
-                  "output_size": net.output_size, "activation": net.activation,
-                  "weight_decay_lambda": jfloat(net.weight_decay_lambda), "dtype": dtype.name,
-                  "loss": getattr(net, "loss_name", "cross_entropy")}
-    for name, p in net.params.items():
-        if not isinstance(p, np.ndarray) or p.dtype != dtype:
-            raise TypeError(f"network parameter {name!r} is not a {dtype.name} array")
-        arrays[f"{prefix}/{name}"] = p
-    return {"class": key[0], "implementation": key[1], "config": config,
-            "params": list(net.params)}
-
-
-def _record(rec, keys, what, optional=()):
-    """``rec`` as a JSON object with every one of ``keys``, and nothing but ``keys`` and ``optional``."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"{what} must be a JSON object, got {type(rec).__name__}")
-    for k in keys:
-        if k not in rec:
-            raise ValueError(f"{what} has no {k!r} entry")
-    extra = sorted(set(rec) - set(keys) - set(optional))
-    if extra:
-        raise ValueError(f"{what} has unknown entries {extra[:5]}")
-    return rec
-
-
-def _size(v, what):
-    """A layer width: an integer in [1, _MAX_SIZE]."""
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_SIZE:
-        raise ValueError(f"{what} must be an integer in [1, {_MAX_SIZE}], got {v!r:.60}")
-    return v
-
-
-def _count(v, what, maximum=_MAX_COUNT):
-    """A step or epoch counter: an integer in [0, maximum]."""
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= maximum:
-        raise ValueError(f"{what} must be an integer in [0, {maximum}], got {v!r:.60}")
-    return v
-
-
-def _number(v, what, minimum=None, allow_minimum=True):
-    """A float from the file (pfloat), finite and >= or > ``minimum`` when one is given."""
-    try:
-        x = pfloat(v)
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc}") from None
-    if minimum is not None:
-        if x is None or not math.isfinite(x) or x < minimum or (x == minimum and not allow_minimum):
-            bound = ">=" if allow_minimum else ">"
-            raise ValueError(f"{what} must be finite and {bound} {minimum}, got {x}")
-    return x
-
-
-def _choice(v, choices, what):
-    if not isinstance(v, str) or v not in choices:
-        raise ValueError(f"{what} must be one of {list(choices)}, got {v!r:.60}")
-    return v
-
-
-def _construct(cls, kwargs, what):
-    """``cls(**kwargs)``; the constructor's own argument checks become a ValueError naming ``what``."""
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValueError(f"invalid {what} in the file: {exc}") from None
-
-
-def _network_plan(rec):
-    """Check a network record without allocating anything.
-
-    Returns ``(cls, kwargs, params)``: the class, its constructor arguments, and
-    ``{param name: (dtype, shape)}`` the arrays must match.
-    """
-    _record(rec, ("class", "implementation", "config", "params"), "the network record")
-    key = (rec["class"], rec["implementation"])
-    if not all(isinstance(k, str) for k in key):
-        raise ValueError("the network's class and implementation must be strings")
-    cls = _lookup(_network_classes(), key, "network class")
-    two = key[0] == "TwoLayerNet"
-    keys = (("input_size", "hidden_size", "output_size", "dtype") if two else
-            ("input_size", "hidden_size_list", "output_size", "activation",
-             "weight_decay_lambda", "dtype", "loss"))
-    cfg = _record(rec["config"], keys, "the network config")
-    dtype = _float_dtype(cfg["dtype"])
-    n_in = _size(cfg["input_size"], "network input_size")
-    n_out = _size(cfg["output_size"], "network output_size")
-    if two:
-        hidden = [_size(cfg["hidden_size"], "network hidden_size")]
-        kwargs = {"input_size": n_in, "hidden_size": hidden[0], "output_size": n_out,
-                  "dtype": dtype, "seed": 0}
-    else:
-        listed = cfg["hidden_size_list"]
-        if not isinstance(listed, list) or len(listed) > _MAX_LAYERS:
-            raise ValueError(f"network hidden_size_list must be a list of at most {_MAX_LAYERS} "
-                             f"integers")
-        hidden = [_size(h, "network hidden_size_list entry") for h in listed]
-        kwargs = {"input_size": n_in, "hidden_size_list": hidden, "output_size": n_out,
-                  "activation": _choice(cfg["activation"], ("relu", "sigmoid"), "network activation"),
-                  "weight_init_std": 0.0,
-                  "weight_decay_lambda": _number(cfg["weight_decay_lambda"],
-                                                 "network weight_decay_lambda", 0.0),
-                  "dtype": dtype, "seed": 0,
-                  "loss": _choice(cfg["loss"], ("cross_entropy", "mse"), "network loss")}
-    sizes = [n_in, *hidden, n_out]
-    dt = np.dtype(dtype).newbyteorder("<")
-    params = {}
-    for i in range(1, len(sizes)):
-        params[f"W{i}"] = (dt, (sizes[i - 1], sizes[i]))
-        params[f"b{i}"] = (dt, (sizes[i],))
-    if rec["params"] != list(params):
-        raise ValueError(f"the network's parameter list {rec['params']!r:.200} does not match its "
-                         f"config (expected {list(params)!r:.200})")
-    return cls, kwargs, params
-
-
-def _prefixed(prefix, specs):
-    return {f"{prefix}/{k}": v for k, v in specs.items()}
-
-
-def _check_arrays(expected, arrays):
-    """Each ``name: (dtype or None, shape or None)`` of ``expected`` is in ``arrays`` and matches."""
-    for name, (dtype, shape) in expected.items():
-        a = arrays.get(name)
-        if a is None:
-            raise ValueError(f"array {name} is missing")
-        if (dtype is not None and a.dtype != dtype) or (shape is not None and a.shape != shape):
-            raise ValueError(f"array {name} holds {a.dtype.str}{a.shape}, expected "
-                             f"{'' if dtype is None else dtype.str}{'' if shape is None else shape}")
-
-
-def network_from_record(rec, arrays, prefix):
-    """The network a record describes, its parameters copied from ``arrays[prefix/...]``.
-
-    The record is checked, and the arrays against it, before the network is built, so
-    nothing is allocated for a network the file does not hold.
-    """
-    cls, kwargs, params = _network_plan(rec)
-    _check_arrays(_prefixed(prefix, params), arrays)
-    net = _construct(cls, kwargs, "network config")
-    for name, p in net.params.items():
-        np.copyto(p, arrays[f"{prefix}/{name}"])
-    return net
-
-
-def _float_dtype(name):
-    if name not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {name!r}")
-    return np.dtype(name).type
-
-
-_HYPER = ("lr", "momentum", "decay_rate", "beta1", "beta2", "epsilon")
-_STATE = ("m", "v", "h")
-
-
-def optimizer_record(opt, prefix, arrays, allow_estimator=False):
-    """(record, arrays filled) for one of fastmlp's optimizers and its state."""
-    tables = [_optimizer_classes()] + ([_estimator_optimizer_classes()] if allow_estimator else [])
-    key = None
-    for table in tables:
-        key = key or _key_of(opt, table)
-    if key is None:
-        raise TypeError(f"optimizer must be one of fastmlp's optimizers (fastmlp.optimizers or "
-                        f"fastmlp.reference.optimizers), got {type(opt).__name__}")
-    hyper = {h: jfloat(getattr(opt, h)) for h in _HYPER if hasattr(opt, h)}
-    state = {}
-    for s in _STATE:
-        value = getattr(opt, s, None)
-        if isinstance(value, dict):
-            state[s] = list(value)
-            for k, a in value.items():
-                arrays[f"{prefix}/{s}/{k}"] = np.asarray(a)
-    rec = {"class": key[0], "implementation": key[1], "hyper": hyper, "state": state}
-    if hasattr(opt, "iter"):
-        rec["iter"] = int(opt.iter)
-    return rec
-
-
-def _optimizer_plan(rec, prefix, params=None, allow_estimator=False):
-    """Check an optimizer record; allocate nothing but the (stateless) optimizer object.
-
-    Returns ``(optimizer, state, expected)``: a fresh optimizer with the file's
-    hyper-parameters (validated by its own constructor) and step count,
-    ``{state name: parameter names}``, and the arrays that state needs
-    (``{name: (dtype, shape)}``, matched to ``params`` when it is given).
-    """
-    _record(rec, ("class", "implementation", "hyper", "state"), "the optimizer record",
-            optional=("iter",))
-    key = (rec["class"], rec["implementation"])
-    if not all(isinstance(k, str) for k in key):
-        raise ValueError("the optimizer's class and implementation must be strings")
-    table = dict(_optimizer_classes())
-    if allow_estimator:
-        table.update(_estimator_optimizer_classes())
-    cls = _lookup(table, key, "optimizer class")
-    import inspect
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    hyper = _record(rec["hyper"], accepted, f"the {key[0]} hyper-parameters")
-    values = {k: _number(hyper[k], f"optimizer {k}") for k in accepted}
-    if "epsilon" in values:
-        _number(values["epsilon"], "optimizer epsilon", 0.0, allow_minimum=False)
-    opt = _construct(cls, values, f"{key[0]} hyper-parameter")
-    if hasattr(opt, "iter") != ("iter" in rec):
-        raise ValueError(f"the {key[0]} record {'lacks' if hasattr(opt, 'iter') else 'has'} a "
-                         f"step count 'iter'")
-    if "iter" in rec:
-        opt.iter = _count(rec["iter"], "optimizer iter")
-    names = [s for s in _STATE if hasattr(opt, s)]
-    state = rec["state"]
-    if not isinstance(state, dict) or (state and set(state) != set(names)):
-        raise ValueError(f"the {key[0]} state must hold all of {names} or nothing, got "
-                         f"{sorted(state) if isinstance(state, dict) else state!r:.100}")
-    expected = {}
-    for s, keys in state.items():
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ValueError(f"optimizer state {s} must list parameter names")
-        if params is not None and keys != list(params):
-            raise ValueError(f"optimizer state {s} is for parameters {keys!r:.200}, the network "
-                             f"has {list(params)!r:.200}")
-        for k in keys:
-            expected[f"{prefix}/{s}/{k}"] = params[k] if params is not None else (None, None)
-    return opt, state, expected
-
-
-def optimizer_from_record(rec, arrays, prefix, allow_estimator=False, params=None):
-    """The optimizer a record describes, its state copied from ``arrays[prefix/...]``.
-
-    ``params`` (``{name: (dtype, shape)}`` of the network's parameters) makes the state
-    arrays be checked against the network too.
-    """
-    opt, state, expected = _optimizer_plan(rec, prefix, params, allow_estimator)
-    _check_arrays(expected, arrays)
-    for s, keys in state.items():
-        arrs = {k: np.array(arrays[f"{prefix}/{s}/{k}"], copy=True) for k in keys}
-        if any(a.dtype.kind != "f" for a in arrs.values()):
-            raise ValueError(f"optimizer state {s} must hold float arrays")
-        setattr(opt, s, arrs)
-    return opt
+def _estimator_class(name):
+    if not isinstance(name, str):
+        raise ValueError("the estimator class must be a string")
+    table = _estimator_classes()
+    if name not in table:
+        raise ValueError(f"unknown estimator class {name!r:.60}")
+    return table[name]
 
 
 # ----------------------------------------------------------------------------- save
@@ -446,12 +138,11 @@ def save(model, path, optimizer=None):
     arrays = {}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
               "fastmlp_version": _fastmlp_version()}
-    est_classes = _estimator_classes_if_loaded(model)
-    if est_classes is not None:
+    if _is_estimator(model):
         if optimizer is not None:
             raise ValueError("an estimator saves its own optimizer state; pass optimizer=None")
         header["kind"] = "estimator"
-        header["model"] = model._export_state(arrays)
+        header["model"] = model.to_record(arrays)
         header["optimizer"] = None
     else:
         header["kind"] = "network"
@@ -540,18 +231,13 @@ def _info(name):
 
 
 def _fastmlp_version():
-    from . import __version__
     return __version__
 
 
-def _estimator_classes_if_loaded(model):
-    """The estimator table when ``model`` is one of fastmlp's estimators (without importing
-    sklearn for a network)."""
-    import sys
-    mod = sys.modules.get("fastmlp.estimator")
-    if mod is None or type(model) not in (mod.MLPClassifier, mod.MLPRegressor):
-        return None
-    return _estimator_classes()
+def _is_estimator(model):
+    """Whether ``model`` is one of fastmlp's estimators; saving a network never imports the
+    estimators (nor scikit-learn): if they are not loaded, ``model`` is not one."""
+    return "fastmlp.estimator" in sys.modules and type(model) in _estimator_classes().values()
 
 
 # ----------------------------------------------------------------------------- load
@@ -748,7 +434,7 @@ def _check_header_start(header):
                        f"({_fastmlp_version()}) reads version {FORMAT_VERSION}: upgrade fastmlp")
     if header.get("kind") not in ("network", "estimator"):
         raise _Invalid(f"unknown model kind {header.get('kind')!r:.60}")
-    _record(header, ("format", "format_version", "fastmlp_version", "kind", "model", "optimizer",
+    record(header, ("format", "format_version", "fastmlp_version", "kind", "model", "optimizer",
                      "arrays"), "the header")
     if not isinstance(header["arrays"], dict):
         raise _Invalid("the header has no array table")
@@ -778,7 +464,7 @@ def _array_table(table):
             raise _Invalid(f"array {name}: dtype {dtype_str!r} is not allowed")
         if not isinstance(shape, list) or len(shape) > _MAX_NDIM:
             raise _Invalid(f"array {name}: invalid shape")
-        shape = tuple(_count(s, f"array {name} shape entry", _MAX_SIZE) for s in shape)
+        shape = tuple(count(s, f"array {name} shape entry", _MAX_SIZE) for s in shape)
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise _Invalid(f"array {name}: invalid sha256")
         specs[name] = (dtype, shape, dtype.itemsize * math.prod(shape), digest)
@@ -827,114 +513,18 @@ def _plan(header):
     """
     rec = header["model"]
     if header["kind"] == "network":
-        cls, kwargs, params = _network_plan(rec)
-        arrays = _prefixed("network", params)
+        params = network_plan(rec)[2]
+        arrays = prefixed("network", params)
         opt_rec = header["optimizer"]
         if opt_rec is not None:
-            arrays.update(_optimizer_plan(opt_rec, "optimizer", params)[2])
+            arrays.update(optimizer_plan(opt_rec, "optimizer", params)[3])
         return {"arrays": arrays, "params": params}
     if header["optimizer"] is not None:
         raise ValueError("an estimator file keeps its optimizer in the model record; the "
                          "header's 'optimizer' must be null")
-    return _estimator_plan(rec)
-
-
-def _estimator_plan(rec):
-    from . import estimator as est_mod
-    _record(rec, ("class", "params", "params_not_saved", "state", "network", "optimizer"),
-            "the estimator record")
-    if not isinstance(rec["class"], str):
-        raise ValueError("the estimator class must be a string")
-    cls = _lookup(_estimator_classes(), rec["class"], "estimator class")
-    if not isinstance(rec["params"], dict):
-        raise ValueError("the estimator's params must be a JSON object")
-    if not isinstance(rec["params_not_saved"], list) or not all(
-            isinstance(n, str) for n in rec["params_not_saved"]):
-        raise ValueError("params_not_saved must be a list of names")
-    try:
-        params = {k: est_mod._decode_param(k, v) for k, v in rec["params"].items()}
-        est = cls(**params)
-        est._checked_params()           # what fit would reject: NaN alpha, lr <= 0, ...
-        est_mod._make_rng(est.random_state)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValueError(f"invalid estimator parameter in the file: {exc}") from None
-    net_cls, net_kwargs, params = _network_plan(rec["network"])
-    if net_cls is not _network_classes()[("MultiLayerNet", "compiled")]:
-        raise ValueError("an estimator's network must be fastmlp's compiled MultiLayerNet")
-    if net_kwargs["loss"] != cls._loss_name:
-        raise ValueError(f"a {rec['class']}'s network must have loss {cls._loss_name!r}")
-    arrays = _prefixed("network", params)
-    st = _record(rec["state"], (
-        "n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
-        "validation_loss_curve_", "best_validation_score_", "n_features_in_", "feature_names_in_",
-        "n_outputs_", "n_layers_", "out_activation_", "stop_training_", "no_improvement_count",
-        "dtype", "split_seed", "optimizer_key", "rng", "best_params"),
-        "the estimator state", optional=("classes",))
-    _count(st["n_iter_"], "n_iter_")
-    _count(st["t_"], "t_")
-    _count(st["no_improvement_count"], "no_improvement_count")
-    _count(st["split_seed"], "split_seed", 2**64 - 1)
-    for name in ("loss_", "best_loss_", "best_validation_score_"):
-        _number(st[name], name)
-    for name in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
-        values = st[name]
-        if values is None and name != "loss_curve_":
-            continue
-        if not isinstance(values, list):
-            raise ValueError(f"{name} must be a list of numbers")
-        for v in values:
-            _number(v, f"{name} entry")
-    n_features, n_outputs = net_kwargs["input_size"], net_kwargs["output_size"]
-    if st["n_features_in_"] != n_features or st["n_outputs_"] != n_outputs:
-        raise ValueError(f"n_features_in_ / n_outputs_ ({st['n_features_in_']!r:.30}, "
-                         f"{st['n_outputs_']!r:.30}) do not match the network's sizes "
-                         f"({n_features}, {n_outputs})")
-    if st["n_layers_"] != len(net_kwargs["hidden_size_list"]) + 2:
-        raise ValueError("n_layers_ does not match the network")
-    out = "softmax" if cls._loss_name == "cross_entropy" else "identity"
-    if st["out_activation_"] != out:
-        raise ValueError(f"out_activation_ must be {out!r} for a {rec['class']}")
-    names = st["feature_names_in_"]
-    if names is not None and (not isinstance(names, list) or len(names) != n_features
-                              or not all(isinstance(n, str) for n in names)):
-        raise ValueError("feature_names_in_ must be None or one name per feature")
-    if not isinstance(st["stop_training_"], bool):
-        raise ValueError("stop_training_ must be a bool")
-    if st["dtype"] != np.dtype(net_kwargs["dtype"]).name:
-        raise ValueError("the estimator's dtype differs from its network's")
-    key = st["optimizer_key"]
-    if (key is None) != (rec["optimizer"] is None) or (key is not None and not (
-            isinstance(key, list) and len(key) == 3 and isinstance(key[0], str)
-            and all(k is None or isinstance(k, bool) for k in key[1:]))):
-        raise ValueError(f"invalid optimizer_key {key!r:.100}")
-    if st["rng"] is not None and not isinstance(st["rng"], dict):
-        raise ValueError("invalid rng state")
-    try:
-        est_mod._rng_from_state(st["rng"])
-    except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
-        raise ValueError(f"invalid rng state: {type(exc).__name__}: {exc}") from None
-    best = st["best_params"]
-    if best is not None:
-        if best != list(params):
-            raise ValueError("best_params does not list the network's parameters")
-        arrays.update(_prefixed("best", params))
-    if cls is est_mod.MLPClassifier:
-        classes = st.get("classes")
-        if isinstance(classes, dict) and set(classes) == {"array"} and classes["array"] == "classes":
-            arrays["classes"] = (None, (n_outputs,))
-        elif isinstance(classes, dict) and set(classes) == {"strings"}:
-            labels = classes["strings"]
-            if not isinstance(labels, list) or len(labels) != n_outputs or not all(
-                    isinstance(c, str) for c in labels):
-                raise ValueError("the class labels must be one string per output")
-        else:
-            raise ValueError(f"invalid classes record {classes!r:.100}")
-    elif "classes" in st:
-        raise ValueError("a regressor has no classes")
-    if rec["optimizer"] is not None:
-        arrays.update(_optimizer_plan(rec["optimizer"], "optimizer", params,
-                                      allow_estimator=True)[2])
-    return {"arrays": arrays, "params": params}
+    record(rec, ("class",), "the estimator record",
+           optional=("params", "params_not_saved", "state", "network", "optimizer"))
+    return {"arrays": _estimator_class(rec["class"]).check_record(rec)}
 
 
 def _build(header, arrays, plan):
@@ -945,5 +535,4 @@ def _build(header, arrays, plan):
                      optimizer_from_record(rec, arrays, "optimizer", params=plan["params"]))
         return model, optimizer
     rec = header["model"]
-    cls = _lookup(_estimator_classes(), rec["class"], "estimator class")
-    return cls._import_state(rec, arrays), None
+    return _estimator_class(rec["class"]).from_record(rec, arrays), None
