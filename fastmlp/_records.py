@@ -29,7 +29,7 @@ MAX_LAYERS = 1_000              # hidden layers of a network
 MAX_SIZE = 2**62                # a layer width or an array dimension
 MAX_COUNT = 2**53               # step and epoch counters (exact as floats)
 
-__all__ = ["jfloat", "network_from_record", "network_plan", "network_record",  # noqa: RUF022
+__all__ = ["jfloat", "network_from_record", "network_plan", "network_record",
            "optimizer_from_record", "optimizer_plan", "optimizer_record", "pfloat"]
 
 
