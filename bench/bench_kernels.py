@@ -37,9 +37,9 @@ except ImportError:  # a source checkout with the kernels built in place
     import fastmlp  # noqa: F401
 
 from fastmlp import _backend
+from fastmlp import layers as compiled_layers
 from fastmlp._bench.configs import CONFIGS
 from fastmlp._bench.machine import CpuShare, available_cores, wait_idle
-from fastmlp import layers as compiled_layers
 from fastmlp.reference import layers as reference_layers
 
 NETWORKS = CONFIGS   # the four networks of shared/bench/peers.py
