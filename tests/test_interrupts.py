@@ -432,8 +432,9 @@ def _recording(cls, log):
 def _no_blas_limit_left():
     """A fit interrupted anywhere leaves no one-BLAS-thread limit behind (it would keep
     numpy's BLAS on one thread for the rest of the process)."""
-    limit = est_module._OneBlasThread
-    assert limit._users == 0 and limit._token is None, (limit._users, limit._token)
+    from fastmlp import threads
+    assert threads._step_users == 0 and threads._step_token is None, (
+        threads._step_users, threads._step_token)
 
 
 def _quiet_fit(est, *args, **kwargs):
