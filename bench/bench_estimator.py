@@ -106,11 +106,10 @@ def _budget_one(dt, X, y, repeats, calls):
 
     import fastmlp
     from fastmlp import _backend
-    from fastmlp.estimator import _Adam
 
     x, t = np.ascontiguousarray(X[:200], dtype=dt), y[:200].copy()
     net = fastmlp.MultiLayerNet(64, [100], 10, seed=0, dtype=dt)
-    opt = _Adam(1e-3)
+    opt = fastmlp.optimizers.Adam(1e-3, eps=1e-8)   # the estimator's Adam
     grads = net.gradient(x, t)
     opt.update(net.params, grads)
     W1, W2 = net.params["W1"], net.params["W2"]

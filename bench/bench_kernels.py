@@ -37,12 +37,12 @@ except ImportError:  # a source checkout with the kernels built in place
     import fastmlp  # noqa: F401
 
 from fastmlp import _backend
-from fastmlp import bench as fb
 from fastmlp import layers as compiled_layers
+from fastmlp._bench.configs import CONFIGS
+from fastmlp._bench.machine import CpuShare, available_cores, wait_idle
 from fastmlp.reference import layers as reference_layers
 
-NETWORKS = [([784, 50, 10], 100), ([784, 100, 100, 10], 128),
-            ([784, 256, 256, 10], 256), ([784, 1024, 1024, 10], 512)]
+NETWORKS = CONFIGS   # the four networks of shared/bench/peers.py
 DTYPES = ["float32", "float64"]
 IMPLS = {"compiled": compiled_layers, "reference": reference_layers}
 
@@ -60,10 +60,10 @@ def _quiet_machine(benchmark):
     idle before each benchmark; always record the CPU they took during it in extra_info."""
     wait = float(os.environ.get("FASTMLP_BENCH_WAIT_IDLE") or 0)
     if wait > 0:
-        fb.wait_idle(0.05, wait)
-    cpu = fb.CpuShare()
+        wait_idle(0.05, wait)
+    cpu = CpuShare()
     yield
-    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(fb.available_cores())
+    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(available_cores())
 
 
 def _rng():

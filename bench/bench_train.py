@@ -4,7 +4,7 @@ Run:  pytest bench/bench_train.py --benchmark-only
 
 One SGD step (lr 0.1; forward, softmax cross-entropy, backward, update) of
 each network of shared/bench/peers.py, float32 and float64, with the step
-definitions of ``fastmlp bench`` (``fastmlp.bench``):
+definitions of ``fastmlp bench`` (``fastmlp._bench``):
 
 - ``fastmlp``: ``opt.update(net.params, net.gradient(x, t))``, the textbook API;
 - ``reference``: the same on ``fastmlp.reference`` (plain numpy);
@@ -36,9 +36,11 @@ except ImportError:  # a source checkout with the kernels built in place
     sys.path.insert(0, ROOT)
     import fastmlp  # noqa: F401
 
-from fastmlp import bench as fb
+from fastmlp._bench.configs import CONFIGS, gemm_work, make_data, network_name, user_matmul
+from fastmlp._bench.machine import CpuShare, available_cores, numpy_blas_info, wait_idle
+from fastmlp._bench.peers import STEP_MAKERS
 
-NETWORKS = fb.CONFIGS
+NETWORKS = CONFIGS
 DTYPES = ["float32", "float64"]
 IMPLS = ["fastmlp", "reference", "torch", "gemm_limit"]
 
@@ -49,15 +51,15 @@ def _quiet_machine(benchmark):
     idle before each benchmark; always record the CPU they took during it in extra_info."""
     wait = float(os.environ.get("FASTMLP_BENCH_WAIT_IDLE") or 0)
     if wait > 0:
-        fb.wait_idle(0.05, wait)
-    cpu = fb.CpuShare()
+        wait_idle(0.05, wait)
+    cpu = CpuShare()
     yield
-    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(fb.available_cores())
+    benchmark.extra_info["other_processes_cpu_share"] = cpu.others(available_cores())
 
 
 @functools.lru_cache(maxsize=None)
 def _data(dtype):
-    return fb.make_data(dtype)
+    return make_data(dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,7 +68,7 @@ def _torch():
         import torch
     except ImportError as exc:
         return None, f"PyTorch is not installed ({exc})"
-    threads = fb.numpy_blas_info().get("num_threads")
+    threads = numpy_blas_info().get("num_threads")
     if threads:
         torch.set_num_threads(threads)   # as peers.py: torch uses as many threads as numpy's BLAS
     return torch, None
@@ -76,13 +78,13 @@ def _step(impl, sizes, batch, dtype):
     """A callable doing one step per call (cycling through the data)."""
     X, T = _data(dtype)
     if impl == "gemm_limit":
-        call, _ = fb.gemm_work(sizes, batch, dtype)
+        call, _ = gemm_work(sizes, batch, dtype)
     else:
         if impl == "torch":
             torch, reason = _torch()
             if torch is None:
                 pytest.skip(reason)
-        maker = fb.STEP_MAKERS["numpy" if impl == "reference" else impl]
+        maker = STEP_MAKERS["numpy" if impl == "reference" else impl]
         call, per_call = maker(sizes, batch, dtype, X, T)
         assert per_call == 1
     counter = itertools.count()
@@ -99,7 +101,7 @@ def _cases():
 
 
 def _name(sizes, batch):
-    return f"{fb.network_name(sizes)}@{batch}"
+    return f"{network_name(sizes)}@{batch}"
 
 
 @pytest.mark.parametrize("sizes, batch, dtype, impl", _cases(),
@@ -107,7 +109,7 @@ def _name(sizes, batch):
 def test_train_step(benchmark, sizes, batch, dtype, impl):
     step = _step(impl, sizes, batch, dtype)
     benchmark.group = f"train step {_name(sizes, batch)} {dtype}"
-    benchmark.extra_info.update(network=fb.network_name(sizes), batch=batch, dtype=dtype,
+    benchmark.extra_info.update(network=network_name(sizes), batch=batch, dtype=dtype,
                                 impl=impl)
     benchmark(step)
     stats = getattr(benchmark, "stats", None)
@@ -128,7 +130,7 @@ _alone = {}
                               "torch-step", "torch-alternated"])
 def test_alternation(benchmark, impl, what):
     sizes, batch = ALT_NET
-    matmul = fb.user_matmul()
+    matmul = user_matmul()
     if what == "matmul":
         call = functools.partial(matmul, 0)
     else:

@@ -4,7 +4,7 @@ Times one textbook training step (net.gradient + Adam update) per network,
 float32, for each split, interleaved and repeated (medians), and prints
 each as a multiple of the default (BLAS on all cores, elementwise serial).
 "BLAS 2 + OpenMP 2" forces the OpenMP path of the elementwise kernels that
-the backend keeps serial beside a pthreads BLAS.
+fastmlp.threads keeps serial beside a pthreads BLAS.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/threads_split.py
 """
@@ -14,7 +14,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastmlp
-from fastmlp import _backend
+from fastmlp import threads
 
 CONFIGS = [([784, 100, 100, 10], 128), ([784, 1024, 1024, 10], 512)]
 SPLITS = {  # name: (BLAS threads, fastmlp kernel threads, force OpenMP beside the BLAS)
@@ -27,7 +27,7 @@ SPLITS = {  # name: (BLAS threads, fastmlp kernel threads, force OpenMP beside t
 
 def step_seconds(net, opt, x, t, batch, blas, kernels, force, seconds=0.4):
     fastmlp.set_num_threads(kernels)
-    _backend.OPENMP_SHARES_BLAS_POOL, _backend.PARALLEL_MIN_ELEMENTS = (
+    threads.OPENMP_SHARES_BLAS_POOL, threads.PARALLEL_MIN_ELEMENTS = (
         (True, 0) if force else (_SHARED, _MIN))
     with threadpool_limits(limits=blas, user_api="blas"):
         n, start = 0, time.perf_counter()
@@ -38,7 +38,7 @@ def step_seconds(net, opt, x, t, batch, blas, kernels, force, seconds=0.4):
         return (time.perf_counter() - start) / n
 
 
-_SHARED, _MIN = _backend.OPENMP_SHARES_BLAS_POOL, _backend.PARALLEL_MIN_ELEMENTS
+_SHARED, _MIN = threads.OPENMP_SHARES_BLAS_POOL, threads.PARALLEL_MIN_ELEMENTS
 
 
 def main(repeats=5):
@@ -57,7 +57,7 @@ def main(repeats=5):
         for name, values in times.items():
             print(f"  {name:34s} {np.median(values) * 1e3:8.3f} ms  x{np.median(values) / base:5.2f}")
     fastmlp.set_num_threads(None)
-    _backend.OPENMP_SHARES_BLAS_POOL, _backend.PARALLEL_MIN_ELEMENTS = _SHARED, _MIN
+    threads.OPENMP_SHARES_BLAS_POOL, threads.PARALLEL_MIN_ELEMENTS = _SHARED, _MIN
 
 
 if __name__ == "__main__":

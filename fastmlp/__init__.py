@@ -23,12 +23,12 @@ def __getattr__(name):
 
 def show_config():
     """Print how fastmlp was built and which BLAS it multiplies with."""
-    from . import _backend, threads
+    from . import _blas, threads
     print(f"fastmlp {__version__}")
     print(f"  OpenMP kernels: {'yes' if threads.openmp_enabled() else 'no (single-threaded)'}")
     print(f"  threads: {threads.get_num_threads()}")
-    route = "numpy's BLAS via GEMM pointers" if _backend.USE_BLAS else "np.matmul fallback"
-    print(f"  matrix products: {route} ({_backend.numpy_blas_path()})")
+    route = "numpy's BLAS via GEMM pointers" if _blas.USE_BLAS else "np.matmul fallback"
+    print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
 __all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]

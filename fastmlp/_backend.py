@@ -2,111 +2,20 @@
 
 Callers hand over validated arrays of the right dtype; this module makes
 them C-contiguous and native-endian (a copy only when they are not),
-allocates outputs (or uses the ``out`` given), decides the thread count and
-calls the kernel. Matrix products go to numpy's own BLAS, found here at
-import; if its GEMM symbols cannot be found the products fall back to
-``np.matmul(out=)``, which uses that same BLAS and thread pool.
+allocates outputs (or uses the ``out`` given), takes the thread count from
+``threads.kernel_threads`` and calls the kernel. Matrix products go to
+numpy's own BLAS, connected by ``_blas`` at import; if its GEMM symbols
+cannot be found they fall back to ``np.matmul(out=)``, which uses that same
+BLAS and thread pool.
 """
-import ctypes
-import os
-
 import numpy as np
-from threadpoolctl import threadpool_info
 
-from . import threads
+from ._blas import USE_BLAS, numpy_blas_path  # noqa: F401 (numpy_blas_path: re-exported)
 from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax_ce
+from .threads import kernel_threads
 
-# Below this many elements an elementwise kernel runs serially: handing a
-# short loop to a thread team costs more than it wins.
-PARALLEL_MIN_ELEMENTS = 1 << 20
-
-# Fortran symbol prefixes and suffixes of numpy's BLAS builds, in the order they are
-# tried (numpy's wheels: ILP64 with the scipy_ prefix), with whether ints are 64-bit.
-_SYMBOL_STYLES = [("scipy_", "_64_", True), ("", "_64_", True), ("scipy_", "_", False),
-                  ("", "_", False)]
-
-
-def _find_numpy_blas():
-    """(library path, {routine: address}, ilp64) of numpy's BLAS; no addresses if not found."""
-    if os.environ.get("FASTMLP_BLAS") == "numpy":
-        return None, {}, False
-    numpy_dir = os.path.dirname(np.__file__)
-    libs = [info for info in threadpool_info() if info["user_api"] == "blas"]
-    # Prefer the copy that ships inside numpy (numpy.libs, numpy/.dylibs):
-    # scipy may have loaded a second, separate BLAS with its own pool.
-    libs.sort(key=lambda info: not info["filepath"].startswith(numpy_dir))
-    for info in libs:
-        try:
-            lib = ctypes.CDLL(info["filepath"])
-        except OSError:
-            continue
-        for prefix, suffix, ilp64 in _SYMBOL_STYLES:
-            addresses = {}
-            for routine in ("sgemm", "dgemm", "sgemv", "dgemv"):
-                fn = getattr(lib, prefix + routine + suffix, None)
-                addresses[routine] = ctypes.cast(fn, ctypes.c_void_p).value if fn else 0
-            if addresses["sgemm"] and addresses["dgemm"]:
-                return info["filepath"], addresses, ilp64
-    return (libs[0]["filepath"] if libs else None), {}, False
-
-
-_GEMM_MODULES = (affine, mlp)  # each keeps its own GEMM pointers
-
-
-def _set_blas(addresses, ilp64):
-    for module in _GEMM_MODULES:
-        module.set_blas(addresses.get("sgemm", 0), addresses.get("dgemm", 0),
-                        addresses.get("sgemv", 0), addresses.get("dgemv", 0), ilp64)
-
-
-def _connect_blas():
-    """Point the GEMM kernels at numpy's BLAS and check them on small products."""
-    path, addresses, ilp64 = _find_numpy_blas()
-    if not addresses:
-        return path, False
-    _set_blas(addresses, ilp64)
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        for m in (3, 1):   # a GEMM and a one-row product (gemv)
-            a, b = rng.random((m, 5)).astype(dtype), rng.random((5, 4)).astype(dtype)
-            out = np.empty((m, 4), dtype)
-            affine.matmul(a, b, out)
-            if not np.allclose(out, a @ b, rtol=1e-5):
-                _set_blas({}, False)
-                return path, False
-    return path, True
-
-
-_BLAS_PATH, USE_BLAS = _connect_blas()
-
-
-def _blas_threading_layer():
-    """numpy's BLAS threading layer as threadpoolctl reports it ('openmp', 'pthreads', ...)."""
-    for info in threadpool_info():
-        if info["filepath"] == _BLAS_PATH:
-            return info.get("threading_layer", "unknown")
-    return "unknown"
-
-
-# OpenMP kernels are safe next to numpy's BLAS only when that BLAS runs on
-# OpenMP too (one pool). With a pthreads BLAS (numpy's own wheels), a GEMM
-# followed by an OpenMP loop leaves two sets of spinning threads fighting for
-# the cores: measured here up to 60x slower. The elementwise kernels then run
-# serially (they cost 0-15% of a step beside the GEMMs) and the BLAS keeps
-# every core for the products.
-OPENMP_SHARES_BLAS_POOL = _blas_threading_layer() == "openmp"
-
-
-def numpy_blas_path():
-    """File of the BLAS library numpy uses (where fastmlp's GEMMs run), or None."""
-    return _BLAS_PATH
-
-
-def kernel_threads(n_elements):
-    """Threads for an elementwise kernel over ``n_elements`` items (1 unless it is safe and pays)."""
-    if not OPENMP_SHARES_BLAS_POOL or n_elements < PARALLEL_MIN_ELEMENTS:
-        return 1
-    return threads.get_num_threads()
+# USE_BLAS (from _blas) is the route the wrappers below take: True, the kernels' own GEMM
+# calls into numpy's BLAS; False, np.matmul(out=). Tests switch it off here.
 
 
 def contiguous(a, dtype):

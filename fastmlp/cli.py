@@ -1,9 +1,10 @@
-"""The ``fastmlp`` command: ``fastmlp train`` and ``fastmlp gradcheck``.
+"""The ``fastmlp`` command: ``fastmlp train``, ``fastmlp gradcheck`` and ``fastmlp bench``.
 
 ``fastmlp train`` trains a MultiLayerNet on the digits shipped with fastmlp
 (or on MNIST-format files with ``--mnist DIR``) and prints per-epoch
-accuracies and a summary; ``fastmlp gradcheck`` runs the book's gradient
-check. Also available as ``python -m fastmlp``.
+accuracies and a summary (``--plot``: curves drawn by ``fastmlp._plot``);
+``fastmlp gradcheck`` runs the book's gradient check; ``fastmlp bench`` is
+the harness in ``fastmlp._bench``. Also available as ``python -m fastmlp``.
 """
 import argparse
 import os
@@ -11,6 +12,8 @@ import sys
 import time
 
 import numpy as np
+
+from . import _plot
 
 __all__ = ["main"]
 
@@ -130,9 +133,9 @@ def build_parser():
                     "side with the numpy reference and (where installed) PyTorch and "
                     "scikit-learn, with each one's share of the GEMM-bound limit. For a fair "
                     "BLAS, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.")
-    from . import bench as bench_module   # the engine; it imports the peers lazily
-    bench_module.add_arguments(bench)
-    bench.set_defaults(func=bench_module.run)
+    from . import _bench   # the harness; it imports the peers lazily
+    _bench.add_arguments(bench)
+    bench.set_defaults(func=_bench.run)
     return parser
 
 
@@ -177,46 +180,6 @@ def _check_output_path(path, option):
         raise CommandError(f"{option} {path}: is a directory")
 
 
-def _check_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CommandError("--plot needs matplotlib, which is not installed: "
-                           "pip install fastmlp[plot]  (or: pip install matplotlib)") from None
-
-
-def plot_history(trainer, path, title=""):
-    """Write the loss per step and the accuracies per epoch of ``trainer`` to an image file."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise CommandError("--plot needs matplotlib, which is not installed: "
-                           "pip install fastmlp[plot]  (or: pip install matplotlib)") from None
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    steps = np.arange(1, len(trainer.train_loss_list) + 1)
-    losses = np.asarray(trainer.train_loss_list)
-    ax_loss.plot(steps, losses, lw=0.6, alpha=0.4, label="mini-batch")
-    window = max(1, int(round(trainer.iter_per_epoch)))
-    if losses.size >= window > 1:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax_loss.plot(steps[window - 1:], smooth, lw=1.5,
-                     label=f"mean over {window} steps (1 epoch)")
-    ax_loss.set(xlabel="step", ylabel="loss", title="training loss")
-    ax_loss.set_yscale("log")
-    ax_loss.legend()
-    epochs = np.arange(1, len(trainer.test_acc_list) + 1)
-    ax_acc.plot(epochs, trainer.train_acc_list, marker="o", ms=3, label="train")
-    ax_acc.plot(epochs, trainer.test_acc_list, marker="s", ms=3, label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    ax_acc.legend(loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-
-
 # ---------------------------------------------------------------- commands
 
 def cmd_train(args):
@@ -225,7 +188,7 @@ def cmd_train(args):
 
     # everything that can fail cheaply fails before training starts
     if args.plot is not None:
-        _check_matplotlib()
+        _plot.require_matplotlib()
         _check_output_path(args.plot, "--plot")
     save = None
     if args.save is not None:
@@ -271,7 +234,7 @@ def cmd_train(args):
         save(network, args.save)
         print(f"saved the network to {args.save}")
     if args.plot is not None:
-        plot_history(trainer, args.plot, title=f"{data_name}: {description}")
+        _plot.training_curves(trainer, args.plot, title=f"{data_name}: {description}")
         print(f"wrote {args.plot}")
     return 0
 
@@ -304,7 +267,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except CommandError as exc:
+    except (CommandError, _plot.MatplotlibMissing) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,23 +1,33 @@
 """How many threads fastmlp computes with: its OpenMP kernels and numpy's BLAS pool.
 
-State kept here (one process-wide setting, like numpy's BLAS pool itself):
+The one home of fastmlp's thread policy (BLAS discovery itself is in ``_blas``):
+
+- the user's setting: :func:`set_num_threads` / :func:`get_num_threads`;
+- which elementwise kernel gets more than one thread: :func:`kernel_threads`,
+  :data:`PARALLEL_MIN_ELEMENTS`, :data:`OPENMP_SHARES_BLAS_POOL`;
+- one BLAS thread while a small-step fit trains: :func:`blas_threads_for_step`,
+  :data:`SMALL_STEP_FLOPS`.
+
+State kept here (one process-wide setting, like numpy's BLAS pool itself), under one lock:
 
 - ``_requested``: the count given to :func:`set_num_threads`, or None (the default);
-- ``_generation``: bumped by every :func:`set_num_threads` call, so a temporary limit (an
-  estimator fit's one-BLAS-thread limit) can tell that the user chose meanwhile and must
-  not undo that choice when it ends;
+- ``_generation``: bumped by every :func:`set_num_threads` call, so a temporary limit (a
+  fit's one-BLAS-thread limit) can tell that the user chose meanwhile and must not undo
+  that choice when it ends;
 - ``_originals``: numpy's BLAS thread count and OpenMP's max threads as they were before
   fastmlp first changed them, restored by ``set_num_threads(None)``;
+- ``_step_users``/``_step_token``: the fits now inside :func:`blas_threads_for_step`'s
+  limit and how to undo it;
 - fork safety: GNU OpenMP (libgomp) cannot start a thread team in a process forked from
   one whose forking thread already ran a team (the child waits for the parent's pool
   threads, which do not exist in it, forever). So once fastmlp may have handed its
   kernels more than one thread, a forked child keeps its kernels on one thread.
 """
 import os
-import sys
 import threading
 import warnings
 
+from . import _blas
 from ._kernels import threads as _omp
 from ._validation import check_positive_int
 
@@ -28,6 +38,31 @@ from ._validation import check_positive_int
 #: numpy's wheels). More threads than available cores is allowed, with a RuntimeWarning.
 MAX_THREADS = 4096
 
+#: Below this many elements an elementwise kernel runs serially: handing a short loop to a
+#: thread team costs more than it wins.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+#: Items per chunk of the elementwise kernels (``CHUNK``, a compile-time constant in
+#: ``kernels/_omp.pxd``): work is split in chunks of this fixed size, never by the thread
+#: count, so the results do not depend on it.
+KERNEL_CHUNK = _omp.chunk_items()
+
+#: OpenMP kernels are safe next to numpy's BLAS only when that BLAS runs on OpenMP too (one
+#: pool). With a pthreads BLAS (numpy's own wheels), a GEMM followed by an OpenMP loop leaves
+#: two sets of spinning threads fighting for the cores: measured here up to 60x slower. The
+#: elementwise kernels then run serially (they cost 0-15% of a step beside the GEMMs) and
+#: the BLAS keeps every core for the products.
+OPENMP_SHARES_BLAS_POOL = _blas.threading_layer() == "openmp"
+
+#: A training step whose matrix products total fewer flops than this (6 * batch * sum of
+#: in*out over the layers; 8.9e6 for digits' 64-100-10 at batch 200) runs numpy's BLAS on
+#: one thread while a fit trains (:func:`blas_threads_for_step`), unless
+#: :func:`set_num_threads` was called. Such GEMMs take ~0.1-0.3 ms; handing them to a
+#: thread pool costs more than it saves on few cores, and on a busy machine a pool that
+#: waits for a descheduled thread made them ~10x slower (bench/bench_estimator.py).
+#: sklearn's KMeans limits BLAS inside fit the same way.
+SMALL_STEP_FLOPS = 16e6
+
 _lock = threading.RLock()
 _requested = None          # set by set_num_threads; None means the default
 _generation = 0            # bumped by every set_num_threads call
@@ -37,6 +72,8 @@ _warned_no_openmp = False
 _teams_started = False     # fastmlp may have run an OpenMP team in this process
 _fork_serial = False       # forked after that: kernels stay on one thread
 _warned_fork_serial = False
+_step_users = 0            # fits inside blas_threads_for_step's limit now
+_step_token = None         # from _limit_blas_temporarily, while that limit is on
 
 
 def openmp_enabled():
@@ -76,13 +113,20 @@ def get_num_threads():
     if _fork_serial:
         return 1
     n = _requested if _requested is not None else _default_threads()
-    if n > 1 and not _teams_started and openmp_enabled():
-        # The kernels open an OpenMP team only where the backend lets them (beside an
-        # OpenMP-threaded BLAS); it asks here for the team's size just before.
-        backend = sys.modules.get("fastmlp._backend")
-        if backend is not None and getattr(backend, "OPENMP_SHARES_BLAS_POOL", False):
-            _teams_started = True
+    if n > 1 and not _teams_started and openmp_enabled() and OPENMP_SHARES_BLAS_POOL:
+        # The kernels open an OpenMP team only beside an OpenMP-threaded BLAS (see
+        # kernel_threads, which asks here for the team's size just before).
+        _teams_started = True
     return n
+
+
+def kernel_threads(n_elements):
+    """Threads for an elementwise kernel over ``n_elements`` items: 1 unless it is safe
+    (:data:`OPENMP_SHARES_BLAS_POOL`) and pays (:data:`PARALLEL_MIN_ELEMENTS`), else
+    :func:`get_num_threads`."""
+    if not OPENMP_SHARES_BLAS_POOL or n_elements < PARALLEL_MIN_ELEMENTS:
+        return 1
+    return get_num_threads()
 
 
 # ---------------------------------------------------------------- numpy's BLAS pool
@@ -93,8 +137,7 @@ def _blas_controller():
     if _controller is None:
         from threadpoolctl import ThreadpoolController
 
-        from ._backend import numpy_blas_path  # late: _backend imports this module
-        path = numpy_blas_path()
+        path = _blas.numpy_blas_path()
         if path is None:
             return None
         _controller = ThreadpoolController().select(filepath=path)
@@ -152,8 +195,8 @@ def set_num_threads(n):
     setting get back the counts they had before fastmlp first changed them.
 
     An estimator fit that limits numpy's BLAS to one thread for small networks
-    (see ``fastmlp.estimator``) does not undo a ``set_num_threads`` call made
-    while it runs (from a callback or another thread): that call wins.
+    (:func:`blas_threads_for_step`) does not undo a ``set_num_threads`` call
+    made while it runs (from a callback or another thread): that call wins.
 
     fastmlp's own kernels give the same bits for any ``n``: every reduction
     (bias gradients, losses) has a fixed order. The matrix products are
@@ -203,7 +246,7 @@ def set_num_threads(n):
 # ---------------------------------------------------------------- temporary limits
 
 def _limit_blas_temporarily(n):
-    """Limit numpy's BLAS to ``n`` threads for a while (an estimator fit).
+    """Limit numpy's BLAS to ``n`` threads for a while (a fit, see :class:`_StepBlasLimit`).
 
     Returns a token for :func:`_end_temporary_limit`, or None when nothing changed
     (the BLAS cannot be controlled or already runs on ``n`` threads or fewer).
@@ -240,13 +283,72 @@ def _end_temporary_limit(token):
         return True
 
 
+def blas_threads_for_step(step_flops):
+    """Context manager: numpy's BLAS on one thread while a fit with small steps trains.
+
+    ``step_flops`` is the cost of one training step's matrix products (6 * batch *
+    sum of in*out over the layers). Below :data:`SMALL_STEP_FLOPS` (16e6), and unless
+    :func:`set_num_threads` was called, numpy's BLAS runs on one thread inside the
+    ``with`` block: such products take ~0.1-0.3 ms and a thread pool costs more than it
+    saves there. Otherwise (big steps, or a thread count chosen by the user) it does
+    nothing. fastmlp's estimators train inside it; use it around your own loops too::
+
+        with fastmlp.threads.blas_threads_for_step(6 * batch * (64 * 100 + 100 * 10)):
+            for x, t in batches:
+                optimizer.update(net.params, net.gradient(x, t))
+
+    The limit is process-wide (numpy's BLAS pool is), so blocks in several Python
+    threads nest: it is lifted when the last one leaves, back to the count found when
+    the first one entered. It never undoes a choice made meanwhile: after a
+    :func:`set_num_threads` call (from a callback or another thread), or when numpy's
+    BLAS no longer runs on one thread (a ``threadpoolctl`` limit), leaving keeps the
+    setting as it is. A process forked while a block is on starts with no limit (the
+    count from before it), and a block entered in the parent does nothing when it is
+    left in the child. ``__exit__`` may be called once per ``__enter__``.
+    """
+    return _StepBlasLimit(step_flops < SMALL_STEP_FLOPS and _requested is None)
+
+
+class _StepBlasLimit:
+    """What :func:`blas_threads_for_step` returns; ``active`` False: a no-op."""
+
+    def __init__(self, active):
+        self._active = active
+        self._pid = None   # the process that entered, until it leaves
+
+    def __enter__(self):
+        global _step_users, _step_token
+        if self._active:
+            with _lock:
+                if _step_users == 0:
+                    _step_token = _limit_blas_temporarily(1)
+                _step_users += 1
+                self._pid = os.getpid()
+        return self
+
+    def __exit__(self, *exc):
+        global _step_users, _step_token
+        pid, self._pid = self._pid, None
+        if pid is None or pid != os.getpid():  # inactive, left already, or forked since
+            return False
+        with _lock:
+            _step_users -= 1
+            if _step_users == 0:
+                token, _step_token = _step_token, None
+                _end_temporary_limit(token)
+        return False
+
+
 # ---------------------------------------------------------------- fork
 
 def _after_fork_in_child():
-    """In a forked child: a fresh lock (another thread may have held it at the fork), and
-    serial kernels if the parent may have run OpenMP teams (see :func:`get_num_threads`)."""
-    global _lock, _fork_serial, _warned_fork_serial
+    """In a forked child: a fresh lock (another thread may have held it at the fork), no
+    fit's BLAS limit (no fit runs here: the count from before it), and serial kernels if
+    the parent may have run OpenMP teams (see :func:`get_num_threads`)."""
+    global _lock, _fork_serial, _warned_fork_serial, _step_users, _step_token
     _lock = threading.RLock()
+    token, _step_token, _step_users = _step_token, None, 0
+    _end_temporary_limit(token)
     if _teams_started and not _fork_serial:
         _fork_serial = True
         _warned_fork_serial = False

@@ -366,8 +366,8 @@ class Trainer:
                 self._full_test_acc_at = self.current_iter
             self.train_acc_list.append(train_acc)
             self.test_acc_list.append(test_acc)
-            if self.lr_decay is not None:
-                self.optimizer.lr *= self.lr_decay
+            if self.lr_decay is not None:   # public: read when used
+                _optimizers.EpochDecayLR(self.lr_decay).epoch_end(self.optimizer, self.current_iter)
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
                                   refresh=False)

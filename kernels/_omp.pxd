@@ -12,7 +12,10 @@ cdef extern from *:
     bint FASTMLP_USE_OPENMP
     int omp_get_max_threads() noexcept nogil
 
-# Elementwise loops are split into chunks of this many items; a kernel runs
-# serially unless the caller asked for more than one thread.
+# Elementwise loops are split into chunks of this many items (a fixed size, so the
+# results do not depend on the thread count). A compile-time constant of the kernels,
+# kept here; the thread policy that uses it (which kernel gets how many threads:
+# PARALLEL_MIN_ELEMENTS, kernel_threads) lives in fastmlp/threads.py, which reads this
+# value as threads.KERNEL_CHUNK. A kernel runs serially unless given more than one thread.
 cdef enum:
     CHUNK = 16384

@@ -1,5 +1,5 @@
-"""What the compiled kernels were built with: OpenMP or not, and its thread count."""
-from _omp cimport FASTMLP_USE_OPENMP, omp_get_max_threads
+"""What the compiled kernels were built with: OpenMP or not, its thread count, the chunk size."""
+from _omp cimport CHUNK, FASTMLP_USE_OPENMP, omp_get_max_threads
 
 cdef extern from *:
     """
@@ -16,6 +16,11 @@ cdef extern from *:
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(FASTMLP_USE_OPENMP)
+
+
+def chunk_items():
+    """Items per chunk of the elementwise kernels (``CHUNK`` in ``_omp.pxd``)."""
+    return CHUNK
 
 
 def omp_max_threads():

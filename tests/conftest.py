@@ -16,7 +16,8 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import fastmlp  # noqa: E402
-from fastmlp import _backend  # noqa: E402
+from fastmlp import _blas  # noqa: E402
+from fastmlp import threads as _threads  # noqa: E402
 
 # Modest example counts: the whole kernel/equivalence/bad-input/thread set runs in < 60 s.
 settings.register_profile(
@@ -162,7 +163,7 @@ def restore_threads():
     """Put fastmlp's thread setting and numpy's BLAS pool back as they were."""
     from threadpoolctl import ThreadpoolController
 
-    path = _backend.numpy_blas_path()
+    path = _blas.numpy_blas_path()
     ctl = ThreadpoolController()
     before = [lib.num_threads for lib in ctl.select(filepath=path).lib_controllers] if path else []
     yield
@@ -174,8 +175,8 @@ def restore_threads():
 @pytest.fixture
 def parallel_kernels(monkeypatch, restore_threads):
     """Make every kernel take its OpenMP path whenever more than one thread is set."""
-    monkeypatch.setattr(_backend, "PARALLEL_MIN_ELEMENTS", 0)
-    # The backend keeps its kernels serial beside a pthreads BLAS (for speed); the
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_ELEMENTS", 0)
+    # fastmlp.threads keeps the kernels serial beside a pthreads BLAS (for speed); the
     # OpenMP path must still give the same bits, so the tests open that gate.
-    monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    monkeypatch.setattr(_threads, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
     yield

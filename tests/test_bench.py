@@ -1,4 +1,4 @@
-"""Smoke tests of ``fastmlp bench`` (fastmlp.bench): it runs, prints and writes valid JSON.
+"""Smoke tests of ``fastmlp bench`` (fastmlp._bench): it runs, prints and writes valid JSON.
 
 No timing is asserted: the figures only have to be positive and finite.
 """
@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from fastmlp import bench
+from fastmlp import _bench as bench
+from fastmlp._bench.configs import PREDICT_BATCHES
 
 
 def _args(*argv):
@@ -74,7 +75,7 @@ def test_predict_rows(tmp_path):
                  "--dtypes", "float64", "--only", "fastmlp", "--predict", "--json", str(path))
     assert bench.run(args) == 0
     result = json.loads(path.read_text())
-    assert [r["batch"] for r in result["predict"]] == bench.PREDICT_BATCHES
+    assert [r["batch"] for r in result["predict"]] == PREDICT_BATCHES
     for row in result["predict"]:
         assert _positive(row["results"]["fastmlp"]["samples_per_s"])
 

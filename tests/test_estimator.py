@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 import fastmlp
-from fastmlp.estimator import MLPClassifier, MLPRegressor, _Adam, _SGDNesterov
+from fastmlp.estimator import MLPClassifier, MLPRegressor
 from fastmlp.trainer import DivergenceError
 
 
@@ -113,11 +113,11 @@ def test_update_rules_are_sklearns(solver, rng):
     init = [rng.normal(size=s) for s in shapes]
     grads = [[rng.normal(size=s) for s in shapes] for _ in range(20)]
     if solver == "adam":
-        ours = _Adam(0.01, 0.8, 0.99, 1e-6)
+        ours = fastmlp.optimizers.Adam(0.01, 0.8, 0.99, eps=1e-6)
         theirs = AdamOptimizer([p.copy() for p in init], 0.01, 0.8, 0.99, 1e-6)
     else:
         nesterov = solver == "nesterov"
-        ours = _SGDNesterov(0.05, 0.7) if nesterov else fastmlp.optimizers.Momentum(0.05, 0.7)
+        ours = fastmlp.optimizers.Nesterov(0.05, 0.7, variant="sklearn") if nesterov else fastmlp.optimizers.Momentum(0.05, 0.7)
         theirs = SGDOptimizer([p.copy() for p in init], 0.05, "constant", 0.7, nesterov, 0.5)
     params = {"W": init[0].copy(), "b": init[1].copy()}
     sk_params = [p.copy() for p in init]

@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import _backend
 from fastmlp import threads as T
 from fastmlp._kernels import activations
 
@@ -39,8 +38,8 @@ pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"
 def _open_gates():
     """Make the layers' kernels take their OpenMP path with 2 threads, as they do beside an
     OpenMP-threaded BLAS (numpy's own wheels ship a pthreads one: there they stay serial)."""
-    _backend.OPENMP_SHARES_BLAS_POOL = True
-    _backend.PARALLEL_MIN_ELEMENTS = 0
+    T.OPENMP_SHARES_BLAS_POOL = True
+    T.PARALLEL_MIN_ELEMENTS = 0
     fastmlp.set_num_threads(2)
 
 
@@ -163,8 +162,8 @@ def _run_raw_fork(fn):
 def parent_used_openmp(monkeypatch):
     """The parent (this process) runs OpenMP teams of 2 in this thread, directly and through
     the layers; fastmlp's setting, the gates and numpy's BLAS are put back afterwards."""
-    monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
-    monkeypatch.setattr(_backend, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    monkeypatch.setattr(T, "PARALLEL_MIN_ELEMENTS", 0)
     blas = T._blas_threads()
     fastmlp.set_num_threads(2)
     ref = _work(kernel_threads=2)
@@ -254,20 +253,18 @@ def test_fork_during_a_fit_in_another_thread(monkeypatch):
     """A parent's fit (numpy's BLAS limited to one thread, fastmlp's locks held by other
     threads at the fork) leaves a forked child with neither: the BLAS count from before the
     fit, and fits and set_num_threads that do not deadlock."""
-    from fastmlp.estimator import _OneBlasThread
-
     if T._blas_threads() is None:
         pytest.skip("numpy's BLAS cannot be controlled through threadpoolctl here")
     blas = T._blas_threads()
     fastmlp.set_num_threads(None)
     T._set_blas_threads(3)
-    fit = _OneBlasThread()
+    fit = T.blas_threads_for_step(0)
     fit.__enter__()
     release = threading.Event()
     held = threading.Event()
 
     def hold_locks():
-        with T._lock, _OneBlasThread._lock:
+        with T._lock:   # the one lock of fastmlp's thread state (fit limits included)
             held.set()
             release.wait(TIMEOUT)
 

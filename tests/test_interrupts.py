@@ -432,8 +432,9 @@ def _recording(cls, log):
 def _no_blas_limit_left():
     """A fit interrupted anywhere leaves no one-BLAS-thread limit behind (it would keep
     numpy's BLAS on one thread for the rest of the process)."""
-    limit = est_module._OneBlasThread
-    assert limit._users == 0 and limit._token is None, (limit._users, limit._token)
+    from fastmlp import threads
+    assert threads._step_users == 0 and threads._step_token is None, (
+        threads._step_users, threads._step_token)
 
 
 def _quiet_fit(est, *args, **kwargs):
@@ -803,13 +804,13 @@ def test_diverged_trainer_step_retries_the_same_batch():
     data = _trainer_data()
     tr = _make_trainer("SGD", {"lr": 0.1}, data, lr_decay=None)
     tr.train_step()
-    pos, perm = tr._pos, tr._perm.copy()
+    pos, perm = tr._stream.pos, tr._stream.perm.copy()
     tr.network.params["W1"][0, 0] = np.nan
     from fastmlp.trainer import DivergenceError
     with pytest.raises(DivergenceError):
         tr.train_step()
     assert tr.current_iter == 1 and len(tr.train_loss_list) == 1
-    assert tr._pos == pos and np.array_equal(tr._perm, perm)
+    assert tr._stream.pos == pos and np.array_equal(tr._stream.perm, perm)
 
 
 def test_on_exit_runs_when_the_guard_ends_whatever_interrupts():

@@ -433,7 +433,7 @@ def test_get_optimizer():
 @pytest.fixture
 def parallel_kernels(monkeypatch):
     """Let every elementwise kernel take its OpenMP path; restore thread settings after."""
-    monkeypatch.setattr(_backend, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_ELEMENTS", 0)
     requested = _threads._requested
     with threadpool_limits(limits=None):  # snapshot of the BLAS pool, restored on exit
         yield

@@ -3,7 +3,7 @@
 The kernels are called directly with n_threads = 1, 2, 4 over arrays of
 several 16384-item chunks (so the OpenMP branch really splits the work), and
 the layers are run under set_num_threads(1|2|4) with the backend's
-PARALLEL_MIN_ELEMENTS set to 0 so its OpenMP path is taken. Also the
+threads.PARALLEL_MIN_ELEMENTS set to 0 so its OpenMP path is taken. Also the
 set/get_num_threads API (bounds, the warning above the cores, None restoring the
 counts fastmlp found, no silent undo by an estimator fit's BLAS limit), OMP_NUM_THREADS,
 and concurrent use of separate layer instances from Python threads. Fork safety is in
@@ -22,10 +22,12 @@ from conftest import DTYPES, assert_bits_identical
 from threadpoolctl import ThreadpoolController, threadpool_info
 
 import fastmlp
-from fastmlp import _backend
+from fastmlp import _backend, _blas
 from fastmlp import functions as F
 from fastmlp import layers as L
+from fastmlp import threads as T
 from fastmlp._kernels import activations, affine, optim, softmax_ce
+from fastmlp._kernels import threads as omp
 
 THREADS = [1, 2, 4]
 # More threads than cores is allowed with a RuntimeWarning; the tests below ask for 4 on
@@ -165,19 +167,19 @@ def test_backend_hands_the_thread_count_to_the_kernels(parallel_kernels, monkeyp
     for n in THREADS:
         fastmlp.set_num_threads(n)
         assert fastmlp.get_num_threads() == n
-        assert _backend.kernel_threads(1) == n
+        assert T.kernel_threads(1) == n
         L.Relu().forward(np.ones((3, 4)))
         assert seen[-1] == ("relu_forward", n)
 
 
 def test_small_work_stays_serial(restore_threads, monkeypatch):
     fastmlp.set_num_threads(4)
-    monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
-    assert _backend.kernel_threads(_backend.PARALLEL_MIN_ELEMENTS - 1) == 1
-    assert _backend.kernel_threads(_backend.PARALLEL_MIN_ELEMENTS) == 4
-    if hasattr(_backend, "OPENMP_SHARES_BLAS_POOL"):  # beside a pthreads BLAS: always serial
-        monkeypatch.setattr(_backend, "OPENMP_SHARES_BLAS_POOL", False)
-        assert _backend.kernel_threads(10 * _backend.PARALLEL_MIN_ELEMENTS) == 1
+    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    assert T.kernel_threads(T.PARALLEL_MIN_ELEMENTS - 1) == 1
+    assert T.kernel_threads(T.PARALLEL_MIN_ELEMENTS) == 4
+    if hasattr(T, "OPENMP_SHARES_BLAS_POOL"):  # beside a pthreads BLAS: always serial
+        monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", False)
+        assert T.kernel_threads(10 * T.PARALLEL_MIN_ELEMENTS) == 1
 
 
 def _layer_results(dtype, rng_seed):
@@ -259,7 +261,7 @@ def test_set_num_threads_rejects(restore_threads, bad, exc):
 
 
 def test_set_num_threads_sets_blas_pool_and_none_restores_default(restore_threads):
-    path = _backend.numpy_blas_path()
+    path = _blas.numpy_blas_path()
     default = fastmlp.get_num_threads()
     fastmlp.set_num_threads(np.int64(3))
     assert fastmlp.get_num_threads() == 3
@@ -322,26 +324,24 @@ def test_separate_layers_from_python_threads(restore_threads):
 
 # ---------------------------------------------------------------- bounds, None, fits
 
-from fastmlp import threads as T  # noqa: E402
-from fastmlp._kernels import threads as omp  # noqa: E402
 
 
 def _numpy_blas_threads():
     """numpy's BLAS thread count as threadpoolctl reports it (the library fastmlp uses)."""
-    path = _backend.numpy_blas_path()
+    path = _blas.numpy_blas_path()
     counts = [i["num_threads"] for i in threadpool_info() if i["filepath"] == path]
     return counts[0] if counts else None
 
 
 def _set_numpy_blas(n):
-    ThreadpoolController().select(filepath=_backend.numpy_blas_path()).limit(limits=n)
+    ThreadpoolController().select(filepath=_blas.numpy_blas_path()).limit(limits=n)
 
 
 @pytest.fixture
 def thread_state():
     """Everything these tests change, put back afterwards: fastmlp's setting and saved
     originals, numpy's BLAS pool and OpenMP's max threads."""
-    if _backend.numpy_blas_path() is None or _numpy_blas_threads() is None:
+    if _blas.numpy_blas_path() is None or _numpy_blas_threads() is None:
         pytest.skip("numpy's BLAS cannot be controlled through threadpoolctl here")
     saved = {k: getattr(T, k) for k in ("_requested", "_originals")}
     blas, omp_max = _numpy_blas_threads(), omp.omp_max_threads()
@@ -506,11 +506,9 @@ def test_threadpoolctl_change_during_a_fit_is_kept(thread_state, monkeypatch):
 
 def test_nested_fit_limits(thread_state):
     """Two overlapping fits (as from two Python threads): restored when the last one leaves."""
-    from fastmlp.estimator import _OneBlasThread
-
     fastmlp.set_num_threads(None)
     _set_numpy_blas(3)
-    a, b = _OneBlasThread(), _OneBlasThread()
+    a, b = T.blas_threads_for_step(0), T.blas_threads_for_step(0)
     a.__enter__()
     b.__enter__()
     assert _numpy_blas_threads() == 1

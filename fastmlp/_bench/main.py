@@ -1,0 +1,118 @@
+"""The run of ``fastmlp bench``: options checked, machine recorded, rows measured, output written.
+
+``run(args)`` is what the CLI calls with the options of
+``fastmlp._bench.options.add_arguments``; it returns the exit status.
+Progress goes to stderr, the header and the tables to stdout, the records to
+``--json`` (rewritten after every row, so a long run keeps what it measured)
+and the chart to ``--plot``.
+"""
+import datetime
+import json
+import os
+import sys
+
+from .configs import LR, N_ROWS, SKLEARN_BATCHES, network_name
+from .machine import CpuShare, machine_info, peer_versions, wait_idle
+from .measure import bench_predict, bench_train
+from .options import BenchError, resolve
+from .report import header_text, plot, print_tables, summary
+from .timing import BUSY_LIMIT
+
+
+def _log(text):
+    print(text, end="", file=sys.stderr, flush=True)
+
+
+def run(args):
+    """Run ``fastmlp bench`` with parsed ``args``; print the tables; return the exit status."""
+    try:
+        return _run(args)
+    except BenchError as exc:
+        print(f"fastmlp bench: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _warn(text):
+    print(f"fastmlp bench: warning: {text}", file=sys.stderr)
+
+
+def _run(args):
+    names, configs, dtypes, seconds = resolve(args)
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        _warn(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is "
+              "set: numpy's OpenBLAS runs that kernel instead of the best one for this CPU, so "
+              "every figure (and the GEMM limit) is off. For a fair run: "
+              "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench")
+
+    info = machine_info()      # before torch/sklearn load their own pools
+    load = (info.get("load_average") or [0])[0]
+    if load > 0.5 * (info["cores"] or 1):
+        _warn(f"load average {load:.2f} on {info['cores']} cores: other "
+              "processes compete for the CPU, and BLAS thread pools that wait for a descheduled "
+              "thread make every figure noisy (compare ratios within this run only)")
+    info["peers"] = peer_versions(names)
+    blas_threads = info["blas"].get("num_threads")
+    if "torch" in names and info["peers"].get("torch"):
+        import torch
+        if blas_threads:
+            torch.set_num_threads(blas_threads)
+        info["torch_threads"] = torch.get_num_threads()
+    date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    info["date"] = date
+    settings = {"seconds": seconds, "repeats": args.repeats, "peers": names, "dtypes": dtypes,
+                "configs": [{"sizes": s, "batch": b} for s, b in configs], "lr": LR,
+                "n_rows": N_ROWS, "sklearn_batches_per_call": SKLEARN_BATCHES,
+                "alternate": bool(args.alternate), "predict": bool(args.predict),
+                "wait_idle": args.wait_idle}
+    print(header_text(info, settings), flush=True)
+
+    idle = None
+    if args.wait_idle:
+        def idle():
+            share = wait_idle(BUSY_LIMIT, args.wait_idle)
+            if share is not None and share >= BUSY_LIMIT:
+                _log("!")   # waited in vain: this repeat runs on a busy machine
+    cpu = CpuShare()
+    train_rows, predict_rows = [], []
+
+    def collect():
+        machine = {k: v for k, v in info.items() if k != "date"}
+        out = {"date": date, "argv": list(sys.argv), "machine": machine, "settings": settings,
+               "train": train_rows}
+        if args.predict:
+            out["predict"] = predict_rows
+        return out
+
+    def save_partial():   # a long run on a busy machine keeps what it has measured so far
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(collect(), complete=False), f, indent=1)
+
+    for sizes, batch in configs:
+        for dtype in dtypes:
+            _log(f"{network_name(sizes)} @{batch} {dtype} ")
+            row = bench_train(sizes, batch, dtype, names, seconds, args.repeats, args.alternate,
+                              _log, idle)
+            train_rows.append(row)
+            _log(" " + summary(row) + "\n")
+            save_partial()
+    if args.predict:
+        for sizes, _ in configs:
+            for dtype in dtypes:
+                _log(f"predict {network_name(sizes)} {dtype} ")
+                rows = bench_predict(sizes, dtype, names, seconds, args.repeats, _log, idle)
+                predict_rows.extend(rows)
+                _log(" " + "; ".join(f"@{r['batch']}: " + summary(r) for r in rows) + "\n")
+                save_partial()
+
+    info["other_processes_cpu_share"] = cpu.others(info["cores"])
+    result = collect()
+    print_tables(info, names, train_rows, predict_rows, args.alternate, args.predict)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(result, complete=True), f, indent=1)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,84 @@
+"""One row of each ``fastmlp bench`` table: the peers and the GEMM limit, timed interleaved.
+
+``bench_train`` measures one network and dtype (the training table, plus the
+alternation test); ``bench_predict`` one network and dtype at each predict
+batch (the inference table). Each returns plain dicts, the records of the JSON.
+"""
+from .configs import PREDICT_BATCHES, batch_start, gemm_work, make_data, network_name, user_matmul
+from .machine import CpuShare, available_cores
+from .peers import STEP_MAKERS, predictors
+from .timing import alternation, interleave, median, timed
+
+
+def _speedups(row):
+    """fastmlp's samples/s over each other peer's, when fastmlp has a figure."""
+    fm = row["results"].get("fastmlp", {}).get("samples_per_s")
+    if fm:
+        row["fastmlp_speedup"] = {n: fm / r["samples_per_s"] for n, r in row["results"].items()
+                                  if n != "fastmlp" and "samples_per_s" in r}
+
+
+def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, idle=None):
+    """One row of the training table (a dict, see ``fastmlp._bench.main.run``)."""
+    X, T = make_data(dtype)
+    cpu = CpuShare()
+    row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
+           "results": {}}
+    steps = {}
+    for name in names:
+        try:
+            steps[name] = STEP_MAKERS[name](sizes, batch, dtype, X, T)
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported, not fatal
+            row["results"][name] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+    limit_call, flops = gemm_work(sizes, batch, dtype)
+    tasks = {"gemm_limit": lambda: batch * timed(limit_call, seconds)}
+    for name, (step, per_call) in steps.items():
+        tasks[name] = lambda step=step, per_call=per_call: batch * per_call * timed(step, seconds)
+    if alternate and dtype == "float32":   # the user's product is float32: so are these rows
+        mm = user_matmul()
+        for name, (step, per_call) in steps.items():
+            if per_call == 1:
+                tasks["alternation:" + name] = lambda step=step: alternation(step, mm, seconds)
+    runs, busy, discarded = interleave(tasks, repeats, log, idle)
+    limit = median(runs["gemm_limit"])
+    row["gemm_limit"] = limit
+    row["gemm_limit_runs"] = runs["gemm_limit"]
+    row["gemm_gflops"] = limit / batch * flops / 1e9
+    for name in steps:
+        v = median(runs[name])
+        res = {"samples_per_s": v, "of_limit": v / limit, "runs": runs[name],
+               "steps_per_call": steps[name][1]}
+        if "alternation:" + name in runs:
+            res["alternation"] = median(runs["alternation:" + name])
+            res["alternation_runs"] = runs["alternation:" + name]
+        row["results"][name] = res
+    _speedups(row)
+    row["other_processes_cpu_share"] = cpu.others(available_cores())
+    row["other_processes_cpu_share_per_repeat"] = busy
+    row["discarded_repeats"] = discarded
+    return row
+
+
+def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
+    """The inference rows of one network and dtype, one per batch of PREDICT_BATCHES."""
+    X, _ = make_data(dtype)
+    preds, missing = predictors(sizes, dtype, names)
+    rows = []
+    for batch in PREDICT_BATCHES:
+        cpu = CpuShare()
+        row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
+               "results": dict(missing)}
+        tasks = {}
+        for name, f in preds.items():
+            def task(f=f, b=batch):
+                return b * timed(lambda i: f(X[batch_start(i, b):batch_start(i, b) + b]), seconds)
+            tasks[name] = task
+        runs, busy, discarded = interleave(tasks, repeats, log, idle)
+        for name in preds:
+            row["results"][name] = {"samples_per_s": median(runs[name]), "runs": runs[name]}
+        _speedups(row)
+        row["other_processes_cpu_share"] = cpu.others(available_cores())
+        row["other_processes_cpu_share_per_repeat"] = busy
+        row["discarded_repeats"] = discarded
+        rows.append(row)
+    return rows

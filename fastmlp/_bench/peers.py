@@ -1,0 +1,116 @@
+"""The peers ``fastmlp bench`` compares: one training step and one predict of each.
+
+A step maker ``maker(sizes, batch, dtype, X, T)`` returns ``(step, per_call)``:
+``step(i)`` trains on batch number ``i`` (cycling through ``X``, ``T``) and
+does ``per_call`` SGD steps (lr ``LR``). The peers themselves (the compiled
+and reference networks, PyTorch, scikit-learn) are imported inside the makers,
+so a missing one is reported for its column only.
+"""
+import numpy as np
+
+from .configs import LR, SKLEARN_BATCHES, batch_start
+
+
+def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T):
+    """``opt.update(net.params, net.gradient(x, t))``: the textbook step peers.py times."""
+    net = network_class(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
+    opt = sgd_class(lr=LR)
+
+    def step(i):
+        j = batch_start(i, batch)
+        opt.update(net.params, net.gradient(X[j:j + batch], T[j:j + batch]))
+    return step, 1
+
+
+def fastmlp_step(sizes, batch, dtype, X, T):
+    """The textbook step on the compiled ``fastmlp.MultiLayerNet`` and ``SGD``."""
+    from ..networks import MultiLayerNet
+    from ..optimizers import SGD
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
+
+
+def numpy_step(sizes, batch, dtype, X, T):
+    """The textbook step on ``fastmlp.reference`` (plain numpy)."""
+    from ..reference import MultiLayerNet
+    from ..reference.optimizers import SGD
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
+
+
+def torch_model(sizes, dtype):
+    """``nn.Sequential`` of ``Linear``/``ReLU`` with the layer ``sizes``, seeded, in ``dtype``."""
+    import torch
+    torch.manual_seed(0)
+    mods = []
+    for i in range(len(sizes) - 1):
+        mods.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            mods.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*mods).to(torch.float32 if dtype == "float32" else torch.float64)
+
+
+def torch_step(sizes, batch, dtype, X, T):
+    """``CrossEntropyLoss`` + ``optim.SGD`` on ``torch_model``, ``zero_grad(set_to_none=True)``."""
+    import torch
+    model = torch_model(sizes, dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, Tt = torch.from_numpy(X), torch.from_numpy(T)
+
+    def step(i):
+        j = batch_start(i, batch)
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(Xt[j:j + batch]), Tt[j:j + batch]).backward()
+        opt.step()
+    return step, 1
+
+
+def sklearn_step(sizes, batch, dtype, X, T):
+    """``MLPClassifier.partial_fit`` on SKLEARN_BATCHES batches per call (counted as that many
+    steps: one call per batch would time sklearn's per-call validation)."""
+    import warnings
+    from sklearn.neural_network import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", learning_rate_init=LR,
+                        momentum=0.0, batch_size=batch, alpha=0.0, max_iter=1, shuffle=False,
+                        random_state=0)
+    rows = batch * SKLEARN_BATCHES
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.partial_fit(X[:batch], T[:batch], classes=np.arange(sizes[-1]))
+
+    def step(i):
+        j = batch_start(i, rows)
+        clf.partial_fit(X[j:j + rows], T[j:j + rows])
+    return step, SKLEARN_BATCHES
+
+
+STEP_MAKERS = {"fastmlp": fastmlp_step, "numpy": numpy_step, "torch": torch_step,
+               "sklearn": sklearn_step}
+
+
+def predictors(sizes, dtype, names):
+    """({peer: predict(x)}, {peer: {"unavailable": why}}) for the inference test.
+
+    fastmlp and numpy call ``net.predict``; torch calls ``model(x)`` under
+    ``no_grad``; scikit-learn is not timed at inference.
+    """
+    preds, missing = {}, {}
+    if "fastmlp" in names:
+        from ..networks import MultiLayerNet
+        net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
+        preds["fastmlp"] = net.predict
+    if "numpy" in names:
+        from ..reference import MultiLayerNet as RefNet
+        preds["numpy"] = RefNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0).predict
+    if "torch" in names:
+        try:
+            import torch
+            model = torch_model(sizes, dtype)
+            model.eval()
+
+            def torch_predict(x, model=model, torch=torch):
+                with torch.no_grad():
+                    return model(torch.from_numpy(x))
+            preds["torch"] = torch_predict
+        except Exception as exc:  # noqa: BLE001
+            missing["torch"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+    return preds, missing
