@@ -59,13 +59,12 @@ import os
 import re
 import struct
 import sys
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
-from ._files import open_regular
+from ._files import open_regular, replace_atomically
 from ._records import (count, network_from_record, network_plan, network_record,
                        optimizer_from_record, optimizer_plan, optimizer_record, prefixed,
                        record)
@@ -174,53 +173,13 @@ def save(model, path, optimizer=None):
     except ValueError as exc:
         raise ValueError(f"cannot save this model, its file would not load: {exc}") from None
 
-    directory = os.path.dirname(os.path.abspath(path))
-    # A fresh name made with O_EXCL (mkstemp): never an existing file or a planted symlink.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-                zf.writestr(_info(_HEADER), text)
-                for name, blob in blobs.items():
-                    zf.writestr(_info(f"{_ARRAY_DIR}{name}.npy"), blob)
-            fh.flush()
-            if hasattr(os, "fchmod"):
-                os.fchmod(fh.fileno(), 0o666 & ~_umask())   # mkstemp made it 0600
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:   # KeyboardInterrupt too: never leave the temporary behind
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
+    def write(fh):
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr(_info(_HEADER), text)
+            for name, blob in blobs.items():
+                zf.writestr(_info(f"{_ARRAY_DIR}{name}.npy"), blob)
 
-
-def _umask():
-    """The process umask, read without changing it (Linux); 0o022 where it cannot be read."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _fsync_directory(directory):
-    """Make the rename durable where the platform allows it (best effort)."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    replace_atomically(path, write)
 
 
 def _info(name):
