@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from . import _backend, _optim_state
+from . import _backend, _optim_state, threads
 from ._sigint import deferred_sigint
 from ._networks import Params
 from ._validation import as_float, check_positive_float, lookup
@@ -120,7 +120,7 @@ class Optimizer:
         if ready is not None:
             ps, gs, state1, state2, largest = ready
             rule, lr, momentum, decay_rate, beta1, beta2, eps = self._rule_args()
-            n_threads, update = _backend.kernel_threads(largest), _kernel_update
+            n_threads, update = threads.kernel_threads(largest), _kernel_update
             if self.counts_steps:
                 step = self.iter + 1
                 # Atomic under Ctrl-C: a signal handler cannot run between this store and the
