@@ -3,17 +3,10 @@
 ``MultiLayerNet`` and ``TwoLayerNet`` follow "Deep Learning from Scratch"
 (``common/multi_layer_net.py`` and ``ch05/two_layer_net.py``). They never
 import a layers module: a concrete network is a subclass that sets the class
-attribute ``layers_module``; that is the only difference between
-``fastmlp.networks`` (compiled layers, plus the fused whole-network path) and
-``fastmlp.reference.networks`` (pure numpy), so the book's logic lives here
-once and the reference stays free of compiled code::
-
-    class MultiLayerNet(_networks.MultiLayerNet):
-        layers_module = layers
-
-    class TwoLayerNet(_networks.TwoLayerNet, MultiLayerNet):
-        pass   # the book's two-layer constructor over this module's MultiLayerNet
-
+attribute ``layers_module`` (``fastmlp.networks``: compiled layers plus the
+fused whole-network path; ``fastmlp.reference.networks``: pure numpy), so the
+book's logic lives here once and the reference stays free of compiled code.
+A concrete ``TwoLayerNet`` is ``(_networks.TwoLayerNet, <its MultiLayerNet>)``.
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
 ``backward``), ``Relu()``, ``Sigmoid()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
 book's ``forward``/``backward`` methods.
@@ -31,11 +24,12 @@ from collections import OrderedDict
 import numpy as np
 
 from fastmlp import gradient as _gradient
+from fastmlp._params import Params
 from fastmlp._validation import (
+    as_float,
     check_dtype,
     check_positive_float,
     check_positive_int,
-    as_float,
     check_targets,
     check_x,
 )
@@ -45,42 +39,6 @@ __all__ = ["MultiLayerNet", "TwoLayerNet"]
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
 
-
-class Params(dict):
-    """A network's parameters: ``W1, b1, ..., W{L}, b{L}``.
-
-    A plain dict whose entries are also handed to the layers: assigning
-    ``net.params["W1"] = new`` makes ``net.layers["Affine1"].W`` that array too,
-    so ``predict``, ``gradient`` and ``save`` all see one set of parameters
-    (the book's layers hold the arrays by reference, which a rebinding of a
-    dict entry would otherwise leave behind).
-    """
-
-    __slots__ = ("_network",)
-
-    def __init__(self, network, entries=()):
-        super().__init__(entries)
-        self._network = network
-
-    def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        self._network._hand_to_layer(key, value)
-
-    def update(self, *args, **kwargs):
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key, default=None):
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def __ior__(self, other):
-        self.update(other)
-        return self
-
-    def __reduce__(self):
-        return (Params, (self._network, dict(self)))
 
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
@@ -257,17 +215,9 @@ class MultiLayerNet:
 
     @classmethod
     def from_config(cls, config, params=None):
-        """The network :meth:`config` describes (seed 0, zero weights), ``params`` copied in.
-
-        Parameters
-        ----------
-        config : dict
-            Exactly the keys :meth:`config` returns; ``dtype`` is 'float32' or 'float64'.
-            The values are checked by the constructor, by name.
-        params : dict of ndarray, optional
-            Every parameter (``W1, b1, ...``) of the right shape and float width; copied,
-            all checked before any is.
-        """
+        """The network ``config`` (exactly :meth:`config`'s keys, values checked by the
+        constructor) describes, seed 0 and zero weights; ``params`` (name -> ndarray, all
+        of them, shapes and float widths checked before any is copied) copied in."""
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         missing = [k for k in cls._CONFIG_KEYS if k not in config]
@@ -291,10 +241,9 @@ class MultiLayerNet:
             raise ValueError(f"params must hold exactly {list(self.params)}, got {list(params)}")
         for name, p in self.params.items():
             a = params[name]
-            if (not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype.kind != "f"
-                    or a.dtype.itemsize != p.dtype.itemsize):
-                got = (f"{a.dtype}{a.shape}" if isinstance(a, np.ndarray)
-                       else type(a).__name__)
+            if not (isinstance(a, np.ndarray) and a.shape == p.shape and a.dtype.kind == "f"
+                    and a.dtype.itemsize == p.dtype.itemsize):
+                got = f"{a.dtype}{a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
                 raise ValueError(f"params[{name!r}] must be a {p.dtype} array of shape "
                                  f"{p.shape}, got {got}")
         for name, p in self.params.items():

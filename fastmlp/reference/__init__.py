@@ -14,11 +14,9 @@ from fastmlp.reference.functions import (
     sigmoid,
     softmax,
 )
-from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
-from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastmlp.reference.layers import (
-    Affine,
     AddLayer,
+    Affine,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -26,6 +24,8 @@ from fastmlp.reference.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
+from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
+from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
     "MulLayer",
