@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _backend, _optim_state, threads
 from ._sigint import deferred_sigint
-from ._networks import Params
+from ._params import Params
 from ._validation import as_float, check_positive_float, lookup
 
 EPS = 1e-7  # the book's constant in AdaGrad and RMSprop, and Adam's default eps

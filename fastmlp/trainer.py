@@ -30,6 +30,7 @@ import numbers
 import numpy as np
 
 from . import _sigint
+from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
 from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, write_line
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
@@ -73,7 +74,7 @@ def _step_of(network, optimizer):
     """How the Trainer steps ``network``: fastmlp's networks take :func:`fastmlp._loop.step`;
     another network's own ``train_step(x, t, optimizer)`` is used when it has one; else its
     ``gradient(x, t)`` and ``loss(x, t)`` (one more forward pass, before the update)."""
-    if hasattr(network, "fused_sgd_step"):
+    if isinstance(network, MultiLayerNet):   # compiled or reference
         return None   # the Loop's default: step(network, optimizer, ...)
     own_step = getattr(network, "train_step", None)
     if callable(own_step):
