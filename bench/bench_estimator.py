@@ -123,7 +123,7 @@ def _budget_one(dt, X, y, repeats, calls):
         np.matmul(h.T, d, out=outs[3])
         np.matmul(x.T, h, out=outs[4])
 
-    ws = net._workspace
+    ws = net._fused.workspace
     Ws, bs = [W1, W2], [net.params["b1"], net.params["b2"]]
 
     def kernel():

@@ -49,7 +49,8 @@ def candidates(sizes, batch, dtype):
     opt = fastmlp.optimizers.SGD(lr=0.01)
     x_hot, t_hot = X[:batch].copy(), T[:batch].copy()
     net.gradient(x_hot, t_hot)
-    ws, (Ws, bs) = net._workspace, net._weights()
+    plan = net._fused.plan(net)
+    ws, Ws, bs = net._fused.workspace, plan.Ws, plan.bs
     position = [0]
 
     def batch_slice():

@@ -9,7 +9,8 @@ from . import datasets, functions, layers, optimizers
 from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
 from .io import load, save
-from .trainer import DivergenceError, Trainer
+from ._loop import DivergenceError
+from .trainer import Trainer
 from ._version import __version__
 
 

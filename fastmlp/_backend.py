@@ -195,7 +195,11 @@ def add_forward(x, y):
 
 # ---------------------------------------------------------------- optimizer updates
 
-OPTIMIZER_RULES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adagrad": 3, "rmsprop": 4, "adam": 5}
+#: The compiled rules' numbers by name, defined once by the C enum (kernels/fastmlp_optim.h).
+OPTIMIZER_RULES = dict(optim.RULES)
+
+#: The compiled ``update`` itself, for the optimizers' hot path (one Python call per step).
+optimizer_kernel = optim.update
 
 
 def optimizer_gather(params, grads, states):

@@ -62,7 +62,7 @@ class FitEpochs:
 
     # -- the Loop's front-door hooks ---------------------------------------------
 
-    def weight_decay(self, batch):
+    def batch_weight_decay(self, batch):
         return self.alpha / batch.weight   # sklearn's L2 term: alpha * sum(W**2) / (2 * batch)
 
     def record_step(self, batch, loss):

@@ -171,7 +171,7 @@ class Loop:
 
     ``door`` is the front door (the Trainer, an estimator's fit) and supplies:
 
-    - ``weight_decay(batch)``: the L2 strength for this batch (None: the network's own);
+    - ``batch_weight_decay(batch)``: the L2 strength for this batch (None: the network's own);
     - ``record_step(batch, loss)``: a step's bookkeeping, in its critical section;
     - ``epoch_end_due(batch)`` and ``end_epoch(critical)``: whether this step ended an
       epoch, and the epoch's bookkeeping (evaluation, histories, schedules), in the same
@@ -197,7 +197,7 @@ class Loop:
         ended = False
         with critical:
             loss = float(self.take_step(batch.x, batch.t, batch.sample_weight,
-                                        door.weight_decay(batch)))
+                                        door.batch_weight_decay(batch)))
             if math.isfinite(loss):
                 self.sampler.commit()
                 door.record_step(batch, loss)

@@ -3,14 +3,10 @@
 ``MultiLayerNet`` and ``TwoLayerNet`` follow "Deep Learning from Scratch"
 (``common/multi_layer_net.py`` and ``ch05/two_layer_net.py``). They never
 import a layers module: a concrete network is a subclass that sets the class
-attribute ``layers_module``, e.g.::
-
-    from fastmlp import _networks
-    from fastmlp.reference import layers
-
-    class MultiLayerNet(_networks.MultiLayerNet):
-        layers_module = layers
-
+attribute ``layers_module`` (``fastmlp.networks``: compiled layers plus the
+fused whole-network path; ``fastmlp.reference.networks``: pure numpy), so the
+book's logic lives here once and the reference stays free of compiled code.
+A concrete ``TwoLayerNet`` is ``(_networks.TwoLayerNet, <its MultiLayerNet>)``.
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
 ``backward``), ``Relu()``, ``Sigmoid()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
 book's ``forward``/``backward`` methods.
@@ -18,7 +14,9 @@ book's ``forward``/``backward`` methods.
 Differences from the book: a seeded ``numpy.random.Generator`` instead of
 the global random state, a ``dtype`` (float32 or float64) for the
 parameters and the computation, arguments validated before any state
-changes, and ``accuracy`` reads one-hot targets correctly.
+changes, ``accuracy`` reads one-hot targets correctly, ``gradient`` takes the
+weight decay of one call as an argument, and ``config()``/``from_config()``
+describe a network for persistence.
 """
 import re
 from collections import OrderedDict
@@ -26,11 +24,12 @@ from collections import OrderedDict
 import numpy as np
 
 from fastmlp import gradient as _gradient
+from fastmlp._params import Params
 from fastmlp._validation import (
+    as_float,
     check_dtype,
     check_positive_float,
     check_positive_int,
-    as_float,
     check_targets,
     check_x,
 )
@@ -40,42 +39,6 @@ __all__ = ["MultiLayerNet", "TwoLayerNet"]
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
 
-
-class Params(dict):
-    """A network's parameters: ``W1, b1, ..., W{L}, b{L}``.
-
-    A plain dict whose entries are also handed to the layers: assigning
-    ``net.params["W1"] = new`` makes ``net.layers["Affine1"].W`` that array too,
-    so ``predict``, ``gradient`` and ``save`` all see one set of parameters
-    (the book's layers hold the arrays by reference, which a rebinding of a
-    dict entry would otherwise leave behind).
-    """
-
-    __slots__ = ("_network",)
-
-    def __init__(self, network, entries=()):
-        super().__init__(entries)
-        self._network = network
-
-    def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        self._network._hand_to_layer(key, value)
-
-    def update(self, *args, **kwargs):
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key, default=None):
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def __ior__(self, other):
-        self.update(other)
-        return self
-
-    def __reduce__(self):
-        return (Params, (self._network, dict(self)))
 
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
@@ -237,6 +200,55 @@ class MultiLayerNet:
     def lastLayer(self, layer):  # noqa: N802
         self.last_layer = layer
 
+    # -- persistence ---------------------------------------------------------
+
+    _CONFIG_KEYS = ("input_size", "hidden_size_list", "output_size", "activation",
+                    "weight_decay_lambda", "dtype", "loss")
+
+    def config(self):
+        """The constructor arguments that rebuild this network, as a JSON-able dict
+        (``fastmlp.save`` writes it; the weights are in ``params``)."""
+        return {"input_size": self.input_size, "hidden_size_list": list(self.hidden_size_list),
+                "output_size": self.output_size, "activation": self.activation,
+                "weight_decay_lambda": float(self.weight_decay_lambda),
+                "dtype": np.dtype(check_dtype(self.dtype)).name, "loss": self.loss_name}
+
+    @classmethod
+    def from_config(cls, config, params=None):
+        """The network ``config`` (exactly :meth:`config`'s keys, values checked by the
+        constructor) describes, seed 0 and zero weights; ``params`` (name -> ndarray, all
+        of them, shapes and float widths checked before any is copied) copied in."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        missing = [k for k in cls._CONFIG_KEYS if k not in config]
+        unknown = sorted(map(str, set(config) - set(cls._CONFIG_KEYS)))
+        if missing or unknown:
+            raise ValueError(f"config of {cls.__name__} must have exactly the keys "
+                             f"{list(cls._CONFIG_KEYS)}: missing {missing}, unknown {unknown}")
+        if config["dtype"] not in ("float32", "float64"):
+            raise ValueError(f"config dtype must be 'float32' or 'float64', got {config['dtype']!r}")
+        kwargs = dict(config, dtype=np.dtype(config["dtype"]).type)
+        net = cls(**kwargs, weight_init_std=0.0, seed=0)
+        if params is not None:
+            net._copy_params(params)
+        return net
+
+    def _copy_params(self, params):
+        """Copy ``params`` (name -> array) into ``self.params``, after checking all of them."""
+        if not hasattr(params, "items"):
+            raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+        if set(params) != set(self.params):
+            raise ValueError(f"params must hold exactly {list(self.params)}, got {list(params)}")
+        for name, p in self.params.items():
+            a = params[name]
+            if not (isinstance(a, np.ndarray) and a.shape == p.shape and a.dtype.kind == "f"
+                    and a.dtype.itemsize == p.dtype.itemsize):
+                got = f"{a.dtype}{a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"params[{name!r}] must be a {p.dtype} array of shape "
+                                 f"{p.shape}, got {got}")
+        for name, p in self.params.items():
+            np.copyto(p, params[name])
+
     # -- validation ----------------------------------------------------------
 
     def _check_x(self, x, finite):
@@ -271,10 +283,11 @@ class MultiLayerNet:
             x = layer.forward(x)
         return x
 
-    def _loss(self, x, t):
-        """Loss for already validated ``x`` and ``t``."""
+    def _loss(self, x, t, decay=None):
+        """Loss for already validated ``x`` and ``t``; ``decay`` a checked L2 strength
+        (None: ``weight_decay_lambda``)."""
         y = self._predict(x)
-        return self.last_layer.forward(y, t) + self._weight_decay()
+        return self.last_layer.forward(y, t) + self._weight_decay(decay)
 
     def _affine_layers(self):
         """The Affine layers of ``layers``, in order: what ``layers`` holds is the network."""
@@ -284,12 +297,18 @@ class MultiLayerNet:
             raise ValueError("layers holds no Affine layer")
         return affines
 
-    def _decay_lambda(self):
-        return check_positive_float(self.weight_decay_lambda, "weight_decay_lambda",
-                                    allow_zero=True)
+    def _decay(self, weight_decay=None):
+        """The L2 strength of one call: ``weight_decay`` when given, else the attribute
+        ``weight_decay_lambda`` (public, so checked every call); errors name the one used."""
+        if weight_decay is None:
+            return check_positive_float(self.weight_decay_lambda, "weight_decay_lambda",
+                                        allow_zero=True)
+        return check_positive_float(weight_decay, "weight_decay", allow_zero=True)
 
-    def _weight_decay(self):
-        decay = self._decay_lambda()
+    def _weight_decay(self, decay=None):
+        """``0.5 * decay * sum(W**2)`` over the Affine layers (None: ``weight_decay_lambda``)."""
+        if decay is None:
+            decay = self._decay()
         if not decay:
             return 0.0
         total = sum(float(np.sum(affine.W ** 2)) for affine in self._affine_layers())
@@ -341,8 +360,8 @@ class MultiLayerNet:
         labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
         if labels is None:
             labels = onehot.argmax(axis=1)
-        predicted = self._predict(x).argmax(axis=1)
-        return float(np.sum(predicted == labels) / x.shape[0])
+        predicted = self.predict(x).argmax(axis=1)   # the subclass's predict (fused when compiled)
+        return float(np.count_nonzero(predicted == labels) / x.shape[0])
 
     def numerical_gradient(self, x, t, h=None):
         """Gradient of ``loss`` by central differences, one parameter element at a time.
@@ -384,13 +403,16 @@ class MultiLayerNet:
             return 1e-2
         return 1e-5 * max(1.0, float(np.abs(param).max()))
 
-    def gradient(self, x, t):
+    def gradient(self, x, t, *, weight_decay=None):
         """Gradient of ``loss`` by backpropagation.
 
         Parameters
         ----------
         x : array_like, shape (N, input_size), finite
         t : array_like, shape (N,) labels or (N, output_size) one-hot
+        weight_decay : float >= 0, optional, keyword-only
+            L2 strength of this call only (``weight_decay_lambda`` when None;
+            the attribute is not changed).
 
         Returns
         -------
@@ -398,15 +420,19 @@ class MultiLayerNet:
             ``W1, b1, ...``: same keys, shapes and dtype as ``params``. With
             weight decay, ``W{i}`` gets ``lambda * W{i}`` added.
         """
+        return self._layer_gradient(x, t, weight_decay)
+
+    def _layer_gradient(self, x, t, weight_decay=None):
+        """The book's layer-by-layer backprop (each layer checks what it is given)."""
         x, t = self._check_xt(x, t)
-        self.last_loss = self._loss(x, t)
+        decay = self._decay(weight_decay)
+        self.last_loss = self._loss(x, t, decay)
 
         dout = self.last_layer.backward(1)
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
 
         grads = {}
-        decay = self._decay_lambda()
         for i, affine in enumerate(self._affine_layers(), start=1):
             grads[f"W{i}"] = affine.dW + decay * affine.W if decay else affine.dW
             grads[f"b{i}"] = affine.db
@@ -450,3 +476,10 @@ class TwoLayerNet(MultiLayerNet):
                          weight_init_std=weight_init_std, weight_decay_lambda=0,
                          dtype=dtype, seed=seed)
         self.hidden_size = hidden_size
+
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "dtype")
+
+    def config(self):
+        """The constructor arguments that rebuild this network, as a JSON-able dict."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "output_size": self.output_size, "dtype": np.dtype(check_dtype(self.dtype)).name}

@@ -14,10 +14,11 @@ import time
 import numpy as np
 
 from . import _plot
+from .optimizers import OPTIMIZERS
 
 __all__ = ["main"]
 
-OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+OPTIMIZER_NAMES = list(OPTIMIZERS)   # the names fastmlp.optimizers.get_optimizer takes
 # Learning rates that train the default network on digits to >= 0.97 (measured).
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.05,
               "rmsprop": 0.002, "adam": 0.002}

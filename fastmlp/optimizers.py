@@ -1,4 +1,5 @@
-"""The book's optimizers (``common/optimizer.py``) with compiled in-place updates.
+"""The optimizers (the book's six, ``Adam(eps=)``, scikit-learn's Nesterov) and the
+learning-rate schedules: the one home of the optimizer concept.
 
 ``update(params, grads)`` changes every array of ``params`` in place, one
 pass per parameter with no temporaries, following the book's formulas
@@ -13,20 +14,26 @@ which Python could run a signal handler (it runs them only on function entry,
 after calls and at backward jumps). The other cases (parameters that are not
 C-contiguous, other mappings) defer SIGINT while they copy the results back
 (see ``fastmlp._sigint``).
+
+``state_dict()`` / ``load_state_dict()`` export and restore an optimizer
+(hyper-parameters, step count, state arrays) for persistence. The schedules
+(``ConstantLR``, ``InverseScalingLR``, ``AdaptiveLR``, ``EpochDecayLR``) set an
+optimizer's ``lr`` between epochs; the training loop calls them.
 """
 import math
 import numbers
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _optim_state, threads
 from ._sigint import deferred_sigint
-from ._networks import Params
+from ._params import Params
 from ._validation import as_float, check_positive_float, lookup
 
-EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
+EPS = 1e-7  # the book's constant in AdaGrad and RMSprop, and Adam's default eps
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _PLAIN_DICTS = (dict, Params)   # a network's params: a dict that also updates its layers
+_RULES = _backend.OPTIMIZER_RULES
 
 
 class Optimizer:
@@ -41,8 +48,11 @@ class Optimizer:
     state_names = ()
 
     #: the constructor's hyper-parameters, public attributes checked again at each update:
-    #: (name, exclusive upper bound); each a finite real >= 0 (lr > 0)
+    #: (name, exclusive upper bound); each a finite real >= 0 (lr and eps > 0)
     hyper_bounds = (("lr", math.inf),)
+
+    #: the allowed values of a ``variant`` attribute (Nesterov), else ()
+    variants = ()
 
     def __init__(self, lr):
         self.lr = check_positive_float(lr, "lr")
@@ -55,17 +65,13 @@ class Optimizer:
         attributes = self.__dict__
         for name, upper in self.hyper_bounds:
             value = attributes.get(name)
-            if type(value) is not float or not 0 <= value < upper or (value == 0 and name == "lr"):
-                value = check_positive_float(value, name, allow_zero=name != "lr")
-                if value >= upper:
-                    raise ValueError(f"{name} must be < {upper}, got {value}")
+            if type(value) is not float or not 0 <= value < upper or (
+                    value == 0 and name in _optim_state.POSITIVE):
+                _optim_state.check_hyper(name, value, upper)
         if self.counts_steps:
             step = attributes.get("iter")
-            if type(step) is not int and not (isinstance(step, numbers.Integral)
-                                               and not isinstance(step, (bool, np.bool_))):
-                raise TypeError(f"iter must be an integer step count, got {type(step).__name__}")
-            if not 0 <= step < 2**53:
-                raise ValueError(f"iter must lie in [0, 2**53), got {step}")
+            if type(step) is not int or not 0 <= step < 2**53:
+                _optim_state.check_step(step)
 
     def _check(self, params, grads):
         if not hasattr(params, "keys") or not hasattr(grads, "keys"):
@@ -113,10 +119,8 @@ class Optimizer:
                                               [getattr(self, name) for name in self.state_names])
         if ready is not None:
             ps, gs, state1, state2, largest = ready
-            h = self._hyper()
-            lr, momentum, decay_rate = h["lr"], h.get("momentum", 0.0), h.get("decay_rate", 0.0)
-            beta1, beta2, eps = h.get("beta1", 0.0), h.get("beta2", 0.0), h.get("eps", 0.0)
-            rule, n_threads, update = self.rule, _backend.kernel_threads(largest), _kernel_update
+            rule, lr, momentum, decay_rate, beta1, beta2, eps = self._rule_args()
+            n_threads, update = threads.kernel_threads(largest), _kernel_update
             if self.counts_steps:
                 step = self.iter + 1
                 # Atomic under Ctrl-C: a signal handler cannot run between this store and the
@@ -140,9 +144,10 @@ class Optimizer:
         # committed in one SIGINT-deferring block: all of it, or none of it.
         work = [np.array(p, order="C") for p in params.values()]
         work_states = [[states[name][k].copy() for k in keys] for name in self.state_names]
-        hyper = self._hyper()
-        _backend.optimizer_update(self.rule, work, [grads[k] for k in keys],
-                                  *(work_states + [None, None])[:2], **hyper)
+        rule, lr, momentum, decay_rate, beta1, beta2, eps = self._rule_args()
+        _backend.optimizer_update(rule, work, [grads[k] for k in keys],
+                                  *(work_states + [None, None])[:2], lr=lr, momentum=momentum,
+                                  decay_rate=decay_rate, beta1=beta1, beta2=beta2, eps=eps)
         with deferred_sigint() as critical, critical:
             for key, w in zip(keys, work):
                 params[key][...] = w
@@ -153,23 +158,43 @@ class Optimizer:
             if self.counts_steps:
                 self.iter += 1
 
-    def _hyper(self):
-        """Keyword arguments of the compiled rule for the next step: lr and this rule's
-        constants. No side effects (Adam's ``iter`` moves with the update itself)."""
-        return {"lr": self.lr}
+    def _rule_args(self):
+        """``(rule, lr, momentum, decay_rate, beta1, beta2, eps)`` for the compiled rule's
+        next step; pure (Adam's ``iter`` is advanced by ``update``, next to the kernel call)."""
+        return self.rule, self.lr, 0.0, 0.0, 0.0, 0.0, 0.0
+
+    def fused_lr(self):
+        """The float lr when this update is exactly ``p -= lr * g`` (fastmlp's plain SGD with
+        a finite lr > 0), so a network may fuse it into its backward pass; else None."""
+        return None
+
+    def state_dict(self):
+        """``{"hyper": {name: float}, "state": {slot: {param: array}}}``, plus ``"iter"``
+        (Adam) and ``"variant"`` (Nesterov): everything needed to resume. Arrays are copies;
+        ``state`` is ``{}`` before the first update."""
+        return _optim_state.state_dict(self)
+
+    def load_state_dict(self, d):
+        """Take hyper-parameters, step count and state from ``d`` (as :meth:`state_dict`
+        gives it); everything is checked before anything changes, arrays are copied."""
+        _optim_state.load_state_dict(self, d)
 
 
 class SGD(Optimizer):
     """param -= lr * grad."""
-    rule = _backend.OPTIMIZER_RULES["sgd"]
+    rule = _RULES["sgd"]
 
     def __init__(self, lr=0.01):
         super().__init__(lr)
 
+    def fused_lr(self):
+        # only this exact class: a subclass may change what update() does
+        return _optim_state.finite_positive(self.lr) if type(self) is SGD else None
+
 
 class Momentum(Optimizer):
     """v = momentum * v - lr * grad; param += v."""
-    rule = _backend.OPTIMIZER_RULES["momentum"]
+    rule = _RULES["momentum"]
     state_names = ("v",)
     hyper_bounds = (("lr", math.inf), ("momentum", math.inf))
 
@@ -177,30 +202,49 @@ class Momentum(Optimizer):
         super().__init__(lr)
         self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
 
-    def _hyper(self):
-        return {"lr": self.lr, "momentum": self.momentum}
+    def _rule_args(self):
+        return self.rule, self.lr, self.momentum, 0.0, 0.0, 0.0, 0.0
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient in the book's form."""
-    rule = _backend.OPTIMIZER_RULES["nesterov"]
+    """Nesterov's accelerated gradient, one compiled pass per parameter.
+
+    ``variant='book'`` (the book's form): v = m*v - lr*g; p += m*m*v - (1+m)*lr*g.
+    ``variant='sklearn'`` (scikit-learn's, Bengio et al.'s): v = m*v - lr*g;
+    p += m*v - lr*g, what ``MLPClassifier(solver='sgd', nesterovs_momentum=True)``
+    does. ``variant`` is a public attribute, checked at each update like lr.
+    """
+    variants = ("book", "sklearn")
+    _VARIANT_RULES = {"book": _RULES["nesterov"], "sklearn": _RULES["nesterov_sklearn"]}
+
+    def __init__(self, lr=0.01, momentum=0.9, *, variant="book"):
+        super().__init__(lr, momentum)
+        self.variant = _optim_state.check_variant(self, variant)
+
+    @property
+    def rule(self):
+        """The compiled rule of ``variant`` (checked: a bad value raises a ValueError)."""
+        rule = self._VARIANT_RULES.get(self.__dict__.get("variant"))
+        if rule is None:
+            _optim_state.check_variant(self, self.__dict__.get("variant"))
+        return rule
 
 
 class AdaGrad(Optimizer):
     """h += grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
-    rule = _backend.OPTIMIZER_RULES["adagrad"]
+    rule = _RULES["adagrad"]
     state_names = ("h",)
 
     def __init__(self, lr=0.01):
         super().__init__(lr)
 
-    def _hyper(self):
-        return {"lr": self.lr, "eps": EPS}
+    def _rule_args(self):
+        return self.rule, self.lr, 0.0, 0.0, 0.0, 0.0, EPS
 
 
 class RMSprop(Optimizer):
     """h = decay * h + (1 - decay) * grad^2; param -= lr * grad / (sqrt(h) + 1e-7)."""
-    rule = _backend.OPTIMIZER_RULES["rmsprop"]
+    rule = _RULES["rmsprop"]
     state_names = ("h",)
 
     hyper_bounds = (("lr", math.inf), ("decay_rate", 1.0))
@@ -211,33 +255,39 @@ class RMSprop(Optimizer):
         if self.decay_rate >= 1:
             raise ValueError(f"decay_rate must be < 1, got {decay_rate}")
 
-    def _hyper(self):
-        return {"lr": self.lr, "decay_rate": self.decay_rate, "eps": EPS}
+    def _rule_args(self):
+        return self.rule, self.lr, 0.0, self.decay_rate, 0.0, 0.0, EPS
 
 
 class Adam(Optimizer):
-    """Adam in the book's form, with the bias correction folded into the step size."""
-    rule = _backend.OPTIMIZER_RULES["adam"]
+    """Adam with the bias correction folded into the step size.
+
+    lr_t = lr*sqrt(1-beta2^t)/(1-beta1^t); m += (1-beta1)(g-m); v += (1-beta2)(g^2-v);
+    p -= lr_t*m/(sqrt(v)+eps). ``eps=1e-7`` is the book's; scikit-learn's MLP uses
+    ``eps=1e-8`` (its ``epsilon``).
+    """
+    rule = _RULES["adam"]
     state_names = ("m", "v")
     counts_steps = True
-    hyper_bounds = (("lr", math.inf), ("beta1", 1.0), ("beta2", 1.0))
+    hyper_bounds = (("lr", math.inf), ("beta1", 1.0), ("beta2", 1.0), ("eps", math.inf))
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, *, eps=EPS):
         super().__init__(lr)
         self.beta1 = check_positive_float(beta1, "beta1", allow_zero=True)
         self.beta2 = check_positive_float(beta2, "beta2", allow_zero=True)
         for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
             if beta >= 1:
                 raise ValueError(f"{name} must be < 1, got {beta}")
+        self.eps = check_positive_float(eps, "eps")
         self.iter = 0
 
-    def _hyper(self):
+    def _rule_args(self):
         t = self.iter + 1   # the step about to be applied (``update`` counts it)
         lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        return {"lr": lr_t, "beta1": self.beta1, "beta2": self.beta2, "eps": EPS}
+        return self.rule, lr_t, 0.0, 0.0, self.beta1, self.beta2, self.eps
 
 
-_kernel_update = _backend.optim.update   # the compiled rule itself (see Optimizer.update)
+_kernel_update = _backend.optimizer_kernel   # the compiled rule itself (see Optimizer.update)
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam}
@@ -248,4 +298,81 @@ def get_optimizer(name, **params):
     return lookup(OPTIMIZERS, name, "optimizer")(**params)
 
 
+# ----------------------------------------------------------------------------- schedules
+
+class ConstantLR:
+    """lr stays at the value a fit starts with (sklearn's learning_rate='constant', and
+    its Adam whatever learning_rate says)."""
+
+    def start_lr(self, lr0, samples_seen, incremental):
+        """The lr at the start of a fit call: ``lr0``."""
+        return lr0
+
+    def epoch_end(self, optimizer, samples_seen):
+        """Nothing changes after an epoch."""
+
+    def plateau(self, optimizer):
+        """No improvement for too long: stop (False)."""
+        return False
+
+
+class InverseScalingLR(ConstantLR):
+    """sklearn's learning_rate='invscaling': lr = lr0 / (samples_seen + 1) ** power_t, set
+    at the start of each fit call and after each epoch (``samples_seen``: the estimator's
+    ``t_``)."""
+
+    def __init__(self, lr0, power_t):
+        self.lr0 = check_positive_float(lr0, "lr0")
+        if isinstance(power_t, (bool, np.bool_)) or not isinstance(power_t, numbers.Real) \
+                or not float(power_t) >= 0:   # +inf allowed, as the estimator allows it
+            raise ValueError(f"power_t must be a real number >= 0, got {power_t!r:.60}")
+        self.power_t = float(power_t)
+
+    def start_lr(self, lr0, samples_seen, incremental):
+        """``lr0 / (samples_seen + 1) ** power_t`` (the given lr0: this fit's)."""
+        return lr0 / (samples_seen + 1) ** self.power_t
+
+    def epoch_end(self, optimizer, samples_seen):
+        """Set ``optimizer.lr = lr0 / (samples_seen + 1) ** power_t``."""
+        optimizer.lr = self.lr0 / (samples_seen + 1) ** self.power_t
+
+
+class AdaptiveLR(ConstantLR):
+    """sklearn's learning_rate='adaptive': on a plateau divide lr by ``divisor`` while it is
+    above ``min_lr``, else stop. A fit restarts from lr0; ``partial_fit`` keeps the lr."""
+
+    def __init__(self, divisor=5.0, min_lr=1e-6):
+        self.divisor = check_positive_float(divisor, "divisor")
+        self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+
+    def start_lr(self, lr0, samples_seen, incremental):
+        """``lr0`` for a fit, None (keep the optimizer's current lr) for an incremental call."""
+        return None if incremental else lr0
+
+    def plateau(self, optimizer):
+        """If ``optimizer.lr > min_lr``: ``lr /= divisor`` and True (keep training); else False."""
+        if optimizer.lr > self.min_lr:
+            optimizer.lr /= self.divisor
+            return True
+        return False
+
+
+class EpochDecayLR(ConstantLR):
+    """The Trainer's ``lr_decay``: ``lr *= factor`` after every epoch, factor in (0, 1]."""
+
+    def __init__(self, factor):
+        self.factor = check_positive_float(factor, "factor")
+        if self.factor > 1:
+            raise ValueError(f"factor must be in (0, 1], got {factor}")
+
+    def epoch_end(self, optimizer, samples_seen):
+        """``optimizer.lr *= factor``."""
+        optimizer.lr *= self.factor
+
+
+SCHEDULES = {"constant": ConstantLR, "invscaling": InverseScalingLR, "adaptive": AdaptiveLR,
+             "epoch_decay": EpochDecayLR}
+
+# The schedules are public (fastmlp.optimizers.AdaptiveLR ...) but kept out of __all__, which
+# names exactly what the numpy twin (fastmlp.reference.optimizers) also has.
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]

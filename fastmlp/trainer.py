@@ -30,8 +30,9 @@ import numbers
 import numpy as np
 
 from . import _sigint
+from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
-from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, write_line
+from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, step, write_line
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -67,25 +68,6 @@ def _check_network(network):
             or callable(getattr(network, "gradient", None))):
         raise TypeError("network must have gradient(x, t) (or train_step(x, t, optimizer)); "
                         f"{type(network).__name__} has neither")
-
-
-def _step_of(network, optimizer):
-    """How the Trainer steps ``network``: fastmlp's networks take :func:`fastmlp._loop.step`;
-    another network's own ``train_step(x, t, optimizer)`` is used when it has one; else its
-    ``gradient(x, t)`` and ``loss(x, t)`` (one more forward pass, before the update)."""
-    if hasattr(network, "fused_sgd_step"):
-        return None   # the Loop's default: step(network, optimizer, ...)
-    own_step = getattr(network, "train_step", None)
-    if callable(own_step):
-        return lambda x, t, sample_weight, weight_decay: own_step(x, t, optimizer)
-
-    def book_step(x, t, sample_weight, weight_decay):
-        grads = network.gradient(x, t)
-        loss = float(network.loss(x, t))
-        if math.isfinite(loss):
-            optimizer.update(network.params, grads)
-        return loss
-    return book_step
 
 
 class Trainer:
@@ -217,7 +199,7 @@ class Trainer:
         self.test_acc_list = []
 
         self._stream = ShuffledStream(x_train, t_train, mini_batch_size, rng, dtype)
-        self._loop = Loop(network, optimizer, self._stream, self, take_step=_step_of(network, optimizer))
+        self._loop = Loop(network, optimizer, self._stream, self, take_step=self._take_step)
         self._bar = None
 
     # ------------------------------------------------------------------ checks
@@ -304,13 +286,30 @@ class Trainer:
 
     def _finish_pending_epoch(self, critical):
         """An epoch end whose evaluation raised: record it before the next step."""
-        if self._epoch_end_due():
+        if self.epoch_end_due():
             with critical:
-                self._end_epoch(critical)
+                self.end_epoch(critical)
+
+    def _take_step(self, x, t, sample_weight, weight_decay):
+        """One step of ``self.network`` by ``self.optimizer`` (public: read at every step).
+        fastmlp's networks take :func:`fastmlp._loop.step`; another network's own
+        ``train_step(x, t, optimizer)`` is used when it has one; else its ``gradient(x, t)``
+        and ``loss(x, t)`` (one more forward pass, before the update)."""
+        network, optimizer = self.network, self.optimizer
+        if isinstance(network, MultiLayerNet):   # compiled or reference
+            return step(network, optimizer, x, t)
+        own_step = getattr(network, "train_step", None)
+        if callable(own_step):
+            return own_step(x, t, optimizer)
+        grads = network.gradient(x, t)
+        loss = float(network.loss(x, t))
+        if math.isfinite(loss):
+            optimizer.update(network.params, grads)
+        return loss
 
     # the Loop's front-door hooks ----------------------------------------
 
-    def weight_decay(self, batch):
+    def batch_weight_decay(self, batch):
         return None   # the network's own weight_decay_lambda
 
     def record_step(self, batch, loss):
@@ -321,23 +320,15 @@ class Trainer:
     def epoch_end_due(self, batch=None):
         return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
 
-    _epoch_end_due = epoch_end_due
-
-    def end_epoch(self, critical):
-        self._end_epoch(critical)
-
     def diverged(self, loss):
-        self._diverged(loss)
-
-    def _diverged(self, loss):
-        step = self.current_iter + 1
+        number = self.current_iter + 1
         epoch = self.current_epoch + 1
         lr = getattr(self.optimizer, "lr", None)
         hint = f"; try a smaller learning rate than {lr:g}" if isinstance(lr, numbers.Real) else ""
         raise DivergenceError(
-            f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
-            f"that update was not applied, the parameters are those after step {step - 1}{hint}",
-            step=step, epoch=epoch, loss=loss)
+            f"training diverged: the loss became {loss} at step {number} (epoch {epoch}); "
+            f"that update was not applied, the parameters are those after step {number - 1}{hint}",
+            step=number, epoch=epoch, loss=loss)
 
     def _accuracy(self, x, t):
         """Accuracy over ``x`` in chunks of EVAL_CHUNK_ROWS rows (bounded memory)."""
@@ -350,7 +341,7 @@ class Trainer:
             correct += round(float(self.network.accuracy(x[start:stop], t[start:stop])) * (stop - start))
         return correct / n
 
-    def _end_epoch(self, critical):
+    def end_epoch(self, critical):
         """Measure the accuracies and record the epoch's end (called inside the critical
         section of the epoch's last step)."""
         k = self.evaluate_sample_num_per_epoch

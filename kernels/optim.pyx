@@ -16,9 +16,19 @@ from _omp cimport CHUNK
 
 cnp.import_array()
 
-# The rules, by number (0 SGD ... 5 Adam; the Python side passes the number), and
-# their loops live in fastmlp_simd.h, compiled for the widest vectors the CPU has.
-cdef extern from "fastmlp_simd.h" nogil:
+# The rules, numbered once by the header's enum, and their loops (fastmlp_optim.h, compiled
+# for the widest vectors the CPU has); the struct of combined hyper-parameters is the header's.
+cdef extern from "fastmlp_optim.h" nogil:
+    cdef enum fastmlp_rule:
+        FASTMLP_SGD
+        FASTMLP_MOMENTUM
+        FASTMLP_NESTEROV
+        FASTMLP_ADAGRAD
+        FASTMLP_RMSPROP
+        FASTMLP_ADAM
+        FASTMLP_NESTEROV_SKLEARN
+        FASTMLP_N_RULES
+    int fastmlp_rule_slots(int rule)
     ctypedef struct Hyper "fastmlp_hyper":
         double lr, momentum, momentum_sq, lr_step, decay, one_minus_decay
         double one_minus_beta1, one_minus_beta2, eps
@@ -26,6 +36,15 @@ cdef extern from "fastmlp_simd.h" nogil:
                           const Hyper *hp, Py_ssize_t start, Py_ssize_t end)
     void fastmlp_update_d(int rule, double *p, const double *g, double *s1, double *s2,
                           const Hyper *hp, Py_ssize_t start, Py_ssize_t end)
+
+#: The rule numbers by name, read from the header's enum (fastmlp/_backend.py reads them here).
+RULES = {"sgd": FASTMLP_SGD, "momentum": FASTMLP_MOMENTUM, "nesterov": FASTMLP_NESTEROV,
+         "adagrad": FASTMLP_ADAGRAD, "rmsprop": FASTMLP_RMSPROP, "adam": FASTMLP_ADAM,
+         "nesterov_sklearn": FASTMLP_NESTEROV_SKLEARN}
+assert len(RULES) == FASTMLP_N_RULES, "every rule of fastmlp_optim.h has a name here"
+
+#: How many state arrays each rule keeps per parameter (0, 1 or 2), from the header.
+SLOTS = {name: fastmlp_rule_slots(rule) for name, rule in RULES.items()}
 
 
 cdef inline void _update(int rule, floating *p, const floating *g, floating *s1, floating *s2,
@@ -95,13 +114,14 @@ cdef int _check_lists(list params, list grads, list state1, list state2) except 
 def update(int rule, list params, list grads, list state1, list state2, double lr,
            double momentum=0, double decay_rate=0, double beta1=0, double beta2=0,
            double eps=0, int n_threads=1):
-    """Apply one rule (0 SGD, 1 Momentum, 2 Nesterov, 3 AdaGrad, 4 RMSprop, 5 Adam) in place.
+    """Apply one rule (a number of RULES) in place.
 
     params[i] += rule(grads[i], state1[i], state2[i]); state1 is v (Momentum,
-    Nesterov), h (AdaGrad, RMSprop) or m (Adam); state2 is Adam's v. For
+    both Nesterovs), h (AdaGrad, RMSprop) or m (Adam); state2 is Adam's v. For
     Adam, lr is the bias-corrected rate lr_t.
     """
     cdef Hyper hp
+    cdef int slots
     hp.lr = lr
     hp.momentum = momentum
     hp.momentum_sq = momentum * momentum
@@ -111,9 +131,10 @@ def update(int rule, list params, list grads, list state1, list state2, double l
     hp.one_minus_beta1 = 1 - beta1
     hp.one_minus_beta2 = 1 - beta2
     hp.eps = eps
-    if not 0 <= rule <= 5:
-        raise ValueError(f"rule must be 0..5, got {rule}")
-    if (rule >= 1 and state1 is None) or (rule == 5 and state2 is None):
+    if not 0 <= rule < FASTMLP_N_RULES:
+        raise ValueError(f"rule must be 0..{FASTMLP_N_RULES - 1}, got {rule}")
+    slots = fastmlp_rule_slots(rule)
+    if (slots >= 1 and state1 is None) or (slots == 2 and state2 is None):
         raise ValueError(f"rule {rule} needs its state lists")
     if not params:
         return

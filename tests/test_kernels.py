@@ -451,7 +451,8 @@ def test_mul_add_bitwise(rng, dtype, size):
 
 # ---------------------------------------------------------------- optimizer updates
 
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                                  "nesterov_sklearn"])
 def test_optimizer_update_kernel_vs_book(rng, dtype, rule):
     """One step of each rule over several parameters, against the book's optimizer.py line by line.
 
@@ -470,7 +471,7 @@ def test_optimizer_update_kernel_vs_book(rng, dtype, rule):
     code = _backend.OPTIMIZER_RULES[rule]
     if rule == "sgd":
         _backend.optimizer_update(code, P, gs, None, None, lr)
-    elif rule in ("momentum", "nesterov"):
+    elif rule in ("momentum", "nesterov", "nesterov_sklearn"):
         _backend.optimizer_update(code, P, gs, Mm, None, lr, momentum=mom)
     elif rule == "adagrad":
         _backend.optimizer_update(code, P, gs, H, None, lr, eps=eps)
@@ -492,6 +493,9 @@ def test_optimizer_update_kernel_vs_book(rng, dtype, rule):
             q += mom * mom * v
             q -= (1 + mom) * lr * g
             ref, scale = q, np.abs(p) + np.abs(mom * m) + 3 * np.abs(lr * g)
+        elif rule == "nesterov_sklearn":   # sklearn's: v = m*v - lr*g; p += m*v - lr*g
+            v = mom * m - lr * g
+            ref, scale = p + (mom * v - lr * g), np.abs(p) + np.abs(mom * m) + 2 * np.abs(lr * g)
         elif rule == "adagrad":
             hh = h + g * g
             step = lr * g / (np.sqrt(hh) + eps)

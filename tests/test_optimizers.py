@@ -15,15 +15,24 @@ from fastmlp import optimizers as compiled
 from fastmlp import threads as _threads
 from fastmlp.reference import optimizers as reference
 
-NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+BOOK_NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+# every compiled rule: the book's six and scikit-learn's Nesterov (Nesterov(variant='sklearn'))
+NAMES = BOOK_NAMES + ["NesterovSklearn"]
+CLASS = {"NesterovSklearn": "Nesterov"}
 DTYPES = [np.float32, np.float64]
 SIZES = [1, 3, 17, 1023]
 STATE = {"SGD": (), "Momentum": ("v",), "Nesterov": ("v",), "AdaGrad": ("h",),
-         "RMSprop": ("h",), "Adam": ("m", "v")}
+         "RMSprop": ("h",), "Adam": ("m", "v"), "NesterovSklearn": ("v",)}
 # hyper-parameters large enough that every step moves the parameters visibly
 KWARGS = {"SGD": {"lr": 0.1}, "Momentum": {"lr": 0.1, "momentum": 0.8},
           "Nesterov": {"lr": 0.1, "momentum": 0.7}, "AdaGrad": {"lr": 0.1},
-          "RMSprop": {"lr": 0.05, "decay_rate": 0.9}, "Adam": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99}}
+          "RMSprop": {"lr": 0.05, "decay_rate": 0.9}, "Adam": {"lr": 0.01, "beta1": 0.8, "beta2": 0.99},
+          "NesterovSklearn": {"lr": 0.1, "momentum": 0.7, "variant": "sklearn"}}
+
+
+def make(module, name):
+    """The optimizer ``name`` (a key of KWARGS) of ``module`` with its KWARGS."""
+    return getattr(module, CLASS.get(name, name))(**KWARGS[name])
 
 
 def unit_roundoff(dtype):
@@ -106,6 +115,10 @@ def scalar_rule(name, kwargs, p, gs):
             v = v * mom - lr * g
             p = p + mom * mom * v
             p = p - (1 + mom) * lr * g
+        elif name == "NesterovSklearn":   # sklearn's _SGDOptimizer(nesterov=True)
+            mom = kwargs["momentum"]
+            v = mom * v - lr * g
+            p = p + (mom * v - lr * g)
         elif name == "AdaGrad":
             h = h + g * g
             p = p - lr * g / (h ** 0.5 + 1e-7)
@@ -131,7 +144,7 @@ def test_reference_follows_book_formulas(name):
                          for i, p in enumerate(p0)])
     for module in (reference, compiled):
         params = {"p": p0.copy()}
-        opt = getattr(module, name)(**KWARGS[name])
+        opt = make(module, name)
         for g in gs:
             opt.update(params, {"p": np.array([g, 2 * g, 3 * g])})
         np.testing.assert_allclose(params["p"], expected, rtol=1e-14, atol=1e-15,
@@ -140,7 +153,7 @@ def test_reference_follows_book_formulas(name):
 
 def test_reference_names_and_factory():
     assert reference.__all__ == compiled.__all__
-    for name in NAMES:
+    for name in BOOK_NAMES:
         assert type(reference.get_optimizer(name.upper())) is getattr(reference, name)
     with pytest.raises(ValueError, match="optimizer"):
         reference.get_optimizer("lbfgs")
@@ -157,8 +170,8 @@ def test_one_step_matches_reference(name, dtype, size):
     params0 = make_params(size, dtype)
     for grads in make_grads(params0, 3):  # first step, and a later one with non-zero state
         p_ref, p_got = copy_params(params0), copy_params(params0)
-        ref = getattr(reference, name)(**KWARGS[name])
-        got = getattr(compiled, name)(**KWARGS[name])
+        ref = make(reference, name)
+        got = make(compiled, name)
         warm = make_grads(params0, 2, seed=7)
         for g in warm:
             ref.update(p_ref, g)
@@ -192,7 +205,7 @@ def test_steps_are_bitwise_the_reference_operations(name, dtype):
     multiply-add (-ffp-contract=off) every SIMD clone gives the reference's bits."""
     params0 = make_params(1023, dtype)
     p_ref, p_got = copy_params(params0), copy_params(params0)
-    ref, got = getattr(reference, name)(**KWARGS[name]), getattr(compiled, name)(**KWARGS[name])
+    ref, got = make(reference, name), make(compiled, name)
     for g in make_grads(params0, 4, seed=3):
         ref.update(p_ref, g)
         got.update(p_got, g)
@@ -207,8 +220,8 @@ def test_trajectory_matches_reference(name, dtype):
     u = unit_roundoff(dtype)
     n_steps = 30
     p_ref, p_got = make_params(1023, dtype, seed=3), make_params(1023, dtype, seed=3)
-    ref = getattr(reference, name)(**KWARGS[name])
-    got = getattr(compiled, name)(**KWARGS[name])
+    ref = make(reference, name)
+    got = make(compiled, name)
     budget = {k: np.zeros(p.shape) for k, p in p_ref.items()}
     for grads in make_grads(p_ref, n_steps, seed=4):
         old = copy_params(p_ref)
@@ -224,7 +237,7 @@ def test_trajectory_matches_reference(name, dtype):
 @pytest.mark.parametrize("name", NAMES)
 def test_adam_and_friends_keep_state_dtype(name):
     params = make_params(17, np.float32)
-    opt = getattr(compiled, name)(**KWARGS[name])
+    opt = make(compiled, name)
     opt.update(params, make_grads(params, 1)[0])
     for s in STATE[name]:
         for k, p in params.items():
@@ -247,8 +260,8 @@ def test_non_contiguous_param_views_updated_in_place(name, dtype):
     views = {"W": base_w[1::2, ::3], "b": base_b[::4], "F": base_f, "T": base_t.T}
     assert not any(v.flags.c_contiguous for v in views.values())
     ref_params = {k: v.copy() for k, v in views.items()}  # C-contiguous copies for the oracle
-    ref = getattr(reference, name)(**KWARGS[name])
-    got = getattr(compiled, name)(**KWARGS[name])
+    ref = make(reference, name)
+    got = make(compiled, name)
     for grads in make_grads(ref_params, 4, seed=6):
         ref.update(ref_params, grads)
         got.update(views, grads)
@@ -271,7 +284,7 @@ def test_grad_layouts_give_bitwise_equal_results(name):
 
     def run(transform):
         params = copy_params(params0)
-        opt = getattr(compiled, name)(**KWARGS[name])
+        opt = make(compiled, name)
         for g in grads_c:
             given = {k: transform(v) for k, v in g.items()}
             before = {k: v.copy() for k, v in given.items()}
@@ -316,7 +329,7 @@ def test_plain_dict_fast_path_equals_checked_path(name, dtype):
     for wrap, grad_layout, fast in ((dict, lambda a: a, True), (OrderedDict, lambda a: a, False),
                                     (dict, unaligned, False)):
         params = wrap(copy_params(params0))
-        opt = getattr(compiled, name)(**KWARGS[name])
+        opt = make(compiled, name)
         for i, g in enumerate(steps):
             grads = wrap({k: grad_layout(v) for k, v in g.items()})
             if i > 0 and wrap is dict:   # state exists now: the C check decides the path
@@ -336,7 +349,7 @@ def test_plain_dict_fast_path_equals_checked_path(name, dtype):
 def _primed(name):
     """An optimizer after one valid step, so it has state to protect."""
     params = make_params(17, np.float64)
-    opt = getattr(compiled, name)(**KWARGS[name])
+    opt = make(compiled, name)
     opt.update(params, make_grads(params, 1)[0])
     return opt, params
 
@@ -379,7 +392,7 @@ def test_bad_update_raises_and_changes_nothing(name):
         assert_bitwise(params["W"], p_before["W"] if isinstance(p, dict) else params["W"])
     # the next valid call is the one a fresh optimizer in the same state would make
     twin_params = copy_params(params)
-    twin = getattr(compiled, name)(**KWARGS[name])
+    twin = make(compiled, name)
     for s, arrays in state_of(opt, name).items():
         setattr(twin, s, arrays) if s != "iter" else setattr(twin, "iter", arrays)
     g = make_grads(params, 1, seed=12)[0]
@@ -406,7 +419,7 @@ def test_changed_params_after_first_update_rejected(name):
                                      (True, TypeError), (None, TypeError)])
 def test_bad_lr(module, name, lr, exc):
     with pytest.raises(exc, match="lr"):
-        getattr(module, name)(lr=lr)
+        getattr(module, CLASS.get(name, name))(lr=lr)
 
 
 @pytest.mark.parametrize("module", [compiled, reference], ids=["compiled", "reference"])
@@ -452,7 +465,7 @@ def test_thread_count_does_not_change_bits(name, dtype, parallel_kernels):
     for n in (1, 2):
         fastmlp.set_num_threads(n)
         params = copy_params(params0)
-        opt = getattr(compiled, name)(**KWARGS[name])
+        opt = make(compiled, name)
         for g in grads:
             opt.update(params, g)
         results.append((params, state_of(opt, name)))
@@ -461,7 +474,7 @@ def test_thread_count_does_not_change_bits(name, dtype, parallel_kernels):
     assert_state_bitwise(results[0][1], results[1][1])
     # and the parallel result is still the book's
     ref_params = copy_params(params0)
-    ref = getattr(reference, name)(**KWARGS[name])
+    ref = make(reference, name)
     for g in grads:
         ref.update(ref_params, g)
     u = unit_roundoff(dtype)

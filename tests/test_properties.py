@@ -521,9 +521,11 @@ def prop_functions(data):
 
 OPT_CLASSES = {"SGD": {"lr": 0.1}, "Momentum": {"lr": 0.1, "momentum": 0.9},
                "Nesterov": {"lr": 0.1, "momentum": 0.9}, "AdaGrad": {"lr": 0.1},
-               "RMSprop": {"lr": 0.1, "decay_rate": 0.9}, "Adam": {"lr": 0.1, "beta1": 0.9, "beta2": 0.99}}
+               "RMSprop": {"lr": 0.1, "decay_rate": 0.9}, "Adam": {"lr": 0.1, "beta1": 0.9, "beta2": 0.99},
+               "NesterovSklearn": {"lr": 0.1, "momentum": 0.9, "variant": "sklearn"}}
+OPT_CLASS = {"NesterovSklearn": "Nesterov"}   # scikit-learn's Nesterov rule is a variant
 OPT_STATE = {"SGD": (), "Momentum": ("v",), "Nesterov": ("v",), "AdaGrad": ("h",), "RMSprop": ("h",),
-             "Adam": ("m", "v")}
+             "Adam": ("m", "v"), "NesterovSklearn": ("v",)}
 
 
 def optimizer_twin(fast):
@@ -549,7 +551,7 @@ def prop_optimizers(data):
     params = {k: data.draw(H.arrays(s, dtypes=[dtype] * 16 + ["i8", ">" + dtype],
                                     layouts=["C"] * 12 + H.LAYOUTS, kinds=["moderate", "ints"]),
                            label=f"params[{k!r}]") for k, s in pshapes.items()}
-    fast = getattr(O, name)(**OPT_CLASSES[name])
+    fast = getattr(O, OPT_CLASS.get(name, name))(**OPT_CLASSES[name])
     mutated = []
     originals = {}
     for step in range(data.draw(st.integers(1, 4), label="steps")):
@@ -567,6 +569,7 @@ def prop_optimizers(data):
                     mutated.append("lr")
             elif what == "hyper":
                 attr = {"Momentum": "momentum", "Nesterov": "momentum", "RMSprop": "decay_rate",
+                        "NesterovSklearn": "momentum",
                         "Adam": data.draw(st.sampled_from(["beta1", "beta2", "iter"]))}[name]
                 value = data.draw(st.sampled_from([np.nan, -1.0, 1.5, "abc", None, 0.5, -3, 2**62]))
                 H.trace(name, "set", attr, "=", repr(value))

@@ -125,7 +125,8 @@ def test_column_sums_and_affine_backward_bitwise_across_n_threads(rng, dtype, n,
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
+                                  "nesterov_sklearn"])
 def test_optimizer_kernel_bitwise_across_n_threads(rng, dtype, rule):
     shapes = [(BIG,), (300, 200), (5,)]
     p0 = [_rand(rng, s, dtype) for s in shapes]

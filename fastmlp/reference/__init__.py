@@ -3,10 +3,10 @@
 Same class and function names, signatures and attributes as ``fastmlp.layers``,
 ``fastmlp.functions`` and the networks, written for clarity. Imports only
 numpy, ``fastmlp._validation``, ``fastmlp.gradient`` and ``fastmlp._networks``
-(never compiled code), so it stays an independent check.
+(never compiled code), so it stays an independent check. The networks are in
+``fastmlp.reference.networks``.
 """
-from fastmlp import _networks
-from fastmlp.reference import functions, layers, optimizers
+from fastmlp.reference import functions, layers, networks, optimizers
 from fastmlp.reference.functions import (
     cross_entropy_error,
     mean_squared_error,
@@ -14,10 +14,9 @@ from fastmlp.reference.functions import (
     sigmoid,
     softmax,
 )
-from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 from fastmlp.reference.layers import (
-    Affine,
     AddLayer,
+    Affine,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -25,6 +24,8 @@ from fastmlp.reference.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
+from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
+from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
     "MulLayer",
@@ -50,15 +51,7 @@ __all__ = [
     "Adam",
     "functions",
     "layers",
+    "networks",
     "optimizers",
 ]
 
-
-class MultiLayerNet(_networks.MultiLayerNet):
-    __doc__ = _networks.MultiLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
-    layers_module = layers
-
-
-class TwoLayerNet(_networks.TwoLayerNet):
-    __doc__ = _networks.TwoLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
-    layers_module = layers

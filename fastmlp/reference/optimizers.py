@@ -13,24 +13,50 @@ scalar, which silently promotes a float32 update to float64; here the
 parameter dtype decides the dtype of the computation, as everywhere in
 fastmlp.
 
-Imports only numpy and ``fastmlp._validation``.
+Each class also describes itself as the compiled one does (``hyper_bounds``,
+``state_names``, ``counts_steps``, ``variants``), so ``state_dict()`` and
+``load_state_dict()`` behave the same on both (``fastmlp._optim_state``).
+
+Imports only numpy, ``fastmlp._validation`` and ``fastmlp._optim_state``.
 """
 import math
 
 import numpy as np
 
+from fastmlp import _optim_state
 from fastmlp._validation import check_positive_float, lookup
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
 
-EPS = 1e-7  # the book's constant in AdaGrad, RMSprop and Adam
+EPS = 1e-7  # the book's constant in AdaGrad and RMSprop, and Adam's default eps
 
 
 def _zeros_like_params(params):
     return {key: np.zeros_like(val) for key, val in params.items()}
 
 
-class SGD:
+class _Base:
+    """What every twin shares: its self-description, state dicts, no fused SGD."""
+
+    hyper_bounds = (("lr", math.inf),)
+    state_names = ()
+    counts_steps = False
+    variants = ()
+
+    def fused_lr(self):
+        """None: the oracle always runs its own numpy update."""
+        return None
+
+    def state_dict(self):
+        """As ``fastmlp.optimizers.Optimizer.state_dict``."""
+        return _optim_state.state_dict(self)
+
+    def load_state_dict(self, d):
+        """As ``fastmlp.optimizers.Optimizer.load_state_dict``."""
+        _optim_state.load_state_dict(self, d)
+
+
+class SGD(_Base):
     """Stochastic gradient descent: ``param -= lr * grad``.
 
     Parameters
@@ -48,7 +74,7 @@ class SGD:
             params[key] -= self.lr * grads[key]
 
 
-class Momentum:
+class Momentum(_Base):
     """Momentum SGD: ``v = momentum * v - lr * grad; param += v``.
 
     Parameters
@@ -56,6 +82,9 @@ class Momentum:
     lr : float, default 0.01
     momentum : float, default 0.9
     """
+
+    hyper_bounds = (("lr", math.inf), ("momentum", math.inf))
+    state_names = ("v",)
 
     def __init__(self, lr=0.01, momentum=0.9):
         self.lr = check_positive_float(lr, "lr")
@@ -71,41 +100,56 @@ class Momentum:
             params[key] += self.v[key]
 
 
-class Nesterov:
-    """Nesterov's accelerated gradient in the book's form (arXiv:1212.0901).
+class Nesterov(_Base):
+    """Nesterov's accelerated gradient.
 
-    ``v = momentum * v - lr * grad``, then
-    ``param += momentum**2 * v - (1 + momentum) * lr * grad``.
+    ``variant='book'`` (the book's form, arXiv:1212.0901): ``v = momentum * v - lr * grad``,
+    then ``param += momentum**2 * v - (1 + momentum) * lr * grad``.
+    ``variant='sklearn'`` (scikit-learn's ``_SGDOptimizer(nesterov=True)``, Bengio et
+    al.'s form): ``v = momentum * v - lr * grad``, then ``param += momentum * v - lr * grad``.
 
     Parameters
     ----------
     lr : float, default 0.01
     momentum : float, default 0.9
+    variant : {'book', 'sklearn'}, default 'book'
     """
 
-    def __init__(self, lr=0.01, momentum=0.9):
+    hyper_bounds = (("lr", math.inf), ("momentum", math.inf))
+    state_names = ("v",)
+    variants = ("book", "sklearn")
+
+    def __init__(self, lr=0.01, momentum=0.9, *, variant="book"):
         self.lr = check_positive_float(lr, "lr")
         self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
+        self.variant = _optim_state.check_variant(self, variant)
         self.v = None
 
     def update(self, params, grads):
         """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+        sklearn = _optim_state.check_variant(self, self.variant) == "sklearn"
         if self.v is None:
             self.v = _zeros_like_params(params)
         for key in params.keys():
+            if sklearn:
+                self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
+                params[key] += self.momentum * self.v[key] - self.lr * grads[key]
+                continue
             self.v[key] *= self.momentum
             self.v[key] -= self.lr * grads[key]
             params[key] += self.momentum * self.momentum * self.v[key]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
 
 
-class AdaGrad:
+class AdaGrad(_Base):
     """AdaGrad: ``h += grad**2; param -= lr * grad / (sqrt(h) + 1e-7)``.
 
     Parameters
     ----------
     lr : float, default 0.01
     """
+
+    state_names = ("h",)
 
     def __init__(self, lr=0.01):
         self.lr = check_positive_float(lr, "lr")
@@ -120,7 +164,7 @@ class AdaGrad:
             params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + EPS)
 
 
-class RMSprop:
+class RMSprop(_Base):
     """RMSprop: ``h = decay * h + (1 - decay) * grad**2; param -= lr * grad / (sqrt(h) + 1e-7)``.
 
     Parameters
@@ -129,6 +173,9 @@ class RMSprop:
     decay_rate : float, default 0.99
         In ``[0, 1)``.
     """
+
+    hyper_bounds = (("lr", math.inf), ("decay_rate", 1.0))
+    state_names = ("h",)
 
     def __init__(self, lr=0.01, decay_rate=0.99):
         self.lr = check_positive_float(lr, "lr")
@@ -147,7 +194,7 @@ class RMSprop:
             params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + EPS)
 
 
-class Adam:
+class Adam(_Base):
     """Adam in the book's form (arXiv:1412.6980v8).
 
     With ``iter`` counting updates from 1::
@@ -155,7 +202,7 @@ class Adam:
         lr_t = lr * sqrt(1 - beta2**iter) / (1 - beta1**iter)
         m += (1 - beta1) * (grad - m)
         v += (1 - beta2) * (grad**2 - v)
-        param -= lr_t * m / (sqrt(v) + 1e-7)
+        param -= lr_t * m / (sqrt(v) + eps)
 
     Parameters
     ----------
@@ -164,15 +211,22 @@ class Adam:
         In ``[0, 1)``.
     beta2 : float, default 0.999
         In ``[0, 1)``.
+    eps : float, default 1e-7
+        The book's 1e-7; scikit-learn's MLP uses 1e-8 (its ``epsilon``).
     """
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+    hyper_bounds = (("lr", math.inf), ("beta1", 1.0), ("beta2", 1.0), ("eps", math.inf))
+    state_names = ("m", "v")
+    counts_steps = True
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, *, eps=EPS):
         self.lr = check_positive_float(lr, "lr")
         self.beta1 = check_positive_float(beta1, "beta1", allow_zero=True)
         self.beta2 = check_positive_float(beta2, "beta2", allow_zero=True)
         for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
             if beta >= 1:
                 raise ValueError(f"{name} must be < 1, got {beta}")
+        self.eps = check_positive_float(eps, "eps")
         self.iter = 0
         self.m = None
         self.v = None
@@ -189,7 +243,7 @@ class Adam:
         for key in params.keys():
             self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
             self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
-            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + EPS)
+            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,

@@ -1,0 +1,215 @@
+"""The fused whole-network path of a compiled network (``fastmlp._kernels.mlp``).
+
+A :class:`FusedMLP` belongs to one network (made in its ``__init__``) and
+holds what must outlive a call: the workspace of buffers for the current
+structure and batch size, so a training step allocates no arrays after the
+first. The network calls it explicitly::
+
+    fused = self._fused.plan(self)
+    if fused is None:
+        return self._layer_gradient(x, t, weight_decay)   # the book's layer path
+    self._fused.run(self, fused, x, t, sample_weight, weight_decay)
+
+Every call re-derives the network from what it holds: the layer objects in
+``layers`` and ``last_layer``, the arrays the Affine layers hold. The fused
+kernel runs only when these and the public attributes (``input_size``,
+``hidden_size_list``, ``output_size``, ``dtype``, ``activation``,
+``loss_name``) describe one network; anything else (an edited layer list,
+a replaced parameter of another dtype or layout, a changed attribute) gets
+``None`` from :meth:`FusedMLP.plan`, and the network runs the book's
+layer-by-layer path, which checks each layer as it goes. The kernel itself
+checks every array it is handed, and the buffers it writes are keyed on the
+whole structure, so no change between calls can make it read or write out
+of bounds.
+"""
+import math
+
+import numpy as np
+
+from . import _backend, layers
+from ._validation import as_float, check_positive_float, check_targets
+
+__all__ = ["FusedMLP"]
+
+_ACTIVATION_NAMES = ("relu", "sigmoid")          # index = the kernel's activation code
+_LAYER_CLASSES = (layers.Affine, layers.Relu, layers.Sigmoid, layers.SoftmaxWithLoss,
+                  layers.MSELoss)
+_ALIGN = 64   # bytes: every workspace buffer starts on a cache line
+
+
+class Plan:
+    """What one fused call runs: the weights the layers hold and the structure they form."""
+
+    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "params")
+
+    def __init__(self, Ws, bs, sizes, activation, output):
+        self.Ws, self.bs, self.sizes, self.activation, self.output = Ws, bs, sizes, activation, output
+        self.dtype = Ws[0].dtype.type
+        self.params = Ws + bs
+
+    def key(self, n):
+        """Everything a workspace's buffers depend on."""
+        return n, self.sizes, self.dtype, self.activation
+
+
+class Workspace:
+    """Buffers of one structure and batch size: outputs, masks and gradients per layer,
+    parameter gradients, labels, all carved from one block of memory (so whether an
+    input aliases any of them is one bounds check)."""
+
+    def __init__(self, key):
+        n, sizes, dtype, activation = key
+        self.key = key
+        relu = _ACTIVATION_NAMES[activation] == "relu"
+        shapes = [(n, m) for m in sizes[1:]]
+        plan = ([(s, dtype) for s in shapes] * 2
+                + [((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])]
+                + [((m,), dtype) for m in sizes[1:]]
+                + [((n,), np.intp)]
+                + ([(s, np.bool_) for s in shapes[:-1]] if relu else []))
+        sizes_bytes = [-(-math.prod(shape) * np.dtype(dt).itemsize // _ALIGN) * _ALIGN
+                       for shape, dt in plan]
+        self.block = np.empty(sum(sizes_bytes) + _ALIGN, np.uint8)
+        offset = -self.block.ctypes.data % _ALIGN
+        views = []
+        for (shape, dt), size in zip(plan, sizes_bytes):
+            count = math.prod(shape)
+            views.append(self.block[offset:offset + count * np.dtype(dt).itemsize]
+                         .view(dt).reshape(shape))
+            offset += size
+        L = len(shapes)
+        self.hs, self.ds = views[:L], views[L:2 * L]
+        self.dWs, self.dbs = views[2 * L:3 * L], views[3 * L:4 * L]
+        self.labels = views[4 * L]   # the step's labels, kept for lastLayer.t
+        self.masks = (views[4 * L + 1:] if relu else [None] * (L - 1)) + [None]
+        self.mask_bytes = [None if m is None else m.view(np.uint8) for m in self.masks]
+        self.grads = []   # (key, buffer) in params order: W1, b1, W2, ...
+        for i, (dW, db) in enumerate(zip(self.dWs, self.dbs), start=1):
+            self.grads += [(f"W{i}", dW), (f"b{i}", db)]
+
+    def holds(self, a):
+        """True when array ``a`` may share memory with these buffers."""
+        return _backend.mlp_overlaps(self.block, a)
+
+
+class FusedMLP:
+    """The compiled whole-network path of one network: plans, buffers, the fused calls.
+
+    Holds no reference to its network (the network passes itself in), so
+    no cycle; copies and pickles of a network start with no buffers.
+    """
+
+    __slots__ = ("workspace", "_names")
+
+    def __init__(self):
+        self.workspace = None   # Workspace of the last fused gradient call
+        self._names = None      # the layer names a fusable network of some depth has
+
+    def __reduce__(self):
+        return FusedMLP, ()
+
+    def plan(self, net, writeable=False):
+        """A :class:`Plan` for ``net`` as it is now, or None (then the layer path runs).
+
+        ``writeable``: the weights must be writeable (a fused SGD update writes them).
+        """
+        if not _backend.USE_BLAS:
+            return None
+        found = _backend.mlp_fusable(net, _LAYER_CLASSES, writeable)
+        if found is None or list(net.layers) != self._layer_names(net, len(found[0])):
+            return None
+        return Plan(*found)
+
+    def _layer_names(self, net, L):
+        """``Affine1, <activation>1, ..., Affine{L}``: the only layer list the kernel runs."""
+        names = self._names
+        if names is None or len(names) != 2 * L - 1:
+            names = []
+            for i in range(1, L + 1):
+                names.append(f"Affine{i}")
+                if i < L:
+                    names.append(f"{net._activation_layer_name}{i}")
+            self._names = names
+        return names
+
+    def predict(self, plan, x):
+        """Scores of the checked batch ``x`` (new arrays: predict is safe from many threads)."""
+        x = _own(x, plan, 0.0)
+        hs = [np.empty((x.shape[0], m), plan.dtype) for m in plan.sizes[1:]]
+        _backend.mlp_predict(x, plan.Ws, plan.bs, hs, plan.activation)
+        return hs[-1]
+
+    def gradients(self):
+        """``W1, b1, ...`` of the last :meth:`run`: the workspace's buffers, not copies."""
+        return dict(self.workspace.grads)
+
+    def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
+        """Check the batch, run the compiled pass, record the book's attributes; return the
+        loss (weight decay included). ``sgd_lr > 0`` also applies ``p -= sgd_lr * grad`` to
+        every weight and bias inside the backward pass (no gradient is stored)."""
+        # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
+        # which saves a full scan of x per step; params are never touched either way.
+        x = net._check_x(x, finite=False)
+        decay = net.weight_decay_lambda if weight_decay is None else weight_decay
+        if type(decay) is not float or not 0 <= decay < math.inf:
+            decay = check_positive_float(decay, "weight_decay_lambda" if weight_decay is None
+                                         else "weight_decay", allow_zero=True)
+        if sample_weight is not None:
+            sample_weight = as_float(sample_weight, "sample_weight", dtype=plan.dtype, ndim=1,
+                                     finite=True)
+            if sample_weight.shape[0] != x.shape[0] or (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must hold {x.shape[0]} non-negative weights, "
+                                 f"got shape {sample_weight.shape}")
+        key = plan.key(x.shape[0])
+        ws = self.workspace
+        if ws is None or ws.key != key or ws.holds(x) or ws.holds(t) or ws.holds(sample_weight):
+            # new buffers; also when an input is one of the old ones (a layer's cached
+            # activation, a returned gradient passed back in): the call then neither
+            # reads a buffer it is writing nor overwrites an array it was given
+            ws = Workspace(key)
+        n_classes = plan.sizes[-1]
+        labels = onehot = None
+        if plan.output == 1:   # mse
+            onehot = net._check_t(t, x.shape[0])
+        elif not _backend.copy_labels(t, ws.labels, n_classes):   # the usual case, in C
+            labels, onehot = check_targets(t, x.shape[0], n_classes, plan.dtype, copy=False)
+            if labels is not None:   # our own copy: the caller may change theirs after the call
+                np.copyto(ws.labels, labels)
+        if onehot is None:
+            labels = t = ws.labels
+        else:
+            t = onehot = _own(onehot, plan, sgd_lr)
+        x = _own(x, plan, sgd_lr)
+        if sample_weight is not None:
+            sample_weight = _own(sample_weight, plan, sgd_lr)
+        self.workspace = ws
+        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, plan.Ws, plan.bs,
+                                             ws.hs, ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
+                                             plan.activation, plan.output, decay, sgd_lr)
+        if not math.isfinite(loss) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinity")
+        total = loss + 0.5 * decay * sum_sq
+        _record(net, x, t, ws, loss, total)
+        return total
+
+
+def _own(a, plan, sgd_lr):
+    """``a`` as an aligned C-contiguous array, copied when a fused update would change
+    it while the kernel reads it (``a`` shares memory with a weight or bias)."""
+    if (not (a.flags.c_contiguous and a.flags.aligned)
+            or (sgd_lr and any(np.may_share_memory(a, p) for p in plan.params))):
+        return np.array(a, order="C")
+    return a
+
+
+def _record(net, x, t, ws, data_loss, loss):
+    """Leave the book's layer attributes as the layer-by-layer path would."""
+    layer_list = list(net.layers.values())
+    inputs = [x] + ws.hs[:-1]
+    for affine, a, dW, db in zip(layer_list[::2], inputs, ws.dWs, ws.dbs):
+        affine.x, affine.original_x_shape, affine.dW, affine.db = a, a.shape, dW, db
+    attribute, values = ("mask", ws.masks) if net.activation == "relu" else ("out", ws.hs)
+    for layer, value in zip(layer_list[1::2], values):
+        setattr(layer, attribute, value)
+    net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
+    net.last_loss = loss

@@ -1,0 +1,20 @@
+"""The book's networks on the pure-numpy reference layers (the oracle's networks).
+
+The logic is ``fastmlp._networks``'s, shared with the compiled networks;
+only the layers module differs, so comparing the two tests the compiled
+layers and the fused path, not a second copy of the network code.
+"""
+from fastmlp import _networks
+from fastmlp.reference import layers
+
+__all__ = ["MultiLayerNet", "TwoLayerNet"]
+
+
+class MultiLayerNet(_networks.MultiLayerNet):
+    __doc__ = _networks.MultiLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+    layers_module = layers
+
+
+class TwoLayerNet(_networks.TwoLayerNet, MultiLayerNet):
+    # the book's two-layer constructor (_networks.TwoLayerNet) over the MultiLayerNet above
+    __doc__ = _networks.TwoLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
