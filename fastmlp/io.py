@@ -23,9 +23,14 @@ The file (format "fastmlp", version 1) is a ZIP archive of uncompressed members:
     ``allow_pickle=False``. Its dtype and shape must match the header and the
     SHA-256 of its C-order bytes must match ``sha256``.
 
+The records come from the objects' own protocol (``fastmlp._records``:
+``net.config()`` / ``from_config``, ``opt.state_dict()`` / ``load_state_dict``;
+an estimator's ``to_record`` / ``check_record`` / ``from_record``); this
+module keeps the container, the header and the hardened reader.
+
 Loading never unpickles or imports anything named by the file (class names
-are looked up in a fixed table), so a file from an untrusted source cannot
-run code. A truncated, corrupted or altered file, another format or a newer
+are looked up in fixed tables of public classes), so a file from an untrusted
+source cannot run code. A truncated, corrupted or altered file, another format or a newer
 format version raises ``ValueError`` naming the file and the problem; a
 missing file raises ``FileNotFoundError``. The checksums detect corruption;
 they are not a signature (whoever edits a file can recompute them).
@@ -136,7 +141,7 @@ def save(model, path, optimizer=None):
     path = os.fspath(path)
     arrays = {}
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-              "fastmlp_version": _fastmlp_version()}
+              "fastmlp_version": __version__}
     if _is_estimator(model):
         if optimizer is not None:
             raise ValueError("an estimator saves its own optimizer state; pass optimizer=None")
@@ -187,10 +192,6 @@ def _info(name):
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
     return info
-
-
-def _fastmlp_version():
-    return __version__
 
 
 def _is_estimator(model):
@@ -390,7 +391,7 @@ def _check_header_start(header):
     if version > FORMAT_VERSION:
         raise _Invalid(f"written in fastmlp format version {version} (by fastmlp "
                        f"{header.get('fastmlp_version')!s:.40}); this fastmlp "
-                       f"({_fastmlp_version()}) reads version {FORMAT_VERSION}: upgrade fastmlp")
+                       f"({__version__}) reads version {FORMAT_VERSION}: upgrade fastmlp")
     if header.get("kind") not in ("network", "estimator"):
         raise _Invalid(f"unknown model kind {header.get('kind')!r:.60}")
     record(header, ("format", "format_version", "fastmlp_version", "kind", "model", "optimizer",
