@@ -38,7 +38,7 @@ pytestmark = [
 
 sklearn = pytest.importorskip("sklearn")
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
-from fastmlp import estimator as est_module  # noqa: E402
+from fastmlp import _estimator_base as est_module  # noqa: E402  (builds the network)
 
 STATE_NAMES = ("v", "h", "m")
 STATS = {}   # kind -> counters, printed at the end (pytest -s)

@@ -434,9 +434,9 @@ def test_openmp_setting_seen_by_threadpoolctl(thread_state):
 # back the count it found. Its training loop is patched to act in the middle of the fit.
 
 def _small_fit(monkeypatch, during):
-    from fastmlp import estimator
+    from fastmlp import _estimator_base as estimator
 
-    original = estimator._BaseMLP._run_epochs
+    original = estimator.BaseMLP._run_epochs
     seen = []
 
     def run_epochs(self, *args, **kwargs):
@@ -444,7 +444,7 @@ def _small_fit(monkeypatch, during):
         during()
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(estimator._BaseMLP, "_run_epochs", run_epochs)
+    monkeypatch.setattr(estimator.BaseMLP, "_run_epochs", run_epochs)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
     with warnings.catch_warnings():
