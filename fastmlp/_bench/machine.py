@@ -30,8 +30,8 @@ def _cpu_model():
 def numpy_blas_info():
     """threadpoolctl's record of the BLAS numpy uses (the one fastmlp multiplies with), or {}."""
     from threadpoolctl import threadpool_info
-    from .. import _backend
-    path = _backend.numpy_blas_path()
+    from .. import _blas
+    path = _blas.numpy_blas_path()
     numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
     blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
     for d in blas:
@@ -45,7 +45,8 @@ def numpy_blas_info():
 
 def machine_info():
     """CPU, cores, versions, numpy's BLAS, fastmlp's GEMM route and threads, load, env overrides."""
-    from .. import __version__, _backend, threads
+    from .. import _blas, threads
+    from .._version import __version__
     blas = numpy_blas_info()
     cores = available_cores()
     info = {
@@ -54,7 +55,7 @@ def machine_info():
         "numpy": np.__version__, "fastmlp": __version__,
         "blas": {k: blas.get(k) for k in ("internal_api", "version", "architecture",
                                            "threading_layer", "num_threads", "filepath")},
-        "fastmlp_gemm": "numpy's BLAS (GEMM pointers)" if _backend.USE_BLAS else "np.matmul fallback",
+        "fastmlp_gemm": "numpy's BLAS (GEMM pointers)" if _blas.USE_BLAS else "np.matmul fallback",
         "fastmlp_threads": threads.get_num_threads(),
         "openmp": threads.openmp_enabled(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
