@@ -46,7 +46,8 @@ class FitEpochs:
         est, self.critical = self.est, critical
         try:
             if est.verbose and not self.incremental:
-                self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__)
+                self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__,
+                                       notebook=True)
             self.loop.run(critical, lambda: self.epochs_done == self.n_epochs or self.stopped,
                           after_epoch=self.after_epoch)
             if not self.stopped and not self.incremental and est.n_iter_ == est.max_iter:
