@@ -41,9 +41,11 @@ def step(network, optimizer, x, t, sample_weight=None, weight_decay=None, gradie
     Fused (forward, backward and ``p -= lr * g`` in one compiled pass, no
     gradient stored) when the optimizer is plain SGD (``optimizer.fused_lr()``
     gives its rate), the network offers ``fused_sgd_step`` and accepts, and no
-    ``gradient_hook`` must see the gradients. Otherwise
-    ``network.gradient``, the finite check, ``gradient_hook(grads)`` (e.g. an
-    all-reduce over data-parallel workers), ``optimizer.update``.
+    ``gradient_hook`` must see the gradients. Otherwise ``network.gradient``;
+    then ``loss = gradient_hook(grads, loss)`` (e.g. an all-reduce over
+    data-parallel workers: it may change the gradients in place and returns the
+    loss to check, called whatever the local loss, so that every worker joins
+    it); the finite check; ``optimizer.update``.
     """
     if gradient_hook is None:
         fused_lr = getattr(optimizer, "fused_lr", None)
@@ -58,9 +60,9 @@ def step(network, optimizer, x, t, sample_weight=None, weight_decay=None, gradie
     else:
         grads = network.gradient(x, t, sample_weight, weight_decay=weight_decay)
     loss = network.last_loss
+    if gradient_hook is not None:
+        loss = gradient_hook(grads, loss)
     if math.isfinite(loss):
-        if gradient_hook is not None:
-            gradient_hook(grads)
         optimizer.update(network.params, grads)
     return loss
 
@@ -83,9 +85,10 @@ class ShuffledStream:
 
     ``draw`` keeps the position after the batch aside; ``commit`` (in the step's critical
     section) takes it, so a step that is interrupted or diverges leaves the stream where it
-    was and the next step retries the same batch."""
+    was and the next step retries the same batch. With ``rows=(lo, hi)`` only those rows of
+    each batch are gathered (a data-parallel worker's share; the stream is the same)."""
 
-    def __init__(self, x, t, batch_size, rng, dtype):
+    def __init__(self, x, t, batch_size, rng, dtype, rows=None):
         n = x.shape[0]
         self.x, self.t, self.batch_size, self.rng = x, t, batch_size, rng
         self.perm = np.arange(n)
@@ -93,10 +96,12 @@ class ShuffledStream:
         self._next_perm = None    # the permutation drawn for the next pass, until a step uses it
         self._drawn = None        # (perm, pos) after the batch last drawn
         self._idx = np.empty(batch_size, dtype=np.intp)
-        self._x_drawn = np.empty((batch_size,) + x.shape[1:], dtype=x.dtype)
+        self._rows = slice(None) if rows is None else slice(*rows)
+        m = len(range(batch_size)[self._rows])
+        self._x_drawn = np.empty((m,) + x.shape[1:], dtype=x.dtype)
         self._x = (self._x_drawn if x.dtype == dtype
                    else np.empty(self._x_drawn.shape, dtype=dtype))
-        self._t = np.empty((batch_size,) + t.shape[1:], dtype=t.dtype)
+        self._t = np.empty((m,) + t.shape[1:], dtype=t.dtype)
 
     def draw(self, critical):
         idx, filled, n = self._idx, 0, self.x.shape[0]
@@ -113,6 +118,7 @@ class ShuffledStream:
             idx[filled:filled + take] = perm[pos:pos + take]
             filled += take
             pos += take
+        idx = idx[self._rows]
         # mode="clip": indices are valid, and it lets numpy write into out unbuffered
         np.take(self.x, idx, axis=0, out=self._x_drawn, mode="clip")
         if self._x is not self._x_drawn:

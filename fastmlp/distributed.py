@@ -16,7 +16,6 @@ when a rank raises (plain ``python`` leaves the other ranks waiting in a collect
 Needs ``pip install "fastmlp[mpi]"`` (mpi4py and MPICH's wheel) or mpi4py built
 against a system MPI; ``import fastmlp`` works without them.
 """
-import math
 import os
 import zlib
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
-from ._loop import Batch, ShuffledStream, step
+from ._loop import ShuffledStream, step
 from ._networks import MultiLayerNet
 from .trainer import Trainer
 
@@ -84,52 +83,6 @@ def _checksum(arrays):
     for a in arrays:
         crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
     return crc
-
-
-class _ShardStream(ShuffledStream):
-    """:class:`~fastmlp._loop.ShuffledStream`'s global batches (the same permutations in the
-    same order on every rank), of which this rank gathers only rows ``[lo, hi)``."""
-
-    def __init__(self, x, t, batch_size, rng, dtype, lo, hi):
-        super().__init__(x, t, 1, rng, dtype)   # 1: no buffers of the whole batch
-        self.batch_size, self.lo, self.hi = batch_size, lo, hi
-        m = hi - lo
-        self._idx = np.empty(batch_size, dtype=np.intp)
-        self._x_drawn = np.empty((m,) + x.shape[1:], dtype=x.dtype)
-        self._x = self._x_drawn if x.dtype == dtype else np.empty(self._x_drawn.shape, dtype)
-        self._t = np.empty((m,) + t.shape[1:], dtype=t.dtype)
-
-    def draw(self, critical):
-        # the index walk of ShuffledStream.draw; only the gather is this rank's share
-        idx, filled, n = self._idx, 0, self.x.shape[0]
-        perm, pos = self.perm, self.pos
-        while filled < self.batch_size:
-            if pos == n:
-                if self._next_perm is None:
-                    with critical:
-                        shuffled = perm.copy()
-                        self.rng.shuffle(shuffled)
-                        self._next_perm = shuffled
-                perm, pos = self._next_perm, 0
-            take = min(self.batch_size - filled, n - pos)
-            idx[filled:filled + take] = perm[pos:pos + take]
-            filled += take
-            pos += take
-        rows = idx[self.lo:self.hi]
-        np.take(self.x, rows, axis=0, out=self._x_drawn, mode="clip")
-        if self._x is not self._x_drawn:
-            np.copyto(self._x, self._x_drawn)
-        np.take(self.t, rows, axis=0, out=self._t, mode="clip")
-        self._drawn = (perm, pos)
-        return Batch(self._x, self._t, None, float(self.batch_size), False)
-
-
-class _NotFinite(Exception):
-    """The all-reduced loss is not finite: the step's update must not be applied."""
-
-    def __init__(self, loss):
-        super().__init__(loss)
-        self.loss = loss
 
 
 class DataParallelTrainer(Trainer):
@@ -204,12 +157,10 @@ class DataParallelTrainer(Trainer):
         self._packed = np.zeros(length, self.dtype)   # the layer path's packed gradients
         self._views = dict(zip(self.network.params, packed_views(self._packed, shapes, offsets)))
         self._extra = self._packed[-(64 // self._packed.itemsize):]
-        self._loss = None
         self.allreduce_seconds = 0.0
 
     def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
-        lo, hi = self.shard
-        return _ShardStream(x_train, t_train, batch_size, rng, dtype, lo, hi)
+        return ShuffledStream(x_train, t_train, batch_size, rng, dtype, rows=self.shard)
 
     def _agree(self):
         """Raise on every rank unless all ranks train the same way on the same shapes."""
@@ -235,42 +186,28 @@ class DataParallelTrainer(Trainer):
 
     def _take_step(self, x, t, sample_weight, weight_decay):
         """:func:`fastmlp._loop.step` with the all-reduce as its gradient hook; returns the
-        global batch's loss. A rank whose own loss is not finite (the hook is then skipped)
-        still joins the all-reduce, so every rank sees the non-finite global loss."""
-        self._loss = None
-        try:
-            local = step(self.network, self.optimizer, x, t, sample_weight, weight_decay,
-                         gradient_hook=self._all_reduce)
-        except _NotFinite as stop:
-            return stop.loss   # nothing applied, on any rank
-        if self._loss is None:
-            self._packed.fill(0)
-            self._extra[0] = local
-            self._reduce(self._packed)
-            return float(self._extra[0])
-        return self._loss
+        global batch's loss (every rank joins the all-reduce, whatever its own loss)."""
+        return step(self.network, self.optimizer, x, t, sample_weight, weight_decay,
+                    gradient_hook=self._all_reduce)
 
-    def _all_reduce(self, grads):
+    def _all_reduce(self, grads, loss):
         """The gradient hook: weight this rank's gradients and loss, sum them over the ranks
-        in one in-place Allreduce of one packed buffer, leave the sums in ``grads``."""
+        in one in-place Allreduce of one packed buffer, leave the sums in ``grads``; return
+        the global loss."""
         ws = getattr(getattr(self.network, "_fused", None), "workspace", None)
-        if ws is not None and all(grads.get(k) is g for k, g in ws.grads) \
-                and len(grads) == len(ws.grads):
+        if ws is not None and len(grads) == len(ws.grads) \
+                and all(grads.get(k) is g for k, g in ws.grads):
             packed, extra = ws.packed, ws.extra          # the gradients are its views already
         else:
             packed, extra = self._packed, self._extra    # the layer path: one copy in
             for k, view in self._views.items():
                 np.copyto(view, grads[k])
+            grads.update(self._views)
         if self._weight != 1.0:
             packed *= self._weight
-        extra[0] = self._weight * self.network.last_loss
+        extra[0] = self._weight * loss
         self._reduce(packed)
-        loss = float(extra[0])
-        if not math.isfinite(loss):
-            raise _NotFinite(loss)
-        if packed is self._packed:
-            grads.update(self._views)
-        self._loss = loss
+        return float(extra[0])
 
     def _reduce(self, packed):
         start = self._MPI.Wtime()

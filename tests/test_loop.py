@@ -47,10 +47,11 @@ def test_gradient_hook_sees_the_gradients_before_the_update_and_its_changes_coun
     before = {k: v.copy() for k, v in net.params.items()}
     seen = []
 
-    def halve(grads):   # e.g. the mean over two workers holding the same batch... halved
+    def halve(grads, loss):   # what an all-reduce may do: change the gradients in place
         seen.append(_same(net.params, before))
         for g in grads.values():
             g *= 0.5
+        return loss
 
     loss = _loop.step(net, fastmlp.optimizers.SGD(0.1), x, t, gradient_hook=halve)
     assert seen == [True]
@@ -67,7 +68,7 @@ def test_plain_sgd_fuses_unless_a_hook_must_see_the_gradients():
     calls = []
     loss_fused = _loop.step(fused, fastmlp.optimizers.SGD(0.1), x, t)
     loss_hooked = _loop.step(hooked, fastmlp.optimizers.SGD(0.1), x, t,
-                             gradient_hook=lambda g: calls.append(1))
+                             gradient_hook=lambda g, loss: calls.append(1) or loss)
     assert calls == [1]
     assert fused.layers["Affine1"].dW is None          # fused: no gradient stored
     assert hooked.layers["Affine1"].dW is not None
@@ -83,17 +84,33 @@ def test_a_non_finite_loss_applies_nothing(hook):
     x[0, 0] = np.inf
     net, _ = _nets()
     before = {k: v.copy() for k, v in net.params.items()}
-    calls = []
+    losses = []
+
+    def record(grads, loss):   # joined whatever the loss (a data-parallel peer waits on it)
+        losses.append(loss)
+        return loss
+
     opt = fastmlp.optimizers.Adam(0.01)
     with pytest.raises(ValueError, match="x contains NaN or infinity"):
-        _loop.step(net, opt, x, t, gradient_hook=calls.append if hook else None)
+        _loop.step(net, opt, x, t, gradient_hook=record if hook else None)
     net.params["W1"][0, 0] = np.nan
     before["W1"][0, 0] = np.nan
     x[0, 0] = 0.0
-    loss = _loop.step(net, opt, x, t, gradient_hook=calls.append if hook else None)
+    loss = _loop.step(net, opt, x, t, gradient_hook=record if hook else None)
     assert not math.isfinite(loss)
-    assert calls == [] and opt.iter == 0
+    assert len(losses) == (1 if hook else 0) and opt.iter == 0
     assert _same(net.params, before)
+
+
+def test_the_hook_decides_the_loss_that_is_checked():
+    """A finite local loss whose all-reduced (global) loss is not finite applies nothing."""
+    rng = np.random.default_rng(7)
+    x, t = _data(rng)
+    net, _ = _nets()
+    before = {k: v.copy() for k, v in net.params.items()}
+    opt = fastmlp.optimizers.Momentum(0.05)
+    loss = _loop.step(net, opt, x, t, gradient_hook=lambda g, loss: float("nan"))
+    assert math.isnan(loss) and _same(net.params, before) and not opt.v
 
 
 def test_step_on_the_reference_network_matches_the_compiled_one():
