@@ -181,13 +181,26 @@ class BaseMLP(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight, X_val, y_val, incremental, classes=None):
+    def _fit(self, X, y, sample_weight, X_val, y_val, incremental, classes=None, comm=None):
         """Validate everything and build the new state in locals, commit it in one critical
         section, then train. A failure before the commit changes nothing; Ctrl-C after it stops
-        training with the model as of its last whole step (see ``fit``)."""
+        training with the model as of its last whole step (see ``fit``). With ``comm`` a
+        data-parallel fit over its ranks (``_distributed_fit``): a failure before training
+        raises on every rank, and Ctrl-C is not caught (a rank that stopped alone would
+        leave the others waiting in a collective; ``python -m mpi4py`` ends the job)."""
+        dist = None
+        if comm is not None:
+            from ._distributed_fit import FitComm
+            dist = FitComm(comm)
         guard = _sigint.deferred_sigint()
         with guard as critical:
-            prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental, classes)
+            try:
+                prepared = self._prepare_fit(X, y, sample_weight, X_val, y_val, incremental,
+                                             classes, dist)
+            except Exception as exc:
+                if dist is not None:
+                    dist.failed(exc)
+                raise
             state, opt, opt_changes, train, val, params, step_flops = prepared
             limit = threads.blas_threads_for_step(step_flops)
             committed = False
@@ -204,14 +217,14 @@ class BaseMLP(BaseEstimator):
                     # a Ctrl-C interrupts
                     limit.__enter__()
                     guard.on_exit(lambda: limit.__exit__(None, None, None))
-                self._run_epochs(train, val, params, incremental, critical)
+                self._run_epochs(train, val, params, incremental, critical, dist)
             except KeyboardInterrupt:
-                if not committed:
+                if not committed or dist is not None:
                     raise
                 warnings.warn("Training interrupted by user.")
         return self
 
-    def _prepare_fit(self, X, y, sample_weight, X_val, y_val, incremental, classes):
+    def _prepare_fit(self, X, y, sample_weight, X_val, y_val, incremental, classes, dist=None):
         """Everything ``_fit`` needs, validated and built without changing self: the new
         attributes (a dict), the optimizer and the hyper-parameters to set on it, the data."""
         params = self._checked_params()
@@ -239,7 +252,8 @@ class BaseMLP(BaseEstimator):
         dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
         if X.dtype != dtype:
             X = np.ascontiguousarray(X, dtype=dtype)
-        targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype)
+        targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype,
+                                                    dist)
         weights = None
         if sample_weight is not None:
             weights = as_weights(sample_weight, X.shape[0], dtype)
@@ -257,15 +271,16 @@ class BaseMLP(BaseEstimator):
             rng, split_seed = self._rng, self._split_seed
         train = Data(X, targets, weights)
         if val is None and self.early_stopping:
-            train, val = self._split_validation(train, params, split_seed)
+            train, val = self._split_validation(
+                train, params, split_seed if dist is None else dist.rank_seed(split_seed))
         if train.w is not None:
             keep = train.w > 0
             if not keep.all():  # zero-weight samples contribute nothing: drop them
                 train = Data(train.X[keep], train.y[keep], train.w[keep])
-            if train.n == 0:
+            if train.n == 0 and dist is None:
                 raise ValueError("no training samples with non-zero sample_weight remain "
                                  "after the validation split")
-            if np.all(train.w == train.w[0]):
+            if dist is None and np.all(train.w == train.w[0]):
                 train.w = None  # uniform weights: the same objective as no weights
 
         # ---- the new state, built in locals
@@ -284,7 +299,14 @@ class BaseMLP(BaseEstimator):
                          best_validation_score_=-np.inf)
         net = state.get("_net", self.__dict__.get("_net"))
         sizes = [net.input_size, *net.hidden_size_list, net.output_size]
-        step_flops = 6.0 * self._batch_size(params, train.n, warn=False) * sum(
+        n = train.n
+        if dist is not None:   # the ranks agree, then rank 0's parameters go to all
+            settings = repr((sizes, np.dtype(dtype).str, first_pass, incremental, sorted(
+                (k, v) for k, v in self.get_params().items() if k not in ("callbacks", "verbose", "random_state"))))
+            train = dist.agree(self, train, val, settings, split_seed)
+            dist.broadcast(net, first_pass)
+            n = dist.n_total
+        step_flops = 6.0 * self._batch_size(params, n, warn=False) * sum(
             a * b for a, b in pairwise(sizes))
         return state, opt, opt_changes, train, val, params, step_flops
 
@@ -340,9 +362,11 @@ class BaseMLP(BaseEstimator):
                           "It is going to be clipped")
         return min(params["batch_size"], n)
 
-    def _run_epochs(self, train, val, params, incremental, critical):
+    def _run_epochs(self, train, val, params, incremental, critical, dist=None):
         """The fit call's epochs on fastmlp's one training loop (``_estimator_epochs``)."""
-        FitEpochs(self, train, val, params, incremental).run(critical)
+        epochs = (FitEpochs(self, train, val, params, incremental) if dist is None
+                  else dist.epochs(self, train, val, params, incremental))
+        epochs.run(critical)
 
     def _save_best(self):
         if self._best_params is None:

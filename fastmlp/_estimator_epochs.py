@@ -26,13 +26,19 @@ class FitEpochs:
         # sklearn averages the squared error over the outputs too
         self.output_scale = n_outputs if est._loss_name == "mse" and n_outputs > 1 else None
         self.n_epochs = 1 if incremental else est.max_iter
-        self.batch_size = est._batch_size(params, train.n)
-        sampler = EpochBatches(train.X, train.y, train.w, self.batch_size, est._rng, est.shuffle)
-        self.loop = Loop(est._net, est._optimizer, sampler, self)
+        self.verbose = est.verbose
+        self.loop = self._make_loop(train)
         self.epochs_done = 0
         self.stopped = False
         self.bar = None
         self._new_epoch()
+
+    def _make_loop(self, train):
+        """The loop over scikit-learn's batches of ``train`` (a data-parallel fit: its shard's)."""
+        est = self.est
+        self.batch_size = est._batch_size(self.params, train.n)
+        sampler = EpochBatches(train.X, train.y, train.w, self.batch_size, est._rng, est.shuffle)
+        return Loop(est._net, est._optimizer, sampler, self)
 
     def _new_epoch(self):
         self.total = self.total_weight = 0.0
@@ -45,7 +51,7 @@ class FitEpochs:
         from sklearn.exceptions import ConvergenceWarning
         est, self.critical = self.est, critical
         try:
-            if est.verbose and not self.incremental:
+            if self.verbose and not self.incremental:
                 self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__,
                                        notebook=True)
             self.loop.run(critical, lambda: self.epochs_done == self.n_epochs or self.stopped,
@@ -68,12 +74,20 @@ class FitEpochs:
 
     def record_step(self, batch, loss):
         if self.output_scale is not None:   # data term / n_outputs, L2 term unchanged
-            data_loss = float(self.est._net.last_layer.loss)
+            data_loss = self.data_loss()
             loss = data_loss / self.output_scale + (loss - data_loss)
-        self.est.t_ += batch.x.shape[0]
+        self.est.t_ += self.samples(batch)
         self.total += loss * batch.weight
         self.total_weight += batch.weight
         self.batches += 1
+
+    def data_loss(self):
+        """The last step's loss without the L2 term."""
+        return float(self.est._net.last_layer.loss)
+
+    def samples(self, batch):
+        """The samples a step trained on (``t_`` counts them)."""
+        return batch.x.shape[0]
 
     def epoch_end_due(self, batch):
         return batch.ends_epoch
@@ -101,7 +115,7 @@ class FitEpochs:
         est, val = self.est, self.val
         logs = {"loss": epoch_loss}
         if val is not None:
-            score, val_loss = est._evaluate(val)
+            score, val_loss = self.evaluate(val)
             logs["val_score"], logs["val_loss"] = score, val_loss
         est.n_iter_ += 1
         est.loss_ = epoch_loss
@@ -113,6 +127,10 @@ class FitEpochs:
         self.params["schedule"].epoch_end(est._optimizer, est.t_)
         logs["lr"] = est._optimizer.lr
         return logs, stop, message
+
+    def evaluate(self, val):
+        """(score, loss) on the validation set."""
+        return self.est._evaluate(val)
 
     def no_improvement(self):
         """sklearn's rule: patience over the validation score (early stopping) or the training
@@ -148,7 +166,7 @@ class FitEpochs:
         opt, schedule = est._optimizer, self.params["schedule"]
         if schedule.plateau(opt):
             est._no_improvement_count = 0
-            if est.verbose:
+            if self.verbose:
                 print(f"{message} Setting learning rate to {opt.lr:f}")
             return False, None
         if isinstance(schedule, AdaptiveLR):
@@ -163,7 +181,7 @@ class FitEpochs:
         if bar is not None:
             bar.update()
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-        if int(est.verbose) >= 2:
+        if int(self.verbose) >= 2:
             write_line(bar, f"Iteration {epoch}, loss = {est.loss_:.8f}"
                        + (f", validation score = {logs['val_score']:.6f}" if self.val else ""))
         stop, message = self.stop, self.message
@@ -171,6 +189,7 @@ class FitEpochs:
             if cb(est, epoch, dict(logs)) is True:
                 stop = True
                 message = f"A callback stopped training after epoch {epoch}."
+        stop, message = self.agree_stop(stop, message, epoch)
         self._new_epoch()
         if not stop:
             return False
@@ -179,7 +198,11 @@ class FitEpochs:
             if self.incremental and est.early_stopping and est._best_params is not None:
                 est._restore_best()
                 est._no_improvement_count = 0
-        if est.verbose:
+        if self.verbose:
             write_line(bar, message)
         self.stopped = True
         return True
+
+    def agree_stop(self, stop, message, epoch):
+        """The stopping decision after the callbacks (a data-parallel fit agrees it)."""
+        return stop, message

@@ -176,7 +176,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _loss_name = "cross_entropy"
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None):
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -203,9 +203,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Ctrl-C during training stops it with a warning and returns ``self``,
         the model as after its last whole step (module docstring).
         """
-        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None, X_val=None, y_val=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None, X_val=None, y_val=None, *,
+                    comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         Parameters
@@ -227,7 +228,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         As ``fit``: nothing changes if the call raises before training; Ctrl-C
         during the epoch stops it with a warning, keeping its whole steps.
         """
-        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, classes=classes,
+                         comm=comm)
 
     def predict(self, X):
         """Class labels, shape (n_samples,)."""
@@ -249,7 +251,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _y_check_params(self):
         return {"multi_output": True}  # 2-D y gets the clear error of _encode_targets
 
-    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype, dist=None):
         from sklearn.utils.multiclass import check_classification_targets, unique_labels
         from sklearn.utils.validation import column_or_1d
         if y.ndim == 2 and y.shape[1] == 1:
@@ -268,12 +270,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 if classes is None:
                     raise ValueError("classes must be passed on the first call to partial_fit.")
                 known = classes
+                if dist is not None:
+                    dist.same_classes(known)
             else:
                 known = unique_labels(y)
+                if dist is not None:   # the classes of every rank's shard
+                    known = dist.union_labels(known)
         else:
             known = self.classes_
             if self.warm_start and not incremental:
                 seen = unique_labels(y)
+                if dist is not None:
+                    seen = dist.union_labels(seen)
                 if not np.array_equal(seen, known):
                     raise ValueError(f"warm_start can only be used where `y` has the same classes "
                                      f"as in the previous call to fit. Previously got {known}, "
@@ -363,7 +371,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"got {self.loss!r}")
         return super()._checked_params()
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None):
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -378,15 +386,15 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         -------
         self
         """
-        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False)
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None):
+    def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None, *, comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         As ``MLPClassifier.partial_fit`` (without ``classes``): nothing changes if
         the call raises before training; Ctrl-C keeps the epoch's whole steps.
         """
-        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True)
+        return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, comm=comm)
 
     def predict(self, X):
         """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
@@ -397,7 +405,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _y_check_params(self):
         return {"multi_output": True, "y_numeric": True}
 
-    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype, dist=None):
         from sklearn.utils.validation import column_or_1d
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
