@@ -43,6 +43,24 @@ Differences from sklearn's MLP, all deliberate:
   ``partial_fit`` calls; ``t_`` counts the samples of every applied step, so
   also those of an epoch cut short by Ctrl-C or a ``DivergenceError``.
 
+Data-parallel fit on MPI: ``fit(X, y, ..., comm=comm)`` (and ``partial_fit``) with an
+mpi4py communicator, each rank passing its own shard (its ``X``, ``y``, ``sample_weight``
+and, optionally, its part of ``X_val, y_val``); run under ``mpiexec -n K python -m mpi4py
+script.py`` (needs ``pip install "fastmlp[mpi]"``). Every rank ends with the same model:
+the one a single process gets on the union of the shards with the same global batches.
+Rank 0's initial parameters are broadcast (and checked equal every epoch, CRC-32);
+``classes_`` is the union of the ranks' labels; each epoch every rank shuffles its shard
+(rank 0 with the estimator's generator, rank ``r`` with ``default_rng([seed, r, t_])``) and
+global step ``s`` takes a share of every shard in proportion to its rows left, so that a
+global batch holds exactly ``batch_size`` samples (``batch_size='auto'``: min(200, N), N
+the total) and every row is used once per epoch; a rank with no rows in a step joins it
+with zeros. The step's gradient and loss are exactly the global batch's (weighted mean,
+L2 ``alpha / W`` with ``W`` the global batch weight): one in-place all-reduce of the packed
+gradients. Epoch losses, validation scores (sums over every rank's validation rows),
+stopping rules, schedules and ``t_`` (global samples) are the same on every rank; callbacks
+run on every rank (one that stops stops all); only rank 0 prints. A one-rank job is today's
+fit bit for bit. Ctrl-C is not caught under ``comm`` (``python -m mpi4py`` ends the job).
+
 Failures and Ctrl-C (fit, partial_fit):
 
 - a call that raises before training starts (invalid data or
@@ -190,6 +208,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             instead of an internal split.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights; integer weights are equivalent to repeated rows.
+        comm : mpi4py communicator, optional
+            Data-parallel fit over its ranks, each passing its own shard (module docstring).
 
         Returns
         -------
