@@ -29,7 +29,7 @@ import numpy as np
 from . import _backend, layers
 from ._validation import as_float, check_positive_float, check_targets
 
-__all__ = ["FusedMLP"]
+__all__ = ["FusedMLP", "gradient_layout", "packed_views"]
 
 _ACTIVATION_NAMES = ("relu", "sigmoid")          # index = the kernel's activation code
 _LAYER_CLASSES = (layers.Affine, layers.Relu, layers.Sigmoid, layers.SoftmaxWithLoss,
@@ -52,19 +52,49 @@ class Plan:
         return n, self.sizes, self.dtype, self.activation
 
 
+def gradient_layout(sizes, dtype):
+    """Where ``W1, b1, W2, b2, ...`` of a network with layer widths ``sizes`` lie in one
+    packed gradient buffer of ``dtype``: each starts on a cache line, the gaps between
+    them are zero padding, and one more cache line of :data:`extra` slots ends it (for
+    scalars reduced along with the gradients, such as a data-parallel step's loss).
+
+    Returns ``(shapes, offsets, length)``: per gradient its shape and first element, and
+    the buffer's length in elements. The layout depends only on ``sizes`` and ``dtype``
+    (not on the batch), so every process training the same network agrees on it.
+    """
+    per_line = _ALIGN // np.dtype(dtype).itemsize
+    shapes, offsets, pos = [], [], 0
+    for k, m in zip(sizes[:-1], sizes[1:]):
+        for shape in ((k, m), (m,)):
+            shapes.append(shape)
+            offsets.append(pos)
+            pos += -(-math.prod(shape) // per_line) * per_line
+    return shapes, offsets, pos + per_line
+
+
+def packed_views(packed, shapes, offsets):
+    """The gradient arrays of :func:`gradient_layout` as views of the 1-D ``packed``."""
+    return [packed[o:o + math.prod(s)].reshape(s) for s, o in zip(shapes, offsets)]
+
+
 class Workspace:
     """Buffers of one structure and batch size: outputs, masks and gradients per layer,
     parameter gradients, labels, all carved from one block of memory (so whether an
-    input aliases any of them is one bounds check)."""
+    input aliases any of them is one bounds check).
+
+    The parameter gradients are views of ``packed``, one contiguous, cache-line aligned
+    region laid out by :func:`gradient_layout` (zero padding between them, ``extra``
+    slots at its end): a data-parallel step all-reduces the whole gradient as this one
+    buffer, with no packing copy."""
 
     def __init__(self, key):
         n, sizes, dtype, activation = key
         self.key = key
         relu = _ACTIVATION_NAMES[activation] == "relu"
         shapes = [(n, m) for m in sizes[1:]]
+        grad_shapes, grad_offsets, grad_length = gradient_layout(sizes, dtype)
         plan = ([(s, dtype) for s in shapes] * 2
-                + [((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])]
-                + [((m,), dtype) for m in sizes[1:]]
+                + [((grad_length,), dtype)]
                 + [((n,), np.intp)]
                 + ([(s, np.bool_) for s in shapes[:-1]] if relu else []))
         sizes_bytes = [-(-math.prod(shape) * np.dtype(dt).itemsize // _ALIGN) * _ALIGN
@@ -79,9 +109,13 @@ class Workspace:
             offset += size
         L = len(shapes)
         self.hs, self.ds = views[:L], views[L:2 * L]
-        self.dWs, self.dbs = views[2 * L:3 * L], views[3 * L:4 * L]
-        self.labels = views[4 * L]   # the step's labels, kept for lastLayer.t
-        self.masks = (views[4 * L + 1:] if relu else [None] * (L - 1)) + [None]
+        self.packed = views[2 * L]
+        self.packed.fill(0)   # the padding stays zero: the kernel writes only the gradients
+        grads = packed_views(self.packed, grad_shapes, grad_offsets)
+        self.dWs, self.dbs = grads[0::2], grads[1::2]
+        self.extra = self.packed[grad_length - _ALIGN // np.dtype(dtype).itemsize:]
+        self.labels = views[2 * L + 1]   # the step's labels, kept for lastLayer.t
+        self.masks = (views[2 * L + 2:] if relu else [None] * (L - 1)) + [None]
         self.mask_bytes = [None if m is None else m.view(np.uint8) for m in self.masks]
         self.grads = []   # (key, buffer) in params order: W1, b1, W2, ...
         for i, (dW, db) in enumerate(zip(self.dWs, self.dbs), start=1):

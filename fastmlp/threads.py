@@ -6,7 +6,9 @@ The one home of fastmlp's thread policy (BLAS discovery itself is in ``_blas``):
 - which elementwise kernel gets more than one thread: :func:`kernel_threads`,
   :data:`PARALLEL_MIN_ELEMENTS`, :data:`OPENMP_SHARES_BLAS_POOL`;
 - one BLAS thread while a small-step fit trains: :func:`blas_threads_for_step`,
-  :data:`SMALL_STEP_FLOPS`.
+  :data:`SMALL_STEP_FLOPS`;
+- processes sharing one machine's cores (data-parallel ranks): :func:`threads_per_process`,
+  :func:`set_threads_for_processes`.
 
 State kept here (one process-wide setting, like numpy's BLAS pool itself), under one lock:
 
@@ -241,6 +243,63 @@ def set_num_threads(n):
         _requested = n
         _set_blas_threads(n)
         _omp.set_omp_max_threads(n)
+
+
+# ---------------------------------------------------------------- processes sharing cores
+
+def threads_per_process(sharing, cores=None):
+    """Threads for one of ``sharing`` processes that run on the same cores.
+
+    The cores available to this process (:func:`available_cores`, its CPU affinity) divided
+    among the ``sharing`` processes whose affinity overlaps it (itself included), at least
+    1. Data-parallel ranks on one machine each run their own BLAS pool; pools that together
+    ask for more threads than there are cores spin against each other: two ranks with 2
+    BLAS threads each on 2 cores made a GEMM + all-reduce step ~70x slower here.
+
+    Parameters
+    ----------
+    sharing : int >= 1
+    cores : int, optional
+        Default :func:`available_cores`.
+
+    Returns
+    -------
+    int
+    """
+    sharing = check_positive_int(sharing, "sharing")
+    cores = available_cores() if cores is None else check_positive_int(cores, "cores")
+    return max(1, cores // sharing)
+
+
+def set_threads_for_processes(sharing, warn=True):
+    """Give this process its share of the cores: :func:`threads_per_process` threads for
+    numpy's BLAS and fastmlp's kernels (through :func:`set_num_threads`).
+
+    A count chosen with :func:`set_num_threads` before is kept. With ``warn``, a
+    ``RuntimeWarning`` says when the processes oversubscribe the cores: more processes
+    than cores, or a kept count that with the other processes' exceeds them.
+
+    Returns
+    -------
+    int
+        The thread count now in use.
+    """
+    cores = available_cores()
+    n = threads_per_process(sharing, cores)
+    kept = _requested
+    if warn and sharing > cores:
+        warnings.warn(f"{sharing} processes share the {cores} cores available here: each runs "
+                      "1 BLAS thread, and they still compete for cores (much slower: start "
+                      f"at most {cores} ranks per machine, or bind each to its own cores)",
+                      RuntimeWarning, stacklevel=2)
+    elif warn and kept is not None and kept * sharing > cores:
+        warnings.warn(f"set_num_threads({kept}) in each of {sharing} processes sharing {cores} "
+                      f"cores oversubscribes them (much slower); {n} thread(s) each would fit",
+                      RuntimeWarning, stacklevel=2)
+    if kept is not None:
+        return kept
+    set_num_threads(n)
+    return n
 
 
 # ---------------------------------------------------------------- temporary limits

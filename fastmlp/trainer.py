@@ -198,7 +198,7 @@ class Trainer:
         self.train_acc_list = []
         self.test_acc_list = []
 
-        self._stream = ShuffledStream(x_train, t_train, mini_batch_size, rng, dtype)
+        self._stream = self._make_stream(x_train, t_train, mini_batch_size, rng, dtype)
         self._loop = Loop(network, optimizer, self._stream, self, take_step=self._take_step)
         self._bar = None
 
@@ -249,6 +249,10 @@ class Trainer:
             return optimizer
         raise TypeError("optimizer must be an optimizer name or an object with update(params, grads), "
                         f"got {type(optimizer).__name__}")
+
+    def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
+        """The mini-batch sampler (a subclass's: a data-parallel rank's share of each batch)."""
+        return ShuffledStream(x_train, t_train, batch_size, rng, dtype)
 
     # ------------------------------------------------------------------ steps
 

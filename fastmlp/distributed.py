@@ -1,0 +1,295 @@
+"""Synchronous data-parallel training on MPI (mpi4py): one more front door on the one loop.
+
+Every rank (process) holds the whole network and the same data. Each step, every rank
+draws the same global mini-batch from the same seeded shuffled stream, computes the
+gradient of its contiguous share of the batch rows, and one in-place ``Allreduce`` sums
+the shares (each weighted by ``share / batch``, so the sum is the global batch's mean
+gradient, weight decay included) together with the step's loss; every rank then applies
+the same update. It is the loop's gradient hook (:func:`fastmlp._loop.step`), between the
+gradient and the update: the training loop is the :class:`~fastmlp.Trainer`'s own.
+
+Run a script under ``mpiexec`` and ``python -m mpi4py``, which aborts the whole job
+when a rank raises (plain ``python`` leaves the other ranks waiting in a collective)::
+
+    mpiexec -n 4 python -m mpi4py train.py
+
+Needs ``pip install "fastmlp[mpi]"`` (mpi4py and MPICH's wheel) or mpi4py built
+against a system MPI; ``import fastmlp`` works without them.
+"""
+import math
+import os
+import zlib
+
+import numpy as np
+
+from . import threads as _threads
+from ._fused import gradient_layout, packed_views
+from ._loop import Batch, ShuffledStream, step
+from ._networks import MultiLayerNet
+from .trainer import Trainer
+
+__all__ = ["DataParallelTrainer", "shard_bounds", "set_rank_threads"]
+
+_MPI_MISSING = ('fastmlp.distributed needs mpi4py and an MPI library: pip install '
+                '"fastmlp[mpi]" (mpi4py and MPICH), or mpi4py built against your system MPI')
+
+
+def _mpi():
+    """mpi4py's MPI module (imported here, not with fastmlp: it initialises MPI)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ImportError(_MPI_MISSING) from exc
+    return MPI
+
+
+def shard_bounds(n, rank, size):
+    """Rows ``[lo, hi)`` of ``n`` that rank ``rank`` of ``size`` takes: contiguous shares
+    whose sizes differ by at most one, the larger ones first (``numpy.array_split``)."""
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (rank < extra)
+
+
+def set_rank_threads(comm=None):
+    """Give this rank its share of the cores it shares with ranks on the same machine.
+
+    The ranks of ``comm`` on this node (``comm.Split_type(MPI.COMM_TYPE_SHARED)``) that may
+    run on any of this rank's cores (``os.sched_getaffinity``) share them: each gets
+    ``cores // sharing`` BLAS threads (:func:`fastmlp.threads.set_threads_for_processes`;
+    ranks bound to their own cores keep them all). A ``RuntimeWarning`` (from the node's
+    first rank) when the ranks oversubscribe the cores. Collective over ``comm``.
+
+    Returns
+    -------
+    int
+        The thread count this rank now uses.
+    """
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        mine = (set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else set(range(os.cpu_count() or 1)))
+        everyone = node.allgather(sorted(mine))
+        sharing = sum(1 for cores in everyone if mine.intersection(cores))
+        return _threads.set_threads_for_processes(sharing, warn=node.Get_rank() == 0)
+    finally:
+        node.Free()
+
+
+def _checksum(arrays):
+    """CRC-32 of the arrays' bytes, in order (cheap: a pass over memory)."""
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
+    return crc
+
+
+class _ShardStream(ShuffledStream):
+    """:class:`~fastmlp._loop.ShuffledStream`'s global batches (the same permutations in the
+    same order on every rank), of which this rank gathers only rows ``[lo, hi)``."""
+
+    def __init__(self, x, t, batch_size, rng, dtype, lo, hi):
+        super().__init__(x, t, 1, rng, dtype)   # 1: no buffers of the whole batch
+        self.batch_size, self.lo, self.hi = batch_size, lo, hi
+        m = hi - lo
+        self._idx = np.empty(batch_size, dtype=np.intp)
+        self._x_drawn = np.empty((m,) + x.shape[1:], dtype=x.dtype)
+        self._x = self._x_drawn if x.dtype == dtype else np.empty(self._x_drawn.shape, dtype)
+        self._t = np.empty((m,) + t.shape[1:], dtype=t.dtype)
+
+    def draw(self, critical):
+        # the index walk of ShuffledStream.draw; only the gather is this rank's share
+        idx, filled, n = self._idx, 0, self.x.shape[0]
+        perm, pos = self.perm, self.pos
+        while filled < self.batch_size:
+            if pos == n:
+                if self._next_perm is None:
+                    with critical:
+                        shuffled = perm.copy()
+                        self.rng.shuffle(shuffled)
+                        self._next_perm = shuffled
+                perm, pos = self._next_perm, 0
+            take = min(self.batch_size - filled, n - pos)
+            idx[filled:filled + take] = perm[pos:pos + take]
+            filled += take
+            pos += take
+        rows = idx[self.lo:self.hi]
+        np.take(self.x, rows, axis=0, out=self._x_drawn, mode="clip")
+        if self._x is not self._x_drawn:
+            np.copyto(self._x, self._x_drawn)
+        np.take(self.t, rows, axis=0, out=self._t, mode="clip")
+        self._drawn = (perm, pos)
+        return Batch(self._x, self._t, None, float(self.batch_size), False)
+
+
+class _NotFinite(Exception):
+    """The all-reduced loss is not finite: the step's update must not be applied."""
+
+    def __init__(self, loss):
+        super().__init__(loss)
+        self.loss = loss
+
+
+class DataParallelTrainer(Trainer):
+    """The :class:`~fastmlp.Trainer` over the ranks of an MPI communicator.
+
+    Parameters
+    ----------
+    network, x_train, t_train, x_test, t_test, epochs, optimizer, optimizer_param,
+    evaluate_sample_num_per_epoch, lr_decay
+        As :class:`~fastmlp.Trainer`, the same on every rank. ``network`` is a fastmlp
+        ``MultiLayerNet``/``TwoLayerNet`` (compiled or ``fastmlp.reference``); its
+        parameters are broadcast from rank 0.
+    mini_batch_size : int, default 100
+        The **global** batch: each step the ranks together train on this many samples,
+        each on a contiguous share (:func:`shard_bounds`; at least one sample per rank).
+    verbose : bool, default True
+        Printing and the progress bar on rank 0 only.
+    seed : None, int or numpy.random.Generator
+        Rank 0's seed is used by all (None or a Generator: rank 0 draws an int from it).
+    comm : mpi4py.MPI.Comm, optional
+        Default ``MPI.COMM_WORLD``.
+    set_threads : bool, default True
+        Give each rank its share of the machine's cores for numpy's BLAS
+        (:func:`set_rank_threads`), unless ``fastmlp.threads.set_num_threads`` was called.
+
+    Every rank ends with the same parameters, optimizer state, ``train_loss_list`` (the
+    global batch's loss, all-reduced), accuracies (each rank measures its share of the
+    rows; the correct counts are all-reduced) and ``final_test_acc``. A loss that is not
+    finite on any rank raises :class:`~fastmlp.DivergenceError` on all, nothing applied.
+
+    Attributes (beyond the Trainer's)
+    ---------------------------------
+    comm, rank, size : the communicator, this rank and the number of ranks
+    shard : (lo, hi), this rank's rows of every global batch
+    blas_threads : int, numpy's BLAS threads on this rank
+    allreduce_seconds : float, total time in the gradient all-reduce
+    """
+
+    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
+                 optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
+                 verbose=True, lr_decay=None, seed=None, *, comm=None, set_threads=True):
+        MPI = _mpi()
+        self._MPI = MPI
+        comm = MPI.COMM_WORLD if comm is None else comm
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        if not isinstance(network, MultiLayerNet):
+            raise TypeError("network must be a fastmlp MultiLayerNet or TwoLayerNet (compiled or "
+                            f"fastmlp.reference), got {type(network).__name__}")
+        if isinstance(mini_batch_size, (int, np.integer)) and 0 < mini_batch_size < self.size:
+            raise ValueError(f"mini_batch_size ({mini_batch_size}) is the global batch: it must "
+                             f"be at least the number of ranks ({self.size})")
+        self.blas_threads = set_rank_threads(comm) if set_threads else None
+        if self.rank == 0 and (seed is None or isinstance(seed, np.random.Generator)):
+            seed = int(np.random.default_rng(seed).integers(2**63))
+        seed = comm.bcast(seed if self.rank == 0 else None, root=0)
+        self.shard = (0, 0)   # set once the batch size is checked
+        if isinstance(mini_batch_size, (int, np.integer)):
+            self.shard = shard_bounds(int(mini_batch_size), self.rank, self.size)
+        super().__init__(network, x_train, t_train, x_test, t_test, epochs=epochs,
+                         mini_batch_size=mini_batch_size, optimizer=optimizer,
+                         optimizer_param=optimizer_param,
+                         evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch,
+                         verbose=verbose if self.rank == 0 else False, lr_decay=lr_decay, seed=seed)
+        self._agree()
+        for name in self.network.params:   # in place: the layers hold the same arrays
+            comm.Bcast(self.network.params[name], root=0)
+        self.check_parameters("after the broadcast from rank 0")
+        lo, hi = self.shard
+        self._weight = (hi - lo) / self.batch_size
+        sizes = [network.input_size, *network.hidden_size_list, network.output_size]
+        shapes, offsets, length = gradient_layout(sizes, self.dtype)
+        self._packed = np.zeros(length, self.dtype)   # the layer path's packed gradients
+        self._views = dict(zip(self.network.params, packed_views(self._packed, shapes, offsets)))
+        self._extra = self._packed[-(64 // self._packed.itemsize):]
+        self._loss = None
+        self.allreduce_seconds = 0.0
+
+    def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
+        lo, hi = self.shard
+        return _ShardStream(x_train, t_train, batch_size, rng, dtype, lo, hi)
+
+    def _agree(self):
+        """Raise on every rank unless all ranks train the same way on the same shapes."""
+        net = self.network
+        mine = (type(net).__name__, np.dtype(self.dtype).str,
+                [(k, v.shape) for k, v in net.params.items()], self.x_train.shape,
+                self.x_test.shape, self.batch_size, self.epochs, type(self.optimizer).__name__,
+                getattr(self.optimizer, "lr", None), self.lr_decay, self.iter_per_epoch)
+        everyone = self.comm.allgather(mine)
+        differ = [r for r, theirs in enumerate(everyone) if theirs != everyone[0]]
+        if differ:
+            raise ValueError(f"ranks {differ} differ from rank 0 in network, data shapes or "
+                             f"training settings: {everyone[differ[0]]} vs {everyone[0]}")
+
+    def check_parameters(self, when="now"):
+        """Raise RuntimeError on every rank unless all ranks hold bitwise the same
+        parameters (a CRC-32 per rank, all-gathered)."""
+        crcs = self.comm.allgather(_checksum(self.network.params.values()))
+        if len(set(crcs)) != 1:
+            raise RuntimeError(f"the ranks' parameters differ {when} (CRC-32 per rank: {crcs})")
+
+    # ------------------------------------------------------------------ the step
+
+    def _take_step(self, x, t, sample_weight, weight_decay):
+        """:func:`fastmlp._loop.step` with the all-reduce as its gradient hook; returns the
+        global batch's loss. A rank whose own loss is not finite (the hook is then skipped)
+        still joins the all-reduce, so every rank sees the non-finite global loss."""
+        self._loss = None
+        try:
+            local = step(self.network, self.optimizer, x, t, sample_weight, weight_decay,
+                         gradient_hook=self._all_reduce)
+        except _NotFinite as stop:
+            return stop.loss   # nothing applied, on any rank
+        if self._loss is None:
+            self._packed.fill(0)
+            self._extra[0] = local
+            self._reduce(self._packed)
+            return float(self._extra[0])
+        return self._loss
+
+    def _all_reduce(self, grads):
+        """The gradient hook: weight this rank's gradients and loss, sum them over the ranks
+        in one in-place Allreduce of one packed buffer, leave the sums in ``grads``."""
+        ws = getattr(getattr(self.network, "_fused", None), "workspace", None)
+        if ws is not None and all(grads.get(k) is g for k, g in ws.grads) \
+                and len(grads) == len(ws.grads):
+            packed, extra = ws.packed, ws.extra          # the gradients are its views already
+        else:
+            packed, extra = self._packed, self._extra    # the layer path: one copy in
+            for k, view in self._views.items():
+                np.copyto(view, grads[k])
+        if self._weight != 1.0:
+            packed *= self._weight
+        extra[0] = self._weight * self.network.last_loss
+        self._reduce(packed)
+        loss = float(extra[0])
+        if not math.isfinite(loss):
+            raise _NotFinite(loss)
+        if packed is self._packed:
+            grads.update(self._views)
+        self._loss = loss
+
+    def _reduce(self, packed):
+        start = self._MPI.Wtime()
+        self.comm.Allreduce(self._MPI.IN_PLACE, packed, op=self._MPI.SUM)
+        self.allreduce_seconds += self._MPI.Wtime() - start
+
+    # ------------------------------------------------------------------ reporting
+
+    def _accuracy(self, x, t):
+        """Accuracy over ``x``: each rank counts the correct predictions of its share of the
+        rows, and the counts are all-reduced (exact integers: every rank gets the same)."""
+        n = x.shape[0]
+        lo, hi = shard_bounds(n, self.rank, self.size)
+        count = np.zeros(1, np.int64)
+        if hi > lo:
+            count[0] = round(super()._accuracy(x[lo:hi], t[lo:hi]) * (hi - lo))
+        self.comm.Allreduce(self._MPI.IN_PLACE, count, op=self._MPI.SUM)
+        return int(count[0]) / n
+
+    def end_epoch(self, critical):
+        super().end_epoch(critical)
+        self.check_parameters(f"at the end of epoch {self.current_epoch}")
