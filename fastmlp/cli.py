@@ -144,7 +144,7 @@ def build_parser():
                     "side with the numpy reference and (where installed) PyTorch and "
                     "scikit-learn, with each one's share of the GEMM-bound limit. For a fair "
                     "BLAS, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.")
-    from . import _bench   # the harness; it imports the peers lazily
+    from . import _bench  # the harness; it imports the peers lazily
     _bench.add_arguments(bench)
     bench.set_defaults(func=_bench.run)
     return parser
@@ -227,6 +227,7 @@ def _check_output_path(path, option):
 
 def cmd_train(args):
     import fastmlp
+
     from . import _checkpoint
     from .trainer import Trainer
 
@@ -357,9 +358,10 @@ def main(argv=None):
         print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
         _abort_job(args, 130)
         return 130
-    except BaseException:
-        if getattr(args, "distributed", False):   # the traceback, then end the whole job
+    except BaseException as exc:
+        status = exc.code if isinstance(exc, SystemExit) else 1
+        if getattr(args, "distributed", False) and status:   # say why, then end the whole job
             import traceback
             traceback.print_exc()
-            _abort_job(args, 1)
+            _abort_job(args, status if isinstance(status, int) else 1)
         raise
