@@ -46,6 +46,15 @@ needs_mpi = pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py and mpiexec
                                '(pip install ".[mpi]")')
 
 
+def test_mpi_is_installed_where_required():
+    """CI (``.ci/run`` sets FASTMLP_REQUIRE_MPI=1) installs the mpi extra: skipping the MPI
+    tests there would hide that they no longer run."""
+    if os.environ.get("FASTMLP_REQUIRE_MPI") != "1":
+        pytest.skip("FASTMLP_REQUIRE_MPI is not set")
+    import mpi4py  # noqa: F401
+    assert _mpiexec(), "mpi4py is installed but no mpiexec was found (pip install mpich)"
+
+
 def _env():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
