@@ -27,7 +27,7 @@ import numbers
 
 import numpy as np
 
-from ._loop import Batch
+from ._loop import Batch, ShuffledStream
 
 __all__ = ["ShardLayout", "ShardedStream", "check_shard", "shard_bounds"]
 
@@ -117,7 +117,7 @@ class ShardLayout:
         return np.searchsorted(self.offsets, global_idx, side="right") - 1
 
 
-class ShardedStream:
+class ShardedStream(ShuffledStream):
     """``ShuffledStream`` over a sharded training set: the same global permutations and
     global mini-batches on every rank, each rank returning the members it holds.
 
@@ -136,37 +136,13 @@ class ShardedStream:
         if not 1 <= batch_size <= layout.total:
             raise ValueError(f"batch_size ({batch_size}) must be in [1, {layout.total}] "
                              f"(the global number of training samples)")
-        self.x, self.t, self.layout, self.rng, self.dtype = x, t, layout, rng, dtype
-        self.global_batch_size = self.batch_size = batch_size
-        self.perm = np.arange(layout.total)
-        self.pos = layout.total   # used up: the first batch shuffles
-        self._next_perm = None
-        self._drawn = None
-        self._idx = np.empty(batch_size, dtype=np.intp)
+        super().__init__(x[:0], t[:0], batch_size, rng, dtype, rows=(0, 0))   # no buffers
+        self.x, self.t, self.layout, self.dtype = x, t, layout, dtype
+        self.global_batch_size = batch_size
+        self.perm = np.arange(layout.total)   # the global index space
+        self.pos = layout.total               # used up: the first batch shuffles
 
     def draw(self, critical):
-        idx, filled, n = self._idx, 0, self.layout.total
-        perm, pos = self.perm, self.pos
-        while filled < self.batch_size:   # same draws as ShuffledStream over the whole set
-            if pos == n:
-                if self._next_perm is None:
-                    with critical:
-                        shuffled = perm.copy()
-                        self.rng.shuffle(shuffled)
-                        self._next_perm = shuffled
-                perm, pos = self._next_perm, 0
-            take = min(self.batch_size - filled, n - pos)
-            idx[filled:filled + take] = perm[pos:pos + take]
-            filled += take
-            pos += take
-        rows = self.layout.select(idx)
-        x = np.asarray(self.x[rows], dtype=self.dtype)   # a small gather per step
-        t = self.t[rows]
-        self._drawn = (perm, pos)
-        return Batch(x, t, None, float(rows.size), False)
-
-    def commit(self):
-        perm, pos = self._drawn
-        if perm is not self.perm:
-            self.perm, self._next_perm = perm, None
-        self.pos = pos
+        rows = self.layout.select(self._walk(critical))   # the same draws as one process
+        x = np.asarray(self.x[rows], dtype=self.dtype)     # a small gather per step
+        return Batch(x, self.t[rows], None, float(rows.size), False)
