@@ -104,7 +104,17 @@ class ShuffledStream:
         self._t = np.empty((m,) + t.shape[1:], dtype=t.dtype)
 
     def draw(self, critical):
-        idx, filled, n = self._idx, 0, self.x.shape[0]
+        idx = self._walk(critical)[self._rows]
+        # mode="clip": indices are valid, and it lets numpy write into out unbuffered
+        np.take(self.x, idx, axis=0, out=self._x_drawn, mode="clip")
+        if self._x is not self._x_drawn:
+            np.copyto(self._x, self._x_drawn)   # to the network's dtype, no allocation
+        np.take(self.t, idx, axis=0, out=self._t, mode="clip")
+        return Batch(self._x, self._t, None, float(self.batch_size), False)
+
+    def _walk(self, critical):
+        """The next ``batch_size`` indices of the stream (its position kept aside)."""
+        idx, filled, n = self._idx, 0, self.perm.shape[0]
         perm, pos = self.perm, self.pos
         while filled < self.batch_size:   # at most one reshuffle (batch_size <= n)
             if pos == n:
@@ -118,14 +128,8 @@ class ShuffledStream:
             idx[filled:filled + take] = perm[pos:pos + take]
             filled += take
             pos += take
-        idx = idx[self._rows]
-        # mode="clip": indices are valid, and it lets numpy write into out unbuffered
-        np.take(self.x, idx, axis=0, out=self._x_drawn, mode="clip")
-        if self._x is not self._x_drawn:
-            np.copyto(self._x, self._x_drawn)   # to the network's dtype, no allocation
-        np.take(self.t, idx, axis=0, out=self._t, mode="clip")
         self._drawn = (perm, pos)
-        return Batch(self._x, self._t, None, float(self.batch_size), False)
+        return idx
 
     def commit(self):
         perm, pos = self._drawn

@@ -114,3 +114,27 @@ def bench_bars(result, path, peers, labels):
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.savefig(path, dpi=110)
+
+
+def scaling_efficiency(predictions, machines, path):
+    """Predicted weak-scaling efficiency of data-parallel training against the number of
+    machines, one line per network and link (``bench/cost_model.py``'s model)."""
+    fig = _figure((7.5, 4.5))
+    ax = fig.subplots()
+    styles = {"10 Gbit/s": "solid", "100 Gbit/s": "dashed"}
+    for i, p in enumerate(predictions):
+        color = f"C{i}"
+        for link, points in p["links"].items():
+            eff = [p["compute_s"] / (p["compute_s"] + t) for _, t in points]
+            ax.plot(machines, eff, marker="o", ms=3, color=color, linestyle=styles.get(link),
+                    label=f"{p['net']}, {link}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(machines)
+    ax.set_xticklabels([str(k) for k in machines])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("machines K (each with this machine's cores and batch)")
+    ax.set_ylabel("efficiency  T_compute / (T_compute + T_allreduce)")
+    ax.set_title("predicted weak scaling, ring all-reduce, no overlap", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    fig.savefig(path, dpi=110)

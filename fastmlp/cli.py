@@ -110,6 +110,16 @@ def build_parser():
                        help="write loss and accuracy curves (needs matplotlib)")
     train.add_argument("--quiet", action="store_true",
                        help="print only the summary line: no per-epoch lines, no progress bar")
+    train.add_argument("--checkpoint", metavar="FILE", default=None,
+                       help="at every epoch's end write the network, optimizer and trainer "
+                            "position to FILE and FILE.state.json (rank 0 only)")
+    train.add_argument("--resume", metavar="FILE", default=None,
+                       help="continue the run a --checkpoint FILE saved (same settings; "
+                            "--epochs may grow)")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the MPI job's ranks (fastmlp.distributed); run "
+                            "as: mpiexec -n K python -m mpi4py -m fastmlp train --distributed "
+                            "... (needs pip install \"fastmlp[mpi]\")")
     train.set_defaults(func=cmd_train)
 
     check = sub.add_parser(
@@ -134,7 +144,7 @@ def build_parser():
                     "side with the numpy reference and (where installed) PyTorch and "
                     "scikit-learn, with each one's share of the GEMM-bound limit. For a fair "
                     "BLAS, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.")
-    from . import _bench   # the harness; it imports the peers lazily
+    from . import _bench  # the harness; it imports the peers lazily
     _bench.add_arguments(bench)
     bench.set_defaults(func=_bench.run)
     return parser
@@ -149,6 +159,38 @@ def _network_classes(reference):
         return module.TwoLayerNet, module.MultiLayerNet
     from .networks import MultiLayerNet, TwoLayerNet
     return TwoLayerNet, MultiLayerNet
+
+
+def _mpi_world():
+    """mpi4py's COMM_WORLD (initialises MPI), or a CommandError naming the extra."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise CommandError('--distributed needs mpi4py and an MPI library: pip install '
+                           '"fastmlp[mpi]" (or mpi4py built against your system MPI; see '
+                           'README, Distributed training)') from None
+    return MPI.COMM_WORLD
+
+
+def _abort_job(args, status):
+    """In a data-parallel job of several ranks, end every rank (MPI_Abort): a rank that
+    stops alone would leave the others waiting in a collective."""
+    if not getattr(args, "distributed", False) or "mpi4py.MPI" not in sys.modules:
+        return
+    comm = sys.modules["mpi4py.MPI"].COMM_WORLD
+    if comm.Get_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        comm.Abort(status)
+
+
+def _run_settings(args, lr, n_train):
+    """What a resumed run must share with the run it continues (--epochs may differ)."""
+    return {"hidden": list(args.hidden), "activation": args.activation,
+            "optimizer": args.optimizer, "lr": lr, "lr_decay": args.lr_decay,
+            "batch_size": args.batch_size, "weight_decay": args.weight_decay,
+            "dtype": args.dtype, "seed": args.seed, "reference": args.reference,
+            "train_samples": n_train}
 
 
 def _load_data(mnist_dir):
@@ -185,7 +227,12 @@ def _check_output_path(path, option):
 
 def cmd_train(args):
     import fastmlp
+
+    from . import _checkpoint
     from .trainer import Trainer
+
+    comm = _mpi_world() if args.distributed else None
+    root = comm is None or comm.Get_rank() == 0   # only rank 0 prints, plots and saves
 
     # everything that can fail cheaply fails before training starts
     if args.plot is not None:
@@ -195,6 +242,14 @@ def cmd_train(args):
     if args.save is not None:
         save = _saver()
         _check_output_path(args.save, "--save")
+    if args.checkpoint is not None:
+        _check_output_path(args.checkpoint, "--checkpoint")
+    resumed = None
+    if args.resume is not None:
+        try:
+            resumed = _checkpoint.load_checkpoint(args.resume)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(f"--resume: {exc}") from None
     if args.threads is not None:
         fastmlp.set_num_threads(args.threads)
 
@@ -207,7 +262,15 @@ def cmd_train(args):
     network = MultiLayerNet(x_train.shape[1], args.hidden, 10, activation=args.activation,
                             weight_decay_lambda=args.weight_decay, dtype=dtype, seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    verbose = not args.quiet
+    settings = _run_settings(args, lr, x_train.shape[0])
+    if resumed is not None:
+        saved = resumed[2]["settings"]
+        differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if differ:
+            raise CommandError(f"--resume {args.resume}: the run used " + ", ".join(
+                f"{k}={saved.get(k)!r}" for k in differ) + "; this one " + ", ".join(
+                f"{k}={settings.get(k)!r}" for k in differ))
+    verbose = not args.quiet and root
     sizes = "-".join(str(n) for n in [x_train.shape[1], *args.hidden, 10])
     kind = "reference (numpy)" if args.reference else "compiled"
     description = (f"{sizes} {args.activation} {args.dtype}, {args.optimizer} lr={lr:g}, "
@@ -217,19 +280,38 @@ def cmd_train(args):
         print(f"network: {kind} MultiLayerNet {description}"
               + (f", weight decay {args.weight_decay:g}" if args.weight_decay else ""))
 
-    trainer = Trainer(network, x_train, t_train, x_test, t_test, epochs=args.epochs,
-                      mini_batch_size=args.batch_size, optimizer=args.optimizer,
-                      optimizer_param={"lr": lr}, verbose=verbose, lr_decay=args.lr_decay,
-                      seed=args.seed)
+    trainer_class, extra = Trainer, {}
+    if comm is not None:
+        from .distributed import DataParallelTrainer
+        trainer_class, extra = DataParallelTrainer, {"comm": comm}
+        if verbose:
+            print(f"distributed: {comm.Get_size()} ranks, global batch {args.batch_size}")
+    if args.checkpoint is not None:
+        trainer_class = _checkpoint.checkpointing(trainer_class, args.checkpoint, settings,
+                                                  write=root)
+    trainer = trainer_class(network, x_train, t_train, x_test, t_test, epochs=args.epochs,
+                            mini_batch_size=args.batch_size, optimizer=args.optimizer,
+                            optimizer_param={"lr": lr}, verbose=verbose, lr_decay=args.lr_decay,
+                            seed=args.seed, **extra)
+    if resumed is not None:
+        _checkpoint.restore(trainer, *resumed)
+        if verbose:
+            print(f"resumed from {args.resume}: epoch {trainer.current_epoch}, "
+                  f"step {trainer.current_iter}")
+    first_iter = trainer.current_iter
     start = time.perf_counter()
     try:
         test_acc = trainer.train()
     except FloatingPointError as exc:
         raise CommandError(str(exc)) from None
     wall = time.perf_counter() - start
-    samples = trainer.current_iter * trainer.batch_size
+    if not root:
+        return 0
+    steps = trainer.current_iter - first_iter
+    # samples/s of this run's steps (fewer than current_iter after --resume)
     print(f"test acc {test_acc:.4f} | {trainer.current_epoch} epochs, {trainer.current_iter} steps "
-          f"in {wall:.2f} s | {samples / wall:,.0f} samples/s | {kind} {sizes} {args.dtype}")
+          f"in {wall:.2f} s | {steps * trainer.batch_size / wall:,.0f} samples/s | "
+          f"{kind} {sizes} {args.dtype}")
 
     if save is not None:
         save(network, args.save)
@@ -270,7 +352,16 @@ def main(argv=None):
         return args.func(args)
     except (CommandError, _plot.MatplotlibMissing) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
+        _abort_job(args, 1)
         return 1
     except KeyboardInterrupt:
         print(f"fastmlp {args.command}: interrupted", file=sys.stderr)
+        _abort_job(args, 130)
         return 130
+    except BaseException as exc:
+        status = exc.code if isinstance(exc, SystemExit) else 1
+        if getattr(args, "distributed", False) and status:   # say why, then end the whole job
+            import traceback
+            traceback.print_exc()
+            _abort_job(args, status if isinstance(status, int) else 1)
+        raise

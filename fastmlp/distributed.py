@@ -24,6 +24,7 @@ import numpy as np
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
+from ._shard import shard_bounds   # the one rule cutting rows into ranks' shares
 from ._networks import MultiLayerNet
 from .trainer import Trainer
 
@@ -40,14 +41,6 @@ def _mpi():
     except ImportError as exc:
         raise ImportError(_MPI_MISSING) from exc
     return MPI
-
-
-def shard_bounds(n, rank, size):
-    """Rows ``[lo, hi)`` of ``n`` that rank ``rank`` of ``size`` takes: contiguous shares
-    whose sizes differ by at most one, the larger ones first (``numpy.array_split``)."""
-    base, extra = divmod(n, size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (rank < extra)
 
 
 def set_rank_threads(comm=None):

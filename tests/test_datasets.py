@@ -239,3 +239,70 @@ def test_fashion_mnist_real_files():
     assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
     np.testing.assert_array_equal(np.bincount(t), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(tt), [1000] * 10)
+
+
+# ---------------------------------------------------------------- shards (data-parallel ranks)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("size", [1, 3, 7, 9])
+def test_mnist_shards_concatenate_to_the_training_set(tmp_path, gz, size):
+    arrays, _ = _write_mnist(tmp_path, gz=gz, n_train=7)
+    (x, t), (xt, tt) = load_mnist(tmp_path, normalize=False, flatten=False)
+    parts = [load_mnist(tmp_path, normalize=False, flatten=False, shard=(r, size))
+             for r in range(size)]
+    np.testing.assert_array_equal(np.concatenate([p[0][0] for p in parts]), x)
+    np.testing.assert_array_equal(np.concatenate([p[0][1] for p in parts]), t)
+    for (xs, _), (xts, tts) in parts:
+        assert xs.flags.writeable and xs.flags.c_contiguous
+        np.testing.assert_array_equal(xts, xt)   # the test set whole on every rank
+        np.testing.assert_array_equal(tts, tt)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_mnist_shard_still_checks_the_files(tmp_path, gz):
+    _, files = _write_mnist(tmp_path, gz=gz, n_train=6)
+    img = files["train_img"]
+    data = gzip.decompress(img.read_bytes()) if gz else img.read_bytes()
+    for bad, match in ((data + b"\0", "trailing bytes"), (data[:-1], "truncated")):
+        img.write_bytes(gzip.compress(bad) if gz else bad)
+        with pytest.raises(ValueError, match=match):
+            load_mnist(tmp_path, shard=(0, 2))
+    img.write_bytes(gzip.compress(data) if gz else data)
+    label = files["train_label"]
+    labels = bytearray(gzip.decompress(label.read_bytes()) if gz else label.read_bytes())
+    labels[-1] = 10   # the last row belongs to rank 1 only
+    label.write_bytes(gzip.compress(bytes(labels)) if gz else bytes(labels))
+    load_mnist(tmp_path, shard=(0, 2))
+    with pytest.raises(ValueError, match="label 10 at index 5"):
+        load_mnist(tmp_path, shard=(1, 2))
+    for shard in ((2, 2), (0, 0), (1,)):
+        with pytest.raises((TypeError, ValueError), match="shard"):
+            load_mnist(tmp_path, shard=shard)
+
+
+def test_mnist_shard_reads_only_its_rows(tmp_path):
+    """A plain file is read by range: a rank's peak memory is its shard, not the file."""
+    import tracemalloc
+    _write_mnist(tmp_path, n_train=4000, n_test=10)
+    whole = 4000 * 784
+    tracemalloc.start()
+    try:
+        (x, _), _ = load_mnist(tmp_path, normalize=False, shard=(3, 8))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.shape == (500, 784)
+    assert peak < whole / 3, f"peak {peak} bytes for a {whole}-byte training set"
+
+
+@pytest.mark.skipif(
+    not FASHION_DIR.is_dir(),
+    reason=f"{FASHION_DIR} absent (install the Debian package dataset-fashion-mnist)",
+)
+def test_fashion_mnist_shards():
+    (x, t), _ = load_mnist(FASHION_DIR)
+    (x1, t1), (xt, _) = load_mnist(FASHION_DIR, shard=(1, 3))
+    assert x1.shape == (20000, 784) and xt.shape == (10000, 784)
+    np.testing.assert_array_equal(x1, x[20000:40000])
+    np.testing.assert_array_equal(t1, t[20000:40000])

@@ -15,11 +15,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastmlp"
 
 #: Private modules made to be imported by other fastmlp modules (their names, public or
 #: private, may be used anywhere in the package). ``_plot`` and ``_bench``: the plotting
-#: module and the benchmark harness shared by the CLI and ``bench/``.
+#: module and the benchmark harness shared by the CLI and ``bench/``. ``_shard``: the shard rule
+#: shared by the loaders and data-parallel training; ``_checkpoint``: the CLI's checkpoints.
 HELPERS = {"_backend", "_validation", "_blas", "_sigint", "_files", "_loop", "_fused",
            "_kernels", "_plot", "_bench", "_records", "_networks", "_params", "_optim_state",
            "_estimator_base", "_estimator_params", "_estimator_epochs", "_estimator_record",
-           "_distributed_fit", "_version"}
+           "_estimator_base", "_estimator_params", "_estimator_epochs", "_estimator_record",
+           "_distributed_fit", "_version", "_shard", "_checkpoint"}
 
 MAX_LINES = 500
 

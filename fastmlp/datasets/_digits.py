@@ -17,6 +17,7 @@ from importlib.resources import files
 
 import numpy as np
 
+from .._shard import check_shard, shard_bounds
 from ._common import N_CLASSES, format_split
 
 
@@ -39,7 +40,8 @@ def _split_indices(target, test_fraction):
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction=0.2):
+def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction=0.2,
+                shard=None):
     """Load the 8x8 handwritten digits (1797 samples, 10 classes).
 
     The data ships with fastmlp, so no download is needed. The train/test
@@ -61,6 +63,10 @@ def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction
     test_fraction : float, default=0.2
         Fraction of each class held out for the test set, in ``(0, 1)``.
         Every class keeps at least one sample on each side.
+    shard : (int, int), optional
+        ``(rank, size)``: return only rank ``rank``'s contiguous part of the
+        training set, rows ``fastmlp._shard.shard_bounds(N, rank, size)`` of
+        it (as ``load_mnist``); the test set is returned whole.
 
     Returns
     -------
@@ -70,9 +76,11 @@ def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction
 
     Raises
     ------
-    ValueError
-        If ``test_fraction`` is not a number strictly between 0 and 1.
+    TypeError, ValueError
+        If ``test_fraction`` is not a number strictly between 0 and 1, or
+        ``shard`` is not ``(rank, size)`` with ``0 <= rank < size``.
     """
+    shard = check_shard(shard)
     try:
         ok = 0.0 < float(test_fraction) < 1.0
     except (TypeError, ValueError):
@@ -83,6 +91,9 @@ def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction
         )
     images, target = _read_shipped()
     train, test = _split_indices(target, float(test_fraction))
+    if shard is not None:
+        start, stop = shard_bounds(train.size, *shard)
+        train = train[start:stop]
     return (
         format_split(images[train], target[train], normalize, flatten, one_hot_label, 16),
         format_split(images[test], target[test], normalize, flatten, one_hot_label, 16),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._files import open_regular
+from .._shard import check_shard, shard_bounds
 from ._common import N_CLASSES, format_split
 
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
@@ -73,6 +74,7 @@ class _Idx:
                 if gz:      # a corrupt stream can yield a few bad bytes first: name the real cause
                     self._read(_CHUNK)
                 raise
+            self.header_len, self.size = header_len, size
             self.shape = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", offset=4))
             self.nbytes = math.prod(self.shape)
             # Bound the payload before reading it: a plain file must hold exactly the
@@ -131,6 +133,42 @@ class _Idx:
             )
         return np.frombuffer(data, dtype=np.uint8).reshape(self.shape)
 
+    def payload_rows(self, start, stop):
+        """Rows ``[start, stop)`` of the data, reading only those from a plain file (after
+        checking its size is exactly the declared one), and streaming a gzip file through
+        in bounded chunks (its length checked to the end)."""
+        row = math.prod(self.shape[1:])
+        if not self.gz:
+            if self.size != self.header_len + self.nbytes:
+                raise ValueError(
+                    f"{self.file}: trailing bytes: header {self.shape} needs {self.nbytes} bytes "
+                    f"of data, the file holds {self.size - self.header_len}")
+            self._raw.seek(self.header_len + start * row)
+            data = self._read((stop - start) * row)
+        else:
+            skipped = 0
+            while skipped < start * row:   # decompress and drop the rows before, chunk by chunk
+                chunk = self._read(min(_CHUNK, start * row - skipped))
+                if not chunk:
+                    break
+                skipped += len(chunk)
+            data = self._read((stop - start) * row)
+            rest = 0
+            while True:   # the rest, counted, not kept
+                chunk = self._read(_CHUNK)
+                if not chunk:
+                    break
+                rest += len(chunk)
+            expected = self.nbytes - stop * row
+            if rest != expected and len(data) == (stop - start) * row:
+                what = "trailing bytes" if rest > expected else "truncated"
+                raise ValueError(f"{self.file}: {what}: header {self.shape} needs {self.nbytes} "
+                                 f"bytes of data, found {skipped + len(data) + rest}")
+        if len(data) < (stop - start) * row:
+            raise ValueError(f"{self.file}: truncated: header {self.shape} needs {self.nbytes} "
+                             f"bytes of data")
+        return np.frombuffer(data, dtype=np.uint8).reshape((stop - start,) + self.shape[1:])
+
     def close(self):
         if self._stream is not self._raw:
             self._stream.close()
@@ -145,7 +183,9 @@ def _open_regular(file):
         raise ValueError(f"{file}: {exc}") from None
 
 
-def _load_pair(directory, img_name, label_name):
+def _load_pair(directory, img_name, label_name, shard=None):
+    """Images and labels; with ``shard = (rank, size)`` only that rank's rows
+    (:func:`fastmlp._shard.shard_bounds` of the declared count), read by range."""
     img_file, label_file = _find(directory, img_name), _find(directory, label_name)
     images = _Idx(img_file, _IMAGES_MAGIC, 3)
     try:
@@ -155,21 +195,33 @@ def _load_pair(directory, img_name, label_name):
             )
         labels = _Idx(label_file, _LABELS_MAGIC, 1)
         try:
-            label_data = _payload(labels)
+            if shard is not None and images.shape[0] != labels.shape[0]:
+                raise ValueError(
+                    f"{img_file} holds {images.shape[0]} images but {label_file} holds "
+                    f"{labels.shape[0]} labels"
+                )
+            if shard is None:
+                label_data, first = _payload(labels), 0
+            else:
+                first, stop = shard_bounds(labels.shape[0], *shard)
+                label_data = labels.payload_rows(first, stop)
             if label_data.size and label_data.max() >= N_CLASSES:
                 i = int(np.argmax(label_data >= N_CLASSES))
                 raise ValueError(
-                    f"{label_file}: label {label_data[i]} at index {i} is outside "
+                    f"{label_file}: label {label_data[i]} at index {first + i} is outside "
                     f"0..{N_CLASSES - 1}"
                 )
         finally:
             labels.close()
-        if images.shape[0] != label_data.shape[0]:
+        if images.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"{img_file} holds {images.shape[0]} images but {label_file} holds "
                 f"{label_data.shape[0]} labels"
             )
-        image_data = _payload(images)
+        if shard is None:
+            image_data = _payload(images)
+        else:
+            image_data = images.payload_rows(*shard_bounds(images.shape[0], *shard))
     finally:
         images.close()
     return image_data, label_data
@@ -183,7 +235,7 @@ def _payload(idx):
                          f"more than fits in memory") from None
 
 
-def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
+def load_mnist(path, normalize=True, flatten=True, one_hot_label=False, shard=None):
     """Load MNIST (or Fashion-MNIST) from the four IDX files in a directory.
 
     Parameters
@@ -201,12 +253,21 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
     one_hot_label : bool, default=False
         If True, labels are float32 one-hot rows of shape ``(N, 10)``, else
         uint8 class indices of shape ``(N,)``.
+    shard : (int, int), optional
+        ``(rank, size)``: return only rank ``rank``'s contiguous part of the
+        *training* set, rows ``fastmlp._shard.shard_bounds(N, rank, size)``
+        (sizes ``N // size`` or one more, the larger first), for data-parallel
+        training (``shard=(comm.rank, comm.size)``). Only those rows are read
+        from a plain file (by offset); a gzip file is decompressed through in
+        1 MiB chunks, keeping only those rows. The test set is returned whole.
+        Only the shard's labels are range-checked.
 
     Returns
     -------
     (x_train, t_train), (x_test, t_test) : tuple of tuple of ndarray
         Fresh, writable arrays; 60000 training and 10000 test samples for
-        the standard files.
+        the standard files (with ``shard``, about 60000 / size training
+        samples).
 
     Raises
     ------
@@ -215,6 +276,8 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
         the file and the directory).
     NotADirectoryError
         If ``path`` exists but is not a directory.
+    TypeError, ValueError
+        If ``shard`` is not a pair of ints with ``0 <= rank < size``.
     ValueError
         If a file is malformed: not a regular file, corrupt gzip data, wrong
         magic number, truncated header or payload, trailing bytes, images
@@ -231,6 +294,7 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
     allocation, and the image and label counts are compared before the images
     are read.
     """
+    shard = check_shard(shard)
     directory = Path(os.fspath(path)).expanduser()
     if not directory.exists():
         raise FileNotFoundError(f"MNIST directory '{directory}' does not exist")
@@ -238,7 +302,7 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False):
         raise NotADirectoryError(f"MNIST path '{directory}' is not a directory")
     splits = []
     for img, label in (("train_img", "train_label"), ("test_img", "test_label")):
-        pair = _load_pair(directory, _FILES[img], _FILES[label])
+        pair = _load_pair(directory, _FILES[img], _FILES[label], shard if img == "train_img" else None)
         try:
             splits.append(format_split(*pair, normalize, flatten, one_hot_label, 255))
         except MemoryError:
