@@ -20,7 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastmlp"
 HELPERS = {"_backend", "_validation", "_blas", "_sigint", "_files", "_loop", "_fused",
            "_kernels", "_plot", "_bench", "_records", "_networks", "_params", "_optim_state",
            "_estimator_base", "_estimator_params", "_estimator_epochs", "_estimator_record",
-           "_estimator_base", "_estimator_params", "_estimator_epochs", "_estimator_record",
            "_distributed_fit", "_version", "_shard", "_checkpoint"}
 
 MAX_LINES = 500
