@@ -10,7 +10,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import fastmlp
 import fastmlp.reference
 from fastmlp import threads
 from fastmlp._fused import gradient_layout
+from _mpi_helpers import mpiexec
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
@@ -104,13 +104,6 @@ CONFIGS = {
 }
 
 
-def _mpiexec():
-    found = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                          os.environ.get("PATH", "")]))
-    assert found, "mpi4py is installed but no mpiexec was found (pip install mpich)"
-    return found
-
-
 def _run(k, configs, tmp_path):
     """Run SCRIPT on ``k`` ranks; one dict per rank."""
     script = tmp_path / "dp_script.py"
@@ -118,7 +111,7 @@ def _run(k, configs, tmp_path):
     prefix = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.run([_mpiexec(), "-n", str(k), sys.executable, "-m", "mpi4py", str(script),
+    proc = subprocess.run([mpiexec(), "-n", str(k), sys.executable, "-m", "mpi4py", str(script),
                            json.dumps(configs), str(prefix)],
                           cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True,
                           timeout=300)

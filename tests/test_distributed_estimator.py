@@ -10,7 +10,6 @@ shuffled shards and the oracle runs one ``partial_fit`` per epoch on them.
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 pytest.importorskip("sklearn")
 from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
 from fastmlp._distributed_fit import split_counts  # noqa: E402
+from _mpi_helpers import mpiexec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
@@ -76,20 +76,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _mpiexec():
-    found = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                          os.environ.get("PATH", "")]))
-    assert found, "mpi4py is installed but no mpiexec was found (pip install mpich)"
-    return found
-
-
 def _run(k, configs, tmp_path):
     script = tmp_path / "est_script.py"
     script.write_text(SCRIPT)
     prefix = tmp_path / f"out{k}"
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.run([_mpiexec(), "-n", str(k), sys.executable, "-m", "mpi4py", str(script),
+    proc = subprocess.run([mpiexec(), "-n", str(k), sys.executable, "-m", "mpi4py", str(script),
                            json.dumps(configs), str(prefix)], cwd=tempfile.gettempdir(), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -54,13 +54,17 @@ def train_table(rows, names):
     body = []
     for row in rows:
         cells = [f"{row['network']} @{row['batch']}", row["dtype"], _fmt_rate(row["gemm_limit"])]
-        cells += [_cell(row["results"].get(n)) for n in names]
-        if "fastmlp" in names:
-            sp = row.get("fastmlp_speedup", {})
-            cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
-        cells.append(_busy(row))
-        body.append(cells)
+        body.append(cells + _peer_cells(row, names, others, share=True))
     return format_table(header, body)
+
+
+def _peer_cells(row, names, others, share):
+    """A row's cells after its labels: each peer's rate, fastmlp's speedups, the busy share."""
+    cells = [_cell(row["results"].get(n), share=share) for n in names]
+    if "fastmlp" in names:
+        sp = row.get("fastmlp_speedup", {})
+        cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
+    return cells + [_busy(row)]
 
 
 def alternation_table(rows, names):
@@ -85,12 +89,7 @@ def predict_table(rows, names):
     body = []
     for row in rows:
         cells = [row["network"], row["dtype"], str(row["batch"])]
-        cells += [_cell(row["results"].get(n), share=False) for n in names]
-        if "fastmlp" in names:
-            sp = row.get("fastmlp_speedup", {})
-            cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
-        cells.append(_busy(row))
-        body.append(cells)
+        body.append(cells + _peer_cells(row, names, others, share=False))
     return format_table(header, body)
 
 
