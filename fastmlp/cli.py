@@ -193,12 +193,13 @@ def _run_settings(args, lr, n_train):
             "train_samples": n_train}
 
 
-def _load_data(mnist_dir):
+def _load_data(mnist_dir, shard=None):
+    """(name, data); with ``shard=(rank, size)`` only that rank's rows of the training set."""
     from .datasets import load_digits, load_mnist
     if mnist_dir is None:
-        return "digits", load_digits()
+        return "digits", load_digits(shard=shard)
     try:
-        return f"MNIST files in {mnist_dir}", load_mnist(mnist_dir)
+        return f"MNIST files in {mnist_dir}", load_mnist(mnist_dir, shard=shard)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -253,16 +254,18 @@ def cmd_train(args):
     if args.threads is not None:
         fastmlp.set_num_threads(args.threads)
 
-    data_name, ((x_train, t_train), (x_test, t_test)) = _load_data(args.mnist)
-    if args.batch_size > x_train.shape[0]:
-        raise CommandError(f"--batch-size {args.batch_size} exceeds the {x_train.shape[0]} "
+    shard = None if comm is None else (comm.Get_rank(), comm.Get_size())
+    data_name, ((x_train, t_train), (x_test, t_test)) = _load_data(args.mnist, shard)
+    n_train = x_train.shape[0] if comm is None else comm.allreduce(x_train.shape[0])
+    if args.batch_size > n_train:
+        raise CommandError(f"--batch-size {args.batch_size} exceeds the {n_train} "
                            f"training samples")
     _, MultiLayerNet = _network_classes(args.reference)
     dtype = np.dtype(args.dtype).type
     network = MultiLayerNet(x_train.shape[1], args.hidden, 10, activation=args.activation,
                             weight_decay_lambda=args.weight_decay, dtype=dtype, seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    settings = _run_settings(args, lr, x_train.shape[0])
+    settings = _run_settings(args, lr, n_train)
     if resumed is not None:
         saved = resumed[2]["settings"]
         differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
@@ -276,14 +279,15 @@ def cmd_train(args):
     description = (f"{sizes} {args.activation} {args.dtype}, {args.optimizer} lr={lr:g}, "
                    f"batch {args.batch_size}, {args.epochs} epochs")
     if verbose:
-        print(f"data: {data_name}, {x_train.shape[0]} train / {x_test.shape[0]} test samples")
+        print(f"data: {data_name}, {n_train} train / {x_test.shape[0]} test samples"
+              + ("" if comm is None else " (each rank reads its shard of the training set)"))
         print(f"network: {kind} MultiLayerNet {description}"
               + (f", weight decay {args.weight_decay:g}" if args.weight_decay else ""))
 
     trainer_class, extra = Trainer, {}
     if comm is not None:
         from .distributed import DataParallelTrainer
-        trainer_class, extra = DataParallelTrainer, {"comm": comm}
+        trainer_class, extra = DataParallelTrainer, {"comm": comm, "sharded": True}
         if verbose:
             print(f"distributed: {comm.Get_size()} ranks, global batch {args.batch_size}")
     if args.checkpoint is not None:

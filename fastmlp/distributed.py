@@ -16,6 +16,7 @@ when a rank raises (plain ``python`` leaves the other ranks waiting in a collect
 Needs ``pip install "fastmlp[mpi]"`` (mpi4py and MPICH's wheel) or mpi4py built
 against a system MPI; ``import fastmlp`` works without them.
 """
+import math
 import os
 import zlib
 
@@ -24,7 +25,7 @@ import numpy as np
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
-from ._shard import shard_bounds   # the one rule cutting rows into ranks' shares
+from ._shard import ShardedStream, ShardLayout, shard_bounds
 from ._networks import MultiLayerNet
 from .trainer import Trainer
 
@@ -97,6 +98,12 @@ class DataParallelTrainer(Trainer):
         Rank 0's seed is used by all (None or a Generator: rank 0 draws an int from it).
     comm : mpi4py.MPI.Comm, optional
         Default ``MPI.COMM_WORLD``.
+    sharded : bool, default False
+        ``x_train``/``t_train`` are this rank's shard of the training set (rows in rank
+        order, e.g. ``load_mnist(path, shard=(rank, size))``), not the whole set: every
+        rank draws the same global batches over the global index space
+        (:class:`fastmlp._shard.ShardedStream`) and computes on the members it holds,
+        weighted by their count; the training accuracy is all-reduced over the shards.
     set_threads : bool, default True
         Give each rank its share of the machine's cores for numpy's BLAS
         (:func:`set_rank_threads`), unless ``fastmlp.threads.set_num_threads`` was called.
@@ -116,7 +123,8 @@ class DataParallelTrainer(Trainer):
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
-                 verbose=True, lr_decay=None, seed=None, *, comm=None, set_threads=True):
+                 verbose=True, lr_decay=None, seed=None, *, comm=None, set_threads=True,
+                 sharded=False):
         MPI = _mpi()
         self._MPI = MPI
         comm = MPI.COMM_WORLD if comm is None else comm
@@ -131,6 +139,8 @@ class DataParallelTrainer(Trainer):
         if self.rank == 0 and (seed is None or isinstance(seed, np.random.Generator)):
             seed = int(np.random.default_rng(seed).integers(2**63))
         seed = comm.bcast(seed if self.rank == 0 else None, root=0)
+        self.layout = (ShardLayout(comm.allgather(len(x_train)), self.rank) if sharded
+                       else None)
         self.shard = (0, 0)   # set once the batch size is checked
         if isinstance(mini_batch_size, (int, np.integer)):
             self.shard = shard_bounds(int(mini_batch_size), self.rank, self.size)
@@ -143,8 +153,6 @@ class DataParallelTrainer(Trainer):
         for name in self.network.params:   # in place: the layers hold the same arrays
             comm.Bcast(self.network.params[name], root=0)
         self.check_parameters("after the broadcast from rank 0")
-        lo, hi = self.shard
-        self._weight = (hi - lo) / self.batch_size
         sizes = [network.input_size, *network.hidden_size_list, network.output_size]
         shapes, offsets, length = gradient_layout(sizes, self.dtype)
         self._packed = np.zeros(length, self.dtype)   # the layer path's packed gradients
@@ -153,13 +161,19 @@ class DataParallelTrainer(Trainer):
         self.allreduce_seconds = 0.0
 
     def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
+        if self.layout is not None:
+            return ShardedStream(x_train, t_train, self.layout, batch_size, rng, dtype)
         return ShuffledStream(x_train, t_train, batch_size, rng, dtype, rows=self.shard)
+
+    def _global_train_size(self, n):
+        return n if self.layout is None else self.layout.total
 
     def _agree(self):
         """Raise on every rank unless all ranks train the same way on the same shapes."""
         net = self.network
         mine = (type(net).__name__, np.dtype(self.dtype).str,
-                [(k, v.shape) for k, v in net.params.items()], self.x_train.shape,
+                [(k, v.shape) for k, v in net.params.items()],
+                self.train_size if self.layout is not None else self.x_train.shape,
                 self.x_test.shape, self.batch_size, self.epochs, type(self.optimizer).__name__,
                 getattr(self.optimizer, "lr", None), self.lr_decay, self.iter_per_epoch)
         everyone = self.comm.allgather(mine)
@@ -180,8 +194,21 @@ class DataParallelTrainer(Trainer):
     def _take_step(self, x, t, sample_weight, weight_decay):
         """:func:`fastmlp._loop.step` with the all-reduce as its gradient hook; returns the
         global batch's loss (every rank joins the all-reduce, whatever its own loss)."""
+        self._weight = x.shape[0] / self.batch_size   # this rank's share of the batch
+        if x.shape[0] == 0:   # none of this batch's samples is on this rank (shards)
+            return self._join_empty()
         return step(self.network, self.optimizer, x, t, sample_weight, weight_decay,
                     gradient_hook=self._all_reduce)
+
+    def _join_empty(self):
+        """A rank holding none of the batch: zeros into the all-reduce, then the update every
+        rank applies (the summed gradients, in the layer path's packed buffer)."""
+        self._packed.fill(0)
+        self._reduce(self._packed)
+        loss = float(self._extra[0])
+        if math.isfinite(loss):
+            self.optimizer.update(self.network.params, dict(self._views))
+        return loss
 
     def _all_reduce(self, grads, loss):
         """The gradient hook: weight this rank's gradients and loss, sum them over the ranks
@@ -208,6 +235,19 @@ class DataParallelTrainer(Trainer):
         self.allreduce_seconds += self._MPI.Wtime() - start
 
     # ------------------------------------------------------------------ reporting
+
+    def _train_accuracy(self, k):
+        if self.layout is None:
+            return super()._train_accuracy(k)
+        # the first k (or all) samples of the global set: each rank counts its own
+        n = self.train_size if k is None else min(k, self.train_size)   # as x_train[:k]
+        rows = self.layout.select(np.arange(n))
+        count = np.zeros(1, np.int64)
+        if rows.size:
+            x, t = self.x_train[rows], self.t_train[rows]
+            count[0] = round(Trainer._accuracy(self, x, t) * rows.size)
+        self.comm.Allreduce(self._MPI.IN_PLACE, count, op=self._MPI.SUM)
+        return int(count[0]) / n
 
     def _accuracy(self, x, t):
         """Accuracy over ``x``: each rank counts the correct predictions of its share of the

@@ -152,7 +152,7 @@ class Trainer:
                              f"{x_test.shape[1]}")
         epochs = check_positive_int(epochs, "epochs")
         mini_batch_size = check_positive_int(mini_batch_size, "mini_batch_size")
-        train_size = x_train.shape[0]
+        train_size = self._global_train_size(x_train.shape[0])
         if mini_batch_size > train_size:
             raise ValueError(f"mini_batch_size ({mini_batch_size}) exceeds the number of training "
                              f"samples ({train_size})")
@@ -349,11 +349,10 @@ class Trainer:
         """Measure the accuracies and record the epoch's end (called inside the critical
         section of the epoch's last step)."""
         k = self.evaluate_sample_num_per_epoch
+        train_acc = self._train_accuracy(k)
         if k is None:
-            train_acc = self._accuracy(self.x_train, self.t_train)
             test_acc = self._accuracy(self.x_test, self.t_test)
         else:
-            train_acc = self._accuracy(self.x_train[:k], self.t_train[:k])
             test_acc = self._accuracy(self.x_test[:k], self.t_test[:k])
         with critical:
             self.current_epoch += 1
@@ -369,6 +368,17 @@ class Trainer:
         if self.verbose:
             self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc:.4f}, "
                         f"test acc:{test_acc:.4f} ===")
+
+    def _train_accuracy(self, k):
+        """Accuracy on the training set (on its first ``k`` samples when ``k`` is given)."""
+        if k is None:
+            return self._accuracy(self.x_train, self.t_train)
+        return self._accuracy(self.x_train[:k], self.t_train[:k])
+
+    @staticmethod
+    def _global_train_size(n):
+        """The training set's size (a data-parallel trainer on shards: the sum over ranks)."""
+        return n
 
     def _print(self, line):
         write_line(self._bar, line)

@@ -69,9 +69,15 @@ SCRIPT = textwrap.dedent("""
             x[cfg["huge_row"]] = 1e308   # finite, but its loss overflows: on one rank only
         comm = CountingComm(MPI.COMM_WORLD)
         net = network(cfg, seed=rank)   # different on every rank until the broadcast
-        tr = DataParallelTrainer(net, x, t, x[:25], t[:25], epochs=50, comm=comm,
+        xs, ts = x, t
+        if cfg.get("sharded"):   # each rank holds only its rows of the training set
+            from fastmlp._shard import shard_bounds
+            lo, hi = shard_bounds(len(x), rank, MPI.COMM_WORLD.Get_size())
+            xs, ts = x[lo:hi], t[lo:hi]
+        tr = DataParallelTrainer(net, xs, ts, x[:25], t[:25], epochs=50, comm=comm,
                                  mini_batch_size=cfg["batch"], optimizer=cfg["opt"],
-                                 optimizer_param={"lr": 0.05}, verbose=False, seed=3)
+                                 optimizer_param={"lr": 0.05}, verbose=False, seed=3,
+                                 sharded=cfg.get("sharded", False))
         comm.buffers.clear()
         result = {"shard": tr.shard, "threads": tr.blas_threads}
         try:
@@ -101,6 +107,9 @@ CONFIGS = {
     "momentum_reference": {"opt": "Momentum", "batch": 7, "wd": 0.01, "steps": 10,
                            "reference": True},
     "f32": {"opt": "Adam", "batch": 9, "wd": 0.01, "steps": 10, "dtype": "float32"},
+    # shards: every rank holds 60/K rows; a rank may hold none of a batch (K=4, batch 7)
+    "sharded_sgd": {"opt": "SGD", "batch": 7, "wd": 0.01, "steps": 20, "sharded": True},
+    "sharded_adam": {"opt": "Adam", "batch": 16, "wd": 0.01, "steps": 12, "sharded": True},
 }
 
 
