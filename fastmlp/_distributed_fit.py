@@ -76,6 +76,8 @@ class FitComm:
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.sizes = self.n_total = self.seed0 = None
+        from .distributed import set_rank_threads
+        self.blas_threads = set_rank_threads(comm)   # each rank its share of the cores
 
     # -- agreeing before training (every collective here is an object allgather, so a
     # rank that fails joins the next one with its error and all ranks raise)
