@@ -293,7 +293,7 @@ class DistributedFitEpochs(FitEpochs):
                else np.random.default_rng([fc.seed0, fc.rank, int(est.t_)]))
         self.sampler = ShardBatches(train.X, train.y, train.w, counts, fc, rng, est.shuffle)
         self.stepper = AllReduceStep(fc, est._net, est._optimizer, self.sampler)
-        return Loop(est._net, est._optimizer, self.sampler, self, take_step=self.stepper)
+        return Loop(self.sampler, self, self.stepper)
 
     def data_loss(self):
         return self.stepper.data_loss

@@ -6,10 +6,11 @@ training loop (:class:`fastmlp._loop.Loop`).
 step, the sample-weighted epoch loss, and at each epoch's end the histories, the
 no-improvement rule (patience), the learning-rate schedule, progress and callbacks.
 """
+import functools
 import warnings
 
 from .optimizers import AdaptiveLR
-from ._loop import DivergenceError, EpochBatches, Loop, progress_bar, write_line
+from ._loop import DivergenceError, EpochBatches, Loop, progress_bar, step, write_line
 
 
 class FitEpochs:
@@ -38,7 +39,7 @@ class FitEpochs:
         est = self.est
         self.batch_size = est._batch_size(self.params, train.n)
         sampler = EpochBatches(train.X, train.y, train.w, self.batch_size, est._rng, est.shuffle)
-        return Loop(est._net, est._optimizer, sampler, self)
+        return Loop(sampler, self, functools.partial(step, est._net, est._optimizer))
 
     def _new_epoch(self):
         self.total = self.total_weight = 0.0

@@ -188,17 +188,13 @@ class Loop:
       critical section;
     - ``diverged(loss)``: raise :class:`DivergenceError` (nothing was applied).
 
-    ``take_step(x, t, sample_weight, weight_decay)`` defaults to :func:`step` on
-    ``network`` and ``optimizer`` with ``gradient_hook``: the place where a data-parallel
-    trainer all-reduces the gradients.
+    ``take_step(x, t, sample_weight, weight_decay)`` takes one step and returns its loss:
+    :func:`step` on the front door's network and optimizer (``functools.partial(step,
+    network, optimizer)``), with a gradient hook where a data-parallel trainer all-reduces.
     """
 
-    def __init__(self, network, optimizer, sampler, door, take_step=None, gradient_hook=None):
-        self.network, self.optimizer, self.sampler, self.door = network, optimizer, sampler, door
-        if take_step is None:
-            def take_step(x, t, sample_weight, weight_decay):
-                return step(network, optimizer, x, t, sample_weight, weight_decay, gradient_hook)
-        self.take_step = take_step
+    def __init__(self, sampler, door, take_step):
+        self.sampler, self.door, self.take_step = sampler, door, take_step
 
     def run_step(self, critical):
         """One step and its bookkeeping; returns True when it ended an epoch."""

@@ -199,7 +199,7 @@ class Trainer:
         self.test_acc_list = []
 
         self._stream = self._make_stream(x_train, t_train, mini_batch_size, rng, dtype)
-        self._loop = Loop(network, optimizer, self._stream, self, take_step=self._take_step)
+        self._loop = Loop(self._stream, self, self._take_step)
         self._bar = None
 
     # ------------------------------------------------------------------ checks

@@ -1,5 +1,6 @@
 """The one training loop (fastmlp._loop): the step, its gradient hook, the two samplers, and
 the loop's commit rule, checked against plain gradient + update and the reference."""
+import functools
 import math
 
 import numpy as np
@@ -204,7 +205,7 @@ def test_loop_commits_a_step_only_when_its_loss_is_finite():
     net, _ = _nets()
     sampler = _loop.EpochBatches(X, y, None, 5, np.random.default_rng(0), False)
     door = _Door()
-    loop = _loop.Loop(net, fastmlp.optimizers.SGD(0.1), sampler, door)
+    loop = _loop.Loop(sampler, door, functools.partial(_loop.step, net, fastmlp.optimizers.SGD(0.1)))
     with _sigint.deferred_sigint() as critical:
         loop.run(critical, lambda: door.epochs == 2)
         assert len(door.steps) == 6 and door.epochs == 2
