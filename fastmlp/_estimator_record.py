@@ -326,7 +326,7 @@ def pickled_state(state):
     net = state.pop("_net", None)
     if net is not None:
         state["_net_state"] = {"config": net.config(),
-                               "params": {k: v for k, v in net.params.items()}}
+                               "params": dict(net.params)}
     return state
 
 

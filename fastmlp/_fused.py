@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from . import _backend, layers
-from ._validation import as_float, check_positive_float, check_targets
+from ._validation import as_float, check_targets
 
 __all__ = ["FusedMLP", "gradient_layout", "packed_views"]
 
@@ -40,12 +40,11 @@ _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
 class Plan:
     """What one fused call runs: the weights the layers hold and the structure they form."""
 
-    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "params")
+    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype")
 
     def __init__(self, Ws, bs, sizes, activation, output):
         self.Ws, self.bs, self.sizes, self.activation, self.output = Ws, bs, sizes, activation, output
         self.dtype = Ws[0].dtype.type
-        self.params = Ws + bs
 
     def key(self, n):
         """Everything a workspace's buffers depend on."""
@@ -150,21 +149,12 @@ class FusedMLP:
         if not _backend.USE_BLAS:
             return None
         found = _backend.mlp_fusable(net, _LAYER_CLASSES, writeable)
-        if found is None or list(net.layers) != self._layer_names(net, len(found[0])):
+        if found is None:
             return None
-        return Plan(*found)
-
-    def _layer_names(self, net, L):
-        """``Affine1, <activation>1, ..., Affine{L}``: the only layer list the kernel runs."""
-        names = self._names
-        if names is None or len(names) != 2 * L - 1:
-            names = []
-            for i in range(1, L + 1):
-                names.append(f"Affine{i}")
-                if i < L:
-                    names.append(f"{net._activation_layer_name}{i}")
-            self._names = names
-        return names
+        names = self._names   # the only layer list the kernel runs (cached per depth)
+        if names is None or len(names) != 2 * len(found[0]) - 1:
+            names = self._names = net._layer_names(len(found[0]))
+        return Plan(*found) if list(net.layers) == names else None
 
     def predict(self, plan, x):
         """Scores of the checked batch ``x`` (new arrays: predict is safe from many threads)."""
@@ -184,10 +174,7 @@ class FusedMLP:
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = net._check_x(x, finite=False)
-        decay = net.weight_decay_lambda if weight_decay is None else weight_decay
-        if type(decay) is not float or not 0 <= decay < math.inf:
-            decay = check_positive_float(decay, "weight_decay_lambda" if weight_decay is None
-                                         else "weight_decay", allow_zero=True)
+        decay = net._decay(weight_decay)
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=plan.dtype, ndim=1,
                                      finite=True)
@@ -231,7 +218,7 @@ def _own(a, plan, sgd_lr):
     """``a`` as an aligned C-contiguous array, copied when a fused update would change
     it while the kernel reads it (``a`` shares memory with a weight or bias)."""
     if (not (a.flags.c_contiguous and a.flags.aligned)
-            or (sgd_lr and any(np.may_share_memory(a, p) for p in plan.params))):
+            or (sgd_lr and any(np.may_share_memory(a, p) for p in plan.Ws + plan.bs))):
         return np.array(a, order="C")
     return a
 

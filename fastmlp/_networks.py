@@ -161,12 +161,22 @@ class MultiLayerNet:
 
     def _build_layers(self, module, activation_class, params):
         layers = OrderedDict()
-        n_affine = self.hidden_layer_num + 1
-        for i in range(1, n_affine + 1):
-            layers[f"Affine{i}"] = module.Affine(params[f"W{i}"], params[f"b{i}"])
-            if i < n_affine:
-                layers[f"{self._activation_layer_name}{i}"] = getattr(module, activation_class)()
+        for name in self._layer_names(self.hidden_layer_num + 1):
+            if name.startswith("Affine"):
+                i = name[len("Affine"):]
+                layers[name] = module.Affine(params[f"W{i}"], params[f"b{i}"])
+            else:
+                layers[name] = getattr(module, activation_class)()
         return layers
+
+    def _layer_names(self, n_affine):
+        """``Affine1, <activation>1, ..., Affine{n_affine}``: the layers' names, in order."""
+        names = []
+        for i in range(1, n_affine + 1):
+            names.append(f"Affine{i}")
+            if i < n_affine:
+                names.append(f"{self._activation_layer_name}{i}")
+        return names
 
     @property
     def params(self):
@@ -202,7 +212,7 @@ class MultiLayerNet:
 
     # -- persistence ---------------------------------------------------------
 
-    _CONFIG_KEYS = ("input_size", "hidden_size_list", "output_size", "activation",
+    CONFIG_KEYS = ("input_size", "hidden_size_list", "output_size", "activation",
                     "weight_decay_lambda", "dtype", "loss")
 
     def config(self):
@@ -220,11 +230,11 @@ class MultiLayerNet:
         of them, shapes and float widths checked before any is copied) copied in."""
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
-        missing = [k for k in cls._CONFIG_KEYS if k not in config]
-        unknown = sorted(map(str, set(config) - set(cls._CONFIG_KEYS)))
+        missing = [k for k in cls.CONFIG_KEYS if k not in config]
+        unknown = sorted(map(str, set(config) - set(cls.CONFIG_KEYS)))
         if missing or unknown:
             raise ValueError(f"config of {cls.__name__} must have exactly the keys "
-                             f"{list(cls._CONFIG_KEYS)}: missing {missing}, unknown {unknown}")
+                             f"{list(cls.CONFIG_KEYS)}: missing {missing}, unknown {unknown}")
         if config["dtype"] not in ("float32", "float64"):
             raise ValueError(f"config dtype must be 'float32' or 'float64', got {config['dtype']!r}")
         kwargs = dict(config, dtype=np.dtype(config["dtype"]).type)
@@ -477,7 +487,7 @@ class TwoLayerNet(MultiLayerNet):
                          dtype=dtype, seed=seed)
         self.hidden_size = hidden_size
 
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "dtype")
+    CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "dtype")
 
     def config(self):
         """The constructor arguments that rebuild this network, as a JSON-able dict."""

@@ -156,11 +156,6 @@ def network_classes():
             ("TwoLayerNet", "reference"): reference.TwoLayerNet}
 
 
-_TWO_LAYER_CONFIG = ("input_size", "hidden_size", "output_size", "dtype")
-_MULTI_LAYER_CONFIG = ("input_size", "hidden_size_list", "output_size", "activation",
-                       "weight_decay_lambda", "dtype", "loss")
-
-
 def network_record(net, prefix, arrays):
     """(record, arrays[prefix/...] filled) for a compiled or reference network."""
     key = _key_of(net, network_classes())
@@ -170,7 +165,7 @@ def network_record(net, prefix, arrays):
                         f"got {type(net).__module__}.{type(net).__name__}")
     dtype = np.dtype(check_dtype(net.dtype))
     config = net.config()
-    keys = _TWO_LAYER_CONFIG if key[0] == "TwoLayerNet" else _MULTI_LAYER_CONFIG
+    keys = network_classes()[key].CONFIG_KEYS
     config = {k: config[k] for k in keys}           # the file's key order
     if "weight_decay_lambda" in config:               # a NaN is written, and refused by the check
         config["weight_decay_lambda"] = jfloat(config["weight_decay_lambda"])
@@ -200,8 +195,7 @@ def network_plan(rec):
         raise ValueError("the network's class and implementation must be strings")
     cls = _lookup(network_classes(), key, "network class")
     two = key[0] == "TwoLayerNet"
-    cfg = record(rec["config"], _TWO_LAYER_CONFIG if two else _MULTI_LAYER_CONFIG,
-                 "the network config")
+    cfg = record(rec["config"], cls.CONFIG_KEYS, "the network config")
     dtype = _float_dtype(cfg["dtype"])
     n_in = size(cfg["input_size"], "network input_size")
     n_out = size(cfg["output_size"], "network output_size")

@@ -4,6 +4,7 @@ Every public entry point (layers, networks, optimizers, trainer, estimators)
 validates here first; the compiled kernels then run without bounds checks.
 numpy-only, so both the compiled path and the reference can use it.
 """
+import math
 import numbers
 
 import numpy as np
@@ -146,6 +147,9 @@ def check_positive_int(value, name, minimum=1):
 
 
 def check_positive_float(value, name, allow_zero=False):
+    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``), else an error naming it."""
+    if type(value) is float and (0.0 < value < math.inf or (allow_zero and value == 0.0)):
+        return value   # the common case, checked per training step: no conversion
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)

@@ -70,7 +70,7 @@ import zlib
 import numpy as np
 
 from ._files import open_regular, replace_atomically
-from ._records import (count, network_from_record, network_plan, network_record,
+from ._records import (MAX_SIZE, count, network_from_record, network_plan, network_record,
                        optimizer_from_record, optimizer_plan, optimizer_record, prefixed,
                        record)
 from ._version import __version__
@@ -89,7 +89,6 @@ _MAX_MEMBERS = 10_000            # members of the archive, entries of the array 
 _MAX_DIRECTORY_BYTES = 4 << 20   # the ZIP central directory
 _MAX_NAME = 256                  # characters of an array name
 _MAX_NDIM = 32
-_MAX_SIZE = 2**62                # an array dimension
 _SAFE_KINDS = "biufU"            # bool, ints, floats, unicode: never objects or records
 
 
@@ -424,7 +423,7 @@ def _array_table(table):
             raise _Invalid(f"array {name}: dtype {dtype_str!r} is not allowed")
         if not isinstance(shape, list) or len(shape) > _MAX_NDIM:
             raise _Invalid(f"array {name}: invalid shape")
-        shape = tuple(count(s, f"array {name} shape entry", _MAX_SIZE) for s in shape)
+        shape = tuple(count(s, f"array {name} shape entry", MAX_SIZE) for s in shape)
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise _Invalid(f"array {name}: invalid sha256")
         specs[name] = (dtype, shape, dtype.itemsize * math.prod(shape), digest)

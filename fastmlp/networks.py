@@ -18,7 +18,6 @@ The arrays ``gradient`` returns are those buffers: the next call to
 ``gradient`` overwrites them (copy them to keep them). One network must not
 run ``gradient`` from two threads at once; ``predict`` is safe from many.
 """
-import math
 
 import numpy as np
 
@@ -101,8 +100,7 @@ class MultiLayerNet(_networks.MultiLayerNet):
             finite), or None when the fused kernel does not apply to the
             network as it is now: the caller then runs ``gradient`` and its update.
         """
-        if type(lr) is not float or not 0 < lr < math.inf:
-            lr = check_positive_float(lr, "lr")
+        lr = check_positive_float(lr, "lr")
         fused = self._fused.plan(self, writeable=True)
         if fused is None:
             return None

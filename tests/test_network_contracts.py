@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import io as fio
 from fastmlp import reference as R
 
 CLASSES = [fastmlp.MultiLayerNet, R.MultiLayerNet]
@@ -233,7 +232,6 @@ NETS = {
 def test_config_round_trip_is_bitwise(module, dtype, kind):
     net = NETS[kind](module, dtype)
     config = net.config()
-    assert config == fio.network_record(net, "network", {})["config"]   # what io writes today
     config = json.loads(json.dumps(config, allow_nan=False))            # JSON-able
     back = type(net).from_config(config, dict(net.params))
     assert type(back) is type(net) and back.config() == net.config()
