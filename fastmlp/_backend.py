@@ -198,10 +198,6 @@ def add_forward(x, y):
 #: The compiled rules' numbers by name, defined once by the C enum (kernels/fastmlp_optim.h).
 OPTIMIZER_RULES = dict(optim.RULES)
 
-#: The compiled ``update`` itself, for the optimizers' hot path (one Python call per step).
-optimizer_kernel = optim.update
-
-
 def optimizer_gather(params, grads, states):
     """``(params, grads, state1, state2, largest)`` for :func:`optimizer_update` when the
     dicts' arrays (``states``: the rule's state dicts, None before the first update) can

@@ -11,7 +11,6 @@ itself with four class attributes:
 ``counts_steps``  whether it keeps a step count ``iter`` (Adam);
 ``variants``      the allowed values of a ``variant`` attribute, or ().
 """
-import math
 import numbers
 
 import numpy as np
@@ -137,8 +136,3 @@ def _checked_state(opt, state):
         copies[name] = {k: np.array(a, dtype=dtype, order="C", copy=True)
                         for k, a in slot.items()}
     return copies
-
-
-def finite_positive(lr):
-    """``lr`` if it is a float in (0, inf), else None (the fused-SGD condition)."""
-    return lr if type(lr) is float and 0 < lr < math.inf else None

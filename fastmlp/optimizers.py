@@ -189,7 +189,8 @@ class SGD(Optimizer):
 
     def fused_lr(self):
         # only this exact class: a subclass may change what update() does
-        return _optim_state.finite_positive(self.lr) if type(self) is SGD else None
+        lr = self.lr
+        return lr if type(self) is SGD and type(lr) is float and 0 < lr < math.inf else None
 
 
 class Momentum(Optimizer):
@@ -283,11 +284,11 @@ class Adam(Optimizer):
 
     def _rule_args(self):
         t = self.iter + 1   # the step about to be applied (``update`` counts it)
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         return self.rule, lr_t, 0.0, 0.0, self.beta1, self.beta2, self.eps
 
 
-_kernel_update = _backend.optimizer_kernel   # the compiled rule itself (see Optimizer.update)
+_kernel_update = _backend.optim.update   # the compiled rule itself (see Optimizer.update)
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam}
@@ -369,9 +370,6 @@ class EpochDecayLR(ConstantLR):
         """``optimizer.lr *= factor``."""
         optimizer.lr *= self.factor
 
-
-SCHEDULES = {"constant": ConstantLR, "invscaling": InverseScalingLR, "adaptive": AdaptiveLR,
-             "epoch_decay": EpochDecayLR}
 
 # The schedules are public (fastmlp.optimizers.AdaptiveLR ...) but kept out of __all__, which
 # names exactly what the numpy twin (fastmlp.reference.optimizers) also has.

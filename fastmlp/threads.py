@@ -44,11 +44,6 @@ MAX_THREADS = 4096
 #: thread team costs more than it wins.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
-#: Items per chunk of the elementwise kernels (``CHUNK``, a compile-time constant in
-#: ``kernels/_omp.pxd``): work is split in chunks of this fixed size, never by the thread
-#: count, so the results do not depend on it.
-KERNEL_CHUNK = _omp.chunk_items()
-
 #: OpenMP kernels are safe next to numpy's BLAS only when that BLAS runs on OpenMP too (one
 #: pool). With a pthreads BLAS (numpy's own wheels), a GEMM followed by an OpenMP loop leaves
 #: two sets of spinning threads fighting for the cores: measured here up to 60x slower. The

@@ -15,7 +15,7 @@ cdef extern from *:
 # Elementwise loops are split into chunks of this many items (a fixed size, so the
 # results do not depend on the thread count). A compile-time constant of the kernels,
 # kept here; the thread policy that uses it (which kernel gets how many threads:
-# PARALLEL_MIN_ELEMENTS, kernel_threads) lives in fastmlp/threads.py, which reads this
-# value as threads.KERNEL_CHUNK. A kernel runs serially unless given more than one thread.
+# PARALLEL_MIN_ELEMENTS, kernel_threads) lives in fastmlp/threads.py. A kernel runs
+# serially unless given more than one thread.
 cdef enum:
     CHUNK = 16384

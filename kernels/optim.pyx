@@ -43,9 +43,6 @@ RULES = {"sgd": FASTMLP_SGD, "momentum": FASTMLP_MOMENTUM, "nesterov": FASTMLP_N
          "nesterov_sklearn": FASTMLP_NESTEROV_SKLEARN}
 assert len(RULES) == FASTMLP_N_RULES, "every rule of fastmlp_optim.h has a name here"
 
-#: How many state arrays each rule keeps per parameter (0, 1 or 2), from the header.
-SLOTS = {name: fastmlp_rule_slots(rule) for name, rule in RULES.items()}
-
 
 cdef inline void _update(int rule, floating *p, const floating *g, floating *s1, floating *s2,
                          Hyper *hp, Py_ssize_t start, Py_ssize_t end) noexcept nogil:

@@ -18,11 +18,6 @@ def openmp_enabled():
     return bool(FASTMLP_USE_OPENMP)
 
 
-def chunk_items():
-    """Items per chunk of the elementwise kernels (``CHUNK`` in ``_omp.pxd``)."""
-    return CHUNK
-
-
 def omp_max_threads():
     """OpenMP's default team size (OMP_NUM_THREADS or the cores); 1 without OpenMP."""
     return omp_get_max_threads()

@@ -178,5 +178,5 @@ def parallel_kernels(monkeypatch, restore_threads):
     monkeypatch.setattr(_threads, "PARALLEL_MIN_ELEMENTS", 0)
     # fastmlp.threads keeps the kernels serial beside a pthreads BLAS (for speed); the
     # OpenMP path must still give the same bits, so the tests open that gate.
-    monkeypatch.setattr(_threads, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    monkeypatch.setattr(_threads, "OPENMP_SHARES_BLAS_POOL", True)
     yield

@@ -162,7 +162,7 @@ def _run_raw_fork(fn):
 def parent_used_openmp(monkeypatch):
     """The parent (this process) runs OpenMP teams of 2 in this thread, directly and through
     the layers; fastmlp's setting, the gates and numpy's BLAS are put back afterwards."""
-    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True)
     monkeypatch.setattr(T, "PARALLEL_MIN_ELEMENTS", 0)
     blas = T._blas_threads()
     fastmlp.set_num_threads(2)

@@ -413,7 +413,7 @@ def test_changed_params_after_first_update_rejected(name):
 
 
 @pytest.mark.parametrize("module", [compiled, reference], ids=["compiled", "reference"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", BOOK_NAMES)   # NesterovSklearn: the same class
 @pytest.mark.parametrize("lr, exc", [(0, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
                                      (float("inf"), ValueError), ("0.1", TypeError),
                                      (True, TypeError), (None, TypeError)])

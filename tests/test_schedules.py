@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 
-from fastmlp import optimizers
 from fastmlp.optimizers import AdaptiveLR, ConstantLR, EpochDecayLR, InverseScalingLR
 
 
@@ -95,11 +94,6 @@ def test_bad_schedule_arguments(kwargs, exc):
     cls = kwargs.pop("cls")
     with pytest.raises(exc):
         cls(**kwargs)
-
-
-def test_schedules_by_name():
-    assert optimizers.SCHEDULES == {"constant": ConstantLR, "invscaling": InverseScalingLR,
-                                    "adaptive": AdaptiveLR, "epoch_decay": EpochDecayLR}
 
 
 # ---------------------------------------------------------------- the front doors they replace

@@ -175,12 +175,11 @@ def test_backend_hands_the_thread_count_to_the_kernels(parallel_kernels, monkeyp
 
 def test_small_work_stays_serial(restore_threads, monkeypatch):
     fastmlp.set_num_threads(4)
-    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True, raising=False)
+    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", True)
     assert T.kernel_threads(T.PARALLEL_MIN_ELEMENTS - 1) == 1
     assert T.kernel_threads(T.PARALLEL_MIN_ELEMENTS) == 4
-    if hasattr(T, "OPENMP_SHARES_BLAS_POOL"):  # beside a pthreads BLAS: always serial
-        monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", False)
-        assert T.kernel_threads(10 * T.PARALLEL_MIN_ELEMENTS) == 1
+    monkeypatch.setattr(T, "OPENMP_SHARES_BLAS_POOL", False)   # beside a pthreads BLAS: serial
+    assert T.kernel_threads(10 * T.PARALLEL_MIN_ELEMENTS) == 1
 
 
 def _layer_results(dtype, rng_seed):
