@@ -45,13 +45,13 @@ def predict(rows, dtype="float32"):
             per_link[link] = [(k, allreduce_seconds(r["bytes"], k, bandwidth, latency))
                               for k in MACHINES]
         out.append({"net": r["net"], "bytes": r["bytes"], "compute_s": compute,
-                    "measured_allreduce_s": r["allreduce_ms"] / 1e3, "links": per_link})
+                    "links": per_link})
     return out
 
 
-def table(predictions):
+def table(predictions, dtype):
     """Markdown: compute/communication ratio and efficiency per network, link and K."""
-    head = "| network (float32) | MB | compute ms | link | " + " | ".join(
+    head = f"| network ({dtype}) | MB | compute ms | link | " + " | ".join(
         f"K={k}" for k in MACHINES) + " |"
     lines = [head, "|" + "---|" * (4 + len(MACHINES))]
     for p in predictions:
@@ -72,7 +72,7 @@ def main(argv=None):
     with open(args.results) as f:
         predictions = predict(json.load(f), args.dtype)
     print("weak-scaling efficiency T_c / (T_c + T_ar) (compute/communication ratio)")
-    print(table(predictions))
+    print(table(predictions, args.dtype))
     if args.plot:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from fastmlp import _plot

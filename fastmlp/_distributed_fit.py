@@ -16,13 +16,11 @@ Every rank passes its own shard of the training data. On the one training loop
 Epoch losses, validation sums, stopping decisions and ``t_`` (global samples) are the same
 on every rank; only rank 0 prints. mpi4py is imported here, not with fastmlp.
 """
-import zlib
-
 import numpy as np
 
+from . import distributed
 from ._estimator_epochs import FitEpochs
 from ._estimator_params import log_softmax
-from ._fused import gradient_layout, packed_views
 from ._loop import Batch, Loop, step
 
 MPI_MISSING = ('fit(..., comm=...) needs mpi4py and an MPI library: pip install '
@@ -56,28 +54,17 @@ def split_counts(sizes, batch_size):
     return table
 
 
-def _checksum(arrays):
-    crc = 0
-    for a in arrays:
-        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
-    return crc
-
-
 class FitComm:
     """One data-parallel fit's communicator and what the ranks agreed on."""
 
     def __init__(self, comm):
-        try:
-            from mpi4py import MPI
-        except ImportError as exc:
-            raise ImportError(MPI_MISSING) from exc
+        MPI = distributed.import_mpi(MPI_MISSING)
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.sizes = self.n_total = self.seed0 = None
-        from .distributed import set_rank_threads
-        self.blas_threads = set_rank_threads(comm)   # each rank its share of the cores
+        self.blas_threads = distributed.set_rank_threads(comm)   # its share of the cores
 
     # -- agreeing before training (every collective here is an object allgather, so a
     # rank that fails joins the next one with its error and all ranks raise)
@@ -149,9 +136,7 @@ class FitComm:
         self.check_parameters(net, "at the start of the fit")
 
     def check_parameters(self, net, when):
-        crcs = self.comm.allgather(_checksum(net.params.values()))
-        if len(set(crcs)) != 1:
-            raise RuntimeError(f"the ranks' parameters differ {when} (CRC-32 per rank: {crcs})")
+        distributed.check_same_parameters(self.comm, net.params, when)
 
     def allreduce(self, values):
         buf = np.asarray(values, dtype=np.float64).copy()
@@ -180,24 +165,27 @@ class ShardBatches:
         self.X, self.y, self.w, self.fc, self.rng, self.shuffle = X, y, w, fc, rng, shuffle
         self.n = X.shape[0]
         self.bounds = np.concatenate([[0], np.cumsum(counts[fc.rank])])
-        self.local_counts = counts[fc.rank].astype(np.float64)
+        local_counts = counts[fc.rank].astype(np.float64)
         self.counts = counts.sum(axis=0)
         self.S = len(self.counts)
         self.s = 0
         self._epoch = (X, y, w)
         self.current = None
+        self._local, self._global = local_counts, self.counts.astype(np.float64)   # unweighted
+        if shuffle:   # the epoch's shuffled shard, in buffers kept for the fit
+            self._buffers = (np.empty_like(X), np.empty_like(y),
+                             None if w is None else np.empty_like(w))
 
     def draw(self, critical):
         if self.s == 0:
             if self.shuffle:
                 perm = self.rng.permutation(self.n)
-                X, y, w = self.X, self.y, self.w
-                self._epoch = (np.take(X, perm, axis=0), np.take(y, perm, axis=0),
-                               None if w is None else np.take(w, perm))
+                X_buf, y_buf, w_buf = self._buffers
+                self._epoch = (np.take(self.X, perm, axis=0, out=X_buf),
+                               np.take(self.y, perm, axis=0, out=y_buf),
+                               None if self.w is None else np.take(self.w, perm, out=w_buf))
             w = self._epoch[2]
-            if w is None:
-                self._local, self._global = self.local_counts, self.counts.astype(np.float64)
-            else:
+            if w is not None:   # the parts' weights change with the shuffle
                 b = self.bounds
                 self._local = np.array([float(w[b[s]:b[s + 1]].sum()) for s in range(self.S)])
                 self._global = self.fc.allreduce(self._local)
@@ -217,33 +205,15 @@ class ShardBatches:
         self.s = (self.s + 1) % self.S
 
 
-class _NoRows:
-    """The network of a step in which this rank has no rows: zero gradients, zero loss."""
-
-    def __init__(self, params, packed, views):
-        self.params, self._packed, self._views = params, packed, views
-        self.last_loss = 0.0
-
-    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
-        self._packed.fill(0)
-        return dict(self._views)
-
-
 class AllReduceStep:
     """The Loop's ``take_step``: :func:`fastmlp._loop.step` with the all-reduce as its
     gradient hook (and a rank without rows in the step joining it with zeros)."""
 
     def __init__(self, fc, net, optimizer, sampler):
         self.fc, self.net, self.optimizer, self.sampler = fc, net, optimizer, sampler
-        dtype = net.params["W1"].dtype
-        sizes = [net.input_size, *net.hidden_size_list, net.output_size]
-        shapes, offsets, length = gradient_layout(sizes, dtype)
-        self._packed = np.zeros(length, dtype)
-        self._views = dict(zip(net.params, packed_views(self._packed, shapes, offsets)))
-        self._extra = self._packed[-(64 // self._packed.itemsize):]
-        self._empty = _NoRows(net.params, self._packed, self._views)
+        self._reducer = distributed.PackedAllReduce(fc.comm, net)
+        self._empty = distributed.NoRows(net.params, self._reducer)
         self.data_loss = 0.0
-        self.allreduce_seconds = 0.0
 
     def __call__(self, x, t, sample_weight, weight_decay):
         net = self.net if x.shape[0] else self._empty
@@ -251,28 +221,13 @@ class AllReduceStep:
                     gradient_hook=self.hook)
 
     def hook(self, grads, loss):
-        batch, MPI = self.sampler.current, self.fc.MPI
-        ws = getattr(getattr(self.net, "_fused", None), "workspace", None)
-        empty = batch.x.shape[0] == 0
-        if not empty and ws is not None and len(grads) == len(ws.grads) \
-                and all(grads.get(k) is g for k, g in ws.grads):
-            packed, extra = ws.packed, ws.extra
-        else:
-            packed, extra = self._packed, self._extra
-            for k, view in self._views.items():
-                if grads[k] is not view:
-                    np.copyto(view, grads[k])
-            grads.update(self._views)
-        scale = batch.local_weight / batch.weight
-        data_loss = 0.0 if empty else float(self.net.last_layer.loss)
-        if scale != 1.0:
-            packed *= scale
-        extra[0], extra[1] = scale * loss, scale * data_loss
-        start = MPI.Wtime()
-        self.fc.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
-        self.allreduce_seconds += MPI.Wtime() - start
-        self.data_loss = float(extra[1])
-        return float(extra[0])
+        """This rank's share (its weight over the global batch's) of the gradient, the loss
+        and the data loss, summed over the ranks; returns the global loss."""
+        batch = self.sampler.current
+        data_loss = float(self.net.last_layer.loss) if batch.x.shape[0] else 0.0
+        loss, self.data_loss = self._reducer(self.net, grads, batch.local_weight / batch.weight,
+                                             (loss, data_loss))
+        return loss
 
 
 class DistributedFitEpochs(FitEpochs):

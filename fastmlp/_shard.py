@@ -112,18 +112,14 @@ class ShardLayout:
         mine = (global_idx >= self.start) & (global_idx < self.stop)
         return global_idx[mine] - self.start
 
-    def owner(self, global_idx):
-        """The rank holding each global index."""
-        return np.searchsorted(self.offsets, global_idx, side="right") - 1
-
 
 class ShardedStream(ShuffledStream):
     """``ShuffledStream`` over a sharded training set: the same global permutations and
     global mini-batches on every rank, each rank returning the members it holds.
 
     ``draw(critical)`` returns a :class:`fastmlp._loop.Batch` of this rank's rows of the
-    next global batch (possibly none) whose ``weight`` is their count;
-    ``global_batch_size`` is the divisor of the summed gradient. ``commit()`` as in
+    next global batch (possibly none) whose ``weight`` is their count (``batch_size`` is
+    the divisor of the summed gradient). ``commit()`` as in
     ``ShuffledStream``: a step that is interrupted or diverges retries the same batch.
     ``perm``/``pos``/``rng`` are the position (what a checkpoint saves), identical on
     every rank.
@@ -138,7 +134,6 @@ class ShardedStream(ShuffledStream):
                              f"(the global number of training samples)")
         super().__init__(x[:0], t[:0], batch_size, rng, dtype, rows=(0, 0))   # no buffers
         self.x, self.t, self.layout, self.dtype = x, t, layout, dtype
-        self.global_batch_size = batch_size
         self.perm = np.arange(layout.total)   # the global index space
         self.pos = layout.total               # used up: the first batch shuffles
 

@@ -16,7 +16,6 @@ when a rank raises (plain ``python`` leaves the other ranks waiting in a collect
 Needs ``pip install "fastmlp[mpi]"`` (mpi4py and MPICH's wheel) or mpi4py built
 against a system MPI; ``import fastmlp`` works without them.
 """
-import math
 import os
 import zlib
 
@@ -35,12 +34,13 @@ _MPI_MISSING = ('fastmlp.distributed needs mpi4py and an MPI library: pip instal
                 '"fastmlp[mpi]" (mpi4py and MPICH), or mpi4py built against your system MPI')
 
 
-def _mpi():
-    """mpi4py's MPI module (imported here, not with fastmlp: it initialises MPI)."""
+def import_mpi(message=_MPI_MISSING):
+    """mpi4py's MPI module (imported here, not with fastmlp: it initialises MPI); without
+    it an ImportError saying ``message`` (which names the extra)."""
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise ImportError(_MPI_MISSING) from exc
+        raise ImportError(message) from exc
     return MPI
 
 
@@ -58,7 +58,7 @@ def set_rank_threads(comm=None):
     int
         The thread count this rank now uses.
     """
-    MPI = _mpi()
+    MPI = import_mpi()
     comm = MPI.COMM_WORLD if comm is None else comm
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
@@ -71,12 +71,74 @@ def set_rank_threads(comm=None):
         node.Free()
 
 
-def _checksum(arrays):
-    """CRC-32 of the arrays' bytes, in order (cheap: a pass over memory)."""
+def check_same_parameters(comm, params, when="now"):
+    """Raise RuntimeError on every rank unless all ranks of ``comm`` hold bitwise the same
+    ``params`` (a dict of arrays): one CRC-32 per rank (a pass over memory), all-gathered."""
     crc = 0
-    for a in arrays:
+    for a in params.values():
         crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
-    return crc
+    crcs = comm.allgather(crc)
+    if len(set(crcs)) != 1:
+        raise RuntimeError(f"the ranks' parameters differ {when} (CRC-32 per rank: {crcs})")
+
+
+class NoRows:
+    """The network of a step in which this rank holds no rows of the batch: zero gradients
+    and zero loss, so that it still joins the step's all-reduce and applies its update."""
+
+    def __init__(self, params, reducer):
+        self.params, self._reducer, self.last_loss = params, reducer, 0.0
+
+    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+        return self._reducer.zero_gradients()
+
+
+class PackedAllReduce:
+    """The step's one in-place ``Allreduce``: a network's gradients, each rank's scaled by
+    its share of the batch, packed in one buffer (the layout of
+    :func:`fastmlp._fused.gradient_layout`) with a few scalars (losses) in its last line.
+
+    The fused workspace's gradients are views of such a buffer already (no copy); the layer
+    path's are copied into this one. ``seconds`` totals the time spent in the Allreduce.
+    """
+
+    def __init__(self, comm, network):
+        self.MPI, self.comm = import_mpi(), comm
+        sizes = [network.input_size, *network.hidden_size_list, network.output_size]
+        dtype = network.params["W1"].dtype
+        shapes, offsets, length = gradient_layout(sizes, dtype)
+        self._packed = np.zeros(length, dtype)
+        self._views = dict(zip(network.params, packed_views(self._packed, shapes, offsets)))
+        self._extra = self._packed[-(64 // self._packed.itemsize):]
+        self.seconds = 0.0
+
+    def zero_gradients(self):
+        """The packed buffer's gradient views, zeroed (a rank without rows)."""
+        self._packed.fill(0)
+        return dict(self._views)
+
+    def __call__(self, network, grads, scale, scalars):
+        """Sum ``scale * grads`` and ``scale * scalars`` over the ranks; the sums are left in
+        ``grads`` (its entries may become the packed buffer's views); returns the scalars'."""
+        ws = getattr(getattr(network, "_fused", None), "workspace", None)
+        if ws is not None and len(grads) == len(ws.grads) \
+                and all(grads.get(k) is g for k, g in ws.grads):
+            packed, extra = ws.packed, ws.extra          # the gradients are its views already
+        else:
+            packed, extra = self._packed, self._extra    # the layer path: one copy in
+            for k, view in self._views.items():
+                if grads[k] is not view:
+                    np.copyto(view, grads[k])
+            grads.update(self._views)
+        if scale != 1.0:
+            packed *= scale
+        for i, value in enumerate(scalars):
+            extra[i] = scale * value
+        MPI = self.MPI
+        start = MPI.Wtime()
+        self.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
+        self.seconds += MPI.Wtime() - start
+        return [float(v) for v in extra[:len(scalars)]]
 
 
 class DataParallelTrainer(Trainer):
@@ -116,7 +178,7 @@ class DataParallelTrainer(Trainer):
     Attributes (beyond the Trainer's)
     ---------------------------------
     comm, rank, size : the communicator, this rank and the number of ranks
-    shard : (lo, hi), this rank's rows of every global batch
+    shard : (lo, hi), this rank's rows of every global batch (None with ``sharded``)
     blas_threads : int, numpy's BLAS threads on this rank
     allreduce_seconds : float, total time in the gradient all-reduce
     """
@@ -125,7 +187,7 @@ class DataParallelTrainer(Trainer):
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
                  verbose=True, lr_decay=None, seed=None, *, comm=None, set_threads=True,
                  sharded=False):
-        MPI = _mpi()
+        MPI = import_mpi()
         self._MPI = MPI
         comm = MPI.COMM_WORLD if comm is None else comm
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
@@ -141,8 +203,8 @@ class DataParallelTrainer(Trainer):
         seed = comm.bcast(seed if self.rank == 0 else None, root=0)
         self.layout = (ShardLayout(comm.allgather(len(x_train)), self.rank) if sharded
                        else None)
-        self.shard = (0, 0)   # set once the batch size is checked
-        if isinstance(mini_batch_size, (int, np.integer)):
+        self.shard = None   # with whole data: this rank's rows of every global batch
+        if not sharded and isinstance(mini_batch_size, (int, np.integer)):
             self.shard = shard_bounds(int(mini_batch_size), self.rank, self.size)
         super().__init__(network, x_train, t_train, x_test, t_test, epochs=epochs,
                          mini_batch_size=mini_batch_size, optimizer=optimizer,
@@ -153,12 +215,8 @@ class DataParallelTrainer(Trainer):
         for name in self.network.params:   # in place: the layers hold the same arrays
             comm.Bcast(self.network.params[name], root=0)
         self.check_parameters("after the broadcast from rank 0")
-        sizes = [network.input_size, *network.hidden_size_list, network.output_size]
-        shapes, offsets, length = gradient_layout(sizes, self.dtype)
-        self._packed = np.zeros(length, self.dtype)   # the layer path's packed gradients
-        self._views = dict(zip(self.network.params, packed_views(self._packed, shapes, offsets)))
-        self._extra = self._packed[-(64 // self._packed.itemsize):]
-        self.allreduce_seconds = 0.0
+        self._reducer = PackedAllReduce(comm, self.network)
+        self._no_rows = NoRows(self.network.params, self._reducer)
 
     def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
         if self.layout is not None:
@@ -185,9 +243,12 @@ class DataParallelTrainer(Trainer):
     def check_parameters(self, when="now"):
         """Raise RuntimeError on every rank unless all ranks hold bitwise the same
         parameters (a CRC-32 per rank, all-gathered)."""
-        crcs = self.comm.allgather(_checksum(self.network.params.values()))
-        if len(set(crcs)) != 1:
-            raise RuntimeError(f"the ranks' parameters differ {when} (CRC-32 per rank: {crcs})")
+        check_same_parameters(self.comm, self.network.params, when)
+
+    @property
+    def allreduce_seconds(self):
+        """Total time spent in the gradient all-reduce."""
+        return self._reducer.seconds
 
     # ------------------------------------------------------------------ the step
 
@@ -195,70 +256,39 @@ class DataParallelTrainer(Trainer):
         """:func:`fastmlp._loop.step` with the all-reduce as its gradient hook; returns the
         global batch's loss (every rank joins the all-reduce, whatever its own loss)."""
         self._weight = x.shape[0] / self.batch_size   # this rank's share of the batch
-        if x.shape[0] == 0:   # none of this batch's samples is on this rank (shards)
-            return self._join_empty()
-        return step(self.network, self.optimizer, x, t, sample_weight, weight_decay,
+        # a rank holding none of this batch's samples (shards) joins with zeros
+        network = self.network if x.shape[0] else self._no_rows
+        return step(network, self.optimizer, x, t, sample_weight, weight_decay,
                     gradient_hook=self._all_reduce)
 
-    def _join_empty(self):
-        """A rank holding none of the batch: zeros into the all-reduce, then the update every
-        rank applies (the summed gradients, in the layer path's packed buffer)."""
-        self._packed.fill(0)
-        self._reduce(self._packed)
-        loss = float(self._extra[0])
-        if math.isfinite(loss):
-            self.optimizer.update(self.network.params, dict(self._views))
-        return loss
-
     def _all_reduce(self, grads, loss):
-        """The gradient hook: weight this rank's gradients and loss, sum them over the ranks
-        in one in-place Allreduce of one packed buffer, leave the sums in ``grads``; return
-        the global loss."""
-        ws = getattr(getattr(self.network, "_fused", None), "workspace", None)
-        if ws is not None and len(grads) == len(ws.grads) \
-                and all(grads.get(k) is g for k, g in ws.grads):
-            packed, extra = ws.packed, ws.extra          # the gradients are its views already
-        else:
-            packed, extra = self._packed, self._extra    # the layer path: one copy in
-            for k, view in self._views.items():
-                np.copyto(view, grads[k])
-            grads.update(self._views)
-        if self._weight != 1.0:
-            packed *= self._weight
-        extra[0] = self._weight * loss
-        self._reduce(packed)
-        return float(extra[0])
-
-    def _reduce(self, packed):
-        start = self._MPI.Wtime()
-        self.comm.Allreduce(self._MPI.IN_PLACE, packed, op=self._MPI.SUM)
-        self.allreduce_seconds += self._MPI.Wtime() - start
+        """The gradient hook: this rank's share of the global gradient and loss, summed over
+        the ranks (one Allreduce); returns the global loss."""
+        return self._reducer(self.network, grads, self._weight, (loss,))[0]
 
     # ------------------------------------------------------------------ reporting
 
     def _train_accuracy(self, k):
         if self.layout is None:
             return super()._train_accuracy(k)
-        # the first k (or all) samples of the global set: each rank counts its own
+        # the first k (or all) samples of the global set, a prefix of each rank's shard
         n = self.train_size if k is None else min(k, self.train_size)   # as x_train[:k]
-        rows = self.layout.select(np.arange(n))
-        count = np.zeros(1, np.int64)
-        if rows.size:
-            x, t = self.x_train[rows], self.t_train[rows]
-            count[0] = round(Trainer._accuracy(self, x, t) * rows.size)
-        self.comm.Allreduce(self._MPI.IN_PLACE, count, op=self._MPI.SUM)
-        return int(count[0]) / n
+        m = max(0, min(n, self.layout.stop) - self.layout.start)
+        return self._correct(self.x_train[:m], self.t_train[:m]) / n
 
     def _accuracy(self, x, t):
-        """Accuracy over ``x``: each rank counts the correct predictions of its share of the
-        rows, and the counts are all-reduced (exact integers: every rank gets the same)."""
-        n = x.shape[0]
-        lo, hi = shard_bounds(n, self.rank, self.size)
+        """Accuracy over ``x`` (whole on every rank): each rank counts its share of the rows."""
+        lo, hi = shard_bounds(x.shape[0], self.rank, self.size)
+        return self._correct(x[lo:hi], t[lo:hi]) / x.shape[0]
+
+    def _correct(self, x, t):
+        """Correct predictions on this rank's rows ``x``, summed over the ranks (exact
+        integers: every rank gets the same)."""
         count = np.zeros(1, np.int64)
-        if hi > lo:
-            count[0] = round(super()._accuracy(x[lo:hi], t[lo:hi]) * (hi - lo))
+        if x.shape[0]:
+            count[0] = round(Trainer._accuracy(self, x, t) * x.shape[0])
         self.comm.Allreduce(self._MPI.IN_PLACE, count, op=self._MPI.SUM)
-        return int(count[0]) / n
+        return int(count[0])
 
     def end_epoch(self, critical):
         super().end_epoch(critical)

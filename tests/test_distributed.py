@@ -8,7 +8,6 @@ skipped only when mpi4py is not installed; the CI installs it (``pip install
 """
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -153,15 +152,15 @@ def test_k_ranks_train_as_one_process_on_the_global_batch(k, tmp_path):
             # every rank: bitwise the same parameters, losses and accuracies as rank 0
             assert got["params"] == first["params"] and got["losses"] == first["losses"], (name, r)
             assert got["acc"] == first["acc"], (name, r)
-            lo, hi = got["shard"]
-            assert hi - lo in (cfg["batch"] // k, -(-cfg["batch"] // k))
+            if not cfg.get("sharded"):   # the rows of each batch this rank gathers
+                lo, hi = got["shard"]
+                assert hi - lo in (cfg["batch"] // k, -(-cfg["batch"] // k))
         for key, want in params.items():
             have = np.asarray(first["params"][key])
             scale = float(np.abs(want).max())
             assert float(np.abs(have - want).max()) <= rtol * scale, (name, key)
         np.testing.assert_allclose(first["losses"], tr.train_loss_list, rtol=rtol)
         assert first["acc"] == tr.train_acc_list + tr.test_acc_list, name
-    assert [r["adam_epochs"]["shard"] for r in ranks][-1][1] == 16
 
 
 @needs_mpi
@@ -243,13 +242,3 @@ def test_threads_per_process_shares_the_cores():
             assert threads.get_num_threads() == cores
     finally:
         threads.set_num_threads(None)
-
-
-def test_shard_bounds_cover_the_batch_once():
-    from fastmlp.distributed import shard_bounds
-    for n in (1, 7, 16, 100):
-        for size in range(1, min(n, 9) + 1):
-            bounds = [shard_bounds(n, r, size) for r in range(size)]
-            assert bounds[0][0] == 0 and bounds[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
-            assert {hi - lo for lo, hi in bounds} <= {n // size, math.ceil(n / size)}
