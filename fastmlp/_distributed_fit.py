@@ -242,8 +242,7 @@ class DistributedFitEpochs(FitEpochs):
 
     def _make_loop(self, train):
         est, fc = self.est, self.fc
-        self.batch_size = est._batch_size(self.params, fc.n_total)
-        counts = split_counts(fc.sizes, self.batch_size)
+        counts = split_counts(fc.sizes, est._batch_size(self.params, fc.n_total))
         rng = (est._rng if fc.rank == 0
                else np.random.default_rng([fc.seed0, fc.rank, int(est.t_)]))
         self.sampler = ShardBatches(train.X, train.y, train.w, counts, fc, rng, est.shuffle)

@@ -29,7 +29,6 @@ class BaseMLP(BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
 
     _loss_name = None        # 'cross_entropy' | 'mse'
-    _score_name = None       # 'accuracy' | 'r2'
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -250,8 +249,6 @@ class BaseMLP(BaseEstimator):
             dtype = params["dtype"]
         X, y = self._validate_X(X, dtype, reset=first_pass, y=y, est=probe)
         dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
-        if X.dtype != dtype:
-            X = np.ascontiguousarray(X, dtype=dtype)
         targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype,
                                                     dist)
         weights = None
@@ -260,7 +257,6 @@ class BaseMLP(BaseEstimator):
         val = None
         if X_val is not None:
             X_val = self._validate_X(X_val, dtype, reset=False, est=probe)
-            X_val = np.ascontiguousarray(X_val, dtype=dtype)
             y_val = self._encode_val_targets(y_val, X_val.shape[0], target_info, dtype)
             val = Data(X_val, y_val, None)
         # the validation split and the training samples

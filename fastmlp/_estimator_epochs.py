@@ -29,16 +29,14 @@ class FitEpochs:
         self.n_epochs = 1 if incremental else est.max_iter
         self.verbose = est.verbose
         self.loop = self._make_loop(train)
-        self.epochs_done = 0
-        self.stopped = False
         self.bar = None
         self._new_epoch()
 
     def _make_loop(self, train):
         """The loop over scikit-learn's batches of ``train`` (a data-parallel fit: its shard's)."""
         est = self.est
-        self.batch_size = est._batch_size(self.params, train.n)
-        sampler = EpochBatches(train.X, train.y, train.w, self.batch_size, est._rng, est.shuffle)
+        batch_size = est._batch_size(self.params, train.n)
+        sampler = EpochBatches(train.X, train.y, train.w, batch_size, est._rng, est.shuffle)
         return Loop(sampler, self, functools.partial(step, est._net, est._optimizer))
 
     def _new_epoch(self):
@@ -55,9 +53,10 @@ class FitEpochs:
             if self.verbose and not self.incremental:
                 self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__,
                                        notebook=True)
-            self.loop.run(critical, lambda: self.epochs_done == self.n_epochs or self.stopped,
+            # n_iter_ and stop_training_ start at 0 and False in every fit call
+            self.loop.run(critical, lambda: est.n_iter_ == self.n_epochs or est.stop_training_,
                           after_epoch=self.after_epoch)
-            if not self.stopped and not self.incremental and est.n_iter_ == est.max_iter:
+            if not est.stop_training_ and not self.incremental and est.n_iter_ == est.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
                               ConvergenceWarning)
@@ -95,7 +94,6 @@ class FitEpochs:
 
     def end_epoch(self, critical):
         self.logs, self.stop, self.message = self.record_epoch(self.total / self.total_weight)
-        self.epochs_done += 1
 
     def diverged(self, loss):
         est = self.est
@@ -201,7 +199,6 @@ class FitEpochs:
                 est._no_improvement_count = 0
         if self.verbose:
             write_line(bar, message)
-        self.stopped = True
         return True
 
     def agree_stop(self, stop, message, epoch):
