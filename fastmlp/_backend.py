@@ -11,7 +11,7 @@ BLAS and thread pool.
 import numpy as np
 
 from ._blas import USE_BLAS, numpy_blas_path  # noqa: F401 (numpy_blas_path: re-exported)
-from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax_ce
+from ._kernels import activations, affine, elementwise, mlp, mse, optim, reduce, softmax_ce
 from .threads import kernel_threads
 
 # USE_BLAS (from _blas) is the route the wrappers below take: True, the kernels' own GEMM
@@ -274,3 +274,9 @@ def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, 
     """
     return mlp.mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
                             activation, output, weight_decay, sgd_lr)
+
+
+def scaled_sum_to_all(rows, scales, lo, hi):
+    """Columns ``[lo, hi)`` of ``rows`` (K x n): the ``scales``-weighted sum over the rows,
+    written into every row (:mod:`fastmlp._kernels.reduce`)."""
+    reduce.scaled_sum_to_all(rows, scales, lo, hi)

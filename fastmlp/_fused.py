@@ -84,16 +84,18 @@ class Workspace:
     The parameter gradients are views of ``packed``, one contiguous, cache-line aligned
     region laid out by :func:`gradient_layout` (zero padding between them, ``extra``
     slots at its end): a data-parallel step all-reduces the whole gradient as this one
-    buffer, with no packing copy."""
+    buffer, with no packing copy. ``packed``: an array to use as that region when it
+    fits (a row of a data-parallel trainer's shared-memory window), else None."""
 
-    def __init__(self, key):
+    def __init__(self, key, packed=None):
         n, sizes, dtype, activation = key
         self.key = key
         relu = _ACTIVATION_NAMES[activation] == "relu"
         shapes = [(n, m) for m in sizes[1:]]
         grad_shapes, grad_offsets, grad_length = gradient_layout(sizes, dtype)
+        outside = _fits(packed, grad_length, dtype)
         plan = ([(s, dtype) for s in shapes] * 2
-                + [((grad_length,), dtype)]
+                + ([] if outside else [((grad_length,), dtype)])
                 + [((n,), np.intp)]
                 + ([(s, np.bool_) for s in shapes[:-1]] if relu else []))
         sizes_bytes = [-(-math.prod(shape) * np.dtype(dt).itemsize // _ALIGN) * _ALIGN
@@ -108,6 +110,9 @@ class Workspace:
             offset += size
         L = len(shapes)
         self.hs, self.ds = views[:L], views[L:2 * L]
+        if outside:
+            views.insert(2 * L, packed)
+        self._outside = outside
         self.packed = views[2 * L]
         self.packed.fill(0)   # the padding stays zero: the kernel writes only the gradients
         grads = packed_views(self.packed, grad_shapes, grad_offsets)
@@ -122,7 +127,15 @@ class Workspace:
 
     def holds(self, a):
         """True when array ``a`` may share memory with these buffers."""
-        return _backend.mlp_overlaps(self.block, a)
+        return (_backend.mlp_overlaps(self.block, a)
+                or (self._outside and _backend.mlp_overlaps(self.packed, a)))
+
+
+def _fits(packed, length, dtype):
+    """True when ``packed`` can be a workspace's gradient region of ``length`` elements."""
+    return (isinstance(packed, np.ndarray) and packed.dtype == dtype
+            and packed.shape == (length,) and packed.flags.c_contiguous
+            and packed.flags.writeable and packed.ctypes.data % _ALIGN == 0)
 
 
 class FusedMLP:
@@ -132,10 +145,11 @@ class FusedMLP:
     no cycle; copies and pickles of a network start with no buffers.
     """
 
-    __slots__ = ("workspace", "_names")
+    __slots__ = ("workspace", "gradient_buffer", "_names")
 
     def __init__(self):
         self.workspace = None   # Workspace of the last fused gradient call
+        self.gradient_buffer = None   # a packed region new workspaces use when it fits
         self._names = None      # the layer names a fusable network of some depth has
 
     def __reduce__(self):
@@ -187,7 +201,11 @@ class FusedMLP:
             # new buffers; also when an input is one of the old ones (a layer's cached
             # activation, a returned gradient passed back in): the call then neither
             # reads a buffer it is writing nor overwrites an array it was given
-            ws = Workspace(key)
+            packed = self.gradient_buffer
+            if packed is not None and any(_backend.mlp_overlaps(packed, a)
+                                          for a in (x, t, sample_weight)):
+                packed = None   # an input lies in it: this workspace gets its own
+            ws = Workspace(key, packed)
         n_classes = plan.sizes[-1]
         labels = onehot = None
         if plan.output == 1:   # mse

@@ -25,6 +25,7 @@ from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
 from ._shard import ShardedStream, ShardLayout, shard_bounds
+from ._shared_sum import SharedSum, shared_memory_wanted
 from ._networks import MultiLayerNet
 from .trainer import Trainer
 
@@ -94,22 +95,33 @@ class NoRows:
 
 
 class PackedAllReduce:
-    """The step's one in-place ``Allreduce``: a network's gradients, each rank's scaled by
-    its share of the batch, packed in one buffer (the layout of
+    """The step's one gradient sum over the ranks: a network's gradients, each rank's
+    weighted by its share of the batch, packed in one buffer (the layout of
     :func:`fastmlp._fused.gradient_layout`) with a few scalars (losses) in its last line.
 
-    The fused workspace's gradients are views of such a buffer already (no copy); the layer
-    path's are copied into this one. ``seconds`` totals the time spent in the Allreduce.
+    When all ranks share one node, the buffer is this rank's row of a shared-memory window
+    (:class:`fastmlp._shared_sum.SharedSum`) and the fused workspace writes its gradients
+    straight into it; otherwise it is summed with one in-place ``Allreduce``. Either way
+    the fused gradients need no packing copy; the layer path's are copied in.
+    ``shared_memory``: None (the default) picks the window when possible (set
+    ``FASTMLP_MPI_SHARED_MEMORY=0`` to force ``Allreduce``). ``seconds`` totals the time
+    spent summing.
     """
 
-    def __init__(self, comm, network):
+    def __init__(self, comm, network, shared_memory=None):
         self.MPI, self.comm = import_mpi(), comm
         sizes = [network.input_size, *network.hidden_size_list, network.output_size]
         dtype = network.params["W1"].dtype
         shapes, offsets, length = gradient_layout(sizes, dtype)
-        self._packed = np.zeros(length, dtype)
+        if shared_memory is None:
+            shared_memory = shared_memory_wanted(comm, self.MPI)
+        self._shared = SharedSum.get(comm, self.MPI, length, dtype) if shared_memory else None
+        self._packed = self._shared.own if shared_memory else np.zeros(length, dtype)
         self._views = dict(zip(network.params, packed_views(self._packed, shapes, offsets)))
         self._extra = self._packed[-(64 // self._packed.itemsize):]
+        fused = getattr(network, "_fused", None)
+        if shared_memory and fused is not None:
+            fused.gradient_buffer = self._packed   # its next workspace computes in place
         self.seconds = 0.0
 
     def zero_gradients(self):
@@ -121,22 +133,27 @@ class PackedAllReduce:
         """Sum ``scale * grads`` and ``scale * scalars`` over the ranks; the sums are left in
         ``grads`` (its entries may become the packed buffer's views); returns the scalars'."""
         ws = getattr(getattr(network, "_fused", None), "workspace", None)
+        packed = None
         if ws is not None and len(grads) == len(ws.grads) \
                 and all(grads.get(k) is g for k, g in ws.grads):
-            packed, extra = ws.packed, ws.extra          # the gradients are its views already
-        else:
-            packed, extra = self._packed, self._extra    # the layer path: one copy in
+            packed, extra = ws.packed, ws.extra          # the gradients are its views
+        if packed is None or (self._shared is not None and packed is not self._packed):
+            packed, extra = self._packed, self._extra    # one copy in
             for k, view in self._views.items():
                 if grads[k] is not view:
                     np.copyto(view, grads[k])
             grads.update(self._views)
-        if scale != 1.0:
-            packed *= scale
-        for i, value in enumerate(scalars):
-            extra[i] = scale * value
         MPI = self.MPI
         start = MPI.Wtime()
-        self.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
+        if self._shared is not None:
+            extra[:len(scalars)] = scalars
+            self._shared(scale)
+        else:
+            if scale != 1.0:
+                packed *= scale
+            for i, value in enumerate(scalars):
+                extra[i] = scale * value
+            self.comm.Allreduce(MPI.IN_PLACE, packed, op=MPI.SUM)
         self.seconds += MPI.Wtime() - start
         return [float(v) for v in extra[:len(scalars)]]
 

@@ -87,6 +87,8 @@ SCRIPT = textwrap.dedent("""
             ws = net._fused.workspace
             result["allreduces"] = len(comm.buffers)
             result["packed"] = all(b is ws.packed for b in comm.buffers)
+            result["in_window"] = (tr._reducer._shared is not None
+                                   and ws.packed is tr._reducer._shared.own)
             result["views"] = all(np.shares_memory(net.layers[f"Affine{i}"].dW, ws.packed)
                                   for i in (1, 2, 3))
         result["losses"] = tr.train_loss_list
@@ -111,12 +113,14 @@ CONFIGS = {
 }
 
 
-def _run(k, configs, tmp_path):
-    """Run SCRIPT on ``k`` ranks; one dict per rank."""
+def _run(k, configs, tmp_path, shared_memory=True):
+    """Run SCRIPT on ``k`` ranks; one dict per rank. ``shared_memory=False``: the ranks
+    sum with MPI's ``Allreduce`` (as across machines), not the node's shared window."""
     script = tmp_path / "dp_script.py"
     script.write_text(SCRIPT)
     prefix = tmp_path / "out"
     env = dict(os.environ)   # the installed fastmlp (a CI clone's tree has no .so files)
+    env["FASTMLP_MPI_SHARED_MEMORY"] = "1" if shared_memory else "0"
     proc = subprocess.run([mpiexec(), "-n", str(k), sys.executable, "-m", "mpi4py", str(script),
                            json.dumps(configs), str(prefix)],
                           cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True,
@@ -140,9 +144,10 @@ def _single_process(cfg):
 
 
 @needs_mpi
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_k_ranks_train_as_one_process_on_the_global_batch(k, tmp_path):
-    ranks = _run(k, CONFIGS, tmp_path)
+@pytest.mark.parametrize("k, shared_memory", [(1, True), (2, True), (4, True), (2, False),
+                                              (4, False)])
+def test_k_ranks_train_as_one_process_on_the_global_batch(k, shared_memory, tmp_path):
+    ranks = _run(k, CONFIGS, tmp_path, shared_memory)
     for name, cfg in CONFIGS.items():
         params, tr = _single_process(cfg)
         rtol = 1e-12 if cfg.get("dtype", "float64") == "float64" else 1e-4
@@ -167,10 +172,20 @@ def test_k_ranks_train_as_one_process_on_the_global_batch(k, tmp_path):
 def test_one_allreduce_per_step_of_the_fused_workspace_buffer(tmp_path):
     # 5 steps of 7 from 60 samples: no epoch end (whose accuracies add two all-reduces)
     cfg = {"count": {"opt": "Adam", "batch": 7, "wd": 0.01, "steps": 5, "mode": "count"}}
-    for out in _run(2, cfg, tmp_path):
+    for out in _run(2, cfg, tmp_path, shared_memory=False):
         got = out["count"]
         assert got["allreduces"] == 5
-        assert got["packed"] and got["views"]
+        assert got["packed"] and got["views"] and not got["in_window"]
+
+
+@needs_mpi
+def test_on_one_node_the_fused_gradients_are_computed_in_the_shared_window(tmp_path):
+    # no Allreduce at all: the gradients are summed in the window the workspace writes
+    cfg = {"count": {"opt": "Adam", "batch": 7, "wd": 0.01, "steps": 5, "mode": "count"}}
+    for out in _run(2, cfg, tmp_path, shared_memory=True):
+        got = out["count"]
+        assert got["allreduces"] == 0
+        assert got["in_window"] and got["views"]
 
 
 @needs_mpi
