@@ -8,14 +8,18 @@ Run (the driver launches the workers, interleaved, ``--repeats`` times each):
 Per network of ``fastmlp bench`` (784-50-10 @100, 784-100-100-10 @128, 784-256-256-10
 @256, 784-1024-1024-10 @512) and dtype:
 
-- ``allreduce_ms``: one in-place ``Allreduce`` of the packed gradient buffer (the
-  layout of ``fastmlp._fused.gradient_layout``) alone, median of 200 after a barrier;
+- ``allreduce_ms``: the scaling pass and one in-place ``Allreduce`` of the packed
+  gradient buffer (the layout of ``fastmlp._fused.gradient_layout``), as across nodes;
+  ``shared_ms``: the same sum in the node's shared-memory window
+  (``fastmlp._shared_sum.SharedSum``, the default on one node); each alone, median of
+  200 after a barrier;
 - ``in_step_ms``: ``DataParallelTrainer.allreduce_seconds`` per step while training
-  (includes waiting for the slower rank);
+  (the shared window; includes waiting for the slower rank);
 - ``dp_samples_s``: ``DataParallelTrainer.train_step`` on K ranks (1 BLAS thread each,
-  set by the trainer) vs ``single_samples_s``: ``Trainer.train_step`` in one process with
-  ``set_num_threads(cores)`` (its fused SGD step); SGD, lr 0.01, random data of 16
-  batches, accuracies on one batch per epoch. The figure is the median over repeats.
+  set by the trainer; the shared window), ``dp_allreduce_samples_s`` the same with
+  ``FASTMLP_MPI_SHARED_MEMORY=0``, vs ``single_samples_s``: ``Trainer.train_step`` in
+  one process with ``set_num_threads(cores)`` (its fused SGD step); SGD, lr 0.01, random
+  data of 16 batches, accuracies on one batch per epoch. Figures are medians over repeats.
 """
 import argparse
 import json
@@ -64,10 +68,23 @@ def _train(make_trainer, batch, comm=None):
     return steps * batch / elapsed, in_step
 
 
+def _time_collective(run, comm, MPI):
+    """Median ms of ``run()`` over 200 calls (after 20 unmeasured), each after a barrier."""
+    times = []
+    for i in range(220):
+        comm.Barrier()
+        start = MPI.Wtime()
+        run()
+        if i >= 20:
+            times.append(MPI.Wtime() - start)
+    return 1e3 * statistics.median(times)
+
+
 def worker_mpi():
     from mpi4py import MPI
 
     from fastmlp._fused import gradient_layout
+    from fastmlp._shared_sum import SharedSum
     from fastmlp.distributed import DataParallelTrainer
     comm = MPI.COMM_WORLD
     rows = []
@@ -78,19 +95,24 @@ def worker_mpi():
                 net, x, t, x[:batch], t[:batch], epochs=1000, mini_batch_size=batch,
                 optimizer_param={"lr": 0.01}, evaluate_sample_num_per_epoch=batch,
                 verbose=False, seed=0, comm=comm)
+            os.environ["FASTMLP_MPI_SHARED_MEMORY"] = "0"
+            allreduce_samples_s = _train(make, batch, comm)[0]
+            os.environ["FASTMLP_MPI_SHARED_MEMORY"] = "1"
             samples_s, in_step = _train(make, batch, comm)
-            buf = np.zeros(gradient_layout([784, *hidden, 10], dtype)[2], dtype)
-            times = []
-            for i in range(220):
-                comm.Barrier()
-                start = MPI.Wtime()
+            length = gradient_layout([784, *hidden, 10], dtype)[2]
+            buf = np.zeros(length, dtype)
+            shared = SharedSum.get(comm, MPI, length, dtype)
+
+            def allreduce():
+                np.multiply(buf, 0.5, out=buf)
                 comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-                if i >= 20:
-                    times.append(MPI.Wtime() - start)
+
             rows.append({"net": "-".join(map(str, [784, *hidden, 10])) + f"@{batch}",
                          "dtype": dtype, "bytes": buf.nbytes, "dp_samples_s": samples_s,
+                         "dp_allreduce_samples_s": allreduce_samples_s,
                          "in_step_ms": 1e3 * in_step,
-                         "allreduce_ms": 1e3 * statistics.median(times)})
+                         "allreduce_ms": _time_collective(allreduce, comm, MPI),
+                         "shared_ms": _time_collective(lambda: shared(0.5), comm, MPI)})
     return rows if comm.Get_rank() == 0 else None
 
 
@@ -127,19 +149,25 @@ def driver(ranks, repeats, out):
     rows = []
     for i, row in enumerate(runs["mpi"][0]):
         med = lambda kind, key: statistics.median(r[i][key] for r in runs[kind])  # noqa: E731
-        row = dict(row, dp_samples_s=med("mpi", "dp_samples_s"), in_step_ms=med("mpi", "in_step_ms"),
-                   allreduce_ms=med("mpi", "allreduce_ms"),
-                   single_samples_s=med("single", "single_samples_s"))
-        row["ratio"] = row["dp_samples_s"] / row["single_samples_s"]
+        row = dict(row, **{key: med("mpi", key) for key in (
+            "dp_samples_s", "dp_allreduce_samples_s", "in_step_ms", "allreduce_ms", "shared_ms")},
+            single_samples_s=med("single", "single_samples_s"))
+        # per repeat (interleaved runs), then the median of those ratios
+        row["ratio"] = statistics.median(m[i]["dp_samples_s"] / s[i]["single_samples_s"]
+                                         for m, s in zip(runs["mpi"], runs["single"]))
+        row["ratio_allreduce"] = statistics.median(
+            m[i]["dp_allreduce_samples_s"] / s[i]["single_samples_s"]
+            for m, s in zip(runs["mpi"], runs["single"]))
         rows.append(row)
     print(f"K = {ranks} ranks x 1 BLAS thread vs 1 process x {os.cpu_count()} threads; "
           f"median of {repeats}")
-    print(f"{'network':<22}{'dtype':<9}{'MB':>7}{'allreduce ms':>14}{'in step ms':>12}"
-          f"{'K ranks /s':>12}{'1 proc /s':>12}{'ratio':>7}")
+    print(f"{'network':<22}{'dtype':<9}{'MB':>7}{'allreduce ms':>14}{'shared ms':>11}"
+          f"{'in step ms':>12}{'K ranks /s':>12}{'1 proc /s':>12}{'ratio':>7}"
+          f"{'ratio (Allreduce)':>19}")
     for r in rows:
         print(f"{r['net']:<22}{r['dtype']:<9}{r['bytes'] / 1e6:>7.2f}{r['allreduce_ms']:>14.3f}"
-              f"{r['in_step_ms']:>12.3f}{r['dp_samples_s']:>12.0f}{r['single_samples_s']:>12.0f}"
-              f"{r['ratio']:>7.2f}")
+              f"{r['shared_ms']:>11.3f}{r['in_step_ms']:>12.3f}{r['dp_samples_s']:>12.0f}"
+              f"{r['single_samples_s']:>12.0f}{r['ratio']:>7.2f}{r['ratio_allreduce']:>19.2f}")
     if out:
         with open(out, "w") as f:
             json.dump(rows, f, indent=1)
