@@ -145,7 +145,7 @@ class FusedMLP:
     no cycle; copies and pickles of a network start with no buffers.
     """
 
-    __slots__ = ("workspace", "gradient_buffer", "_names")
+    __slots__ = ("workspace", "gradient_buffer", "_names", "__weakref__")
 
     def __init__(self):
         self.workspace = None   # Workspace of the last fused gradient call

@@ -10,12 +10,13 @@ into every row: one read of each input and one write of each output
 figures).
 """
 import os
+import weakref
 
 import numpy as np
 
 from . import _backend
 
-__all__ = ["SharedSum", "shared_memory_wanted"]
+__all__ = ["SharedSum", "lend", "shared_memory_wanted"]
 
 _ALIGN = 64   # bytes: the rows and the scale slots start on a cache line
 
@@ -33,6 +34,29 @@ def shared_memory_wanted(comm, MPI):
 
 
 _made = []   # every SharedSum made in this process (reused: windows are never freed)
+_lent = weakref.WeakSet()   # the fused paths computing in a window (see lend)
+
+
+def lend(fused, row, MPI):
+    """Let ``fused`` (a network's :class:`fastmlp._fused.FusedMLP`) compute its gradients
+    in ``row`` of a window, until MPI finalises: then it drops the row and any workspace
+    (an MPI may unmap its windows at ``MPI_Finalize``; the network keeps working, on
+    memory of its own)."""
+    if not _lent and not _finalize_hook:
+        keyval = MPI.Comm.Create_keyval(delete_fn=_at_finalize)   # the standard's hook:
+        MPI.COMM_SELF.Set_attr(keyval, True)   # COMM_SELF's attributes go first in Finalize
+        _finalize_hook.append(keyval)
+    fused.gradient_buffer = row
+    _lent.add(fused)
+
+
+_finalize_hook = []
+
+
+def _at_finalize(comm, keyval, value):
+    for fused in list(_lent):
+        fused.gradient_buffer = fused.workspace = None
+    _lent.clear()
 
 
 class SharedSum:

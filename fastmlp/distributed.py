@@ -25,7 +25,7 @@ from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
 from ._shard import ShardedStream, ShardLayout, shard_bounds
-from ._shared_sum import SharedSum, shared_memory_wanted
+from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from ._networks import MultiLayerNet
 from .trainer import Trainer
 
@@ -121,7 +121,7 @@ class PackedAllReduce:
         self._extra = self._packed[-(64 // self._packed.itemsize):]
         fused = getattr(network, "_fused", None)
         if shared_memory and fused is not None:
-            fused.gradient_buffer = self._packed   # its next workspace computes in place
+            lend(fused, self._packed, self.MPI)   # its next workspace computes in place
         self.seconds = 0.0
 
     def zero_gradients(self):

@@ -257,3 +257,36 @@ def test_threads_per_process_shares_the_cores():
             assert threads.get_num_threads() == cores
     finally:
         threads.set_num_threads(None)
+
+
+FINALIZE_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from mpi4py import MPI
+    import fastmlp
+    from fastmlp.distributed import DataParallelTrainer
+    rng = np.random.default_rng(0)
+    x, t = rng.random((64, 12)), rng.integers(0, 3, 64)
+    net = fastmlp.MultiLayerNet(12, [9], 3, seed=0)
+    tr = DataParallelTrainer(net, x, t, x[:8], t[:8], epochs=2, mini_batch_size=8,
+                             verbose=False, seed=0)
+    tr.train_step()
+    row = tr._reducer._shared.own
+    assert net._fused.workspace.packed is row   # computing in the window
+    MPI.Finalize()   # an MPI may unmap its windows here
+    grads = net.gradient(x[:5], t[:5])
+    assert not any(np.shares_memory(g, row) for g in grads.values())
+    want = fastmlp.MultiLayerNet.from_config(net.config(), net.params).gradient(x[:5], t[:5])
+    assert all((grads[k] == want[k]).all() for k in want)
+    print("ok")
+""")
+
+
+@needs_mpi
+def test_after_mpi_finalize_the_network_computes_in_its_own_memory(tmp_path):
+    script = tmp_path / "finalize.py"
+    script.write_text(FINALIZE_SCRIPT)
+    env = dict(os.environ, FASTMLP_MPI_SHARED_MEMORY="1")
+    proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, str(script)],
+                          cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.count("ok") == 2, proc.stdout + proc.stderr
