@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ._random import check_seed, generator
 from ._validation import check_dtype
 
 _MIN_SKLEARN = (1, 6)
@@ -72,15 +73,15 @@ def check_real(value, name, low, high=math.inf, low_open=False, high_open=False)
 
 
 def make_rng(random_state):
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
-    if random_state is None or is_int(random_state):
-        return np.random.default_rng(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    raise ValueError(f"random_state must be None, an int, a numpy Generator or RandomState, "
-                     f"got {random_state!r}")
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState, by
+    scikit-learn's convention: None draws from numpy's global random state (so
+    ``np.random.seed(s)`` before ``fit`` repeats it), see ``fastmlp._random``."""
+    return generator(check_random_state(random_state), "random_state", ValueError)
+
+
+def check_random_state(random_state):
+    """``random_state`` if :func:`make_rng` takes it, else a ValueError; draws nothing."""
+    return check_seed(random_state, "random_state", ValueError)
 
 
 def as_weights(sample_weight, n_samples, dtype):

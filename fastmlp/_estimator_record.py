@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ._estimator_params import is_int, is_real, make_rng
+from ._estimator_params import check_random_state, is_int, is_real
 from ._records import (count, jfloat, network_from_record, network_plan,
                        network_record, number, optimizer_from_record, optimizer_plan,
                        optimizer_record, pfloat, prefixed, record)
@@ -149,7 +149,7 @@ def check_record(cls, rec):
         params = {k: _decode_param(k, v) for k, v in rec["params"].items()}
         est = cls(**params)
         est._checked_params()           # what fit would reject: NaN alpha, lr <= 0, ...
-        make_rng(est.random_state)
+        check_random_state(est.random_state)   # draws nothing (None: the global state)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"invalid estimator parameter in the file: {exc}") from None
     net_cls, config, params = network_plan(rec["network"])

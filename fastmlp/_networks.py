@@ -11,8 +11,8 @@ The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
 ``backward``), ``Relu()``, ``Sigmoid()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
 book's ``forward``/``backward`` methods.
 
-Differences from the book: a seeded ``numpy.random.Generator`` instead of
-the global random state, a ``dtype`` (float32 or float64) for the
+Differences from the book: a ``seed`` (None draws as the book does, from numpy's
+global random state; an int keeps its own stream), a ``dtype`` (float32 or float64) for the
 parameters and the computation, arguments validated before any state
 changes, ``accuracy`` reads one-hot targets correctly, ``gradient`` takes the
 weight decay of one call as an argument, and ``config()``/``from_config()``
@@ -25,6 +25,7 @@ import numpy as np
 
 from fastmlp import gradient as _gradient
 from fastmlp._params import Params
+from fastmlp._random import normal_source
 from fastmlp._validation import (
     as_float,
     check_dtype,
@@ -84,8 +85,10 @@ class MultiLayerNet:
         weight matrix and ``gradient`` adds ``lambda * W`` to each ``dW``.
     dtype : {np.float64, np.float32}, keyword-only
         Dtype of the parameters and of every computation; inputs are converted.
-    seed : None, int or numpy.random.Generator, keyword-only
-        Seeds ``numpy.random.default_rng`` for the weight initialisation.
+    seed : None, int, numpy.random.Generator or RandomState, keyword-only
+        None: numpy's global random state, drawn as the book's ``np.random.randn``
+        (``np.random.seed(s)`` first gives the book's weights); an int: a stream of
+        its own (``numpy.random.default_rng``); a Generator or RandomState: drawn from.
     loss : {'cross_entropy', 'mse'}, keyword-only, default 'cross_entropy'
         The last layer: ``SoftmaxWithLoss`` on class targets (the book's), or
         ``MSELoss`` (identity output) on float targets of shape
@@ -140,7 +143,7 @@ class MultiLayerNet:
         self.activation = activation
         self.weight_decay_lambda = weight_decay_lambda
         self.dtype = dtype
-        params = self._init_params(weight_init_std, np.random.default_rng(seed))
+        params = self._init_params(weight_init_std, normal_source(seed))
         self.layers = self._build_layers(module, _ACTIVATIONS[activation], params)
         self.params = params
         self.loss_name = loss
@@ -463,7 +466,8 @@ class TwoLayerNet(MultiLayerNet):
     weight_init_std : float, default 0.01
         Standard deviation of the initial weights; biases start at zero.
     dtype : {np.float64, np.float32}, keyword-only
-    seed : None, int or numpy.random.Generator, keyword-only
+    seed : None, int, numpy.random.Generator or RandomState, keyword-only
+        As for ``MultiLayerNet``: None draws from numpy's global random state.
 
     Attributes
     ----------

@@ -23,6 +23,24 @@ POSITIVE = ("lr", "eps")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_scalar(value):
+    """True for a parameter given as a number rather than an array: a Python int or float,
+    or a numpy integer or floating scalar (not a bool, not an ndarray). The book's
+    ``params[key] -= ...`` rebinds such an entry; the optimizers do the same."""
+    return (isinstance(value, (numbers.Real, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_, np.ndarray)))
+
+
+def scalar_dtype(params):
+    """The dtype a scalar entry of ``params`` is computed in: that of the arrays (and numpy
+    float32/float64 scalars) in ``params``, else float64. Python numbers and numpy integers
+    take the others' dtype, as numpy's own arithmetic treats Python numbers (NEP 50)."""
+    for value in params.values():
+        if isinstance(value, (np.ndarray, np.float32, np.float64)) and value.dtype in _FLOATS:
+            return value.dtype
+    return np.dtype(np.float64)
+
+
 def check_hyper(name, value, upper):
     """``value`` as a float checked like the constructors do: finite, >= 0 (> 0 for
     ``POSITIVE`` names) and < ``upper``; the error names ``name``."""

@@ -27,6 +27,7 @@ from ._loop import ShuffledStream, step
 from ._shard import ShardedStream, ShardLayout, shard_bounds
 from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from ._networks import MultiLayerNet
+from ._random import generator
 from .trainer import Trainer
 
 __all__ = ["DataParallelTrainer", "shard_bounds", "set_rank_threads"]
@@ -173,8 +174,9 @@ class DataParallelTrainer(Trainer):
         each on a contiguous share (:func:`shard_bounds`; at least one sample per rank).
     verbose : bool, default True
         Printing and the progress bar on rank 0 only.
-    seed : None, int or numpy.random.Generator
-        Rank 0's seed is used by all (None or a Generator: rank 0 draws an int from it).
+    seed : None, int, numpy.random.Generator or RandomState
+        Rank 0's seed is used by all (None: rank 0 draws an int from numpy's global
+        random state; a Generator or RandomState: from it).
     comm : mpi4py.MPI.Comm, optional
         Default ``MPI.COMM_WORLD``.
     sharded : bool, default False
@@ -215,8 +217,10 @@ class DataParallelTrainer(Trainer):
             raise ValueError(f"mini_batch_size ({mini_batch_size}) is the global batch: it must "
                              f"be at least the number of ranks ({self.size})")
         self.blas_threads = set_rank_threads(comm) if set_threads else None
-        if self.rank == 0 and (seed is None or isinstance(seed, np.random.Generator)):
-            seed = int(np.random.default_rng(seed).integers(2**63))
+        if self.rank == 0 and (seed is None or isinstance(seed, (np.random.Generator,
+                                                                 np.random.RandomState))):
+            # None (numpy's global state on rank 0), a Generator or a RandomState: one int
+            seed = int(generator(seed).integers(2**63))
         seed = comm.bcast(seed if self.rank == 0 else None, root=0)
         self.layout = (ShardLayout(comm.allgather(len(x_train)), self.rank) if sharded
                        else None)

@@ -31,7 +31,9 @@ Differences from sklearn's MLP, all deliberate:
 - binary classification uses a two-unit softmax output (sklearn: one
   logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
   family is the same; multilabel targets are not supported;
-- random numbers come from ``numpy.random.default_rng(random_state)``: the
+- random numbers come from a ``numpy.random.Generator`` (an int
+  ``random_state`` seeds ``default_rng``; None, as in sklearn, draws from
+  numpy's global random state, here one draw that seeds the Generator): the
   same seed gives a different (but reproducible) run than sklearn's;
 - ``best_loss_`` is the lowest training loss also when ``early_stopping``
   (sklearn sets it to None);
@@ -130,8 +132,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     shuffle : bool, default True
         Reshuffle the samples every epoch.
     random_state : None, int, numpy Generator or RandomState
-        Seeds initialisation, shuffling and the validation split
-        (``numpy.random.default_rng``).
+        Seeds initialisation, shuffling and the validation split: an int seeds
+        ``numpy.random.default_rng``; None (scikit-learn's convention) takes one
+        draw from numpy's global random state, so ``np.random.seed(s)`` before
+        ``fit`` repeats the fit; a Generator is used as it is; a RandomState is
+        drawn from.
     tol : float, default 1e-4
     verbose : bool or int, default False
         True/1: a progress bar (tqdm) with the loss and validation score, and

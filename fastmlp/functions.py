@@ -1,8 +1,10 @@
 """The book's functions (``common/functions.py``) on compiled kernels.
 
 float32 input stays float32; other real input is computed in float64.
-No function modifies its arguments.
+No function modifies its arguments. ``fastmlp.reference.functions`` holds
+the numpy twins the tests compare these with.
 """
+import numpy as np
 
 from . import _backend
 from ._validation import as_array, as_float, check_same_shape, check_targets
@@ -58,4 +60,47 @@ def mean_squared_error(y, t):
     return _backend.mse_forward(y.reshape(1, -1), t.reshape(1, -1))
 
 
-__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error"]
+def identity_function(x):
+    """The identity, ``x`` itself (the same object, as the book returns it)."""
+    return x
+
+
+def step_function(x):
+    """1 where ``x > 0``, else 0, as an integer array (numpy's default int, as the book's
+    ``dtype=int``); NaN gives 0. Any shape; a 0-d array for a scalar."""
+    return np.array(as_float(x, "x") > 0, dtype=int)
+
+
+def sigmoid_grad(x):
+    """Derivative of the sigmoid at ``x``: ``(1 - sigmoid(x)) * sigmoid(x)``, elementwise.
+
+    The sigmoid is the overflow-free one of :func:`sigmoid`, so any finite ``x`` gives a
+    finite result (0 for large ``|x|``)."""
+    y = sigmoid(x)
+    return _backend.sigmoid_backward(np.ones_like(y), y)
+
+
+def relu_grad(x):
+    """Derivative of the ReLU at ``x`` as the book defines it: 1 where ``x >= 0`` (so 1 at
+    0), else 0 (also for NaN); float, of ``x``'s float dtype."""
+    x = as_float(x, "x")
+    return (x >= 0).astype(x.dtype)
+
+
+def sum_squared_error(y, t):
+    """The book's ``0.5 * sum((y - t)**2)`` over all elements (no division by the batch
+    size); the same function as :func:`mean_squared_error`, under the book's other name."""
+    return mean_squared_error(y, t)
+
+
+def softmax_loss(X, t):
+    """``cross_entropy_error(softmax(X), t)``, the book's composition: the softmax of the
+    scores ``X`` ((C,) or (N, C)), then the book's cross-entropy (with its ``+ 1e-7`` inside
+    the log) against labels or one-hot rows ``t``, which it reads as
+    :func:`cross_entropy_error` does. ``SoftmaxWithLoss`` computes the exact loss instead."""
+    return cross_entropy_error(softmax(X), t)
+
+
+__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
+           "identity_function", "step_function", "sigmoid_grad", "relu_grad",
+           "sum_squared_error", "softmax_loss"]

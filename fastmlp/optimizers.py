@@ -3,7 +3,12 @@ learning-rate schedules: the one home of the optimizer concept.
 
 ``update(params, grads)`` changes every array of ``params`` in place, one
 pass per parameter with no temporaries, following the book's formulas
-operation by operation (same trajectories to rounding). State (velocities,
+operation by operation (same trajectories to rounding). An entry that is a
+number (a Python int or float, a numpy scalar: ch06's ``params['x'] = -7.0``)
+is rebound to the updated value, a numpy scalar, as the book's
+``params[key] -= ...`` rebinds it; numbers are computed in the dtype of the
+arrays beside them (float64 when there are none; a numpy float32 scalar is
+float32), and their state entries are 0-d arrays. State (velocities,
 moment estimates) is created lazily, keyed like ``params``. Everything is
 checked before the first array changes.
 
@@ -74,20 +79,26 @@ class Optimizer:
                 _optim_state.check_step(step)
 
     def _check(self, params, grads):
+        """``(grads, values)``: every grad as an array of the parameters' dtype, and every
+        parameter as an array (a number in ``params`` as a 0-d array of that dtype, see
+        ``_optim_state.scalar_dtype``; it is rebound after the update)."""
         if not hasattr(params, "keys") or not hasattr(grads, "keys"):
             raise TypeError("params and grads must be dicts of arrays")
-        checked = {}
+        checked, values = {}, {}
         dtype = None
+        number_dtype = _optim_state.scalar_dtype(params) if params else None
         for key, param in params.items():
-            if not isinstance(param, np.ndarray) or param.dtype not in _NATIVE_FLOATS:
+            if _optim_state.is_scalar(param):
+                param = np.array(param, dtype=number_dtype)   # rebound after the update
+            elif not isinstance(param, np.ndarray) or param.dtype not in _NATIVE_FLOATS:
                 raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array "
-                                f"in native byte order")
+                                f"in native byte order, or a real number")
+            elif not param.flags.writeable:
+                raise ValueError(f"params[{key!r}] is read-only; update() changes it in place")
             if dtype is not None and param.dtype != dtype:
                 raise TypeError(f"params[{key!r}] is {param.dtype} but other parameters are "
                                 f"{dtype}: one optimizer updates parameters of one dtype")
             dtype = param.dtype
-            if not param.flags.writeable:
-                raise ValueError(f"params[{key!r}] is read-only; update() changes it in place")
             if key not in grads:
                 raise ValueError(f"grads has no entry for parameter {key!r}")
             grad = grads[key]
@@ -96,19 +107,19 @@ class Optimizer:
             if grad.shape != param.shape:
                 raise ValueError(f"grads[{key!r}] has shape {grad.shape}, "
                                  f"params[{key!r}] has {param.shape}")
-            checked[key] = grad
+            checked[key], values[key] = grad, param
         for name in self.state_names:
             state = getattr(self, name)
             if state is not None and not (isinstance(state, dict) and all(
                     isinstance(s, np.ndarray) for s in state.values())):
                 raise TypeError(f"optimizer state {name!r} must be None or a dict of arrays, "
                                 f"got {type(state).__name__}")
-            if state is not None and (state.keys() != params.keys() or any(
-                    state[k].shape != params[k].shape or state[k].dtype != params[k].dtype
-                    for k in params)):
+            if state is not None and (state.keys() != values.keys() or any(
+                    state[k].shape != values[k].shape or state[k].dtype != values[k].dtype
+                    for k in values)):
                 raise ValueError(f"params changed since the first update (state {name!r} "
                                  f"no longer matches); use a new optimizer")
-        return checked
+        return checked, values
 
     def update(self, params, grads):
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
@@ -132,17 +143,17 @@ class Optimizer:
                 update(rule, ps, gs, state1, state2, lr, momentum, decay_rate, beta1, beta2,
                        eps, n_threads)
             return
-        grads = self._check(params, grads)
+        grads, values = self._check(params, grads)
         if not params:
             return
-        fresh = {name: {k: np.zeros_like(p, order="C") for k, p in params.items()}
+        fresh = {name: {k: np.zeros_like(p, order="C") for k, p in values.items()}
                  for name in self.state_names if getattr(self, name) is None}
         states = {name: fresh[name] if name in fresh else getattr(self, name)
                   for name in self.state_names}
         keys = list(params)
         # The step is computed into contiguous copies of the parameters and the state, then
         # committed in one SIGINT-deferring block: all of it, or none of it.
-        work = [np.array(p, order="C") for p in params.values()]
+        work = [np.array(p, order="C") for p in values.values()]
         work_states = [[states[name][k].copy() for k in keys] for name in self.state_names]
         rule, lr, momentum, decay_rate, beta1, beta2, eps = self._rule_args()
         _backend.optimizer_update(rule, work, [grads[k] for k in keys],
@@ -150,7 +161,10 @@ class Optimizer:
                                   decay_rate=decay_rate, beta1=beta1, beta2=beta2, eps=eps)
         with deferred_sigint() as critical, critical:
             for key, w in zip(keys, work):
-                params[key][...] = w
+                if values[key] is params[key]:
+                    params[key][...] = w
+                else:   # a number: rebind the entry, as the book's ``params[key] -= ...``
+                    params[key] = w[()]
             for name, new in zip(self.state_names, work_states):
                 for k, a in zip(keys, new):
                     np.copyto(states[name][k], a)
@@ -210,10 +224,18 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient, one compiled pass per parameter.
 
-    ``variant='book'`` (the book's form): v = m*v - lr*g; p += m*m*v - (1+m)*lr*g.
+    ``variant='book'`` (the book's ``common/optimizer.py`` as corrected on 2021-01-18,
+    "Fix Nesterov update function"): p += m*m*v - (1+m)*lr*g with the velocity of the
+    previous step, *then* v = m*v - lr*g. (The first printing updated v first and so
+    stepped with the new velocity: from w = 1 on f = w**2/2 with lr = 0.1, m = 0.9 one
+    step gives 0.81 now, 0.729 then.) fastmlp before issue 13 ran that old order.
     ``variant='sklearn'`` (scikit-learn's, Bengio et al.'s): v = m*v - lr*g;
     p += m*v - lr*g, what ``MLPClassifier(solver='sgd', nesterovs_momentum=True)``
     does. ``variant`` is a public attribute, checked at each update like lr.
+
+    The state ``v`` means the same under both book orders (the velocity after the steps
+    taken), so a saved ``v`` (format 1, written by the old order) loads unchanged and
+    training continues with the corrected rule from that velocity.
     """
     variants = ("book", "sklearn")
     _VARIANT_RULES = {"book": _RULES["nesterov"], "sklearn": _RULES["nesterov_sklearn"]}

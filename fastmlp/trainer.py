@@ -3,9 +3,12 @@
 Differences from the book, all deliberate:
 
 - mini-batches are drawn **without replacement** from a shuffled stream
-  (a fresh permutation of the training set each time it is used up), from
-  ``numpy.random.default_rng(seed)``: no global random state, reproducible
-  runs, and every sample seen once per epoch;
+  (a fresh permutation of the training set each time it is used up), so
+  every sample is seen once per epoch; the stream is a
+  ``numpy.random.Generator``: ``seed=None`` seeds it with one draw from
+  numpy's global random state (scikit-learn's ``random_state=None``
+  convention: ``np.random.seed(s)`` before the run repeats it), an int
+  gives it a stream of its own;
 - the per-epoch accuracies are measured at the *end* of each epoch (the
   book measures after the first step of each epoch and so never records
   the trained network), so ``test_acc_list[-1]`` is the final accuracy;
@@ -32,6 +35,7 @@ import numpy as np
 from . import _sigint
 from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
+from ._random import check_seed, generator
 from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, step, write_line
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
@@ -107,8 +111,11 @@ class Trainer:
         Multiply the optimizer's learning rate by this factor in ``(0, 1]``
         at the end of every epoch: with ``lr=0.09, lr_decay=0.9`` the first
         epoch trains at 0.09 and the second at 0.081.
-    seed : None, int or numpy.random.Generator
-        Seeds the shuffling (``numpy.random.default_rng(seed)``).
+    seed : None, int, numpy.random.Generator or RandomState
+        The shuffling's stream. None: a Generator seeded by one draw from numpy's
+        global random state (so ``np.random.seed(s)`` before constructing the
+        Trainer repeats the run); an int: ``numpy.random.default_rng(seed)``; a
+        Generator: used as it is; a RandomState: one draw from it seeds the stream.
 
     Attributes
     ----------
@@ -168,11 +175,8 @@ class Trainer:
         optimizer = self._make_optimizer(optimizer, optimizer_param)
         if lr_decay is not None and not isinstance(getattr(optimizer, "lr", None), numbers.Real):
             raise TypeError("lr_decay needs an optimizer with a numeric 'lr' attribute")
-        if not (seed is None or isinstance(seed, (numbers.Integral, np.random.Generator))) \
-                or isinstance(seed, bool):
-            raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
-                            f"got {type(seed).__name__}")
-        rng = np.random.default_rng(seed)
+        check_seed(seed)   # the draw from a global state comes last, after every check
+        rng = generator(seed)
 
         # --- state
         self.network = network

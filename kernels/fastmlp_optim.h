@@ -15,7 +15,7 @@
 enum fastmlp_rule {
     FASTMLP_SGD,               /* p -= lr*g */
     FASTMLP_MOMENTUM,          /* v = m*v - lr*g; p += v */
-    FASTMLP_NESTEROV,          /* the book's Nesterov */
+    FASTMLP_NESTEROV,          /* the book's Nesterov (2021): p += m*m*v - (1+m)*lr*g; v = m*v - lr*g */
     FASTMLP_ADAGRAD,           /* h += g^2; p -= lr*g/(sqrt(h)+eps) */
     FASTMLP_RMSPROP,           /* h = d*h + (1-d)*g^2; p -= lr*g/(sqrt(h)+eps) */
     FASTMLP_ADAM,              /* Adam, the bias correction folded into lr */
@@ -54,12 +54,12 @@ FASTMLP_CLONES static void fastmlp_update_##S(int rule, T *p, const T *g, T *s1,
             p[i] += s1[i];                                                                  \
         }                                                                                   \
         break;                                                                              \
-    case FASTMLP_NESTEROV:     /* the book's form */                                        \
+    case FASTMLP_NESTEROV:     /* the book's, as corrected in 2021: p first, then v */      \
         for (i = start; i < end; i++) {                                                     \
-            s1[i] *= mom;                                                                   \
-            s1[i] -= lr * g[i];                                                             \
             p[i] += mom_sq * s1[i];                                                         \
             p[i] -= lr_step * g[i];                                                         \
+            s1[i] *= mom;                                                                   \
+            s1[i] -= lr * g[i];                                                             \
         }                                                                                   \
         break;                                                                              \
     case FASTMLP_NESTEROV_SKLEARN:  /* v = m*v - lr*g; p += m*v - lr*g (sklearn's order) */ \

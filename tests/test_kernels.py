@@ -486,11 +486,9 @@ def test_optimizer_update_kernel_vs_book(rng, dtype, rule):
         elif rule == "momentum":
             v = mom * m - lr * g
             ref, scale = p + v, np.abs(p) + np.abs(mom * m) + np.abs(lr * g)
-        elif rule == "nesterov":
-            v = m * dtype(mom)
-            v -= lr * g
+        elif rule == "nesterov":   # the corrected book: p moves with the old v, then v
             q = p.copy()
-            q += mom * mom * v
+            q += mom * mom * m
             q -= (1 + mom) * lr * g
             ref, scale = q, np.abs(p) + np.abs(mom * m) + 3 * np.abs(lr * g)
         elif rule == "nesterov_sklearn":   # sklearn's: v = m*v - lr*g; p += m*v - lr*g

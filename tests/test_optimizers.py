@@ -110,11 +110,11 @@ def scalar_rule(name, kwargs, p, gs):
         elif name == "Momentum":
             v = kwargs["momentum"] * v - lr * g
             p = p + v
-        elif name == "Nesterov":
+        elif name == "Nesterov":   # the book as corrected on 2021-01-18: p, then v
             mom = kwargs["momentum"]
-            v = v * mom - lr * g
             p = p + mom * mom * v
             p = p - (1 + mom) * lr * g
+            v = v * mom - lr * g
         elif name == "NesterovSklearn":   # sklearn's _SGDOptimizer(nesterov=True)
             mom = kwargs["momentum"]
             v = mom * v - lr * g

@@ -9,10 +9,16 @@ numpy, ``fastmlp._validation``, ``fastmlp.gradient`` and ``fastmlp._networks``
 from fastmlp.reference import functions, layers, networks, optimizers
 from fastmlp.reference.functions import (
     cross_entropy_error,
+    identity_function,
     mean_squared_error,
     relu,
+    relu_grad,
     sigmoid,
+    sigmoid_grad,
     softmax,
+    softmax_loss,
+    step_function,
+    sum_squared_error,
 )
 from fastmlp.reference.layers import (
     AddLayer,
@@ -41,6 +47,12 @@ __all__ = [
     "softmax",
     "cross_entropy_error",
     "mean_squared_error",
+    "identity_function",
+    "step_function",
+    "sigmoid_grad",
+    "relu_grad",
+    "sum_squared_error",
+    "softmax_loss",
     "TwoLayerNet",
     "MultiLayerNet",
     "SGD",

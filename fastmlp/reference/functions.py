@@ -12,7 +12,9 @@ import numpy as np
 
 from fastmlp._validation import as_array, as_float, check_same_shape, check_targets
 
-__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error"]
+__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
+           "identity_function", "step_function", "sigmoid_grad", "relu_grad",
+           "sum_squared_error", "softmax_loss"]
 
 #: The constant the book adds inside ``log`` in ``cross_entropy_error``.
 CROSS_ENTROPY_DELTA = 1e-7
@@ -140,3 +142,46 @@ def mean_squared_error(y, t):
     t_arr = as_float(t_arr, "t", dtype=dtype)
     check_same_shape(y_arr, t_arr, "y", "t")
     return float(0.5 * np.sum((y_arr - t_arr) ** 2))
+
+
+def identity_function(x):
+    """The identity: returns ``x`` itself, as the book does."""
+    return x
+
+
+def step_function(x):
+    """``1`` where ``x > 0`` else ``0`` (NaN: 0), as numpy's default integer, any shape.
+
+    Returns
+    -------
+    ndarray of int (0-d for a scalar, as the book's ``np.array(x > 0, dtype=int)``)
+    """
+    x = as_float(x, "x")
+    out = np.zeros(x.shape, dtype=int)
+    out[x > 0] = 1
+    return out
+
+
+def sigmoid_grad(x):
+    """``(1 - sigmoid(x)) * sigmoid(x)``, elementwise, with the overflow-free sigmoid."""
+    y = sigmoid(x)
+    return _scalar_if_0d(np.asarray((1 - y) * y))
+
+
+def relu_grad(x):
+    """The book's ReLU derivative: ``1`` where ``x >= 0`` (1 at 0), else ``0``; float."""
+    x = as_float(x, "x")
+    grad = np.zeros_like(x)
+    grad[x >= 0] = 1
+    return _scalar_if_0d(grad)
+
+
+def sum_squared_error(y, t):
+    """The book's name for :func:`mean_squared_error`: ``0.5 * sum((y - t)**2)``."""
+    return mean_squared_error(y, t)
+
+
+def softmax_loss(X, t):
+    """``cross_entropy_error(softmax(X), t)``: the book's softmax then its cross-entropy
+    (``+ 1e-7`` inside the log); ``X`` (C,) or (N, C), ``t`` labels or one-hot rows."""
+    return cross_entropy_error(softmax(X), t)

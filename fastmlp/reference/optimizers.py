@@ -35,6 +35,14 @@ def _zeros_like_params(params):
     return {key: np.zeros_like(val) for key, val in params.items()}
 
 
+def _as_arrays(params):
+    """``params`` with every number (``_optim_state.is_scalar``) as a 0-d array of
+    ``_optim_state.scalar_dtype(params)``; arrays are the caller's own objects."""
+    dtype = _optim_state.scalar_dtype(params) if params else None
+    return {key: np.array(val, dtype=dtype) if _optim_state.is_scalar(val) else val
+            for key, val in params.items()}
+
+
 class _Base:
     """What every twin shares: its self-description, state dicts, no fused SGD."""
 
@@ -46,6 +54,16 @@ class _Base:
     def fused_lr(self):
         """None: the oracle always runs its own numpy update."""
         return None
+
+    def update(self, params, grads):
+        """Update each array of ``params`` in place from ``grads`` (same keys and shapes);
+        an entry that is a number is rebound to its updated value (a numpy scalar), as
+        the book's ``params[key] -= ...`` rebinds it."""
+        work = _as_arrays(params)
+        self._step(work, grads)
+        for key, val in work.items():
+            if val is not params[key]:
+                params[key] = val[()]
 
     def state_dict(self):
         """As ``fastmlp.optimizers.Optimizer.state_dict``."""
@@ -68,8 +86,8 @@ class SGD(_Base):
     def __init__(self, lr=0.01):
         self.lr = check_positive_float(lr, "lr")
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         for key in params.keys():
             params[key] -= self.lr * grads[key]
 
@@ -91,8 +109,8 @@ class Momentum(_Base):
         self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
         self.v = None
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         if self.v is None:
             self.v = _zeros_like_params(params)
         for key in params.keys():
@@ -103,8 +121,11 @@ class Momentum(_Base):
 class Nesterov(_Base):
     """Nesterov's accelerated gradient.
 
-    ``variant='book'`` (the book's form, arXiv:1212.0901): ``v = momentum * v - lr * grad``,
-    then ``param += momentum**2 * v - (1 + momentum) * lr * grad``.
+    ``variant='book'`` (the book's form, arXiv:1212.0901, as its repository corrected it on
+    2021-01-18): ``param += momentum**2 * v - (1 + momentum) * lr * grad`` with the
+    previous velocity, then ``v = momentum * v - lr * grad``. (The first printing updated
+    ``v`` first: from w = 1, grad = w, lr = 0.1, momentum = 0.9 one step gave 0.729; the
+    corrected rule gives 0.81.)
     ``variant='sklearn'`` (scikit-learn's ``_SGDOptimizer(nesterov=True)``, Bengio et
     al.'s form): ``v = momentum * v - lr * grad``, then ``param += momentum * v - lr * grad``.
 
@@ -125,8 +146,8 @@ class Nesterov(_Base):
         self.variant = _optim_state.check_variant(self, variant)
         self.v = None
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         sklearn = _optim_state.check_variant(self, self.variant) == "sklearn"
         if self.v is None:
             self.v = _zeros_like_params(params)
@@ -135,10 +156,10 @@ class Nesterov(_Base):
                 self.v[key] = self.momentum * self.v[key] - self.lr * grads[key]
                 params[key] += self.momentum * self.v[key] - self.lr * grads[key]
                 continue
-            self.v[key] *= self.momentum
-            self.v[key] -= self.lr * grads[key]
             params[key] += self.momentum * self.momentum * self.v[key]
             params[key] -= (1 + self.momentum) * self.lr * grads[key]
+            self.v[key] *= self.momentum
+            self.v[key] -= self.lr * grads[key]
 
 
 class AdaGrad(_Base):
@@ -155,8 +176,8 @@ class AdaGrad(_Base):
         self.lr = check_positive_float(lr, "lr")
         self.h = None
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         if self.h is None:
             self.h = _zeros_like_params(params)
         for key in params.keys():
@@ -184,8 +205,8 @@ class RMSprop(_Base):
             raise ValueError(f"decay_rate must be < 1, got {decay_rate}")
         self.h = None
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         if self.h is None:
             self.h = _zeros_like_params(params)
         for key in params.keys():
@@ -231,8 +252,8 @@ class Adam(_Base):
         self.m = None
         self.v = None
 
-    def update(self, params, grads):
-        """Update each array of ``params`` in place from ``grads`` (same keys and shapes)."""
+    def _step(self, params, grads):
+        """One step on ``params``, a dict of arrays (updated in place)."""
         if self.m is None:
             self.m = _zeros_like_params(params)
             self.v = _zeros_like_params(params)
