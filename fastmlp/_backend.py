@@ -280,3 +280,15 @@ def scaled_sum_to_all(rows, scales, lo, hi):
     """Columns ``[lo, hi)`` of ``rows`` (K x n): the ``scales``-weighted sum over the rows,
     written into every row (:mod:`fastmlp._kernels.reduce`)."""
     reduce.scaled_sum_to_all(rows, scales, lo, hi)
+
+
+def mlp_loss(x, labels, targets, Ws, bs, hs, masks, ds, activation, output, sum_sq_weights):
+    """Forward and loss of a whole network, no backward; (mean data loss, sum of W**2 when
+    ``sum_sq_weights``, else 0). See ``fastmlp._kernels.mlp.mlp_loss``."""
+    return mlp.mlp_loss(x, labels, targets, Ws, bs, hs, masks, ds, activation, output,
+                        sum_sq_weights)
+
+
+def mlp_accuracy(x, labels, Ws, bs, hs, activation):
+    """Forward pass of a whole network, then how many rows score highest at their label."""
+    return mlp.mlp_accuracy(x, labels, Ws, bs, hs, activation)

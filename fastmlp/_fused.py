@@ -181,14 +181,49 @@ class FusedMLP:
         """``W1, b1, ...`` of the last :meth:`run`: the workspace's buffers, not copies."""
         return dict(self.workspace.grads)
 
+    def count_correct(self, plan, x, labels):
+        """How many rows of the checked batch ``x`` score highest at their label (``labels``
+        intp, in range); new buffers, as :meth:`predict`."""
+        x = _own(x, plan, 0.0)
+        hs = [np.empty((x.shape[0], m), plan.dtype) for m in plan.sizes[1:]]
+        return _backend.mlp_accuracy(x, labels, plan.Ws, plan.bs, hs, plan.activation)
+
+    def loss(self, net, plan, x, t):
+        """The loss of the batch (weight decay ``weight_decay_lambda`` included) by one
+        compiled forward pass in the workspace; the layers' forward attributes are left as
+        the layer-by-layer ``loss`` leaves them (``dW``, ``db`` untouched)."""
+        decay = net._decay()
+        x, labels, onehot, t, _, ws = self._batch(net, plan, x, t, None, 0.0)
+        loss, sum_sq = _backend.mlp_loss(x, labels, onehot, plan.Ws, plan.bs, ws.hs,
+                                         ws.mask_bytes, ws.ds, plan.activation, plan.output,
+                                         decay != 0)
+        if not math.isfinite(loss) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinity")
+        _record(net, x, t, ws, loss, None)
+        return loss + 0.5 * decay * sum_sq
+
     def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
         """Check the batch, run the compiled pass, record the book's attributes; return the
         loss (weight decay included). ``sgd_lr > 0`` also applies ``p -= sgd_lr * grad`` to
         every weight and bias inside the backward pass (no gradient is stored)."""
+        decay = net._decay(weight_decay)
+        x, labels, onehot, t, sample_weight, ws = self._batch(net, plan, x, t, sample_weight,
+                                                              sgd_lr)
+        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, plan.Ws, plan.bs,
+                                             ws.hs, ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
+                                             plan.activation, plan.output, decay, sgd_lr)
+        if not math.isfinite(loss) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinity")
+        total = loss + 0.5 * decay * sum_sq
+        _record(net, x, t, ws, loss, total)
+        return total
+
+    def _batch(self, net, plan, x, t, sample_weight, sgd_lr):
+        """The checked batch ``(x, labels, onehot, t, sample_weight, workspace)`` of one
+        fused call, in arrays the kernel may read (the workspace now this call's)."""
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = net._check_x(x, finite=False)
-        decay = net._decay(weight_decay)
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=plan.dtype, ndim=1,
                                      finite=True)
@@ -222,14 +257,7 @@ class FusedMLP:
         if sample_weight is not None:
             sample_weight = _own(sample_weight, plan, sgd_lr)
         self.workspace = ws
-        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, plan.Ws, plan.bs,
-                                             ws.hs, ws.mask_bytes, ws.ds, ws.dWs, ws.dbs,
-                                             plan.activation, plan.output, decay, sgd_lr)
-        if not math.isfinite(loss) and not np.isfinite(x).all():
-            raise ValueError("x contains NaN or infinity")
-        total = loss + 0.5 * decay * sum_sq
-        _record(net, x, t, ws, loss, total)
-        return total
+        return x, labels, onehot, t, sample_weight, ws
 
 
 def _own(a, plan, sgd_lr):
@@ -242,13 +270,18 @@ def _own(a, plan, sgd_lr):
 
 
 def _record(net, x, t, ws, data_loss, loss):
-    """Leave the book's layer attributes as the layer-by-layer path would."""
+    """Leave the book's layer attributes as the layer-by-layer path would: after a
+    gradient (``loss`` given: also ``dW``, ``db`` and ``net.last_loss``), or after a
+    forward pass only (``loss`` None)."""
     layer_list = list(net.layers.values())
     inputs = [x] + ws.hs[:-1]
     for affine, a, dW, db in zip(layer_list[::2], inputs, ws.dWs, ws.dbs):
-        affine.x, affine.original_x_shape, affine.dW, affine.db = a, a.shape, dW, db
+        affine.x, affine.original_x_shape = a, a.shape
+        if loss is not None:
+            affine.dW, affine.db = dW, db
     attribute, values = ("mask", ws.masks) if net.activation == "relu" else ("out", ws.hs)
     for layer, value in zip(layer_list[1::2], values):
         setattr(layer, attribute, value)
     net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
-    net.last_loss = loss
+    if loss is not None:
+        net.last_loss = loss

@@ -86,9 +86,8 @@ class MultiLayerNet:
     dtype : {np.float64, np.float32}, keyword-only
         Dtype of the parameters and of every computation; inputs are converted.
     seed : None, int, numpy.random.Generator or RandomState, keyword-only
-        None: numpy's global random state, drawn as the book's ``np.random.randn``
-        (``np.random.seed(s)`` first gives the book's weights); an int: a stream of
-        its own (``numpy.random.default_rng``); a Generator or RandomState: drawn from.
+        None: numpy's global state, drawn as the book's ``np.random.randn`` (so after
+        ``np.random.seed(s)``, the book's weights); an int: ``default_rng(seed)``.
     loss : {'cross_entropy', 'mse'}, keyword-only, default 'cross_entropy'
         The last layer: ``SoftmaxWithLoss`` on class targets (the book's), or
         ``MSELoss`` (identity output) on float targets of shape

@@ -2,17 +2,23 @@
 
 The book's logic (construction, parameters, validation, the layer-by-layer
 path, ``config``/``from_config``) is written once in ``fastmlp._networks``
-over a layers module; here it runs on ``fastmlp.layers``, and ``predict`` and
-``gradient`` run the whole network in one compiled call when they can, held
-by composition: each network owns a :class:`fastmlp._fused.FusedMLP` and asks
-it for a plan every call; with none (an edited layer list, parameters of
-another dtype or layout...) the method calls the layer path explicitly.
+over a layers module; here it runs on ``fastmlp.layers``, and ``predict``,
+``loss``, ``accuracy`` and ``gradient`` run the whole network in one compiled
+call when they can, held by composition: each network owns a
+:class:`fastmlp._fused.FusedMLP` and asks it for a plan every call; with none
+the method calls the layer path explicitly. The plan exists only while
+``layers`` holds exactly the structure the kernel runs (the layer names and
+classes it built, no subclass, no layer with its own ``forward``/``backward``,
+parameters of one dtype and layout, ``last_layer`` of its class): a layer
+replaced, inserted, removed or reordered makes every method run the layers
+that are there, one by one, never a different network.
 
 The fused call works in buffers kept for the current batch size, so a
 training step allocates no arrays after the first. The layer objects in
 ``layers`` still see every step: after ``gradient`` their book attributes
 (``Affine.x/dW/db``, ``Relu.mask``, ``lastLayer.y/t/loss``) point at the
-step's buffers.
+step's buffers; ``loss`` leaves the forward ones (not ``dW``/``db``) as the
+book's layer-by-layer ``loss`` does.
 
 The arrays ``gradient`` returns are those buffers: the next call to
 ``gradient`` overwrites them (copy them to keep them). One network must not
@@ -23,7 +29,7 @@ import numpy as np
 
 from . import _loop, _networks, layers
 from ._fused import FusedMLP
-from ._validation import check_positive_float
+from ._validation import check_positive_float, check_targets
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
@@ -55,6 +61,46 @@ class MultiLayerNet(_networks.MultiLayerNet):
         if fused is None:
             return self._predict(x)
         return self._fused.predict(fused, x)
+
+    def loss(self, x, t):
+        """Mean cross-entropy of ``softmax(predict(x))`` (0.5 * squared error for
+        ``loss='mse'``) plus the weight-decay term, in one compiled forward pass.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size), finite
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+
+        Returns
+        -------
+        float
+        """
+        fused = self._fused.plan(self)
+        if fused is None:
+            return super().loss(x, t)
+        return self._fused.loss(self, fused, x, t)
+
+    def accuracy(self, x, t):
+        """Fraction of samples whose highest score is the true class, in one compiled
+        forward pass that counts the hits.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, input_size)
+        t : array_like, shape (N,) labels or (N, output_size) one-hot
+
+        Returns
+        -------
+        float
+        """
+        fused = self._fused.plan(self)
+        if fused is None or self.loss_name != "cross_entropy":
+            return super().accuracy(x, t)
+        x = self._check_x(x, finite=False)
+        labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
+        if labels is None:
+            labels = onehot.argmax(axis=1)
+        return float(self._fused.count_correct(fused, x, labels) / x.shape[0])
 
     def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
         """Gradient of ``loss`` by backpropagation, the whole network in one compiled call.

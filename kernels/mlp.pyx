@@ -376,10 +376,144 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     return loss / n, sum_sq
 
 
+# ---------------------------------------------------------------- loss and accuracy, fused
+
+cdef double _sum_sq_weights(Layer *layers, Py_ssize_t L, bint single) noexcept nogil:
+    """sum of W**2 over all layers, in double, in a fixed order (as _backward sums it)."""
+    cdef Py_ssize_t i, j
+    cdef double total = 0
+    cdef const float *wf
+    cdef const double *wd
+    for i in range(L):
+        if single:
+            wf = <const float*>layers[i].W
+            for j in range(layers[i].k * layers[i].m):
+                total += <double>wf[j] * wf[j]
+        else:
+            wd = <const double*>layers[i].W
+            for j in range(layers[i].k * layers[i].m):
+                total += wd[j] * wd[j]
+    return total
+
+
+def mlp_loss(x, labels, targets, list Ws, list bs, list hs, list masks, list ds, int act,
+             int output, bint sum_sq_weights):
+    """Forward and loss of the whole network, no backward: what ``loss`` computes.
+
+    Returns (mean data loss, sum of W**2 over all layers when sum_sq_weights else 0).
+    Buffers as for mlp_gradient (hs, masks, ds; no parameter gradients): hs[-1] ends as
+    the softmax (output 0) or the identity (output 1), ds[-1] as (y - t) / N. Every
+    array and label is checked before the GIL is released.
+    """
+    if act != RELU and act != SIGMOID:
+        raise ValueError(f"unknown activation code {act}")
+    if output != SOFTMAX_CE and output != MSE:
+        raise ValueError(f"unknown output code {output}")
+    if act == RELU and (masks is None or any(m is None for m in masks[:len(masks) - 1])):
+        raise ValueError("a ReLU network needs a mask for every hidden layer")
+    if ds is None:
+        raise ValueError("ds is needed")
+    cdef Py_ssize_t L = len(Ws), n = len(x)
+    cdef Layer *layers = _layers(x, Ws, bs, hs, masks, ds, None, None)
+    try:
+        _check_targets(labels, targets, None, output, cnp.PyArray_TYPE(<cnp.ndarray>x),
+                       n, layers[L - 1].m)
+    except BaseException:
+        free(layers)
+        raise
+    cdef void *xp = _data(x)
+    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef void *tp = NULL if targets is None else _data(targets)
+    cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
+    cdef Py_ssize_t c = layers[L - 1].m
+    cdef double loss, sum_sq = 0
+    try:
+        with nogil:
+            if single:
+                _forward(<const float*>xp, layers, L, n, act)
+                if output == SOFTMAX_CE:
+                    loss = _softmax_ce(<float*>layers[L - 1].h, <float*>layers[L - 1].d, lp,
+                                       <const float*>tp, NULL, n, c)
+                else:
+                    loss = _mse(<const float*>layers[L - 1].h, <float*>layers[L - 1].d,
+                                <const float*>tp, NULL, n, c)
+            else:
+                _forward(<const double*>xp, layers, L, n, act)
+                if output == SOFTMAX_CE:
+                    loss = _softmax_ce(<double*>layers[L - 1].h, <double*>layers[L - 1].d, lp,
+                                       <const double*>tp, NULL, n, c)
+                else:
+                    loss = _mse(<const double*>layers[L - 1].h, <double*>layers[L - 1].d,
+                                <const double*>tp, NULL, n, c)
+            if sum_sq_weights:
+                sum_sq = _sum_sq_weights(layers, L, single)
+    finally:
+        free(layers)
+    return loss / n, sum_sq
+
+
+cdef Py_ssize_t _count_argmax_hits(const floating *y, const Py_ssize_t *labels, Py_ssize_t n,
+                                   Py_ssize_t c) noexcept nogil:
+    """How many rows i have argmax(y[i]) == labels[i], argmax as numpy's: the first
+    maximum, or the first NaN when the row holds one."""
+    cdef Py_ssize_t i, j, best, hits = 0
+    cdef floating v, top
+    for i in range(n):
+        best = 0
+        top = y[i * c]
+        if top == top:   # not NaN
+            for j in range(1, c):
+                v = y[i * c + j]
+                if v != v:
+                    best = j
+                    break
+                if v > top:
+                    top = v
+                    best = j
+        if best == labels[i]:
+            hits += 1
+    return hits
+
+
+def mlp_accuracy(x, labels, list Ws, list bs, list hs, int act):
+    """Forward pass into hs, then the number of rows whose highest score is at their
+    label (labels: (N,) intp in [0, C)); what ``accuracy`` counts."""
+    if act != RELU and act != SIGMOID:
+        raise ValueError(f"unknown activation code {act}")
+    cdef Py_ssize_t L = len(Ws), n = len(x), hits
+    cdef Layer *layers = _layers(x, Ws, bs, hs, None, None, None, None)
+    try:
+        _check_targets(labels, None, None, SOFTMAX_CE, cnp.PyArray_TYPE(<cnp.ndarray>x),
+                       n, layers[L - 1].m)
+    except BaseException:
+        free(layers)
+        raise
+    cdef void *xp = _data(x)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t*>_data(labels)
+    cdef Py_ssize_t c = layers[L - 1].m
+    try:
+        with nogil:
+            if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32:
+                _forward(<const float*>xp, layers, L, n, act)
+                hits = _count_argmax_hits(<const float*>layers[L - 1].h, lp, n, c)
+            else:
+                _forward(<const double*>xp, layers, L, n, act)
+                hits = _count_argmax_hits(<const double*>layers[L - 1].h, lp, n, c)
+    finally:
+        free(layers)
+    return hits
+
+
 # ---------------------------------------------------------------- per-step checks in C
 # A small network's step is ~100 us, of which Python-level checks took ~10:
 # these do the common case in one call and leave every error message (and
 # every unusual input) to the checked Python path.
+
+cdef inline bint _own_methods(object layer):
+    """True when ``layer`` carries its own forward or backward (set on the instance)."""
+    cdef object d = getattr(layer, "__dict__", None)
+    return type(d) is dict and ("forward" in <dict>d or "backward" in <dict>d)
+
 
 def fusable(object net, tuple classes, bint writeable):
     """(Ws, bs, sizes, activation code, output code) of network ``net`` when the fused
@@ -389,7 +523,8 @@ def fusable(object net, tuple classes, bint writeable):
     Everything is re-derived from what ``net`` holds and checked, every call: its
     ``layers`` are Affine, activation, Affine, ..., Affine with one activation class
     over aligned, native, C-contiguous float32/float64 arrays of one dtype (writeable
-    when asked) whose shapes chain; its ``last_layer`` is a loss the kernel has; and
+    when asked) whose shapes chain, none with a ``forward``/``backward`` of its own (set
+    on the instance); its ``last_layer`` is a loss the kernel has; and
     its public attributes (``input_size``, ``hidden_size_list``, ``output_size``,
     ``dtype``, ``activation``, ``loss_name``, ``hidden_layer_num``) describe exactly
     that network. ``classes`` = (Affine, Relu, Sigmoid, SoftmaxWithLoss, MSELoss).
@@ -406,6 +541,8 @@ def fusable(object net, tuple classes, bint writeable):
     if L % 2 == 0:
         return None
     last_layer = net.last_layer
+    if _own_methods(last_layer):
+        return None
     if type(last_layer) is ce_type:
         output = SOFTMAX_CE
     elif type(last_layer) is mse_type:
@@ -422,6 +559,8 @@ def fusable(object net, tuple classes, bint writeable):
     cdef list Ws = [], bs = [], sizes = []
     for i in range(L):
         layer = layers[i]
+        if _own_methods(layer):
+            return None
         if i % 2 == 1:
             if type(layer) is not type(layers[1]):
                 return None
