@@ -39,8 +39,7 @@ __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
-
-
+_AFFINE_NAME = re.compile(r"^Affine([1-9][0-9]*)$")
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
 _XAVIER = ("sigmoid", "xavier")
@@ -429,8 +428,8 @@ class MultiLayerNet:
         Returns
         -------
         dict
-            ``W1, b1, ...``: same keys, shapes and dtype as ``params``. With
-            weight decay, ``W{i}`` gets ``lambda * W{i}`` added.
+            ``W{i}, b{i}`` of each layer ``Affine{i}`` (the book's keys), with
+            ``lambda * W{i}`` added to ``W{i}`` under weight decay.
         """
         return self._layer_gradient(x, t, weight_decay)
 
@@ -444,10 +443,12 @@ class MultiLayerNet:
         for layer in reversed(self.layers.values()):
             dout = layer.backward(dout)
 
-        grads = {}
-        for i, affine in enumerate(self._affine_layers(), start=1):
-            grads[f"W{i}"] = affine.dW + decay * affine.W if decay else affine.dW
-            grads[f"b{i}"] = affine.db
+        grads = {}   # keyed by layer name, as the book (params hands W{i} to Affine{i})
+        for name, affine in self.layers.items():
+            match = _AFFINE_NAME.match(name) if isinstance(name, str) else None
+            if match and isinstance(affine, self.layers_module.Affine):
+                grads["W" + match[1]] = affine.dW + decay * affine.W if decay else affine.dW
+                grads["b" + match[1]] = affine.db
         return grads
 
 

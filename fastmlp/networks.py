@@ -144,17 +144,30 @@ class MultiLayerNet(_networks.MultiLayerNet):
         float or None
             The loss before the update (the update is applied only when it is
             finite), or None when the fused kernel does not apply to the
-            network as it is now: the caller then runs ``gradient`` and its update.
+            network as it is now (also when ``params`` no longer holds the arrays
+            the layers hold): the caller then runs ``gradient`` and its update.
         """
         lr = check_positive_float(lr, "lr")
         fused = self._fused.plan(self, writeable=True)
-        if fused is None:
+        if fused is None or not self._params_held(fused):
             return None
         loss = self._fused.run(self, fused, x, t, sample_weight, weight_decay, sgd_lr=lr)
         for affine in self.layers.values():
             if type(affine) is layers.Affine:
                 affine.dW = None   # the weights took their gradients directly
         return loss
+
+    def _params_held(self, plan):
+        """True when ``params`` holds exactly the arrays the layers compute with
+        (``W{i}``, ``b{i}`` of ``Affine{i}``): only then is updating the layers' arrays
+        the update ``SGD.update(params, gradient(x, t))`` makes."""
+        params = self._params
+        if len(params) != 2 * len(plan.Ws):
+            return False
+        for i, (W, b) in enumerate(zip(plan.Ws, plan.bs), start=1):
+            if params.get(f"W{i}") is not W or params.get(f"b{i}") is not b:
+                return False
+        return True
 
     def train_step(self, x, t, optimizer, sample_weight=None, *, weight_decay=None):
         """One training step, ``optimizer.update(params, gradient(x, t))``, at full speed.
