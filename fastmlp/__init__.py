@@ -5,7 +5,7 @@ The layer classes keep the interface of "Deep Learning from Scratch"
 matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
 the same API in plain numpy, the oracle the tests compare against.
 """
-from . import datasets, functions, layers, optimizers
+from . import datasets, functions, layers, optimizers, util
 from .networks import MultiLayerNet, TwoLayerNet
 from .threads import get_num_threads, set_num_threads
 from .io import load, save
@@ -32,4 +32,4 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
