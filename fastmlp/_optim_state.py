@@ -32,12 +32,14 @@ def is_scalar(value):
 
 
 def scalar_dtype(params):
-    """The dtype a scalar entry of ``params`` is computed in: that of the arrays (and numpy
-    float32/float64 scalars) in ``params``, else float64. Python numbers and numpy integers
-    take the others' dtype, as numpy's own arithmetic treats Python numbers (NEP 50)."""
-    for value in params.values():
-        if isinstance(value, (np.ndarray, np.float32, np.float64)) and value.dtype in _FLOATS:
-            return value.dtype
+    """The dtype the numbers (:func:`is_scalar`) in ``params`` are computed in: that of its
+    first float32/float64 array; without one, that of its first numpy float32/float64
+    scalar; else float64. So numbers beside arrays take the arrays' dtype (an optimizer
+    updates one dtype), as numpy's arithmetic treats Python numbers (NEP 50)."""
+    for kinds in (np.ndarray, (np.float32, np.float64)):
+        for value in params.values():
+            if isinstance(value, kinds) and value.dtype in _FLOATS:
+                return value.dtype
     return np.dtype(np.float64)
 
 

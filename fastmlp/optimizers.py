@@ -7,8 +7,8 @@ operation by operation (same trajectories to rounding). An entry that is a
 number (a Python int or float, a numpy scalar: ch06's ``params['x'] = -7.0``)
 is rebound to the updated value, a numpy scalar, as the book's
 ``params[key] -= ...`` rebinds it; numbers are computed in the dtype of the
-arrays beside them (float64 when there are none; a numpy float32 scalar is
-float32), and their state entries are 0-d arrays. State (velocities,
+arrays beside them (without arrays: float32 if a numpy float32 scalar comes
+first, else float64), and their state entries are 0-d arrays. State (velocities,
 moment estimates) is created lazily, keyed like ``params``. Everything is
 checked before the first array changes.
 
