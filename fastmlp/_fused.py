@@ -279,9 +279,12 @@ def _record(net, x, t, ws, data_loss, loss):
         affine.x, affine.original_x_shape = a, a.shape
         if loss is not None:
             affine.dW, affine.db = dW, db
-    attribute, values = ("mask", ws.masks) if net.activation == "relu" else ("out", ws.hs)
+    relu = net.activation == "relu"
+    attribute, values = ("mask", ws.masks) if relu else ("out", ws.hs)
     for layer, value in zip(layer_list[1::2], values):
         setattr(layer, attribute, value)
+        if relu:   # what Relu.forward records beside its mask, so its backward can run
+            layer._dtype = x.dtype
     net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
     if loss is not None:
         net.last_loss = loss
