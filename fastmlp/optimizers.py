@@ -89,7 +89,10 @@ class Optimizer:
         number_dtype = _optim_state.scalar_dtype(params) if params else None
         for key, param in params.items():
             if _optim_state.is_scalar(param):
-                param = np.array(param, dtype=number_dtype)   # rebound after the update
+                try:
+                    param = np.array(param, dtype=number_dtype)   # rebound after the update
+                except OverflowError:   # a Python int beyond the float range
+                    raise ValueError(f"params[{key!r}] is too large for {number_dtype}") from None
             elif not isinstance(param, np.ndarray) or param.dtype not in _NATIVE_FLOATS:
                 raise TypeError(f"params[{key!r}] must be a float32 or float64 numpy array "
                                 f"in native byte order, or a real number")

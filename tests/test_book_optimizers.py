@@ -181,6 +181,7 @@ def test_scalar_state_round_trips(module, name):
     ({"x": "7"}, {"x": 1.0}, TypeError, r"params\['x'\]"),
     ({"x": 1 + 2j}, {"x": 1.0}, TypeError, r"params\['x'\]"),
     ({"x": -7.0}, {"x": np.ones(2)}, ValueError, r"grads\['x'\]"),
+    ({"x": 10**400}, {"x": 1.0}, ValueError, r"params\['x'\]"),
     ({"x": -7.0}, {"x": "g"}, TypeError, r"grads\['x'\]"),
     ({"x": -7.0, "y": 2.0}, {"x": 1.0}, ValueError, "'y'"),
     ({"x": -7.0, "y": np.ones(2, np.float32), "z": np.ones(2)}, {"x": 1.0, "y": np.ones(2),

@@ -471,7 +471,12 @@ def prop_mse_loss_layer(data):
 # ============================================================================ functions
 
 FUNCTIONS = {"sigmoid": (False, False), "relu": (True, False), "softmax": (False, True),
-             "cross_entropy_error": (False, True), "mean_squared_error": (False, True)}
+             "cross_entropy_error": (False, True), "mean_squared_error": (False, True),
+             "step_function": (True, False), "identity_function": (True, False),
+             "relu_grad": (True, False), "sigmoid_grad": (False, False),
+             "sum_squared_error": (False, True), "softmax_loss": (False, True)}
+ELEMENTWISE = ("sigmoid", "relu", "step_function", "identity_function", "relu_grad",
+               "sigmoid_grad")
 
 
 @prop(300)
@@ -480,14 +485,14 @@ def prop_functions(data):
     assert set(F.__all__) <= set(FUNCTIONS) | set(), f"untested functions {set(F.__all__) - set(FUNCTIONS)}"
     name = data.draw(st.sampled_from(sorted(F.__all__)), label="function")
     exact, reduction = FUNCTIONS[name]
-    if name in ("sigmoid", "relu"):
+    if name in ELEMENTWISE:
         args = (_x_for(data),)
         if data.draw(st.integers(0, 4)) == 0:
             args = (data.draw(st.sampled_from([0.5, -3, True, np.float32(2), [1.0, -2.0], "x", None])),)
     elif name == "softmax":
         odd = data.draw(st.integers(0, 4), label="odd ndim") == 0
         args = (_x_for(data, min_dims=0 if odd else 1, max_dims=3 if odd else 2),)
-    elif name == "cross_entropy_error":
+    elif name in ("cross_entropy_error", "softmax_loss"):
         n = data.draw(st.sampled_from([0, 1, 2, 3, 1, 2, 3]), label="N")
         c = data.draw(st.sampled_from([0, 1, 2, 3, 4, 1, 2, 3, 4]), label="C")
         y = data.draw(H.arrays(data.draw(st.sampled_from([(n, c)] * 4 + [(c,), (n, c, 1)])),
@@ -501,9 +506,13 @@ def prop_functions(data):
     else:
         x, y = _same_shape_pair(data)
         args = (x, y)
-    names = ["x"] if name in ("sigmoid", "relu", "softmax") else ["y", "t"]
+    names = (["x"] if name in ELEMENTWISE + ("softmax",) else
+             ["x", "t"] if name == "softmax_loss" else ["y", "t"])
     valid = all(H.is_real_input(a) for a in args) and not H.is_wild(*args)
     fast_fn, ref_fn = getattr(F, name), getattr(R.functions, name)
+    if name == "identity_function":   # the book's: its argument itself, whatever it is
+        assert fast_fn(*args) is args[0] and ref_fn(*args) is args[0]
+        return
     ref_args = tuple(H.ref_clone(a) for a in args)
     before = H.snapshot(args)
     H.trace("functions", name, *(H.describe(a) for a in args))
