@@ -193,7 +193,7 @@ class FusedMLP:
         compiled forward pass in the workspace; the layers' forward attributes are left as
         the layer-by-layer ``loss`` leaves them (``dW``, ``db`` untouched)."""
         decay = net._decay()
-        x, labels, onehot, t, _, ws = self._batch(net, plan, x, t, None, 0.0)
+        x, labels, onehot, t, _, ws = self._batch(net, plan, x, t, None, 0.0, gradients=False)
         loss, sum_sq = _backend.mlp_loss(x, labels, onehot, plan.Ws, plan.bs, ws.hs,
                                          ws.mask_bytes, ws.ds, plan.activation, plan.output,
                                          decay != 0)
@@ -218,9 +218,12 @@ class FusedMLP:
         _record(net, x, t, ws, loss, total)
         return total
 
-    def _batch(self, net, plan, x, t, sample_weight, sgd_lr):
+    def _batch(self, net, plan, x, t, sample_weight, sgd_lr, gradients=True):
         """The checked batch ``(x, labels, onehot, t, sample_weight, workspace)`` of one
-        fused call, in arrays the kernel may read (the workspace now this call's)."""
+        fused call, in arrays the kernel may read. ``gradients``: the call writes parameter
+        gradients, and the workspace becomes the kept one; else (``loss``) the kept one
+        serves when it fits, or buffers of the call's own, so a loss of another batch size
+        neither drops the kept buffers nor writes the gradients they hold."""
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = net._check_x(x, finite=False)
@@ -236,7 +239,7 @@ class FusedMLP:
             # new buffers; also when an input is one of the old ones (a layer's cached
             # activation, a returned gradient passed back in): the call then neither
             # reads a buffer it is writing nor overwrites an array it was given
-            packed = self.gradient_buffer
+            packed = self.gradient_buffer if gradients else None
             if packed is not None and any(_backend.mlp_overlaps(packed, a)
                                           for a in (x, t, sample_weight)):
                 packed = None   # an input lies in it: this workspace gets its own
@@ -256,7 +259,8 @@ class FusedMLP:
         x = _own(x, plan, sgd_lr)
         if sample_weight is not None:
             sample_weight = _own(sample_weight, plan, sgd_lr)
-        self.workspace = ws
+        if gradients:
+            self.workspace = ws
         return x, labels, onehot, t, sample_weight, ws
 
 

@@ -119,6 +119,10 @@ def test_loss_keeps_the_last_gradients_and_buffers():
     for k in kept:
         np.testing.assert_array_equal(grads[k], kept[k])
     assert net.layers["Affine1"].dW is grads["W1"]   # loss leaves dW as it was
+    net.loss(rng.standard_normal((5, 9)), t[:5])     # another batch size: buffers of its own
+    assert net._fused.workspace is ws
+    for k in kept:
+        np.testing.assert_array_equal(grads[k], kept[k])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
