@@ -1,8 +1,10 @@
 """``loss`` and ``accuracy`` of the compiled networks against fastmlp.reference (numpy).
 
 Prints, per network and dtype, the median time of each call and the ratio
-reference / compiled (higher is better), calls interleaved so both see the same
-machine. Run it against two trees to compare builds, e.g.::
+reference / compiled (higher is better), calls interleaved so all see the same
+machine. ``layer`` is the compiled network's route before issue 13 (``loss`` layer by
+layer, ``accuracy`` as the fused ``predict`` then numpy's argmax), timed in the same
+run. Run it against two trees to compare builds, e.g.::
 
     flock /tmp/bench.lock env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         PYTHONPATH=. python bench/bench_eval.py --repeats 15
@@ -15,7 +17,7 @@ import time
 import numpy as np
 
 import fastmlp
-from fastmlp import reference
+from fastmlp import _networks, reference
 
 NETWORKS = [(784, [100, 100], 10, 128), (784, [256, 256], 10, 256)]
 
@@ -41,26 +43,33 @@ def main(argv=None):
             t = rng.integers(0, n_out, batch)
             nets = {"compiled": fastmlp.MultiLayerNet(n_in, hidden, n_out, dtype=dtype, seed=0),
                     "reference": reference.MultiLayerNet(n_in, hidden, n_out, dtype=dtype, seed=0)}
-            times = {(impl, m): [] for impl in nets for m in ("loss", "accuracy")}
-            for net in nets.values():     # warm up (buffers, BLAS threads)
-                net.loss(x, t)
-                net.accuracy(x, t)
+            calls = {(impl, m): (lambda net=net, m=m: getattr(net, m)(x, t))
+                     for impl, net in nets.items() for m in ("loss", "accuracy")}
+            for m in ("loss", "accuracy"):   # the base class's method: the layer route
+                calls[("layer", m)] = (lambda m=m: getattr(_networks.MultiLayerNet, m)(
+                    nets["compiled"], x, t))
+            times = {key: [] for key in calls}
+            for call in calls.values():     # warm up (buffers, BLAS threads)
+                call()
             for _ in range(args.repeats):
-                for (impl, method), acc in times.items():
-                    acc.append(_time(lambda: getattr(nets[impl], method)(x, t), args.inner))
+                for key, acc in times.items():
+                    acc.append(_time(calls[key], args.inner))
             med = {k: statistics.median(v) for k, v in times.items()}
             row = {"network": f"{n_in}-{'-'.join(map(str, hidden))}-{n_out} @{batch}",
                    "dtype": np.dtype(dtype).name}
             for method in ("loss", "accuracy"):
-                row[f"{method}_us"] = round(med[("compiled", method)] * 1e6, 1)
-                row[f"{method}_ref_us"] = round(med[("reference", method)] * 1e6, 1)
-                row[f"{method}_x_ref"] = round(med[("reference", method)]
-                                               / med[("compiled", method)], 2)
+                for impl in ("compiled", "layer", "reference"):
+                    row[f"{method}_{impl}_us"] = round(med[(impl, method)] * 1e6, 1)
+                for impl in ("compiled", "layer"):
+                    row[f"{method}_{impl}_x_ref"] = round(med[("reference", method)]
+                                                          / med[(impl, method)], 2)
             rows.append(row)
-            print(json.dumps(row) if args.json else
-                  f"{row['network']:>20} {row['dtype']:>8}  loss {row['loss_us']:8.1f} us "
-                  f"({row['loss_x_ref']:.2f}x ref)  accuracy {row['accuracy_us']:8.1f} us "
-                  f"({row['accuracy_x_ref']:.2f}x ref)", flush=True)
+            text = f"{row['network']:>20} {row['dtype']:>8}"
+            for method in ("loss", "accuracy"):
+                text += (f"  {method} {row[f'{method}_compiled_us']:7.1f} us "
+                         f"({row[f'{method}_compiled_x_ref']:.2f}x ref; layer route "
+                         f"{row[f'{method}_layer_x_ref']:.2f}x)")
+            print(json.dumps(row) if args.json else text, flush=True)
     return rows
 
 

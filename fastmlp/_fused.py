@@ -222,8 +222,9 @@ class FusedMLP:
         """The checked batch ``(x, labels, onehot, t, sample_weight, workspace)`` of one
         fused call, in arrays the kernel may read. ``gradients``: the call writes parameter
         gradients, and the workspace becomes the kept one; else (``loss``) the kept one
-        serves when it fits, or buffers of the call's own, so a loss of another batch size
-        neither drops the kept buffers nor writes the gradients they hold."""
+        serves when it fits, or new buffers, kept only when there were none (and no shared
+        gradient region), so a loss of another batch size neither drops the kept buffers
+        nor writes the gradients they hold."""
         # NaN/inf in x is caught after the pass (it always makes the loss non-finite),
         # which saves a full scan of x per step; params are never touched either way.
         x = net._check_x(x, finite=False)
@@ -235,6 +236,7 @@ class FusedMLP:
                                  f"got shape {sample_weight.shape}")
         key = plan.key(x.shape[0])
         ws = self.workspace
+        keep = gradients or (ws is None and self.gradient_buffer is None)
         if ws is None or ws.key != key or ws.holds(x) or ws.holds(t) or ws.holds(sample_weight):
             # new buffers; also when an input is one of the old ones (a layer's cached
             # activation, a returned gradient passed back in): the call then neither
@@ -259,7 +261,7 @@ class FusedMLP:
         x = _own(x, plan, sgd_lr)
         if sample_weight is not None:
             sample_weight = _own(sample_weight, plan, sgd_lr)
-        if gradients:
+        if keep:
             self.workspace = ws
         return x, labels, onehot, t, sample_weight, ws
 
