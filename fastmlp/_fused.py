@@ -31,9 +31,9 @@ from ._validation import as_float, check_targets
 
 __all__ = ["FusedMLP", "gradient_layout", "packed_views"]
 
-_ACTIVATION_NAMES = ("relu", "sigmoid")          # index = the kernel's activation code
-_LAYER_CLASSES = (layers.Affine, layers.Relu, layers.Sigmoid, layers.SoftmaxWithLoss,
-                  layers.MSELoss)
+_ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")   # index = the kernel's code
+_LAYER_CLASSES = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
+                  layers.SoftmaxWithLoss, layers.MSELoss)
 _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
 
 
@@ -229,8 +229,12 @@ def _record(net, x, t, ws, data_loss, loss):
     inputs = [x] + ws.hs[:-1]
     for affine, a, dW, db in zip(layer_list[::2], inputs, ws.dWs, ws.dbs):
         affine.x, affine.original_x_shape, affine.dW, affine.db = a, a.shape, dW, db
-    attribute, values = ("mask", ws.masks) if net.activation == "relu" else ("out", ws.hs)
-    for layer, value in zip(layer_list[1::2], values):
-        setattr(layer, attribute, value)
+    for layer, h, mask in zip(layer_list[1::2], ws.hs, ws.masks):
+        if net.activation == "relu":
+            layer.mask = mask
+        elif net.activation == "identity":
+            layer.shape, layer.dtype = h.shape, h.dtype.type
+        else:   # sigmoid, tanh: backward reads the output
+            layer.out = h
     net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
     net.last_loss = loss

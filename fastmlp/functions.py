@@ -13,6 +13,11 @@ def sigmoid(x):
     return _backend.sigmoid_forward(as_float(x, "x"))
 
 
+def tanh(x):
+    """tanh(x), elementwise (a vectorised exp: no libm call per element)."""
+    return _backend.tanh_forward(as_float(x, "x"))
+
+
 def relu(x):
     """max(x, 0)."""
     return _backend.relu_forward(as_float(x, "x"))[0]
@@ -58,4 +63,4 @@ def mean_squared_error(y, t):
     return _backend.mse_forward(y.reshape(1, -1), t.reshape(1, -1))
 
 
-__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error"]
+__all__ = ["sigmoid", "tanh", "relu", "softmax", "cross_entropy_error", "mean_squared_error"]

@@ -13,6 +13,7 @@ from fastmlp.reference.functions import (
     relu,
     sigmoid,
     softmax,
+    tanh,
 )
 from fastmlp.reference.layers import (
     AddLayer,
@@ -23,6 +24,8 @@ from fastmlp.reference.layers import (
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
+    Tanh,
+    Identity,
 )
 from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
@@ -32,11 +35,14 @@ __all__ = [
     "AddLayer",
     "Relu",
     "Sigmoid",
+    "Tanh",
+    "Identity",
     "Affine",
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
     "sigmoid",
+    "tanh",
     "relu",
     "softmax",
     "cross_entropy_error",
