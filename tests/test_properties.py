@@ -680,7 +680,7 @@ def _optimizer_call(fast, params, grads, name, mutated, valid):
 # ============================================================================ networks
 
 CONFIG_MUTATIONS = {
-    "activation": ["sigmoid", "relu", "tanh", None, 3],
+    "activation": ["sigmoid", "relu", "tanh", "identity", "softplus", None, 3],
     "dtype": [np.float32, np.float64, "float16", np.int64, None, "abc"],
     "hidden_size_list": [[], [5], [2, 2, 2], "abc", None, [0], [-1]],
     "loss_name": ["mse", "cross_entropy", "hinge", None],
