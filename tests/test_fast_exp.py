@@ -110,6 +110,21 @@ def test_exp_edges(dtype):
     assert ulps_from_true(got, true, dtype).max() <= 1
 
 
+def _every_float32(a, b):
+    lo, hi = sorted(np.array([a, b], np.float32).view(np.int32).tolist())
+    return np.arange(lo, hi + 1, dtype=np.int32).view(np.float32)
+
+
+def test_float32_thresholds_every_value():
+    """Every float32 around the overflow threshold and over the subnormal-result range: the
+    same bits as exp in double rounded once to float (inf, subnormals and 0 where it has them)."""
+    x = np.concatenate([_every_float32(88.6, 88.8), _every_float32(-104.5, -87.0)])
+    with np.errstate(over="ignore", under="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(np.float32)
+    assert np.isinf(want).any() and (want == 0).any() and (want < np.finfo(np.float32).tiny).any()
+    assert_bits_identical(_backend.exp(x), want)
+
+
 def test_exp_subnormal_results(rng, dtype):
     """Results below the normal range come out as subnormals within one subnormal step."""
     info = np.finfo(dtype)
