@@ -68,6 +68,10 @@ cdef extern from "fastmlp_exp.h" nogil:
     void fastmlp_sigmoid_d(const double *x, double *out, Py_ssize_t start, Py_ssize_t end)
     void fastmlp_tanh_f(const float *x, float *out, Py_ssize_t start, Py_ssize_t end)
     void fastmlp_tanh_d(const double *x, double *out, Py_ssize_t start, Py_ssize_t end)
+    void fastmlp_sigmoid_backward_f(const float *dout, const float *out, float *dx,
+                                    Py_ssize_t start, Py_ssize_t end)
+    void fastmlp_sigmoid_backward_d(const double *dout, const double *out, double *dx,
+                                    Py_ssize_t start, Py_ssize_t end)
     void fastmlp_tanh_backward_f(const float *dout, const float *out, float *dx,
                                  Py_ssize_t start, Py_ssize_t end)
     void fastmlp_tanh_backward_d(const double *dout, const double *out, double *dx,
@@ -103,6 +107,15 @@ cdef inline void tanh(const floating *x, floating *out, Py_ssize_t start,
         fastmlp_tanh_f(x, out, start, end)
     else:
         fastmlp_tanh_d(x, out, start, end)
+
+
+cdef inline void sigmoid_backward(const floating *dout, const floating *out, floating *dx,
+                                  Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """dx = dout * (1 - out) * out over [start, end); dx may be dout."""
+    if floating is float:
+        fastmlp_sigmoid_backward_f(dout, out, dx, start, end)
+    else:
+        fastmlp_sigmoid_backward_d(dout, out, dx, start, end)
 
 
 cdef inline void tanh_backward(const floating *dout, const floating *out, floating *dx,

@@ -11,13 +11,6 @@ from _omp cimport CHUNK
 cimport _simd
 
 
-cdef inline void _sigmoid_backward(const floating *dout, const floating *out, floating *dx,
-                                   Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        dx[i] = dout[i] * (1 - out[i]) * out[i]
-
-
 def relu_forward(const floating[::1] x,        # IN
                  floating[::1] out,            # OUT max(x, 0)
                  unsigned char[::1] mask,      # OUT x <= 0 (the book's mask)
@@ -70,10 +63,10 @@ def sigmoid_backward(const floating[::1] dout,   # IN
     check_len(dx.shape[0], n, "dx")
     if n_threads <= 1 or n_chunks == 1:
         with nogil:
-            _sigmoid_backward(&dout[0], &out[0], &dx[0], 0, n)
+            _simd.sigmoid_backward(&dout[0], &out[0], &dx[0], 0, n)
         return
     for c in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static"):
-        _sigmoid_backward(&dout[0], &out[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))
+        _simd.sigmoid_backward(&dout[0], &out[0], &dx[0], c * CHUNK, min(n, (c + 1) * CHUNK))
 
 
 def tanh_forward(const floating[::1] x,    # IN

@@ -8,7 +8,8 @@
  *       r = (x - k * LN2_HI) - k * LN2_LO  (Cody-Waite: LN2_HI has 32 significant bits, so
  *       k * LN2_HI is exact for |k| < 2^21)
  *   exp(r) = 1 + (r + r^2 * P(r)),  P the Taylor series of (e^r - 1 - r) / r^2 up to r^11
- *       (degree 13 in all; truncation error < 0.04 ulp on |r| <= 0.347)
+ *       (degree 13 in all; truncation error < 0.04 ulp on |r| <= 0.347); for float32
+ *       results up to r^7 (degree 9: below 2^-13 of a float's ulp), and one 2^k
  *   exp(x) = exp(r) * 2^k1 * 2^k2,  k1 = round(k / 2), k2 = k - k1, each 2^ki built from its
  *       exponent bits; the first product is exact, so a subnormal result is rounded once.
  *
@@ -65,13 +66,19 @@ typedef union { double d; uint64_t u; } fastmlp_bits;
 #define FASTMLP_OPAQUE(v) ((void)0)
 #endif
 
-/* Exact Taylor coefficients 1/n!, n = 2..13, rounded to double. */
-static inline double fastmlp_exp_poly(double r) {
-    double p = 1.6059043836821613e-10;     /* 1/13! */
-    p = p * r + 2.08767569878681e-09;      /* 1/12! */
-    p = p * r + 2.505210838544172e-08;     /* 1/11! */
-    p = p * r + 2.755731922398589e-07;     /* 1/10! */
-    p = p * r + 2.7557319223985893e-06;    /* 1/9! */
+/* (e^r - 1 - r) / r^2 by Horner over the exact Taylor coefficients 1/n! rounded to double:
+ * n = 2..13 when wide (float64 results), n = 2..9 for float32 results (truncation below
+ * 2^-37 relative on |r| <= ln2 / 2, 2^-13 of a float's ulp). ``wide`` is a compile-time
+ * constant at every call, so each pass keeps one branch-free Horner chain. */
+static inline double fastmlp_exp_poly(double r, int wide) {
+    double p = 2.7557319223985893e-06;     /* 1/9! */
+    if (wide) {
+        p = 1.6059043836821613e-10;        /* 1/13! */
+        p = p * r + 2.08767569878681e-09;  /* 1/12! */
+        p = p * r + 2.505210838544172e-08; /* 1/11! */
+        p = p * r + 2.755731922398589e-07; /* 1/10! */
+        p = p * r + 2.7557319223985893e-06;
+    }
     p = p * r + 2.48015873015873e-05;      /* 1/8! */
     p = p * r + 0.0001984126984126984;     /* 1/7! */
     p = p * r + 0.001388888888888889;      /* 1/6! */
@@ -90,60 +97,66 @@ static inline double fastmlp_pow2(double k) {
     return s.d;
 }
 
-/* exp(x) in double; see the header comment for the method, edges and error. */
-static inline double fastmlp_exp1(double x, double lo, double hi) {
-    x = x > hi ? hi : x;             /* hi = 710, lo = -746 (FASTMLP_EXP_BOUNDS); NaN passes */
+/* exp(x) in double; see the header comment for the method, edges and error. Not wide (a
+ * float32 result): x is clamped to [-104, 89] by the caller's bounds, so one 2^k will do. */
+static inline double fastmlp_exp1(double x, double lo, double hi, int wide) {
+    x = x > hi ? hi : x;             /* FASTMLP_EXP_BOUNDS(T); NaN passes both */
     x = x < lo ? lo : x;
     double k = (x * FASTMLP_LOG2E + FASTMLP_SHIFT) - FASTMLP_SHIFT;
     double r = (x - k * FASTMLP_LN2_HI) - k * FASTMLP_LN2_LO;
-    double e = 1.0 + (r + (r * r) * fastmlp_exp_poly(r));
+    double e = 1.0 + (r + (r * r) * fastmlp_exp_poly(r, wide));
+    if (!wide)
+        return e * fastmlp_pow2(k);
     double k1 = (k * 0.5 + FASTMLP_SHIFT) - FASTMLP_SHIFT;
     return (e * fastmlp_pow2(k1)) * fastmlp_pow2(k - k1);
 }
 
 /* tanh(x) in double (see the header comment). */
-static inline double fastmlp_tanh1(double x, double lo) {
+static inline double fastmlp_tanh1(double x, double lo, int wide) {
     double y = -2.0 * __builtin_fabs(x);
     y = y < lo ? lo : y;             /* lo = -44: tanh(22) is 1 in double; NaN passes */
     double k = (y * FASTMLP_LOG2E + FASTMLP_SHIFT) - FASTMLP_SHIFT;
     double r = (y - k * FASTMLP_LN2_HI) - k * FASTMLP_LN2_LO;
-    double q = r + (r * r) * fastmlp_exp_poly(r);      /* expm1(r) */
+    double q = r + (r * r) * fastmlp_exp_poly(r, wide);   /* expm1(r) */
     double s = fastmlp_pow2(k);
     double m = s * q + (s - 1.0);                      /* expm1(y), in (-1, 0] */
     return __builtin_copysign(-m / (2.0 + m), x);
 }
 
 /* sigmoid(x) in double: exp only sees -|x|. */
-static inline double fastmlp_sigmoid1(double x, double lo, double hi) {
-    double e = fastmlp_exp1(-__builtin_fabs(x), lo, hi);
+static inline double fastmlp_sigmoid1(double x, double lo, double hi, int wide) {
+    double e = fastmlp_exp1(-__builtin_fabs(x), lo, hi, wide);
     return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
-/* The clamp bounds of exp (lo, hi) and tanh (tlo), opaque to the optimiser. */
-#define FASTMLP_EXP_BOUNDS                                                                  \
-    double lo = -746.0, hi = 710.0, tlo = -44.0;                                            \
+/* The clamp bounds of exp (lo, hi) and tanh (tlo), opaque to the optimiser, for results of
+ * type T: exp(-746) and exp(-104) round to 0 in double and float, exp(710) and exp(89)
+ * overflow. ``wide``: T is double (the long polynomial and the split 2^k). */
+#define FASTMLP_EXP_BOUNDS(T)                                                               \
+    const int wide = sizeof(T) == sizeof(double);                                           \
+    double lo = wide ? -746.0 : -104.0, hi = wide ? 710.0 : 89.0, tlo = -44.0;              \
     FASTMLP_OPAQUE(lo); FASTMLP_OPAQUE(hi); FASTMLP_OPAQUE(tlo); (void)tlo
 
 #define FASTMLP_DEFINE_EXP_PASSES(T, S)                                                      \
 /* out[i] = exp(x[i] - shift), i < n (softmax's exponentials; out may be x). */             \
 FASTMLP_CLONES static void fastmlp_exp_##S(const T *x, T shift, T *out, ptrdiff_t n) {      \
-    FASTMLP_EXP_BOUNDS;                                                                     \
+    FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = 0; i < n; i++)                                                       \
-        out[i] = (T)fastmlp_exp1((double)(x[i] - shift), lo, hi);                                   \
+        out[i] = (T)fastmlp_exp1((double)(x[i] - shift), lo, hi, wide);                                   \
 }                                                                                           \
 /* out = sigmoid(x) over [start, end); out may be x. */                                     \
 FASTMLP_CLONES static void fastmlp_sigmoid_##S(const T *x, T *out, ptrdiff_t start,         \
                                                ptrdiff_t end) {                             \
-    FASTMLP_EXP_BOUNDS;                                                                     \
+    FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = start; i < end; i++)                                                 \
-        out[i] = (T)fastmlp_sigmoid1((double)x[i], lo, hi);                                         \
+        out[i] = (T)fastmlp_sigmoid1((double)x[i], lo, hi, wide);                                         \
 }                                                                                           \
 /* out = tanh(x) over [start, end); out may be x. */                                        \
 FASTMLP_CLONES static void fastmlp_tanh_##S(const T *x, T *out, ptrdiff_t start,            \
                                             ptrdiff_t end) {                                \
-    FASTMLP_EXP_BOUNDS;                                                                     \
+    FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = start; i < end; i++)                                                 \
-        out[i] = (T)fastmlp_tanh1((double)x[i], tlo);                                            \
+        out[i] = (T)fastmlp_tanh1((double)x[i], tlo, wide);                                            \
 }                                                                                           \
 /* dx = dout * ((1 - out) * (1 + out)) over [start, end): tanh's derivative from its output,  \
  * in T (1 - out is exact for out >= 0.5, unlike 1 - out^2). dx may be dout. */            \
@@ -152,24 +165,31 @@ FASTMLP_CLONES static void fastmlp_tanh_backward_##S(const T *dout, const T *out
     for (ptrdiff_t i = start; i < end; i++)                                                 \
         dx[i] = dout[i] * ((1 - out[i]) * (1 + out[i]));                                    \
 }                                                                                           \
+/* dx = dout * (1 - out) * out over [start, end): sigmoid's derivative from its output, in T,  \
+ * left to right as the book writes it. dx may be dout. */                                 \
+FASTMLP_CLONES static void fastmlp_sigmoid_backward_##S(const T *dout, const T *out, T *dx, \
+                                                        ptrdiff_t start, ptrdiff_t end) {   \
+    for (ptrdiff_t i = start; i < end; i++)                                                 \
+        dx[i] = dout[i] * (1 - out[i]) * out[i];                                            \
+}                                                                                           \
 /* h = sigmoid(h + b) per row of n x m (h + b rounded to T first, as the layers do). */     \
 FASTMLP_CLONES static void fastmlp_bias_sigmoid_##S(T *h, const T *b, ptrdiff_t n,          \
                                                     ptrdiff_t m) {                          \
-    FASTMLP_EXP_BOUNDS;                                                                     \
+    FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = 0; i < n; i++)                                                       \
         for (ptrdiff_t j = 0; j < m; j++) {                                                 \
             T v = h[i * m + j] + b[j];                                                      \
-            h[i * m + j] = (T)fastmlp_sigmoid1((double)v, lo, hi);                                  \
+            h[i * m + j] = (T)fastmlp_sigmoid1((double)v, lo, hi, wide);                                  \
         }                                                                                   \
 }                                                                                           \
 /* h = tanh(h + b) per row of n x m. */                                                     \
 FASTMLP_CLONES static void fastmlp_bias_tanh_##S(T *h, const T *b, ptrdiff_t n,             \
                                                  ptrdiff_t m) {                             \
-    FASTMLP_EXP_BOUNDS;                                                                     \
+    FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = 0; i < n; i++)                                                       \
         for (ptrdiff_t j = 0; j < m; j++) {                                                 \
             T v = h[i * m + j] + b[j];                                                      \
-            h[i * m + j] = (T)fastmlp_tanh1((double)v, tlo);                                     \
+            h[i * m + j] = (T)fastmlp_tanh1((double)v, tlo, wide);                                     \
         }                                                                                   \
 }
 

@@ -17,7 +17,7 @@ import numpy as np
 from _arrays cimport ready
 from _blas cimport gemm, fastmlp_set_blas
 from _simd cimport (bias, bias_relu, bias_sigmoid, bias_tanh, column_sums, exp_shifted,
-                    relu_backward, tanh_backward)
+                    relu_backward, sigmoid_backward, tanh_backward)
 
 cnp.import_array()
 
@@ -66,12 +66,10 @@ cdef void _activation_backward(floating *d, const floating *h, const unsigned ch
                                Py_ssize_t size, int act) noexcept nogil:
     """d *= act'(.) in place: zero where masked (ReLU), times (1 - h) * h (sigmoid),
     times (1 - h) * (1 + h) (tanh), unchanged (identity)."""
-    cdef Py_ssize_t i
     if act == RELU:
         relu_backward(d, mask, d, 0, size)
     elif act == SIGMOID:
-        for i in range(size):
-            d[i] = d[i] * (1 - h[i]) * h[i]
+        sigmoid_backward(d, h, d, 0, size)
     elif act == TANH:
         tanh_backward(d, h, d, 0, size)
 
