@@ -29,7 +29,8 @@ except ImportError:  # a source checkout with the kernels built in place
 from fastmlp import layers as L
 from fastmlp import reference as R
 from fastmlp._bench.configs import batch_start, make_data
-from fastmlp._bench.timing import interleave, median, timed
+from fastmlp._bench.machine import wait_idle
+from fastmlp._bench.timing import BUSY_LIMIT, interleave, median, timed
 
 CONFIGS = [([784, 100, 100, 10], 128), ([784, 256, 256, 10], 256)]
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
@@ -64,7 +65,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                        help="as fastmlp bench: wait (at most S s) for a quiet machine before "
+                             "each repeat and redo repeats other processes disturbed")
+    parser.add_argument("--no-layers", action="store_true", help="only the training steps")
     args = parser.parse_args(argv)
+    idle = (lambda: wait_idle(BUSY_LIMIT, args.wait_idle)) if args.wait_idle else None
     print(f"fastmlp {fastmlp.__version__}; median of {args.repeats} interleaved runs of "
           f"{args.seconds:g} s")
     print("\nFused train_step (SGD), samples/s, and each activation / relu:")
@@ -75,12 +81,16 @@ def main(argv=None):
             X, T = make_data(dtype)
             tasks = {a: step_task(sizes, batch, np.dtype(dtype).type, a, args.seconds, X, T)
                      for a in ACTIVATIONS}
-            runs, _, _ = interleave(tasks, args.repeats, _log)
+            runs, busy, _ = interleave(tasks, args.repeats, _log, idle)
             rate = {a: median(runs[a]) for a in ACTIVATIONS}
             _log("\n")
             name = "-".join(map(str, sizes)) + f" @{batch}"
             print(f"{name:22} {dtype:8} " + " ".join(f"{rate[a]:10,.0f}" for a in ACTIVATIONS)
-                  + "   " + " ".join(f"{rate[a] / rate['relu']:13.2f}" for a in ACTIVATIONS[1:]))
+                  + "   " + " ".join(f"{rate[a] / rate['relu']:13.2f}" for a in ACTIVATIONS[1:])
+                  + "   (others' CPU share per repeat: "
+                  + ", ".join("?" if b is None else f"{100 * b:.0f}%" for b in busy) + ")")
+    if args.no_layers:
+        return
     print("\nLayer forward + backward, elements/s: compiled / numpy reference:")
     print(f"{'layer':8} {'shape':12} {'dtype':8} {'compiled':>14} {'reference':>14} {'ratio':>6}")
     rng = np.random.default_rng(0)
@@ -91,7 +101,7 @@ def main(argv=None):
                 dout = rng.normal(0, 1, shape).astype(dtype)
                 tasks = {"compiled": layer_task(getattr(L, name), x, dout, args.seconds),
                          "reference": layer_task(getattr(R, name), x, dout, args.seconds)}
-                runs, _, _ = interleave(tasks, args.repeats, _log)
+                runs, _, _ = interleave(tasks, args.repeats, _log, idle)
                 _log("\n")
                 c, r = median(runs["compiled"]), median(runs["reference"])
                 print(f"{name:8} {str(shape):12} {np.dtype(dtype).name:8} {c:14,.0f} {r:14,.0f} "

@@ -138,3 +138,16 @@ def test_bench_activations(tmp_path, capsys):
     bad = parser.parse_args(["--activations", "softplus"])
     assert bench.run(bad) == 1
     assert "unknown activation 'softplus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("activation", ["tanh", "identity"])
+def test_estimator_save_load(tmp_path, activation):
+    pytest.importorskip("sklearn")
+    X = np.random.default_rng(3).normal(0, 1, (40, 4))
+    y = np.arange(40) % 3
+    est = fastmlp.MLPClassifier(hidden_layer_sizes=(6,), activation=activation, max_iter=5,
+                                random_state=0).fit(X, y)
+    fastmlp.save(est, tmp_path / "est.fmlp")
+    back = fastmlp.load(tmp_path / "est.fmlp")
+    assert back.activation == activation
+    assert_bits_identical(back.predict_proba(X), est.predict_proba(X))
