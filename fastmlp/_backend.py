@@ -124,6 +124,30 @@ def sigmoid_backward(dout, y, out=None):
     return out
 
 
+def tanh_forward(x, out=None):
+    x = contiguous(x, x.dtype)
+    out = _out(out, x.shape, x.dtype)
+    activations.tanh_forward(x.reshape(-1), out.reshape(-1), kernel_threads(x.size))
+    return out
+
+
+def tanh_backward(dout, y, out=None):
+    """``dout * ((1 - y) * (1 + y))`` where y is tanh's output."""
+    dout, y = contiguous(dout, y.dtype), contiguous(y, y.dtype)
+    out = _out(out, y.shape, y.dtype)
+    activations.tanh_backward(dout.reshape(-1), y.reshape(-1), out.reshape(-1),
+                              kernel_threads(y.size))
+    return out
+
+
+def exp(x, out=None):
+    """The kernels' vectorised exp (``kernels/fastmlp_exp.h``) of a float array, any shape."""
+    x = contiguous(x, x.dtype)
+    out = _out(out, x.shape, x.dtype)
+    activations.exp_forward(x.reshape(-1), out.reshape(-1))
+    return out
+
+
 # ---------------------------------------------------------------- losses
 
 def softmax(x, out=None):

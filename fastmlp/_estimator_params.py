@@ -44,7 +44,7 @@ except ImportError as _exc:  # scikit-learn missing or too old: the classes exis
 
 
 SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
-ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid"}
+ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 FEATURE_ATTRS = ("n_features_in_", "feature_names_in_")   # set by validate_data(reset=True)
 
@@ -125,8 +125,7 @@ def checked_params(est):
         if h <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {list(hidden)}")
     if est.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be 'relu' or 'logistic' (fastmlp has no 'tanh' or "
-                         f"'identity' hidden layers), got {est.activation!r}")
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {est.activation!r}")
     if est.solver not in SOLVERS:
         hint = " ('lbfgs' is not available in fastmlp)" if est.solver == "lbfgs" else ""
         raise ValueError(f"solver must be one of {list(SOLVERS)}{hint}, got {est.solver!r}")

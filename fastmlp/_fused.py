@@ -31,9 +31,9 @@ from ._validation import as_float, check_targets
 
 __all__ = ["FusedMLP", "gradient_layout", "packed_views"]
 
-_ACTIVATION_NAMES = ("relu", "sigmoid")          # index = the kernel's activation code
-_LAYER_CLASSES = (layers.Affine, layers.Relu, layers.Sigmoid, layers.SoftmaxWithLoss,
-                  layers.MSELoss)
+_ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")   # index = the kernel's code
+_LAYER_CLASSES = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
+                  layers.SoftmaxWithLoss, layers.MSELoss)
 _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
 
 
@@ -285,12 +285,14 @@ def _record(net, x, t, ws, data_loss, loss):
         affine.x, affine.original_x_shape = a, a.shape
         if loss is not None:
             affine.dW, affine.db = dW, db
-    relu = net.activation == "relu"
-    attribute, values = ("mask", ws.masks) if relu else ("out", ws.hs)
-    for layer, value in zip(layer_list[1::2], values):
-        setattr(layer, attribute, value)
-        if relu:   # what Relu.forward records beside its mask, so its backward can run
-            layer._dtype = x.dtype
+    for layer, h, mask in zip(layer_list[1::2], ws.hs, ws.masks):
+        if net.activation == "relu":
+            layer.mask = mask
+            layer._dtype = x.dtype   # what Relu.forward records beside its mask, for backward
+        elif net.activation == "identity":
+            layer.shape, layer.dtype = h.shape, h.dtype.type
+        else:   # sigmoid, tanh: backward reads the output
+            layer.out = h
     net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
     if loss is not None:
         net.last_loss = loss

@@ -8,7 +8,7 @@ fused whole-network path; ``fastmlp.reference.networks``: pure numpy), so the
 book's logic lives here once and the reference stays free of compiled code.
 A concrete ``TwoLayerNet`` is ``(_networks.TwoLayerNet, <its MultiLayerNet>)``.
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
-``backward``), ``Relu()``, ``Sigmoid()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
+``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
 book's ``forward``/``backward`` methods.
 
 Differences from the book: a ``seed`` (None draws as the book does, from numpy's
@@ -37,12 +37,12 @@ from fastmlp._validation import (
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
-_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
+_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
 _AFFINE_NAME = re.compile(r"^Affine([1-9][0-9]*)$")
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
 _HE = ("relu", "he")
-_XAVIER = ("sigmoid", "xavier")
+_XAVIER = ("sigmoid", "xavier", "tanh")
 
 
 def _init_scale(weight_init_std, n_in):
@@ -58,7 +58,7 @@ def _check_weight_init_std(weight_init_std):
     if isinstance(weight_init_std, str):
         if weight_init_std.lower() not in _HE + _XAVIER:
             raise ValueError(
-                "weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier' or a number, "
+                "weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier', 'tanh' or a number, "
                 f"got {weight_init_std!r}")
         return weight_init_std.lower()
     return check_positive_float(weight_init_std, "weight_init_std", allow_zero=True)
@@ -75,9 +75,10 @@ class MultiLayerNet:
         Units per hidden layer, e.g. ``[100, 100, 100]``.
     output_size : int
         Number of classes.
-    activation : {'relu', 'sigmoid'}, default 'relu'
-    weight_init_std : {'relu', 'he', 'sigmoid', 'xavier'} or float, default 'relu'
-        'relu'/'he': ``sqrt(2 / n_in)`` (He); 'sigmoid'/'xavier':
+    activation : {'relu', 'sigmoid', 'tanh', 'identity'}, default 'relu'
+        The hidden layers' activation layer; 'identity' is an ``Identity`` layer (no-op).
+    weight_init_std : {'relu', 'he', 'sigmoid', 'xavier', 'tanh'} or float, default 'relu'
+        'relu'/'he': ``sqrt(2 / n_in)`` (He); 'sigmoid'/'xavier'/'tanh':
         ``sqrt(1 / n_in)`` (Xavier); a number: that standard deviation.
     weight_decay_lambda : float, default 0
         L2 strength: the loss adds ``0.5 * lambda * sum(W**2)`` for every
@@ -121,7 +122,7 @@ class MultiLayerNet:
         hidden_size_list = [check_positive_int(n, "hidden_size_list entry") for n in hidden_size_list]
         output_size = check_positive_int(output_size, "output_size")
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
+            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
         weight_init_std = _check_weight_init_std(weight_init_std)
         weight_decay_lambda = check_positive_float(weight_decay_lambda, "weight_decay_lambda",
                                                    allow_zero=True)

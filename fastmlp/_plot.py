@@ -104,7 +104,9 @@ def bench_bars(result, path, peers, labels):
         ax.hlines(r["gemm_limit"], i - 0.45, i + 0.45, colors="black", linestyles="dashed",
                   label="GEMM-bound limit" if i == 0 else None)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{r['network']}\n@{r['batch']} {r['dtype']}" for r in rows],
+    ax.set_xticklabels([f"{r['network']}\n@{r['batch']} {r['dtype']}"
+                        + (f" {r['activation']}" if r.get("activation", "relu") != "relu" else "")
+                        for r in rows],
                        fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("training samples/s (one SGD step)")

@@ -210,7 +210,7 @@ def network_plan(rec):
                              f"integers")
         hidden = [size(h, "network hidden_size_list entry") for h in listed]
         config = {"input_size": n_in, "hidden_size_list": hidden, "output_size": n_out,
-                  "activation": choice(cfg["activation"], ("relu", "sigmoid"),
+                  "activation": choice(cfg["activation"], ("relu", "sigmoid", "tanh", "identity"),
                                        "network activation"),
                   "weight_decay_lambda": number(cfg["weight_decay_lambda"],
                                                 "network weight_decay_lambda", 0.0),

@@ -79,8 +79,9 @@ def build_parser():
                     "layer of 100 ReLU units, Adam) and print per-epoch accuracy and a summary.")
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=[100], metavar="N",
                        help="units per hidden layer, e.g. --hidden 100 100 (default: 100)")
-    train.add_argument("--activation", choices=["relu", "sigmoid"], default="relu",
-                       help="hidden-layer activation (default: relu)")
+    train.add_argument("--activation", choices=["relu", "sigmoid", "tanh", "identity"],
+                       default="relu", help="hidden-layer activation (default: relu); the "
+                       "weights start He-scaled for relu, Xavier-scaled for the others")
     train.add_argument("--optimizer", type=str.lower, choices=OPTIMIZER_NAMES, default="adam",
                        help="update rule (default: adam)")
     train.add_argument("--lr", type=_float_at_least(0, strict=True), default=None,
@@ -263,6 +264,7 @@ def cmd_train(args):
     _, MultiLayerNet = _network_classes(args.reference)
     dtype = np.dtype(args.dtype).type
     network = MultiLayerNet(x_train.shape[1], args.hidden, 10, activation=args.activation,
+                            weight_init_std="he" if args.activation == "relu" else "xavier",
                             weight_decay_lambda=args.weight_decay, dtype=dtype, seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     settings = _run_settings(args, lr, n_train)

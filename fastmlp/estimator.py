@@ -26,7 +26,7 @@ What they add over sklearn's MLP:
 
 Differences from sklearn's MLP, all deliberate:
 
-- solver 'lbfgs' and activations 'tanh'/'identity' are not available;
+- solver 'lbfgs' is not available;
   sparse input is not accepted (``ValueError``/``TypeError`` say so);
 - binary classification uses a two-unit softmax output (sklearn: one
   logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
@@ -108,8 +108,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     ----------
     hidden_layer_sizes : int or sequence of int, default (100,)
         Units of each hidden layer.
-    activation : {'relu', 'logistic'}, default 'relu'
-        Hidden-layer activation ('logistic' is the sigmoid).
+    activation : {'relu', 'logistic', 'tanh', 'identity'}, default 'relu'
+        Hidden-layer activation ('logistic' is the sigmoid, 'identity' none), as sklearn's;
+        the initial weights follow sklearn's rule (Glorot-uniform, the bound
+        ``sqrt(2 / (fan_in + fan_out))`` for 'logistic', ``sqrt(6 / ...)`` otherwise).
     solver : {'adam', 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop'}, default 'adam'
         'adam': Kingma & Ba with ``beta_1``, ``beta_2``, ``epsilon`` (sklearn's
         update). 'sgd': plain SGD when ``momentum == 0``, else momentum, with

@@ -15,6 +15,11 @@ def sigmoid(x):
     return _backend.sigmoid_forward(as_float(x, "x"))
 
 
+def tanh(x):
+    """tanh(x), elementwise (a vectorised exp: no libm call per element)."""
+    return _backend.tanh_forward(as_float(x, "x"))
+
+
 def relu(x):
     """max(x, 0)."""
     return _backend.relu_forward(as_float(x, "x"))[0]
@@ -101,6 +106,6 @@ def softmax_loss(X, t):
     return cross_entropy_error(softmax(X), t)
 
 
-__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
+__all__ = ["sigmoid", "tanh", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
            "identity_function", "step_function", "sigmoid_grad", "relu_grad",
            "sum_squared_error", "softmax_loss"]

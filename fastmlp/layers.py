@@ -161,6 +161,49 @@ class Sigmoid:
         return _backend.sigmoid_backward(dout, out)
 
 
+class Tanh:
+    """tanh(x), elementwise; ``out`` kept for backward, which gives ``dout * (1 - out**2)``
+    (computed as ``dout * ((1 - out) * (1 + out))``, exact in ``1 - out`` near saturation)."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        x = as_float(x, "x")
+        self.out = _backend.tanh_forward(x)
+        return self.out
+
+    def backward(self, dout):
+        check_called(self.out, "Tanh")
+        out = _cached_float(self.out, "Tanh.out")
+        dout = _check_dout(dout, out.shape, out.dtype)
+        return _backend.tanh_backward(dout, out)
+
+
+class Identity:
+    """The identity activation (scikit-learn's ``activation='identity'``): ``forward(x)``
+    returns ``x`` and ``backward(dout)`` returns ``dout``, each as a new array.
+
+    ``MultiLayerNet(activation='identity')`` puts one between its Affine layers, so its
+    ``layers`` keep the book's Affine, activation, Affine, ... order. ``shape`` and ``dtype``
+    record the last forward output, so backward can check ``dout``.
+    """
+
+    def __init__(self):
+        self.shape = None
+        self.dtype = None
+
+    def forward(self, x):
+        x = as_float(x, "x")
+        self.shape, self.dtype = x.shape, x.dtype.type
+        return x.copy()
+
+    def backward(self, dout):
+        check_called(self.shape, "Identity")
+        shape = _cached_shape(self.shape, "Identity.shape")
+        return _check_dout(dout, shape, _cached_dtype(self.dtype, "Identity.dtype")).copy()
+
+
 class Affine:
     """x @ W + b for x of shape (N, ...), flattened to (N, -1).
 
@@ -272,5 +315,5 @@ class MSELoss:
 
 IdentityWithLoss = MSELoss
 
-__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
-           "IdentityWithLoss"]
+__all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Identity", "Affine",
+           "SoftmaxWithLoss", "MSELoss", "IdentityWithLoss"]

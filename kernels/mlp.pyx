@@ -16,8 +16,8 @@ import numpy as np
 
 from _arrays cimport ready
 from _blas cimport gemm, fastmlp_set_blas
-from _scalar cimport exp_, sigmoid
-from _simd cimport bias, bias_relu, column_sums, relu_backward
+from _simd cimport (bias, bias_relu, bias_sigmoid, bias_tanh, column_sums, exp_shifted,
+                    relu_backward, sigmoid_backward, tanh_backward)
 
 cnp.import_array()
 
@@ -29,6 +29,11 @@ def set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv, bint ilp64)
 cdef enum Activation:
     RELU = 0
     SIGMOID = 1
+    TANH = 2
+    IDENTITY = 3      # no activation: h = h + b
+
+# the networks' ``activation`` names, indexed by code
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")
 
 cdef enum Output:
     SOFTMAX_CE = 0    # softmax + cross-entropy on labels or one-hot rows
@@ -45,27 +50,28 @@ cdef inline Py_ssize_t _cols(object a):
 
 cdef void _bias_activation(floating *h, const floating *b, unsigned char *mask,
                            Py_ssize_t n, Py_ssize_t m, int act) noexcept nogil:
-    """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given."""
-    cdef Py_ssize_t i, j
-    cdef floating *row
+    """h = act(h + b) row by row; mask = (h + b <= 0) for ReLU when mask is given.
+    Each is one vectorised pass (fastmlp_simd.h, fastmlp_exp.h: exp without libm)."""
     if act == RELU:
         bias_relu(h, b, mask, n, m)
-        return
-    for i in range(n):
-        row = h + i * m
-        for j in range(m):
-            row[j] = sigmoid(row[j] + b[j])
+    elif act == SIGMOID:
+        bias_sigmoid(h, b, n, m)
+    elif act == TANH:
+        bias_tanh(h, b, n, m)
+    else:
+        bias(h, b, n, m)
 
 
 cdef void _activation_backward(floating *d, const floating *h, const unsigned char *mask,
                                Py_ssize_t size, int act) noexcept nogil:
-    """d *= act'(.) in place: zero where masked (ReLU), times (1 - h) * h (sigmoid)."""
-    cdef Py_ssize_t i
+    """d *= act'(.) in place: zero where masked (ReLU), times (1 - h) * h (sigmoid),
+    times (1 - h) * (1 + h) (tanh), unchanged (identity)."""
     if act == RELU:
         relu_backward(d, mask, d, 0, size)
-    else:
-        for i in range(size):
-            d[i] = d[i] * (1 - h[i]) * h[i]
+    elif act == SIGMOID:
+        sigmoid_backward(d, h, d, 0, size)
+    elif act == TANH:
+        tanh_backward(d, h, d, 0, size)
 
 
 cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
@@ -97,7 +103,8 @@ cdef double _softmax_ce(floating *y, floating *d, const Py_ssize_t *labels,
             if t != 0:
                 t_logit += t * <double>(row[j] - mx)
                 t_sum += t
-            row[j] = exp_(row[j] - mx)
+        exp_shifted(row, mx, row, c)   # vectorised exp (fastmlp_exp.h)
+        for j in range(c):
             s += row[j]
         loss += w * (t_sum * log(s) - t_logit)
         for j in range(c):
@@ -286,7 +293,7 @@ def mlp_predict(x, list Ws, list bs, list hs, int act):
     """Forward pass: hs[i] = layer outputs for x (N rows); hs[-1] ends as the logits.
 
     Every array is checked against x and the weights first (ValueError)."""
-    if act != RELU and act != SIGMOID:
+    if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
     cdef Py_ssize_t L = len(Ws), n = len(x)
     cdef Layer *layers = _layers(x, Ws, bs, hs, None, None, None, None)
@@ -339,7 +346,7 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     backward pass: Ws and bs are updated in place and dWs is left untouched.
     Every array (and every label) is checked before the GIL is released.
     """
-    if act != RELU and act != SIGMOID:
+    if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
     if output != SOFTMAX_CE and output != MSE:
         raise ValueError(f"unknown output code {output}")
@@ -405,7 +412,7 @@ def mlp_loss(x, labels, targets, list Ws, list bs, list hs, list masks, list ds,
     the softmax (output 0) or the identity (output 1), ds[-1] as (y - t) / N. Every
     array and label is checked before the GIL is released.
     """
-    if act != RELU and act != SIGMOID:
+    if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
     if output != SOFTMAX_CE and output != MSE:
         raise ValueError(f"unknown output code {output}")
@@ -478,7 +485,7 @@ cdef Py_ssize_t _count_argmax_hits(const floating *y, const Py_ssize_t *labels, 
 def mlp_accuracy(x, labels, list Ws, list bs, list hs, int act):
     """Forward pass into hs, then the number of rows whose highest score is at their
     label (labels: (N,) intp in [0, C)); what ``accuracy`` counts."""
-    if act != RELU and act != SIGMOID:
+    if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
     cdef Py_ssize_t L = len(Ws), n = len(x), hits
     cdef Layer *layers = _layers(x, Ws, bs, hs, None, None, None, None)
@@ -527,12 +534,13 @@ def fusable(object net, tuple classes, bint writeable):
     on the instance); its ``last_layer`` is a loss the kernel has; and
     its public attributes (``input_size``, ``hidden_size_list``, ``output_size``,
     ``dtype``, ``activation``, ``loss_name``, ``hidden_layer_num``) describe exactly
-    that network. ``classes`` = (Affine, Relu, Sigmoid, SoftmaxWithLoss, MSELoss).
+    that network. ``classes`` = (Affine, (Relu, Sigmoid, Tanh, Identity), SoftmaxWithLoss,
+    MSELoss): the activation classes in the order of their codes.
     """
     cdef Py_ssize_t i, L, width = -1
     cdef int typenum = -1, act = RELU, output
     cdef cnp.npy_intp *dims
-    affine_type, relu_type, sigmoid_type, ce_type, mse_type = classes
+    affine_type, activation_types, ce_type, mse_type = classes
     layer_dict = net.layers
     if type(layer_dict) is not dict and not isinstance(layer_dict, dict):
         return None
@@ -550,10 +558,10 @@ def fusable(object net, tuple classes, bint writeable):
     else:
         return None
     if L > 1:
-        if type(layers[1]) is relu_type:
-            act = RELU
-        elif type(layers[1]) is sigmoid_type:
-            act = SIGMOID
+        for i in range(len(activation_types)):
+            if type(layers[1]) is activation_types[i]:
+                act = i
+                break
         else:
             return None
     cdef list Ws = [], bs = [], sizes = []
@@ -595,7 +603,7 @@ def fusable(object net, tuple classes, bint writeable):
     if (net.input_size != sizes[0] or net.output_size != sizes[n_affine]
             or net.hidden_size_list != sizes[1:n_affine] or net.hidden_layer_num != n_affine - 1
             or net.loss_name != ("cross_entropy" if output == SOFTMAX_CE else "mse")
-            or (n_affine > 1 and net.activation != ("relu" if act == RELU else "sigmoid"))):
+            or (n_affine > 1 and net.activation != ACTIVATION_NAMES[act])):
         return None
     return Ws, bs, tuple(sizes), act, output
 

@@ -13,7 +13,7 @@ from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 
 from _arrays cimport check_labels, check_len
-from _scalar cimport exp_
+from _simd cimport exp_shifted
 
 cdef double LOG_EPS = 1e-7   # the book's delta inside the log
 
@@ -31,8 +31,8 @@ cdef inline void _softmax_row(const floating *x, floating *y, Py_ssize_t c) noex
     cdef Py_ssize_t j
     cdef floating m = _row_max(x, c)
     cdef double s = 0
+    exp_shifted(x, m, y, c)   # vectorised exp (fastmlp_exp.h)
     for j in range(c):
-        y[j] = exp_(x[j] - m)
         s += y[j]
     for j in range(c):
         y[j] = y[j] / s

@@ -218,7 +218,7 @@ def test_save(tmp_path, capsys):
     (["train", "--weight-decay", "-0.1"], "--weight-decay: expected a finite number >= 0"),
     (["train", "--optimizer", "adamw"], "--optimizer: invalid choice: 'adamw'"),
     (["train", "--dtype", "float16"], "--dtype: invalid choice"),
-    (["train", "--activation", "tanh"], "--activation: invalid choice"),
+    (["train", "--activation", "softplus"], "--activation: invalid choice"),
     (["train", "--hidden"], "--hidden: expected at least one argument"),
     (["train", "--hidden", "10", "0"], "--hidden: expected a positive integer, got 0"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),

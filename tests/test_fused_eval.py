@@ -16,7 +16,8 @@ import fastmlp
 from fastmlp import reference as R
 
 U = {np.float32: float(np.finfo(np.float32).eps) / 2, np.float64: float(np.finfo(np.float64).eps) / 2}
-CASES = [dict(activation="relu"), dict(activation="sigmoid"),
+CASES = [dict(activation="relu"), dict(activation="sigmoid"), dict(activation="tanh"),
+         dict(activation="identity"),
          dict(activation="relu", weight_decay_lambda=0.1),
          dict(activation="sigmoid", weight_decay_lambda=0.05, loss="mse")]
 
@@ -45,7 +46,8 @@ def _loss_bound(ref_loss, x, ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("kw", CASES, ids=["relu", "sigmoid", "relu-decay", "sigmoid-mse"])
+@pytest.mark.parametrize("kw", CASES, ids=["relu", "sigmoid", "tanh", "identity", "relu-decay",
+                                       "sigmoid-mse"])
 @pytest.mark.parametrize("n", [1, 3, 17, 100])
 def test_fused_loss_and_accuracy_match_the_layer_path(dtype, kw, n):
     sizes = (9, [7, 6], 4)
@@ -68,7 +70,7 @@ def test_fused_loss_and_accuracy_match_the_layer_path(dtype, kw, n):
 @given(widths=st.lists(st.sampled_from([1, 3, 16, 17, 33, 100]), min_size=0, max_size=3),
        n=st.sampled_from([1, 2, 5, 64]), c=st.sampled_from([1, 2, 10]),
        dtype=st.sampled_from([np.float32, np.float64]),
-       activation=st.sampled_from(["relu", "sigmoid"]),
+       activation=st.sampled_from(["relu", "sigmoid", "tanh", "identity"]),
        decay=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2**16))
 def test_fused_loss_at_odd_sizes(widths, n, c, dtype, activation, decay, seed):
     sizes = (5, widths, c)

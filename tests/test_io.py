@@ -298,7 +298,7 @@ def test_wrong_version_or_format(saved, change, match):
 @pytest.mark.parametrize("mutate", [
     lambda h: h["model"].update({"class": "os.system"}),
     lambda h: h["model"].update({"implementation": "pickle"}),
-    lambda h: h["model"]["config"].update({"activation": "tanh"}),
+    lambda h: h["model"]["config"].update({"activation": "softplus"}),
     lambda h: h["model"]["config"].update({"dtype": "object"}),
     lambda h: h["model"].pop("config"),
     lambda h: h["optimizer"].update({"class": "builtins.eval"}),

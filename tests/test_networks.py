@@ -15,7 +15,9 @@ from fastmlp.gradient import gradient_check
 U = {np.float32: float(np.finfo(np.float32).eps) / 2, np.float64: float(np.finfo(np.float64).eps) / 2}
 CASES = [dict(activation="relu"), dict(activation="sigmoid"),
          dict(activation="relu", weight_decay_lambda=0.1),
-         dict(activation="sigmoid", weight_decay_lambda=0.05, loss="mse")]
+         dict(activation="sigmoid", weight_decay_lambda=0.05, loss="mse"),
+         dict(activation="tanh", weight_init_std="tanh"), dict(activation="identity"),
+         dict(activation="tanh", weight_decay_lambda=0.05, loss="mse")]
 
 
 def _pair(dtype, sizes=(9, [7, 6], 4), **kw):
@@ -203,7 +205,8 @@ def test_label_dtypes_and_layouts_give_the_same_step():
 @settings(max_examples=40, deadline=None)
 @given(widths=st.lists(st.sampled_from([1, 3, 16, 17, 33, 64, 100, 1023]), min_size=1, max_size=2),
        n=st.sampled_from([1, 3, 17]), dtype=st.sampled_from([np.float32, np.float64]),
-       activation=st.sampled_from(["relu", "sigmoid"]), seed=st.integers(0, 2**16))
+       activation=st.sampled_from(["relu", "sigmoid", "tanh", "identity"]),
+       seed=st.integers(0, 2**16))
 def test_fused_passes_at_vector_widths_match_reference(widths, n, dtype, activation, seed):
     """Hidden widths below, at and past the SIMD widths (4-16 lanes) and their remainders:
     the fused bias/activation/mask, column-sum and ReLU-backward passes against the reference."""
@@ -270,7 +273,8 @@ _F32 = ("net.dtype = np.float32; "
 MUTATIONS = {
     "activation renamed": ("sigmoid", "net.activation = 'relu'"),
     "activation renamed back": ("relu", "net.activation = 'sigmoid'"),
-    "activation invalid": ("relu", "net.activation = 'tanh'"),
+    "activation invalid": ("relu", "net.activation = 'softplus'"),
+    "activation renamed to tanh": ("relu", "net.activation = 'tanh'"),
     "wider hidden layer with its weights": ("relu", _WIDE),
     "wider hidden layer, weights unchanged": ("relu", "net.hidden_size_list = [600]"),
     "dtype float32 with float32 weights": ("relu", _F32),

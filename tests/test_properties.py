@@ -280,6 +280,10 @@ LAYER_SPECS = {
                  reduction=False, fwd_names=["x"]),
     "Sigmoid": dict(ctor=lambda data: (), fwd=lambda data: (_x_for(data),), attrs=["out"], exact=False,
                     reduction=False, fwd_names=["x"]),
+    "Tanh": dict(ctor=lambda data: (), fwd=lambda data: (_x_for(data),), attrs=["out"], exact=False,
+                 reduction=False, fwd_names=["x"]),
+    "Identity": dict(ctor=lambda data: (), fwd=lambda data: (_x_for(data),), attrs=["shape", "dtype"],
+                     exact=True, reduction=False, fwd_names=["x"]),
     "Affine": dict(ctor=_make_affine, fwd=None, attrs=["W", "b", "x", "original_x_shape"], exact=False,
                    reduction=True, fwd_names=["x"]),
     "SoftmaxWithLoss": dict(ctor=lambda data: (), fwd=None, attrs=["t", "y"], exact=False,
@@ -317,8 +321,10 @@ def _output_shape(name, layer):
             return tuple(layer.shape)
         if name == "Relu":
             return np.shape(layer.mask)
-        if name == "Sigmoid":
+        if name in ("Sigmoid", "Tanh"):
             return np.shape(layer.out)
+        if name == "Identity":
+            return tuple(layer.shape)
         if name == "Affine":
             return (np.shape(layer.x)[0], np.shape(layer.W)[1])
     except Exception:   # noqa: BLE001 -- a mutated attribute; any dout will do
@@ -331,7 +337,7 @@ def _valid_calls(name, fast):
     x = np.linspace(-2, 2, 6).reshape(2, 3)
     if name in ("MulLayer", "AddLayer"):
         return (x, x[::-1] + 0.5), np.ones((2, 3))
-    if name in ("Relu", "Sigmoid"):
+    if name in ("Relu", "Sigmoid", "Tanh", "Identity"):
         return (x,), np.ones((2, 3))
     if name == "Affine":
         k, m = fast.W.shape
@@ -453,6 +459,16 @@ def prop_sigmoid_layer(data):
     _layer_property(data, "Sigmoid")
 
 
+@prop(150)
+def prop_tanh_layer(data):
+    _layer_property(data, "Tanh")
+
+
+@prop(100)
+def prop_identity_layer(data):
+    _layer_property(data, "Identity")
+
+
 @prop(200)
 def prop_affine_layer(data):
     _layer_property(data, "Affine")
@@ -470,12 +486,12 @@ def prop_mse_loss_layer(data):
 
 # ============================================================================ functions
 
-FUNCTIONS = {"sigmoid": (False, False), "relu": (True, False), "softmax": (False, True),
+FUNCTIONS = {"sigmoid": (False, False), "tanh": (False, False), "relu": (True, False), "softmax": (False, True),
              "cross_entropy_error": (False, True), "mean_squared_error": (False, True),
              "step_function": (True, False), "identity_function": (True, False),
              "relu_grad": (True, False), "sigmoid_grad": (False, False),
              "sum_squared_error": (False, True), "softmax_loss": (False, True)}
-ELEMENTWISE = ("sigmoid", "relu", "step_function", "identity_function", "relu_grad",
+ELEMENTWISE = ("sigmoid", "tanh", "relu", "step_function", "identity_function", "relu_grad",
                "sigmoid_grad")
 
 
@@ -689,7 +705,7 @@ def _optimizer_call(fast, params, grads, name, mutated, valid):
 # ============================================================================ networks
 
 CONFIG_MUTATIONS = {
-    "activation": ["sigmoid", "relu", "tanh", None, 3],
+    "activation": ["sigmoid", "relu", "tanh", "identity", "softplus", None, 3],
     "dtype": [np.float32, np.float64, "float16", np.int64, None, "abc"],
     "hidden_size_list": [[], [5], [2, 2, 2], "abc", None, [0], [-1]],
     "loss_name": ["mse", "cross_entropy", "hinge", None],
@@ -804,7 +820,7 @@ def _make_net(data):
         kw = dict(weight_init_std=0.5, dtype=dtype, seed=seed)
         return fastmlp.TwoLayerNet(*args, **kw), f"TwoLayerNet{args}, {kw}"
     hidden = data.draw(st.lists(st.integers(1, 4), min_size=0, max_size=2), label="hidden_size_list")
-    kw = dict(activation=data.draw(st.sampled_from(["relu", "sigmoid"])),
+    kw = dict(activation=data.draw(st.sampled_from(["relu", "sigmoid", "tanh", "identity"])),
               weight_decay_lambda=data.draw(st.sampled_from([0, 0.1])), dtype=dtype, seed=seed,
               loss=data.draw(st.sampled_from(["cross_entropy", "cross_entropy", "mse"])))
     return fastmlp.MultiLayerNet(inp, hidden, out, **kw), f"MultiLayerNet({inp}, {hidden}, {out}, {kw})"
@@ -1012,7 +1028,7 @@ def prop_network_layouts_and_aliases(data):
     k = data.draw(st.integers(1, 3), label="size")
     dtype = data.draw(st.sampled_from([np.float64, np.float32]), label="dtype")
     layers = data.draw(st.integers(0, 2), label="hidden layers")
-    kw = dict(activation=data.draw(st.sampled_from(["relu", "sigmoid"])), dtype=dtype,
+    kw = dict(activation=data.draw(st.sampled_from(["relu", "sigmoid", "tanh", "identity"])), dtype=dtype,
               seed=data.draw(st.integers(0, 50)), weight_decay_lambda=data.draw(st.sampled_from([0, 0.1])),
               loss=data.draw(st.sampled_from(["cross_entropy", "mse"])))
     net = fastmlp.MultiLayerNet(k, [k] * layers, k, **kw)

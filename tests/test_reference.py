@@ -651,7 +651,7 @@ class TestMultiLayerNet:
 
 
 @pytest.mark.parametrize("kwargs, exc, name", [
-    (dict(activation="tanh"), ValueError, "activation"),
+    (dict(activation="softplus"), ValueError, "activation"),
     (dict(weight_init_std="lecun"), ValueError, "weight_init_std"),
     (dict(weight_init_std=-1.0), ValueError, "weight_init_std"),
     (dict(weight_decay_lambda=-0.1), ValueError, "weight_decay_lambda"),

@@ -37,7 +37,7 @@ def _warn(text):
 
 
 def _run(args):
-    names, configs, dtypes, seconds = resolve(args)
+    names, configs, dtypes, seconds, activations = resolve(args)
     if os.environ.get("OPENBLAS_CORETYPE"):
         _warn(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is "
               "set: numpy's OpenBLAS runs that kernel instead of the best one for this CPU, so "
@@ -61,6 +61,7 @@ def _run(args):
     info["date"] = date
     settings = {"seconds": seconds, "repeats": args.repeats, "peers": names, "dtypes": dtypes,
                 "configs": [{"sizes": s, "batch": b} for s, b in configs], "lr": LR,
+                "activations": activations,
                 "n_rows": N_ROWS, "sklearn_batches_per_call": SKLEARN_BATCHES,
                 "alternate": bool(args.alternate), "predict": bool(args.predict),
                 "wait_idle": args.wait_idle}
@@ -91,10 +92,11 @@ def _run(args):
     for sizes, batch in configs:
         for dtype in dtypes:
             _log(f"{network_name(sizes)} @{batch} {dtype} ")
-            row = bench_train(sizes, batch, dtype, names, seconds, args.repeats, args.alternate,
-                              _log, idle)
-            train_rows.append(row)
-            _log(" " + summary(row) + "\n")
+            rows = bench_train(sizes, batch, dtype, names, seconds, args.repeats, args.alternate,
+                               _log, idle, activations)
+            train_rows.extend(rows)
+            _log(" " + "; ".join((f"{r['activation']}: " if len(rows) > 1 else "") + summary(r)
+                                 for r in rows) + "\n")
             save_partial()
     if args.predict:
         for sizes, _ in configs:

@@ -6,8 +6,8 @@ measurement starts, and reported as a ``BenchError`` (one line, exit status 1).
 import os
 
 from .. import _plot
-from .configs import (CONFIGS, DTYPE_ALIASES, DTYPES, N_ROWS, PEER_ALIASES, PEERS,
-                      PREDICT_BATCHES, SKLEARN_BATCHES, network_name)
+from .configs import (ACTIVATION_ALIASES, ACTIVATIONS, CONFIGS, DTYPE_ALIASES, DTYPES, N_ROWS,
+                      PEER_ALIASES, PEERS, PREDICT_BATCHES, SKLEARN_BATCHES, network_name)
 
 
 class BenchError(Exception):
@@ -31,6 +31,11 @@ def add_arguments(parser):
                              "784-64-10@32 (default: the standard four)")
     parser.add_argument("--dtypes", default="float32,float64", metavar="LIST",
                         help="comma-separated dtypes among float32, float64")
+    parser.add_argument("--activations", default="relu", metavar="LIST",
+                        help="comma-separated hidden activations among " + ", ".join(ACTIVATIONS)
+                        + " (default: relu); with several, each network and dtype times them "
+                        "all interleaved in one loop and a table gives each one's samples/s "
+                        "as a share of the first's")
     parser.add_argument("--alternate", action="store_true",
                         help="also time each float32 step alternated with a user-side numpy "
                              "(128, 784) @ (784, 100) float32 product, as a multiple of the "
@@ -106,8 +111,17 @@ def _check_plot_path(path):
 
 
 def resolve(args):
-    """Check parsed ``args``; return ``(peer names, [(sizes, batch)], dtypes, seconds)``."""
+    """Check parsed ``args``; return ``(peer names, [(sizes, batch)], dtypes, seconds,
+    activations)`` (the activations in the order given: the first is the baseline)."""
     names = parse_names(args.only, PEERS, PEER_ALIASES, "peer")
+    activations = []
+    for raw in args.activations.split(","):
+        act = ACTIVATION_ALIASES.get(raw.strip().lower(), raw.strip().lower())
+        if act not in ACTIVATIONS:
+            raise BenchError(f"unknown activation {raw.strip()!r}; choose among "
+                             f"{', '.join(ACTIVATIONS)}")
+        if act not in activations:
+            activations.append(act)
     configs = parse_configs(args.configs)
     dtypes = parse_names(args.dtypes, DTYPES, DTYPE_ALIASES, "dtype")
     if args.repeats < 1:
@@ -121,4 +135,4 @@ def resolve(args):
         parent = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(parent):
             raise BenchError(f"--json {args.json}: directory {parent} does not exist")
-    return names, configs, dtypes, seconds
+    return names, configs, dtypes, seconds, activations

@@ -1,8 +1,9 @@
 """The peers ``fastmlp bench`` compares: one training step and one predict of each.
 
-A step maker ``maker(sizes, batch, dtype, X, T)`` returns ``(step, per_call)``:
-``step(i)`` trains on batch number ``i`` (cycling through ``X``, ``T``) and
-does ``per_call`` SGD steps (lr ``LR``). The peers themselves (the compiled
+A step maker ``maker(sizes, batch, dtype, X, T, activation="relu")`` returns
+``(step, per_call)``: ``step(i)`` trains on batch number ``i`` (cycling through
+``X``, ``T``) and does ``per_call`` SGD steps (lr ``LR``) of the network with that
+hidden activation (``relu``, ``sigmoid``, ``tanh`` or ``identity``). The peers themselves (the compiled
 and reference networks, PyTorch, scikit-learn) are imported inside the makers,
 so a missing one is reported for its column only.
 """
@@ -11,9 +12,10 @@ import numpy as np
 from .configs import LR, SKLEARN_BATCHES, batch_start
 
 
-def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T):
+def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T, activation):
     """``opt.update(net.params, net.gradient(x, t))``: the textbook step peers.py times."""
-    net = network_class(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
+    net = network_class(sizes[0], sizes[1:-1], sizes[-1], activation=activation, dtype=dtype,
+                        seed=0)
     opt = sgd_class(lr=LR)
 
     def step(i):
@@ -22,36 +24,40 @@ def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T):
     return step, 1
 
 
-def fastmlp_step(sizes, batch, dtype, X, T):
+def fastmlp_step(sizes, batch, dtype, X, T, activation="relu"):
     """The textbook step on the compiled ``fastmlp.MultiLayerNet`` and ``SGD``."""
     from ..networks import MultiLayerNet
     from ..optimizers import SGD
-    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T, activation)
 
 
-def numpy_step(sizes, batch, dtype, X, T):
+def numpy_step(sizes, batch, dtype, X, T, activation="relu"):
     """The textbook step on ``fastmlp.reference`` (plain numpy)."""
     from ..reference import MultiLayerNet
     from ..reference.optimizers import SGD
-    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T)
+    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T, activation)
 
 
-def torch_model(sizes, dtype):
-    """``nn.Sequential`` of ``Linear``/``ReLU`` with the layer ``sizes``, seeded, in ``dtype``."""
+TORCH_ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+
+
+def torch_model(sizes, dtype, activation="relu"):
+    """``nn.Sequential`` of ``Linear`` and the activation module with the layer ``sizes``,
+    seeded, in ``dtype``."""
     import torch
     torch.manual_seed(0)
     mods = []
     for i in range(len(sizes) - 1):
         mods.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
-            mods.append(torch.nn.ReLU())
+            mods.append(getattr(torch.nn, TORCH_ACTIVATIONS[activation])())
     return torch.nn.Sequential(*mods).to(torch.float32 if dtype == "float32" else torch.float64)
 
 
-def torch_step(sizes, batch, dtype, X, T):
+def torch_step(sizes, batch, dtype, X, T, activation="relu"):
     """``CrossEntropyLoss`` + ``optim.SGD`` on ``torch_model``, ``zero_grad(set_to_none=True)``."""
     import torch
-    model = torch_model(sizes, dtype)
+    model = torch_model(sizes, dtype, activation)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, Tt = torch.from_numpy(X), torch.from_numpy(T)
@@ -64,12 +70,13 @@ def torch_step(sizes, batch, dtype, X, T):
     return step, 1
 
 
-def sklearn_step(sizes, batch, dtype, X, T):
+def sklearn_step(sizes, batch, dtype, X, T, activation="relu"):
     """``MLPClassifier.partial_fit`` on SKLEARN_BATCHES batches per call (counted as that many
     steps: one call per batch would time sklearn's per-call validation)."""
     import warnings
     from sklearn.neural_network import MLPClassifier
     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", learning_rate_init=LR,
+                        activation="logistic" if activation == "sigmoid" else activation,
                         momentum=0.0, batch_size=batch, alpha=0.0, max_iter=1, shuffle=False,
                         random_state=0)
     rows = batch * SKLEARN_BATCHES

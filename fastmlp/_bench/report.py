@@ -46,15 +46,47 @@ def summary(row):
     return ", ".join(parts) + f", busy {_busy(row)}"
 
 
+def _several_activations(rows):
+    return len({r.get("activation", "relu") for r in rows}) > 1
+
+
 def train_table(rows, names):
-    """The training table: GEMM limit, each peer (share of the limit), fastmlp's speedups."""
+    """The training table: GEMM limit, each peer (share of the limit), fastmlp's speedups;
+    an activation column when the rows have several."""
     others = [n for n in names if n != "fastmlp"]
-    header = (["network @batch", "dtype", "GEMM limit"] + [PEER_LABELS[n] for n in names]
+    acts = _several_activations(rows)
+    header = (["network @batch", "dtype"] + (["activation"] if acts else []) + ["GEMM limit"]
+              + [PEER_LABELS[n] for n in names]
               + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
     body = []
     for row in rows:
-        cells = [f"{row['network']} @{row['batch']}", row["dtype"], _fmt_rate(row["gemm_limit"])]
+        cells = ([f"{row['network']} @{row['batch']}", row["dtype"]]
+                 + ([row.get("activation", "relu")] if acts else [])
+                 + [_fmt_rate(row["gemm_limit"])])
         body.append(cells + _peer_cells(row, names, others, share=True))
+    return format_table(header, body)
+
+
+def activation_table(rows, names):
+    """Each peer's samples/s at each activation as a multiple of the same network's at the
+    first activation measured (timed interleaved in the same repeats); "" for one activation."""
+    if not _several_activations(rows):
+        return ""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["network"], row["batch"], row["dtype"]), []).append(row)
+    header = ["network @batch", "dtype", "activation"] + [PEER_LABELS[n] for n in names]
+    body = []
+    for (network, batch, dtype), group in groups.items():
+        base = group[0]
+        for row in group[1:]:
+            cells = []
+            for n in names:
+                a = row["results"].get(n, {}).get("samples_per_s")
+                b = base["results"].get(n, {}).get("samples_per_s")
+                cells.append(f"{a / b:.2f}" if a and b else "-")
+            body.append([f"{network} @{batch}", dtype,
+                         f"{row['activation']} / {base['activation']}"] + cells)
     return format_table(header, body)
 
 
@@ -134,6 +166,12 @@ def print_tables(info, names, train_rows, predict_rows, alternate, predict):
     if "sklearn" in names:
         print(f"  (scikit-learn: partial_fit on {SKLEARN_BATCHES} batches per call, "
               f"counted as {SKLEARN_BATCHES} steps)")
+    table = activation_table(train_rows, names)
+    if table:
+        print()
+        print("Activations: samples/s as a multiple of the same network's at the first "
+              "activation (same repeats, interleaved)")
+        print(table)
     if alternate:
         table = alternation_table(train_rows, names)
         print()

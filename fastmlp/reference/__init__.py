@@ -19,6 +19,7 @@ from fastmlp.reference.functions import (
     softmax_loss,
     step_function,
     sum_squared_error,
+    tanh,
 )
 from fastmlp.reference.layers import (
     AddLayer,
@@ -29,6 +30,8 @@ from fastmlp.reference.layers import (
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
+    Tanh,
+    Identity,
 )
 from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
@@ -38,11 +41,14 @@ __all__ = [
     "AddLayer",
     "Relu",
     "Sigmoid",
+    "Tanh",
+    "Identity",
     "Affine",
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
     "sigmoid",
+    "tanh",
     "relu",
     "softmax",
     "cross_entropy_error",

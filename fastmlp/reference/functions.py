@@ -12,7 +12,7 @@ import numpy as np
 
 from fastmlp._validation import as_array, as_float, check_same_shape, check_targets
 
-__all__ = ["sigmoid", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
+__all__ = ["sigmoid", "tanh", "relu", "softmax", "cross_entropy_error", "mean_squared_error",
            "identity_function", "step_function", "sigmoid_grad", "relu_grad",
            "sum_squared_error", "softmax_loss"]
 
@@ -45,6 +45,21 @@ def sigmoid(x):
     e = np.exp(-np.abs(x))
     out = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
     return _scalar_if_0d(out)
+
+
+def tanh(x):
+    """Hyperbolic tangent, elementwise (numpy's ``np.tanh``).
+
+    Parameters
+    ----------
+    x : array_like of real numbers, any shape
+
+    Returns
+    -------
+    ndarray of the same shape (a numpy scalar for scalar input)
+    """
+    x = as_float(x, "x")
+    return _scalar_if_0d(np.tanh(x))
 
 
 def relu(x):

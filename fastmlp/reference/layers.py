@@ -28,6 +28,7 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
+from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference.functions import sigmoid
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "AddLayer",
     "Relu",
     "Sigmoid",
+    "Tanh",
+    "Identity",
     "Affine",
     "SoftmaxWithLoss",
     "MSELoss",
