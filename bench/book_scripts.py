@@ -162,13 +162,16 @@ sys.exit(status)
 
 def resolve(names, candidates):
     """{name: the first candidate fastmlp module that has it, or None}."""
+    importlib.import_module("fastmlp")   # fastmlp itself must import: say why if it does not
     found = {}
     for name in names:
         found[name] = None
         for mod_name in candidates:
             try:
                 mod = importlib.import_module(mod_name)
-            except ImportError:
+            except ModuleNotFoundError as exc:
+                if exc.name != mod_name:   # the module exists but fails to import
+                    raise
                 continue
             if hasattr(mod, name):
                 found[name] = mod_name
