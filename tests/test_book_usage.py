@@ -340,6 +340,24 @@ def test_optimizer_compare_naive_python_float_params(name, lr):
     assert len(history) == 30 and history[0] == (-7.0, 2.0)
 
 
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Adam"])
+def test_optimizers_accept_numpy_scalars_and_0d_arrays(name):
+    """The book's ``params[key] -= ...`` works on any number: 0-d arrays and numpy scalars.
+    (Whether a 0-d array is updated in place, as the book's ``-=`` does, or its entry rebound,
+    as the issue words it, is left open.)"""
+    optimizer = getattr(optimizers, name)(lr=0.1)
+    params = {"x": np.array(-7.0), "y": np.float64(2.0)}
+    want, states = [-7.0, 2.0], ({}, {})
+    for _ in range(5):
+        grads = {"x": params["x"] / 10.0, "y": 2.0 * params["y"]}
+        gx, gy = want[0] / 10.0, 2.0 * want[1]
+        optimizer.update(params, grads)
+        want = [book_step(name, states[0], want[0], gx, dict(DEFAULTS[name], lr=0.1)),
+                book_step(name, states[1], want[1], gy, dict(DEFAULTS[name], lr=0.1))]
+        assert float(params["x"]) == pytest.approx(float(want[0]), rel=1e-12, abs=1e-12)
+        assert float(params["y"]) == pytest.approx(float(want[1]), rel=1e-12, abs=1e-12)
+
+
 @pytest.mark.parametrize("name", list(DEFAULTS))
 def test_optimizer_defaults_and_update_on_network_params(name, rng):
     """optimizer_compare_mnist.py: SGD(), Momentum(), AdaGrad(), Adam() updating a network."""
