@@ -138,6 +138,8 @@ arrays = {}
 def keep(key, value):
     if isinstance(value, (bool, str, bytes)) or value is None:
         return
+    if isinstance(value, np.ndarray) and value.size > 200_000:
+        return   # the data sets: not results, and costly to convert
     try:
         a = np.asarray(value, dtype=np.float64)
     except Exception:
