@@ -15,7 +15,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["affine", "mlp", "activations", "softmax_ce", "mse", "elementwise", "optim", "threads"]
+KERNELS = ["affine", "mlp", "activations", "softmax_ce", "mse", "elementwise", "optim", "threads",
+           "normalization"]
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

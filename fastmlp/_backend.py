@@ -11,7 +11,7 @@ BLAS and thread pool.
 import numpy as np
 
 from ._blas import USE_BLAS, numpy_blas_path  # noqa: F401 (numpy_blas_path: re-exported)
-from ._kernels import activations, affine, elementwise, mlp, mse, optim, softmax_ce
+from ._kernels import activations, affine, elementwise, mlp, mse, normalization, optim, softmax_ce
 from .threads import kernel_threads
 
 # USE_BLAS (from _blas) is the route the wrappers below take: True, the kernels' own GEMM
@@ -122,6 +122,69 @@ def sigmoid_backward(dout, y, out=None):
     activations.sigmoid_backward(dout.reshape(-1), y.reshape(-1), out.reshape(-1),
                                  kernel_threads(y.size))
     return out
+
+
+# ---------------------------------------------------------------- dropout, batch norm
+
+def dropout_forward(x, key, ratio):
+    """``(x * mask, mask)``: mask keeps the entries whose hashed uniform exceeds ``ratio``."""
+    x = contiguous(x, x.dtype)
+    out, mask = np.empty(x.shape, x.dtype), np.empty(x.shape, np.bool_)
+    normalization.dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1).view(np.uint8),
+                                  key, ratio, kernel_threads(x.size))
+    return out, mask
+
+
+def dropout_backward(dout, mask):
+    """``dout * mask`` in a new array."""
+    dout, mask = contiguous(dout, dout.dtype), np.ascontiguousarray(mask)
+    dx = np.empty(dout.shape, dout.dtype)
+    normalization.dropout_backward(dout.reshape(-1), mask.reshape(-1).view(np.uint8),
+                                   dx.reshape(-1))
+    return dx
+
+
+def scale(x, s):
+    """``x * s`` in a new array, ``s`` rounded to x's dtype first (numpy's rule)."""
+    x = contiguous(x, x.dtype)
+    out = np.empty(x.shape, x.dtype)
+    normalization.scale(x.reshape(-1), out.reshape(-1), s)
+    return out
+
+
+def batchnorm_train(x, gamma, beta, eps, momentum, running_mean, running_var):
+    """Batch statistics of x (N, D): ``(out, xc, xn, std)``; the running arrays (C-contiguous,
+    x's dtype, owned by the caller) are updated in place."""
+    dt = x.dtype
+    x, gamma, beta = contiguous(x, dt), contiguous(gamma, dt), contiguous(beta, dt)
+    out, xc, xn = (np.empty(x.shape, dt) for _ in range(3))
+    std, mean = np.empty(x.shape[1], dt), np.empty(x.shape[1], dt)
+    normalization.batchnorm_train(x, gamma, beta, eps, momentum, out, xc, xn, std, mean,
+                                  running_mean, running_var)
+    return out, xc, xn, std
+
+
+def batchnorm_infer(x, gamma, beta, running_mean, running_var, eps):
+    """``gamma * (x - running_mean) / sqrt(running_var + eps) + beta`` for x (N, D)."""
+    dt = x.dtype
+    x, gamma, beta = contiguous(x, dt), contiguous(gamma, dt), contiguous(beta, dt)
+    running_mean, running_var = contiguous(running_mean, dt), contiguous(running_var, dt)
+    out = np.empty(x.shape, dt)
+    normalization.batchnorm_infer(x, gamma, beta, running_mean, running_var, eps, out,
+                                  np.empty(x.shape[1], dt))
+    return out
+
+
+def batchnorm_backward(dout, xn, gamma, std):
+    """``(dx, dgamma, dbeta)`` of training-mode batch normalisation."""
+    dt = xn.dtype
+    dout, xn = contiguous(dout, dt), contiguous(xn, dt)
+    gamma, std = contiguous(gamma, dt), contiguous(std, dt)
+    dx = np.empty(xn.shape, dt)
+    dgamma, dbeta = np.empty(xn.shape[1], dt), np.empty(xn.shape[1], dt)
+    normalization.batchnorm_backward(dout, xn, gamma, std, dx, dgamma, dbeta,
+                                     np.empty(3 * xn.shape[1], dt))
+    return dx, dgamma, dbeta
 
 
 # ---------------------------------------------------------------- losses

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._regularization import BatchNormalization, Dropout
 from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
                           pair_dtype)
 
@@ -273,4 +274,4 @@ class MSELoss:
 IdentityWithLoss = MSELoss
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
-           "IdentityWithLoss"]
+           "IdentityWithLoss", "Dropout", "BatchNormalization"]

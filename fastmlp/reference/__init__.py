@@ -17,6 +17,8 @@ from fastmlp.reference.functions import (
 from fastmlp.reference.layers import (
     AddLayer,
     Affine,
+    BatchNormalization,
+    Dropout,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -36,6 +38,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "Dropout",
+    "BatchNormalization",
     "sigmoid",
     "relu",
     "softmax",

@@ -28,6 +28,7 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
+from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.functions import sigmoid
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "Dropout",
+    "BatchNormalization",
 ]
 
 
