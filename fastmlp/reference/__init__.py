@@ -26,7 +26,7 @@ from fastmlp.reference.layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
-from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
+from fastmlp.reference.networks import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "mean_squared_error",
     "TwoLayerNet",
     "MultiLayerNet",
+    "MultiLayerNetExtend",
     "SGD",
     "Momentum",
     "Nesterov",
