@@ -323,17 +323,19 @@ def copy_labels(t, out, n_classes):
     return mlp.copy_labels(t, out, n_classes)
 
 
-def mlp_predict(x, Ws, bs, hs, activation):
-    """Forward pass of a whole network into the per-layer outputs ``hs``."""
-    mlp.mlp_predict(x, Ws, bs, hs, activation)
+def mlp_predict(x, Ws, bs, hs, activation, bn=None, drop=None):
+    """Forward pass of a whole network into the per-layer outputs ``hs`` (``bn``, ``drop``:
+    inference-mode batch norm and dropout of the hidden layers, see ``_kernels.mlp``)."""
+    mlp.mlp_predict(x, Ws, bs, hs, activation, bn, drop)
 
 
 def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                 activation, output, weight_decay, sgd_lr=0.0):
+                 activation, output, weight_decay, sgd_lr=0.0, bn=None, drop=None):
     """Forward, loss and backward of a whole network; (mean data loss, sum of W**2).
 
-    With ``sgd_lr`` > 0 an SGD step is fused in (Ws, bs updated in place).
+    With ``sgd_lr`` > 0 an SGD step is fused in (Ws, bs updated in place). ``bn``,
+    ``drop``: training-mode batch norm and dropout of the hidden layers.
     See ``fastmlp._kernels.mlp.mlp_gradient`` for the buffers' shapes.
     """
     return mlp.mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                            activation, output, weight_decay, sgd_lr)
+                            activation, output, weight_decay, sgd_lr, bn, drop)

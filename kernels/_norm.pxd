@@ -1,5 +1,6 @@
 # The dropout and batch-normalisation passes of fastmlp_norm.h, fused over float/double.
 from cython cimport floating
+from libc.math cimport floor
 from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "fastmlp_norm.h" nogil:
@@ -33,6 +34,14 @@ cdef extern from "fastmlp_norm.h" nogil:
     void fastmlp_bn_backward_d(const double *dout, const double *xn, const double *gamma,
                                const double *std, Py_ssize_t n, Py_ssize_t m, double *dx,
                                double *dgamma, double *dbeta, double *work)
+
+
+cdef inline int64_t dropout_threshold(double ratio) noexcept nogil:
+    """The integer form of ``u > ratio`` for u = k * 2**-53: keep when k > threshold
+    (ratio in [0, 1], checked by the caller)."""
+    if ratio >= 1:
+        return <int64_t>1 << 53   # k < 2**53: nothing is kept
+    return <int64_t>floor(ratio * 9007199254740992.0)
 
 
 cdef inline void dropout_forward(const floating *x, floating *out, unsigned char *mask,

@@ -57,7 +57,7 @@ FASTMLP_CLONES static void fastmlp_scale_##S(const T *x, T *out, T s, ptrdiff_t 
  * mean = sum_i x / n, xc = x - mean, var = sum_i xc^2 / n, std = sqrt(var + eps),           \
  * xn = xc / std, out = gamma * xn + beta; running = momentum * running + (1 - momentum)    \
  * * (mean, var). mean (m) is scratch; out may be x (x is read before out is written);       \
- * xc, xn must not alias x. */                                                               \
+ * xc, xn must not alias x. beta NULL: out = gamma * xn (the caller adds beta). */            \
 FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, const T *beta,   \
                                                 double eps, double momentum, ptrdiff_t n,    \
                                                 ptrdiff_t m, T *out, T *xc, T *xn, T *std,   \
@@ -85,15 +85,24 @@ FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, cons
         running_var[j] = mom * running_var[j] + rest * var;                                  \
         std[j] = SQRT(var + e);                                                              \
     }                                                                                        \
-    for (i = 0; i < n; i++)                                                                  \
-        for (j = 0; j < m; j++) {                                                            \
-            T v = xc[i * m + j] / std[j];                                                    \
-            xn[i * m + j] = v;                                                               \
-            out[i * m + j] = gamma[j] * v + beta[j];                                         \
-        }                                                                                    \
+    if (beta != NULL) {                                                                      \
+        for (i = 0; i < n; i++)                                                              \
+            for (j = 0; j < m; j++) {                                                        \
+                T v = xc[i * m + j] / std[j];                                                \
+                xn[i * m + j] = v;                                                           \
+                out[i * m + j] = gamma[j] * v + beta[j];                                     \
+            }                                                                                \
+    } else {   /* the caller adds beta (fused with its activation) */                         \
+        for (i = 0; i < n; i++)                                                              \
+            for (j = 0; j < m; j++) {                                                        \
+                T v = xc[i * m + j] / std[j];                                                \
+                xn[i * m + j] = v;                                                           \
+                out[i * m + j] = gamma[j] * v;                                               \
+            }                                                                                \
+    }                                                                                        \
 }                                                                                            \
 /* Inference-mode batch normalisation: out = gamma * ((x - rmean) / sqrt(rvar + eps))       \
- * + beta per column; scale (m) is scratch; out may be x. */                                 \
+ * + beta per column (beta NULL: without it); scale (m) scratch; out may be x. */           \
 FASTMLP_CLONES static void fastmlp_bn_infer_##S(const T *x, const T *gamma, const T *beta,   \
                                                 const T *running_mean, const T *running_var, \
                                                 double eps, ptrdiff_t n, ptrdiff_t m,        \
@@ -102,10 +111,16 @@ FASTMLP_CLONES static void fastmlp_bn_infer_##S(const T *x, const T *gamma, cons
     ptrdiff_t i, j;                                                                          \
     for (j = 0; j < m; j++)                                                                  \
         scale[j] = SQRT(running_var[j] + e);                                                 \
-    for (i = 0; i < n; i++)                                                                  \
-        for (j = 0; j < m; j++)                                                              \
-            out[i * m + j] = gamma[j] * ((x[i * m + j] - running_mean[j]) / scale[j])        \
-                             + beta[j];                                                      \
+    if (beta != NULL) {                                                                      \
+        for (i = 0; i < n; i++)                                                              \
+            for (j = 0; j < m; j++)                                                          \
+                out[i * m + j] = gamma[j] * ((x[i * m + j] - running_mean[j]) / scale[j])    \
+                                 + beta[j];                                                  \
+    } else {   /* the caller adds beta */                                                    \
+        for (i = 0; i < n; i++)                                                              \
+            for (j = 0; j < m; j++)                                                          \
+                out[i * m + j] = gamma[j] * ((x[i * m + j] - running_mean[j]) / scale[j]);   \
+    }                                                                                        \
 }                                                                                            \
 /* Backward of fastmlp_bn_train per column: dbeta = sum dout, dgamma = sum xn * dout,       \
  * dx = gamma / std * (dout - dbeta / n - xn * dgamma / n) (the book's chain through        \

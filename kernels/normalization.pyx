@@ -8,7 +8,6 @@ bits never depend on the thread count).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport floor
 from libc.stdint cimport int64_t, uint64_t
 
 from _arrays cimport check_len
@@ -20,9 +19,7 @@ cpdef int64_t dropout_threshold(double ratio) except? -1:
     """The integer form of ``u > ratio`` for u = k * 2**-53: keep when k > threshold."""
     if not (ratio >= 0 and ratio <= 1):
         raise ValueError(f"dropout ratio must lie in [0, 1], got {ratio}")
-    if ratio == 1:
-        return <int64_t>1 << 53   # k < 2**53: nothing is kept
-    return <int64_t>floor(ratio * 9007199254740992.0)
+    return _norm.dropout_threshold(ratio)
 
 
 def dropout_forward(const floating[::1] x,      # IN
