@@ -1,7 +1,7 @@
 """Where dropout masks get their randomness (numpy only; shared by the compiled layers and
 the reference, so both draw the same masks).
 
-A dropout mask is a pure function of one 64-bit key and the element's flat index
+A dropout mask is a pure function of one 63-bit key and the element's flat index
 (``kernels/fastmlp_norm.h``); each training-mode forward pass draws one key from its
 stream. The stream is a ``numpy.random.Generator`` (an int seeds a new one), or ``None``:
 numpy's global random state, so ``np.random.seed`` makes a run repeat, as in the book.

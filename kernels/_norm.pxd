@@ -1,13 +1,13 @@
 # The dropout and batch-normalisation passes of fastmlp_norm.h, fused over float/double.
 from cython cimport floating
 from libc.math cimport floor
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "fastmlp_norm.h" nogil:
     void fastmlp_dropout_forward_f(const float *x, float *out, unsigned char *mask, uint64_t key,
-                                   int64_t threshold, Py_ssize_t start, Py_ssize_t end)
+                                   uint32_t threshold, Py_ssize_t start, Py_ssize_t end)
     void fastmlp_dropout_forward_d(const double *x, double *out, unsigned char *mask, uint64_t key,
-                                   int64_t threshold, Py_ssize_t start, Py_ssize_t end)
+                                   uint32_t threshold, Py_ssize_t start, Py_ssize_t end)
     void fastmlp_dropout_backward_f(const float *dout, const unsigned char *mask, float *dx,
                                     Py_ssize_t start, Py_ssize_t end)
     void fastmlp_dropout_backward_d(const double *dout, const unsigned char *mask, double *dx,
@@ -36,16 +36,16 @@ cdef extern from "fastmlp_norm.h" nogil:
                                double *dgamma, double *dbeta, double *work)
 
 
-cdef inline int64_t dropout_threshold(double ratio) noexcept nogil:
-    """The integer form of ``u > ratio`` for u = k * 2**-53: keep when k > threshold
-    (ratio in [0, 1], checked by the caller)."""
+cdef inline uint32_t dropout_threshold(double ratio) noexcept nogil:
+    """The integer form of ``u > ratio`` for u = h * 2**-32: keep when h > threshold
+    (ratio in [0, 1], checked by the caller; 1 keeps nothing)."""
     if ratio >= 1:
-        return <int64_t>1 << 53   # k < 2**53: nothing is kept
-    return <int64_t>floor(ratio * 9007199254740992.0)
+        return 0xFFFFFFFFU
+    return <uint32_t>floor(ratio * 4294967296.0)
 
 
 cdef inline void dropout_forward(const floating *x, floating *out, unsigned char *mask,
-                                 uint64_t key, int64_t threshold, Py_ssize_t start,
+                                 uint64_t key, uint32_t threshold, Py_ssize_t start,
                                  Py_ssize_t end) noexcept nogil:
     """out = x * keep, mask = keep over [start, end) (keep: the hash of key and index)."""
     if floating is float:

@@ -1,12 +1,15 @@
 /* Dropout and batch normalisation passes (the book's ch. 6 layers), written so they vectorise.
  *
  * Dropout's mask is a pure function of (key, flat index): element i is kept when the
- * uniform u_i = (mix64(key + (i + 1) * GOLDEN) >> 11) * 2^-53 in [0, 1) exceeds the drop
- * ratio (the book's `rand > ratio`), with mix64 the SplitMix64 finaliser. The key is
- * drawn from a numpy Generator once per forward pass (fastmlp/_regularization.py), so a
+ * uniform u_i = h_i * 2^-32 in [0, 1) exceeds the drop ratio (the book's `rand > ratio`),
+ * h_i = mix32(mix32(i ^ key_lo) ^ key_hi) with mix32 a 32-bit integer hash (two
+ * xorshift-multiply rounds; "lowbias32") and key_lo/key_hi the halves of a 64-bit key
+ * (the index is taken modulo 2^32). 32-bit lanes vectorise on every x86-64 clone. The
+ * key is drawn from a numpy Generator once per forward pass (fastmlp/_streams.py), so a
  * seeded run repeats bit for bit, the numpy twin (fastmlp/reference/_regularization.py)
  * draws the same masks, and no thread count or SIMD width changes them. The comparison
- * is done on the integer: u_i > ratio  <=>  (z >> 11) > floor(ratio * 2^53).
+ * is done on the integer: u_i > ratio  <=>  h_i > floor(ratio * 2^32) (capped at 2^32-1,
+ * so ratio 1 keeps nothing).
  *
  * Batch normalisation works on (n, m) row-major blocks, column statistics accumulated
  * row by row in the array's precision (a fixed order: the bits never depend on threads).
@@ -20,25 +23,26 @@
 
 #include "fastmlp_clones.h"
 
-#define FASTMLP_GOLDEN 0x9E3779B97F4A7C15ULL
-
-static inline uint64_t fastmlp_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+static inline uint32_t fastmlp_mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352DU;
+    x ^= x >> 15;
+    x *= 0x846CA68BU;
+    return x ^ (x >> 16);
 }
 
 #define FASTMLP_DEFINE_NORM(T, S, SQRT)                                                      \
-/* out = x * keep, mask = keep, keep_i = (mix64(key + (i+1)*GOLDEN) >> 11) > threshold,       \
+/* out = x * keep, mask = keep, keep_i = mix32(mix32(i ^ key_lo) ^ key_hi) > threshold,    \
  * over [start, end); out may be x. */                                                       \
 FASTMLP_CLONES static void fastmlp_dropout_forward_##S(const T *x, T *out, unsigned char *mask,\
-                                                       uint64_t key, int64_t threshold,      \
+                                                       uint64_t key, uint32_t threshold,     \
                                                        ptrdiff_t start, ptrdiff_t end) {     \
+    const uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);                           \
     for (ptrdiff_t i = start; i < end; i++) {                                                \
-        uint64_t z = fastmlp_mix64(key + (uint64_t)(i + 1) * FASTMLP_GOLDEN);                \
-        unsigned char keep = (int64_t)(z >> 11) > threshold;                                 \
-        mask[i] = keep;                                                                      \
-        out[i] = x[i] * (T)keep;                                                             \
+        uint32_t h = fastmlp_mix32(fastmlp_mix32((uint32_t)i ^ lo) ^ hi);                    \
+        T keep = h > threshold ? 1 : 0;   /* a select: a byte-to-float cast would not vectorise */\
+        mask[i] = h > threshold;                                                             \
+        out[i] = x[i] * keep;                                                                \
     }                                                                                        \
 }                                                                                            \
 /* dx = dout * mask over [start, end) (a product, as the book's: NaN * 0 stays NaN). */      \

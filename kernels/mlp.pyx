@@ -10,7 +10,7 @@ softmax, loss and (y - t)/N come out of one pass per row. Every reduction
 """
 from cython cimport floating
 from libc.math cimport isfinite, log
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 cimport numpy as cnp
@@ -154,7 +154,7 @@ cdef struct Layer:
     int drop
     unsigned char *dmask   # (N, m)
     uint64_t key
-    int64_t threshold
+    uint32_t threshold
     double keep
 
 

@@ -8,15 +8,15 @@ bits never depend on the thread count).
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 from _arrays cimport check_len
 from _omp cimport CHUNK
 cimport _norm
 
 
-cpdef int64_t dropout_threshold(double ratio) except? -1:
-    """The integer form of ``u > ratio`` for u = k * 2**-53: keep when k > threshold."""
+cpdef uint32_t dropout_threshold(double ratio) except? 0:
+    """The integer form of ``u > ratio`` for u = h * 2**-32: keep when h > threshold."""
     if not (ratio >= 0 and ratio <= 1):
         raise ValueError(f"dropout ratio must lie in [0, 1], got {ratio}")
     return _norm.dropout_threshold(ratio)
@@ -27,7 +27,7 @@ def dropout_forward(const floating[::1] x,      # IN
                     unsigned char[::1] mask,    # OUT the kept entries (the book's mask)
                     uint64_t key, double ratio, int n_threads=1):
     cdef Py_ssize_t n = x.shape[0], c, n_chunks = (n + CHUNK - 1) // CHUNK
-    cdef int64_t threshold = dropout_threshold(ratio)
+    cdef uint32_t threshold = dropout_threshold(ratio)
     check_len(out.shape[0], n, "out")
     check_len(mask.shape[0], n, "mask")
     if n_threads <= 1 or n_chunks == 1:

@@ -6,9 +6,10 @@ does, so comparing it with the compiled kernel (which collects those terms)
 checks the algebra too. Re-exported by ``fastmlp.reference.layers``.
 
 Dropout's mask: each training forward pass draws one key from the layer's stream
-(``fastmlp._streams.draw_key``); entry ``i`` (flat, C order) is kept when
-``u_i > dropout_ratio`` with ``u_i = (mix64(key + (i + 1) * GOLDEN) >> 11) * 2**-53``
-and mix64 the SplitMix64 finaliser, computed here in numpy's uint64 arithmetic.
+(``fastmlp._streams.draw_key``); entry ``i`` (flat, C order, modulo 2**32) is kept when
+``u_i > dropout_ratio`` with ``u_i = h_i * 2**-32``, ``h_i = mix32(mix32(i ^ key_lo) ^
+key_hi)``, mix32 the integer hash of ``kernels/fastmlp_norm.h`` and key_lo/key_hi the low
+and high 32 bits of the key, computed here in numpy's uint32 arithmetic.
 """
 import numbers
 
@@ -19,21 +20,27 @@ from fastmlp._validation import as_float, check_called
 
 __all__ = ["Dropout", "BatchNormalization", "dropout_mask"]
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_M1 = np.uint32(0x7FEB352D)
+_M2 = np.uint32(0x846CA68B)
 _EPS = 10e-7   # the book's constant (1e-6)
+
+
+def _mix32(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * _M1
+    x = x ^ (x >> np.uint32(15))
+    x = x * _M2
+    return x ^ (x >> np.uint32(16))
 
 
 def dropout_mask(key, shape, ratio):
     """The kept entries (bool, ``shape``) for mask key ``key`` and drop ratio ``ratio``."""
     n = int(np.prod(shape, dtype=np.int64))
+    lo, hi = np.uint32(key & 0xFFFFFFFF), np.uint32((key >> 32) & 0xFFFFFFFF)
+    index = (np.arange(n, dtype=np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     with np.errstate(over="ignore"):
-        z = np.uint64(key) + (np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN)
-        z = (z ^ (z >> np.uint64(30))) * _MIX1
-        z = (z ^ (z >> np.uint64(27))) * _MIX2
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+        h = _mix32(_mix32(index ^ lo) ^ hi)
+    u = h.astype(np.float64) * 2.0 ** -32
     return (u > ratio).reshape(shape)
 
 
