@@ -29,6 +29,7 @@ from ._records import (count, jfloat, network_from_record, network_plan,
                        optimizer_record, pfloat, prefixed, record)
 from ._validation import check_dtype
 from .networks import MultiLayerNet
+from .networks_extend import MultiLayerNetExtend
 
 _STATE_KEYS = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
                "validation_loss_curve_", "best_validation_score_", "n_features_in_",
@@ -327,6 +328,9 @@ def pickled_state(state):
     if net is not None:
         state["_net_state"] = {"config": net.config(),
                                "params": dict(net.params)}
+        if isinstance(net, MultiLayerNetExtend):
+            state["_net_state"]["running"] = net.running_statistics()
+            state["_net_state"]["stream"] = net.rng
     return state
 
 
@@ -343,7 +347,12 @@ def restore_unpickled(est, net_state):
     if net_state is not None:
         # pickles made before networks had config() lack weight_decay_lambda (always 0 here)
         config = {"weight_decay_lambda": 0.0, **net_state["config"]}
-        est._net = MultiLayerNet.from_config(config, net_state["params"])
+        if "use_dropout" in config:   # dropout or batch norm: with its statistics and stream
+            est._net = MultiLayerNetExtend.from_config(config, net_state["params"])
+            est._net.set_running_statistics(net_state.get("running", []))
+            est._net.set_stream(net_state.get("stream"))
+        else:
+            est._net = MultiLayerNet.from_config(config, net_state["params"])
     opt = est.__dict__.get("_optimizer")
     if opt is not None:
         opt.load_state_dict(opt.state_dict())

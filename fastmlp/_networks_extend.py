@@ -139,6 +139,34 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
                     dropout_ration=float(self.dropout_ration),
                     use_batchnorm=bool(self.use_batchnorm))
 
+    # -- streams and statistics (for the estimators' pickles) -------------------
+
+    def set_stream(self, rng):
+        """Draw the dropout masks from ``rng`` (a Generator, an int seed, or None: numpy's
+        global random state) from now on: ``rng`` and every Dropout layer's stream."""
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        self.rng = rng
+        for layer in self.layers.values():
+            if isinstance(layer, self.layers_module.Dropout):
+                layer.rng = rng
+
+    def running_statistics(self):
+        """``[(running_mean, running_var), ...]`` of the batch-norm layers, in order (copies;
+        None before their first forward pass)."""
+        return [(None if b.running_mean is None else np.array(b.running_mean),
+                 None if b.running_var is None else np.array(b.running_var))
+                for b in self._bn_layers()]
+
+    def set_running_statistics(self, stats):
+        """Give the batch-norm layers these ``(running_mean, running_var)`` (copied)."""
+        layers = self._bn_layers()
+        if len(stats) != len(layers):
+            raise ValueError(f"stats must hold {len(layers)} (mean, var) pairs, got {len(stats)}")
+        for b, (mean, var) in zip(layers, stats):
+            b.running_mean = None if mean is None else np.array(mean, dtype=b.gamma.dtype)
+            b.running_var = None if var is None else np.array(var, dtype=b.gamma.dtype)
+
     # -- the book's methods --------------------------------------------------
 
     def _is_mode_layer(self, name, layer):

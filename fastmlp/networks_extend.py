@@ -19,7 +19,13 @@ from . import _networks_extend, layers, networks
 from ._fused_extend import FusedExtend
 from ._validation import check_positive_float
 
-__all__ = ["MultiLayerNetExtend"]
+__all__ = ["MultiLayerNetExtend", "extensions"]
+
+
+def extensions(net):
+    """``(dropout ratio, batch_norm)`` of a network: (0.0, False) for a plain one."""
+    dropout = float(net.dropout_ration) if getattr(net, "use_dropout", False) else 0.0
+    return dropout, bool(getattr(net, "use_batchnorm", False))
 
 
 class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLayerNet):
