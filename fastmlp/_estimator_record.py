@@ -44,11 +44,19 @@ def _is_classifier(est_or_cls):
 
 # ----------------------------------------------------------------------------- fastmlp.save
 
+#: Hyper-parameters added after files of format 1 were first written: a record holds
+#: them only when they differ from these defaults, so a model without them saves the
+#: bytes it always did (and a file without them loads them at their defaults).
+LATER_PARAMS = {"dropout": 0.0, "batch_norm": False}
+
+
 def to_record(est, arrays):
     """The fitted estimator as a JSON-able record, its arrays added to ``arrays``."""
     est._check_fitted()
     params, dropped = {}, []
     for name, value in est.get_params(deep=False).items():
+        if name in LATER_PARAMS and value is not True and value == LATER_PARAMS[name]:
+            continue
         encoded = _encode_param(name, value)
         if encoded is _NOT_STORABLE:
             dropped.append(name)
