@@ -137,13 +137,14 @@ def bench_steps(repeats, burst, threads):
         print(json.dumps(row), flush=True)
 
 
-def fashion(path, epochs, batch, lr, hidden, ratio, optimizer, dtype, seed):
+def fashion(path, epochs, batch, lr, hidden, ratio, optimizer, dtype, seed, lr_decay=1.0):
     (x_train, t_train), (x_test, t_test) = fastmlp.datasets.load_mnist(path)
     x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
     t_train, t_test = t_train.astype(np.intp), t_test.astype(np.intp)
     sizes = [784, *hidden, 10]
     recipe = {"sizes": sizes, "batch_norm": True, "dropout": ratio, "optimizer": optimizer,
-              "lr": lr, "batch": batch, "epochs": epochs, "dtype": np.dtype(dtype).name}
+              "lr": lr, "lr_decay_per_epoch": lr_decay, "batch": batch, "epochs": epochs,
+              "dtype": np.dtype(dtype).name}
     print(json.dumps({"recipe": recipe}), flush=True)
     n = len(x_train)
     # fastmlp
@@ -160,6 +161,7 @@ def fashion(path, epochs, batch, lr, hidden, ratio, optimizer, dtype, seed):
         for j in range(0, n - batch + 1, batch):
             net.train_step(xs[j:j + batch], ts[j:j + batch], opt)
         t_train_s += time.perf_counter() - t0
+        opt.lr *= lr_decay
         accs.append(round(net.accuracy(x_test, t_test), 4))
     print(json.dumps({"impl": "fastmlp", "test_acc": accs, "train_seconds": round(t_train_s, 2)}),
           flush=True)
@@ -184,6 +186,8 @@ def fashion(path, epochs, batch, lr, hidden, ratio, optimizer, dtype, seed):
             lossf(model(xs[j:j + batch]), ts[j:j + batch]).backward()
             topt.step()
         t_train_s += time.perf_counter() - t0
+        for group in topt.param_groups:
+            group["lr"] *= lr_decay
         model.eval()
         with torch.no_grad():
             pred = model(Xte).argmax(1).numpy()
@@ -205,6 +209,7 @@ def main():
     ap.add_argument("--hidden", type=int, nargs="+", default=[512, 256])
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--optimizer", choices=["adam", "momentum"], default="adam")
+    ap.add_argument("--lr-decay", type=float, default=1.0, help="lr factor after each epoch")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torch-child", metavar="DTYPE", help=argparse.SUPPRESS)
@@ -217,7 +222,7 @@ def main():
         bench_steps(a.repeats, a.burst, a.threads)
     if a.fashion:
         fashion(a.fashion, a.epochs, a.batch, a.lr, a.hidden, a.dropout, a.optimizer,
-                np.dtype(a.dtype).type, a.seed)
+                np.dtype(a.dtype).type, a.seed, a.lr_decay)
 
 
 if __name__ == "__main__":
