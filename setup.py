@@ -16,7 +16,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = ["affine", "mlp", "activations", "softmax_ce", "mse", "elementwise", "optim", "threads",
-           "reduce"]
+           "reduce", "normalization"]
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

@@ -7,6 +7,7 @@ the same API in plain numpy, the oracle the tests compare against.
 """
 from . import datasets, functions, layers, optimizers, util
 from .networks import MultiLayerNet, TwoLayerNet
+from .networks_extend import MultiLayerNetExtend
 from .threads import get_num_threads, set_num_threads
 from .io import load, save
 from ._loop import DivergenceError
@@ -32,4 +33,4 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]

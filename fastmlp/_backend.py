@@ -11,7 +11,8 @@ BLAS and thread pool.
 import numpy as np
 
 from ._blas import USE_BLAS, numpy_blas_path  # noqa: F401 (numpy_blas_path: re-exported)
-from ._kernels import activations, affine, elementwise, mlp, mse, optim, reduce, softmax_ce
+from ._kernels import (activations, affine, elementwise, mlp, mse, normalization, optim,
+                       reduce, softmax_ce)
 from .threads import kernel_threads
 
 # USE_BLAS (from _blas) is the route the wrappers below take: True, the kernels' own GEMM
@@ -146,6 +147,69 @@ def exp(x, out=None):
     out = _out(out, x.shape, x.dtype)
     activations.exp_forward(x.reshape(-1), out.reshape(-1))
     return out
+
+
+# ---------------------------------------------------------------- dropout, batch norm
+
+def dropout_forward(x, key, ratio):
+    """``(x * mask, mask)``: mask keeps the entries whose hashed uniform exceeds ``ratio``."""
+    x = contiguous(x, x.dtype)
+    out, mask = np.empty(x.shape, x.dtype), np.empty(x.shape, np.bool_)
+    normalization.dropout_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1).view(np.uint8),
+                                  key, ratio, kernel_threads(x.size))
+    return out, mask
+
+
+def dropout_backward(dout, mask):
+    """``dout * mask`` in a new array."""
+    dout, mask = contiguous(dout, dout.dtype), np.ascontiguousarray(mask)
+    dx = np.empty(dout.shape, dout.dtype)
+    normalization.dropout_backward(dout.reshape(-1), mask.reshape(-1).view(np.uint8),
+                                   dx.reshape(-1))
+    return dx
+
+
+def scale(x, s):
+    """``x * s`` in a new array, ``s`` rounded to x's dtype first (numpy's rule)."""
+    x = contiguous(x, x.dtype)
+    out = np.empty(x.shape, x.dtype)
+    normalization.scale(x.reshape(-1), out.reshape(-1), s)
+    return out
+
+
+def batchnorm_train(x, gamma, beta, eps, momentum, running_mean, running_var):
+    """Batch statistics of x (N, D): ``(out, xc, xn, std)``; the running arrays (C-contiguous,
+    x's dtype, owned by the caller) are updated in place."""
+    dt = x.dtype
+    x, gamma, beta = contiguous(x, dt), contiguous(gamma, dt), contiguous(beta, dt)
+    out, xc, xn = (np.empty(x.shape, dt) for _ in range(3))
+    std, mean = np.empty(x.shape[1], dt), np.empty(x.shape[1], dt)
+    normalization.batchnorm_train(x, gamma, beta, eps, momentum, out, xc, xn, std, mean,
+                                  running_mean, running_var)
+    return out, xc, xn, std
+
+
+def batchnorm_infer(x, gamma, beta, running_mean, running_var, eps):
+    """``gamma * (x - running_mean) / sqrt(running_var + eps) + beta`` for x (N, D)."""
+    dt = x.dtype
+    x, gamma, beta = contiguous(x, dt), contiguous(gamma, dt), contiguous(beta, dt)
+    running_mean, running_var = contiguous(running_mean, dt), contiguous(running_var, dt)
+    out = np.empty(x.shape, dt)
+    normalization.batchnorm_infer(x, gamma, beta, running_mean, running_var, eps, out,
+                                  np.empty(x.shape[1], dt))
+    return out
+
+
+def batchnorm_backward(dout, xn, gamma, std):
+    """``(dx, dgamma, dbeta)`` of training-mode batch normalisation."""
+    dt = xn.dtype
+    dout, xn = contiguous(dout, dt), contiguous(xn, dt)
+    gamma, std = contiguous(gamma, dt), contiguous(std, dt)
+    dx = np.empty(xn.shape, dt)
+    dgamma, dbeta = np.empty(xn.shape[1], dt), np.empty(xn.shape[1], dt)
+    normalization.batchnorm_backward(dout, xn, gamma, std, dx, dgamma, dbeta,
+                                     np.empty(3 * xn.shape[1], dt))
+    return dx, dgamma, dbeta
 
 
 # ---------------------------------------------------------------- losses
@@ -284,20 +348,22 @@ def copy_labels(t, out, n_classes):
     return mlp.copy_labels(t, out, n_classes)
 
 
-def mlp_predict(x, Ws, bs, hs, activation):
-    """Forward pass of a whole network into the per-layer outputs ``hs``."""
-    mlp.mlp_predict(x, Ws, bs, hs, activation)
+def mlp_predict(x, Ws, bs, hs, activation, bn=None, drop=None):
+    """Forward pass of a whole network into the per-layer outputs ``hs`` (``bn``, ``drop``:
+    inference-mode batch norm and dropout of the hidden layers, see ``_kernels.mlp``)."""
+    mlp.mlp_predict(x, Ws, bs, hs, activation, bn, drop)
 
 
 def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                 activation, output, weight_decay, sgd_lr=0.0):
+                 activation, output, weight_decay, sgd_lr=0.0, bn=None, drop=None):
     """Forward, loss and backward of a whole network; (mean data loss, sum of W**2).
 
-    With ``sgd_lr`` > 0 an SGD step is fused in (Ws, bs updated in place).
+    With ``sgd_lr`` > 0 an SGD step is fused in (Ws, bs updated in place). ``bn``,
+    ``drop``: training-mode batch norm and dropout of the hidden layers.
     See ``fastmlp._kernels.mlp.mlp_gradient`` for the buffers' shapes.
     """
     return mlp.mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
-                            activation, output, weight_decay, sgd_lr)
+                            activation, output, weight_decay, sgd_lr, bn, drop)
 
 
 def scaled_sum_to_all(rows, scales, lo, hi):

@@ -13,6 +13,7 @@ from . import optimizers as _optim
 from ._estimator_epochs import FitEpochs
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
 from .networks import MultiLayerNet
+from .networks_extend import MultiLayerNetExtend, extensions
 
 
 class Data:
@@ -36,7 +37,7 @@ class BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
-                 callbacks=None):
+                 callbacks=None, dropout=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -61,6 +62,8 @@ class BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
         self.callbacks = callbacks
+        self.dropout = dropout
+        self.batch_norm = batch_norm
 
     # -- parameters ------------------------------------------------------------
 
@@ -100,16 +103,30 @@ class BaseMLP(BaseEstimator):
     # -- the network -------------------------------------------------------------
 
     def _build_network(self, n_features, n_outputs, params, dtype, rng):
-        """A compiled MultiLayerNet with sklearn's Glorot-uniform initialisation drawn from ``rng``."""
-        net = MultiLayerNet(n_features, params["hidden"], n_outputs,
-                            activation=params["activation"], weight_init_std=0.0,
-                            weight_decay_lambda=0.0, dtype=dtype, seed=0, loss=self._loss_name)
+        """A compiled MultiLayerNet with sklearn's Glorot-uniform initialisation drawn from ``rng``
+        (a MultiLayerNetExtend with ``dropout`` > 0 or ``batch_norm``: its masks from a stream
+        seeded by ``rng`` after the weights)."""
+        extend = params["dropout"] > 0 or params["batch_norm"]
+        if extend:
+            net = MultiLayerNetExtend(n_features, params["hidden"], n_outputs,
+                                      activation=params["activation"], weight_init_std=0.0,
+                                      use_dropout=params["dropout"] > 0,
+                                      dropout_ration=params["dropout"],
+                                      use_batchnorm=params["batch_norm"], dtype=dtype, seed=0,
+                                      loss=self._loss_name)
+        else:
+            net = MultiLayerNet(n_features, params["hidden"], n_outputs,
+                                activation=params["activation"], weight_init_std=0.0,
+                                weight_decay_lambda=0.0, dtype=dtype, seed=0,
+                                loss=self._loss_name)
         factor = 2.0 if params["activation"] == "sigmoid" else 6.0
         sizes = [n_features, *params["hidden"], n_outputs]
         for i, (fan_in, fan_out) in enumerate(pairwise(sizes), start=1):
             bound = math.sqrt(factor / (fan_in + fan_out))
             net.params[f"W{i}"][...] = rng.uniform(-bound, bound, (fan_in, fan_out))
             net.params[f"b{i}"][...] = rng.uniform(-bound, bound, fan_out)
+        if extend:
+            net.set_stream(np.random.default_rng(rng.integers(0, 2**63)))
         return net
 
     def _make_optimizer(self, params):
@@ -236,10 +253,16 @@ class BaseMLP(BaseEstimator):
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
         if not first_pass and (params["hidden"] != self._net.hidden_size_list
-                               or params["activation"] != self._net.activation):
-            raise ValueError("hidden_layer_sizes or activation changed since the network was "
-                             "built; continuing (warm_start / partial_fit) needs the same "
-                             "architecture. Set warm_start=False to start over.")
+                               or params["activation"] != self._net.activation
+                               or (params["dropout"], params["batch_norm"])
+                               != extensions(self._net)):
+            raise ValueError("hidden_layer_sizes, activation, dropout or batch_norm changed "
+                             "since the network was built; continuing (warm_start / "
+                             "partial_fit) needs the same architecture. Set warm_start=False "
+                             "to start over.")
+        if dist is not None and (params["dropout"] > 0 or params["batch_norm"]):
+            raise ValueError("dropout and batch_norm are not available in a data-parallel fit "
+                             "(comm=...)")
 
         # ---- validate everything: validate_data(reset=True) records n_features_in_ and
         # feature_names_in_ on the estimator it checks, so a first pass checks a stand-in

@@ -147,7 +147,7 @@ def checked_params(est):
         raise TypeError(f"n_iter_no_change must be an int or np.inf, got {n_iter_no_change!r}")
     if n_iter_no_change < 1:
         raise ValueError(f"n_iter_no_change must be >= 1, got {n_iter_no_change}")
-    for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+    for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping", "batch_norm"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool, got {getattr(est, name)!r}")
     if not (isinstance(est.verbose, (bool, np.bool_)) or is_int(est.verbose)):
@@ -181,4 +181,6 @@ def checked_params(est):
         "epsilon": check_real(est.epsilon, "epsilon", 0.0, low_open=True),
         "dtype": None if est.dtype is None else check_dtype(est.dtype),
         "callbacks": callbacks,
+        "dropout": check_real(est.dropout, "dropout", 0.0, 1.0, high_open=True),
+        "batch_norm": bool(est.batch_norm),
     }

@@ -29,6 +29,7 @@ from ._records import (count, jfloat, network_from_record, network_plan,
                        optimizer_record, pfloat, prefixed, record)
 from ._validation import check_dtype
 from .networks import MultiLayerNet
+from .networks_extend import MultiLayerNetExtend
 
 _STATE_KEYS = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validation_scores_",
                "validation_loss_curve_", "best_validation_score_", "n_features_in_",
@@ -43,11 +44,19 @@ def _is_classifier(est_or_cls):
 
 # ----------------------------------------------------------------------------- fastmlp.save
 
+#: Hyper-parameters added after files of format 1 were first written: a record holds
+#: them only when they differ from these defaults, so a model without them saves the
+#: bytes it always did (and a file without them loads them at their defaults).
+LATER_PARAMS = {"dropout": 0.0, "batch_norm": False}
+
+
 def to_record(est, arrays):
     """The fitted estimator as a JSON-able record, its arrays added to ``arrays``."""
     est._check_fitted()
     params, dropped = {}, []
     for name, value in est.get_params(deep=False).items():
+        if name in LATER_PARAMS and value is not True and value == LATER_PARAMS[name]:
+            continue
         encoded = _encode_param(name, value)
         if encoded is _NOT_STORABLE:
             dropped.append(name)
@@ -327,6 +336,9 @@ def pickled_state(state):
     if net is not None:
         state["_net_state"] = {"config": net.config(),
                                "params": dict(net.params)}
+        if isinstance(net, MultiLayerNetExtend):
+            state["_net_state"]["running"] = net.running_statistics()
+            state["_net_state"]["stream"] = net.rng
     return state
 
 
@@ -343,7 +355,12 @@ def restore_unpickled(est, net_state):
     if net_state is not None:
         # pickles made before networks had config() lack weight_decay_lambda (always 0 here)
         config = {"weight_decay_lambda": 0.0, **net_state["config"]}
-        est._net = MultiLayerNet.from_config(config, net_state["params"])
+        if "use_dropout" in config:   # dropout or batch norm: with its statistics and stream
+            est._net = MultiLayerNetExtend.from_config(config, net_state["params"])
+            est._net.set_running_statistics(net_state.get("running", []))
+            est._net.set_stream(net_state.get("stream"))
+        else:
+            est._net = MultiLayerNet.from_config(config, net_state["params"])
     opt = est.__dict__.get("_optimizer")
     if opt is not None:
         opt.load_state_dict(opt.state_dict())

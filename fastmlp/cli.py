@@ -53,6 +53,13 @@ def _decay_factor(text):
     return value
 
 
+def _ratio(text):
+    value = _float_at_least(0, strict=False)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a ratio in [0, 1), got {text}")
+    return value
+
+
 def _float_at_least(minimum, strict):
     def parse(text):
         try:
@@ -82,6 +89,12 @@ def build_parser():
     train.add_argument("--activation", choices=["relu", "sigmoid", "tanh", "identity"],
                        default="relu", help="hidden-layer activation (default: relu); the "
                        "weights start He-scaled for relu, Xavier-scaled for the others")
+    train.add_argument("--dropout", type=_ratio, default=0.0, metavar="R",
+                       help="a Dropout of ratio R after every hidden activation "
+                            "(MultiLayerNetExtend; default: none)")
+    train.add_argument("--batchnorm", action="store_true",
+                       help="a BatchNormalization before every hidden activation "
+                            "(MultiLayerNetExtend)")
     train.add_argument("--optimizer", type=str.lower, choices=OPTIMIZER_NAMES, default="adam",
                        help="update rule (default: adam)")
     train.add_argument("--lr", type=_float_at_least(0, strict=True), default=None,
@@ -246,6 +259,12 @@ def cmd_train(args):
         _check_output_path(args.save, "--save")
     if args.checkpoint is not None:
         _check_output_path(args.checkpoint, "--checkpoint")
+    extend = args.dropout > 0 or args.batchnorm
+    if extend:
+        for option, given in (("--distributed", comm is not None), ("--save", args.save),
+                              ("--checkpoint", args.checkpoint), ("--resume", args.resume)):
+            if given:
+                raise CommandError(f"--dropout/--batchnorm do not combine with {option} yet")
     resumed = None
     if args.resume is not None:
         try:
@@ -263,9 +282,19 @@ def cmd_train(args):
                            f"training samples")
     _, MultiLayerNet = _network_classes(args.reference)
     dtype = np.dtype(args.dtype).type
-    network = MultiLayerNet(x_train.shape[1], args.hidden, 10, activation=args.activation,
-                            weight_init_std="he" if args.activation == "relu" else "xavier",
-                            weight_decay_lambda=args.weight_decay, dtype=dtype, seed=args.seed)
+    init = "he" if args.activation == "relu" else "xavier"
+    if extend:
+        from . import reference
+        from .networks_extend import MultiLayerNetExtend
+        cls = reference.MultiLayerNetExtend if args.reference else MultiLayerNetExtend
+        network = cls(x_train.shape[1], args.hidden, 10, activation=args.activation,
+                      weight_init_std=init, weight_decay_lambda=args.weight_decay,
+                      use_dropout=args.dropout > 0, dropout_ration=args.dropout,
+                      use_batchnorm=args.batchnorm, dtype=dtype, seed=args.seed)
+    else:
+        network = MultiLayerNet(x_train.shape[1], args.hidden, 10, activation=args.activation,
+                                weight_init_std=init, weight_decay_lambda=args.weight_decay,
+                                dtype=dtype, seed=args.seed)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     settings = _run_settings(args, lr, n_train)
     if resumed is not None:
@@ -283,8 +312,10 @@ def cmd_train(args):
     if verbose:
         print(f"data: {data_name}, {n_train} train / {x_test.shape[0]} test samples"
               + ("" if comm is None else " (each rank reads its shard of the training set)"))
-        print(f"network: {kind} MultiLayerNet {description}"
-              + (f", weight decay {args.weight_decay:g}" if args.weight_decay else ""))
+        print(f"network: {kind} {type(network).__name__} {description}"
+              + (f", weight decay {args.weight_decay:g}" if args.weight_decay else "")
+              + (f", dropout {args.dropout:g}" if args.dropout else "")
+              + (", batch norm" if args.batchnorm else ""))
 
     trainer_class, extra = Trainer, {}
     if comm is not None:

@@ -22,7 +22,9 @@ What they add over sklearn's MLP:
   stop training; a progress bar when ``verbose``;
 - ``dtype``: float32 input trains and predicts in float32;
 - solvers 'momentum', 'nesterov', 'adagrad', 'rmsprop' (fastmlp's book
-  optimizers) beside 'sgd' and 'adam'.
+  optimizers) beside 'sgd' and 'adam';
+- ``dropout`` and ``batch_norm``: the book's Dropout and BatchNormalization
+  layers in every hidden layer (``fastmlp.MultiLayerNetExtend``).
 
 Differences from sklearn's MLP, all deliberate:
 
@@ -163,6 +165,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ``cb(estimator, epoch, logs)`` after every epoch; ``logs`` holds
         'loss', 'lr' and, with a validation set, 'val_score' and 'val_loss'.
         Returning True stops training (``stop_training_`` becomes True).
+    dropout : float in [0, 1), default 0.0
+        Drop ratio of a ``Dropout`` after every hidden activation (sklearn's MLP
+        has none): while training each hidden unit is zeroed with this
+        probability (masks from a stream seeded by ``random_state``); ``predict``
+        scales by ``1 - dropout``, as the book's layer does. 0: no dropout layers.
+    batch_norm : bool, default False
+        A ``BatchNormalization`` between every hidden Affine and its activation
+        (sklearn's MLP has none): batch statistics while training, running
+        statistics (momentum 0.9) in ``predict``. The network is then a
+        ``fastmlp.MultiLayerNetExtend``; a data-parallel fit (``comm``) and
+        ``fastmlp.save`` do not take it yet (pickling does).
 
     Attributes
     ----------
@@ -380,7 +393,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
-                 callbacks=None):
+                 callbacks=None, dropout=0.0, batch_norm=False):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -389,7 +402,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, dtype=dtype,
-                         callbacks=callbacks)
+                         callbacks=callbacks, dropout=dropout, batch_norm=batch_norm)
         self.loss = loss
 
     def _checked_params(self):

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._regularization import BatchNormalization, Dropout
 from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
                           pair_dtype)
 
@@ -316,4 +317,4 @@ class MSELoss:
 IdentityWithLoss = MSELoss
 
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Identity", "Affine",
-           "SoftmaxWithLoss", "MSELoss", "IdentityWithLoss"]
+           "SoftmaxWithLoss", "MSELoss", "IdentityWithLoss", "Dropout", "BatchNormalization"]

@@ -10,7 +10,9 @@ softmax, loss and (y - t)/N come out of one pass per row. Every reduction
 """
 from cython cimport floating
 from libc.math cimport isfinite, log
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
@@ -18,6 +20,7 @@ from _arrays cimport ready
 from _blas cimport gemm, fastmlp_set_blas
 from _simd cimport (bias, bias_relu, bias_sigmoid, bias_tanh, column_sums, exp_shifted,
                     relu_backward, sigmoid_backward, tanh_backward)
+cimport _norm
 
 cnp.import_array()
 
@@ -140,6 +143,26 @@ cdef struct Layer:
     void *dW          # (k, m)
     void *db          # (m,)
     Py_ssize_t k, m
+    # batch normalisation after the Affine (see _attach_extras); bn = 0 when none
+    int bn            # 0 none, 1 batch statistics (training), 2 running statistics
+    void *gamma
+    void *beta
+    void *xc          # (N, m)
+    void *xn          # (N, m)
+    void *std         # (m,)
+    void *mean        # (m,) scratch
+    void *rmean       # (m,) running mean, updated in place when training
+    void *rvar        # (m,)
+    void *dgamma      # (m,)
+    void *dbeta       # (m,)
+    void *work        # (3m,) scratch
+    double momentum, eps
+    # dropout after the activation: 0 none, 1 mask drawn (training), 2 scaled by keep
+    int drop
+    unsigned char *dmask   # (N, m)
+    uint64_t key
+    uint32_t threshold
+    double keep
 
 
 cdef int _check(object a, str name, Py_ssize_t index, int typenum, Py_ssize_t rows,
@@ -204,6 +227,7 @@ cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, li
     cdef Layer *layers = <Layer*>malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
+    memset(layers, 0, L * sizeof(Layer))   # no batch norm, no dropout unless attached
     for i in range(L):
         layers[i].W = _data(Ws[i])
         layers[i].b = _data(bs[i])
@@ -218,6 +242,46 @@ cdef Layer* _layers(object x, list Ws, list bs, list hs, list masks, list ds, li
     return layers
 
 
+cdef void _bn_forward(Layer *layer, floating *h, Py_ssize_t n) noexcept nogil:
+    """h = gamma * xhat in place (beta is added with the activation), with the batch's
+    statistics (updating the running ones) or the running statistics."""
+    if layer.bn == 1:
+        _norm.bn_train(<const floating*>h, <const floating*>layer.gamma, NULL, layer.eps,
+                       layer.momentum, n, layer.m, h, <floating*>layer.xc, <floating*>layer.xn,
+                       <floating*>layer.std, <floating*>layer.mean, <floating*>layer.rmean,
+                       <floating*>layer.rvar)
+    else:
+        _norm.bn_infer(<const floating*>h, <const floating*>layer.gamma, NULL,
+                       <const floating*>layer.rmean, <const floating*>layer.rvar, layer.eps,
+                       n, layer.m, h, <floating*>layer.work)
+
+
+cdef void _dropout_forward(Layer *layer, floating *h, Py_ssize_t n) noexcept nogil:
+    """h *= mask (drawn from the layer's key) when training, h *= keep otherwise."""
+    if layer.drop == 1:
+        _norm.dropout_forward(<const floating*>h, h, layer.dmask, layer.key, layer.threshold,
+                              0, n * layer.m)
+    else:
+        _norm.scale(<const floating*>h, h, <floating>layer.keep, 0, n * layer.m)
+
+
+cdef void _bn_backward(Layer *layer, floating *d, Py_ssize_t n, floating sgd_lr) noexcept nogil:
+    """d = the gradient before batch normalisation (in place), dgamma and dbeta; with a
+    fused SGD step also gamma -= lr * dgamma, beta -= lr * dbeta (after their last use)."""
+    cdef Py_ssize_t j
+    cdef floating *gamma = <floating*>layer.gamma
+    cdef floating *beta = <floating*>layer.beta
+    cdef floating *dgamma = <floating*>layer.dgamma
+    cdef floating *dbeta = <floating*>layer.dbeta
+    _norm.bn_backward(<const floating*>d, <const floating*>layer.xn, <const floating*>gamma,
+                      <const floating*>layer.std, n, layer.m, d, dgamma, dbeta,
+                      <floating*>layer.work)
+    if sgd_lr != 0:
+        for j in range(layer.m):
+            gamma[j] -= sgd_lr * dgamma[j]
+            beta[j] -= sgd_lr * dbeta[j]
+
+
 cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
                    int act) noexcept nogil:
     """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated."""
@@ -227,8 +291,16 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
         gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
              <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
         if i < L - 1:
-            _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
-                             layers[i].mask, n, layers[i].m, act)
+            if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
+                bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
+                _bn_forward(&layers[i], <floating*>layers[i].h, n)
+                _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
+                                 layers[i].mask, n, layers[i].m, act)
+            else:
+                _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
+                                 layers[i].mask, n, layers[i].m, act)
+            if layers[i].drop:
+                _dropout_forward(&layers[i], <floating*>layers[i].h, n)
         else:
             bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
         a = <const floating*>layers[i].h
@@ -269,7 +341,12 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         a = x if i == 0 else <const floating*>layers[i - 1].h
         if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
+            if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' would see 0
+                _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
+                                       <floating*>layers[i - 1].d, 0, n * k)
             _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k, act)
+            if layers[i - 1].bn:
+                _bn_backward(&layers[i - 1], <floating*>layers[i - 1].d, n, sgd_lr)
         if weight_decay != 0:
             for j in range(k * m):
                 sum_sq_weights[0] += <double>W[j] * W[j]
@@ -289,14 +366,83 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
     return loss
 
 
-def mlp_predict(x, list Ws, list bs, list hs, int act):
+cdef int _attach_extras(Layer *layers, Py_ssize_t L, Py_ssize_t n, int typenum, list bn,
+                        list drop, bint train, bint update) except -1:
+    """Check and attach batch normalisation and dropout to the hidden layers.
+
+    bn, drop: None, or one entry per hidden layer (None: not there). Training, a bn entry
+    is (gamma, beta, xc, xn, std, mean, running_mean, running_var, dgamma, dbeta, work,
+    momentum, eps) and a drop entry (mask (N, m) uint8, key, ratio); in inference
+    (train False) (gamma, beta, running_mean, running_var, work, eps) and (ratio,).
+    update: gamma and beta must be writeable (a fused SGD step)."""
+    cdef Py_ssize_t i, m
+    for lst, what in ((bn, "bn"), (drop, "drop")):
+        if lst is not None and len(lst) != L - 1:
+            raise ValueError(f"{what} must hold one entry per hidden layer")
+    for i in range(L - 1):
+        m = layers[i].m
+        entry = None if bn is None else bn[i]
+        if entry is not None:
+            if train:
+                (gamma, beta, xc, xn, std, mean, rmean, rvar, dgamma, dbeta, work, momentum,
+                 eps) = entry
+            else:
+                gamma, beta, rmean, rvar, work, eps = entry
+                momentum = 0.0
+            _check(gamma, "gamma", i, typenum, m, -1, update)
+            _check(beta, "beta", i, typenum, m, -1, update)
+            _check(rmean, "running_mean", i, typenum, m, -1, train)
+            _check(rvar, "running_var", i, typenum, m, -1, train)
+            _check(work, "work", i, typenum, 3 * m, -1, True)
+            if not (0 <= momentum <= 1 and eps > 0):
+                raise ValueError(f"momentum must lie in [0, 1] and eps be > 0, got "
+                                 f"{momentum}, {eps}")
+            layers[i].bn = 1 if train else 2
+            layers[i].gamma, layers[i].beta = _data(gamma), _data(beta)
+            layers[i].rmean, layers[i].rvar, layers[i].work = _data(rmean), _data(rvar), _data(work)
+            layers[i].momentum, layers[i].eps = momentum, eps
+            if train:
+                for arr, what in ((xc, "xc"), (xn, "xn")):
+                    _check(arr, what, i, typenum, n, m, True)
+                for arr, what in ((std, "std"), (mean, "mean"), (dgamma, "dgamma"),
+                                  (dbeta, "dbeta")):
+                    _check(arr, what, i, typenum, m, -1, True)
+                layers[i].xc, layers[i].xn, layers[i].std = _data(xc), _data(xn), _data(std)
+                layers[i].mean, layers[i].dgamma = _data(mean), _data(dgamma)
+                layers[i].dbeta = _data(dbeta)
+        entry = None if drop is None else drop[i]
+        if entry is not None:
+            ratio = entry[len(entry) - 1]
+            if not (0 <= ratio <= 1):
+                raise ValueError(f"dropout ratio must lie in [0, 1], got {ratio}")
+            if train:
+                dmask, key = entry[0], entry[1]
+                _check(dmask, "dropout mask", i, cnp.NPY_UINT8, n, m, True)
+                layers[i].drop = 1
+                layers[i].dmask = <unsigned char*>_data(dmask)
+                layers[i].key = <uint64_t>key
+                layers[i].threshold = _norm.dropout_threshold(ratio)
+            else:
+                layers[i].drop = 2
+                layers[i].keep = 1.0 - ratio
+    return 0
+
+
+def mlp_predict(x, list Ws, list bs, list hs, int act, list bn=None, list drop=None):
     """Forward pass: hs[i] = layer outputs for x (N rows); hs[-1] ends as the logits.
 
-    Every array is checked against x and the weights first (ValueError)."""
+    bn, drop: batch normalisation and dropout of the hidden layers in inference mode
+    (see _attach_extras). Every array is checked against x and the weights first
+    (ValueError)."""
     if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
     cdef Py_ssize_t L = len(Ws), n = len(x)
     cdef Layer *layers = _layers(x, Ws, bs, hs, None, None, None, None)
+    try:
+        _attach_extras(layers, L, n, cnp.PyArray_TYPE(<cnp.ndarray>x), bn, drop, False, False)
+    except BaseException:
+        free(layers)
+        raise
     cdef void *xp = _data(x)
     try:
         with nogil:
@@ -330,7 +476,7 @@ cdef int _check_targets(object labels, object targets, object sample_weight, int
 
 def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, list masks,
                  list ds, list dWs, list dbs, int act, int output, double weight_decay,
-                 double sgd_lr=0):
+                 double sgd_lr=0, list bn=None, list drop=None):
     """Forward, loss and backward of the whole network.
 
     Returns (mean data loss, sum of W**2 over all layers when weight_decay != 0 else 0).
@@ -344,6 +490,8 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     (dW includes weight_decay * W). output: 0 softmax + cross-entropy,
     1 identity + 0.5 * squared error. sgd_lr > 0 fuses an SGD step into the
     backward pass: Ws and bs are updated in place and dWs is left untouched.
+    bn, drop: batch normalisation and dropout of the hidden layers (training mode, see
+    _attach_extras); with sgd_lr > 0 gamma and beta take their SGD step too.
     Every array (and every label) is checked before the GIL is released.
     """
     if act < RELU or act > IDENTITY:
@@ -359,6 +507,8 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     try:
         _check_targets(labels, targets, sample_weight, output, cnp.PyArray_TYPE(<cnp.ndarray>x),
                        n, layers[L - 1].m)
+        _attach_extras(layers, L, n, cnp.PyArray_TYPE(<cnp.ndarray>x), bn, drop, True,
+                       sgd_lr != 0)
     except BaseException:
         free(layers)
         raise

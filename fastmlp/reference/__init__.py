@@ -24,6 +24,8 @@ from fastmlp.reference.functions import (
 from fastmlp.reference.layers import (
     AddLayer,
     Affine,
+    BatchNormalization,
+    Dropout,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -33,7 +35,7 @@ from fastmlp.reference.layers import (
     Tanh,
     Identity,
 )
-from fastmlp.reference.networks import MultiLayerNet, TwoLayerNet
+from fastmlp.reference.networks import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "Dropout",
+    "BatchNormalization",
     "sigmoid",
     "tanh",
     "relu",
@@ -61,6 +65,7 @@ __all__ = [
     "softmax_loss",
     "TwoLayerNet",
     "MultiLayerNet",
+    "MultiLayerNetExtend",
     "SGD",
     "Momentum",
     "Nesterov",

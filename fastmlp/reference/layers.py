@@ -29,6 +29,7 @@ from fastmlp._validation import (
     check_x,
 )
 from fastmlp.reference.activation_layers import Identity, Tanh
+from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.functions import sigmoid
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "Dropout",
+    "BatchNormalization",
 ]
 
 

@@ -4,10 +4,10 @@ The logic is ``fastmlp._networks``'s, shared with the compiled networks;
 only the layers module differs, so comparing the two tests the compiled
 layers and the fused path, not a second copy of the network code.
 """
-from fastmlp import _networks
+from fastmlp import _networks, _networks_extend
 from fastmlp.reference import layers
 
-__all__ = ["MultiLayerNet", "TwoLayerNet"]
+__all__ = ["MultiLayerNet", "TwoLayerNet", "MultiLayerNetExtend"]
 
 
 class MultiLayerNet(_networks.MultiLayerNet):
@@ -18,3 +18,9 @@ class MultiLayerNet(_networks.MultiLayerNet):
 class TwoLayerNet(_networks.TwoLayerNet, MultiLayerNet):
     # the book's two-layer constructor (_networks.TwoLayerNet) over the MultiLayerNet above
     __doc__ = _networks.TwoLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+
+
+class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend):
+    __doc__ = (_networks_extend.MultiLayerNetExtend.__doc__
+               + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n")
+    layers_module = layers

@@ -1,0 +1,311 @@
+"""The fused whole-network path of ``MultiLayerNetExtend``: dropout and batch normalisation
+inside the one compiled call of ``fastmlp._kernels.mlp`` (forward, backward, SGD step).
+
+A :class:`FusedExtend` belongs to one network and keeps what outlives a call: the
+workspace for the current structure and batch size (outputs, gradients, masks, batch
+statistics, all carved from one block, so a training step allocates nothing after the
+first) and the running statistics the batch-norm layers hold, which the kernel
+updates in place. Every call re-derives the network from its ``layers``: the fused
+kernel runs only when they are exactly the book's sequence for the network's public
+attributes (``Affine{i}, [BatchNorm{i}], Activation_function{i}, [Dropout{i}], ...``,
+of the compiled classes, arrays of the network's dtype); otherwise ``plan`` gives
+None and the network runs its layers one by one.
+
+After a fused call the layers' book attributes point at the step's buffers, as the
+layer path would leave them (``Affine.x/dW/db``, ``Relu.mask``, ``BatchNormalization
+.xc/xn/std/dgamma/dbeta/running_mean/running_var``, ``Dropout.mask``, ``last_layer``).
+A ``Sigmoid`` before a ``Dropout`` records the dropped output (zero where dropped).
+"""
+import math
+
+import numpy as np
+
+from . import _backend, layers
+from ._regularization import BN_EPS, check_momentum, check_ratio
+from ._streams import as_stream, draw_key
+from ._validation import as_float, check_targets
+
+__all__ = ["FusedExtend"]
+
+_CORE = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
+         layers.SoftmaxWithLoss, layers.MSELoss)   # as _fused's: activations in code order
+_ALIGN = 64
+
+
+class _CoreView:
+    """The network without its dropout and batch-norm layers, as ``mlp.fusable`` reads it."""
+
+    def __init__(self, net, core):
+        self.layers, self.last_layer, self.dtype = core, net.last_layer, net.dtype
+        self.input_size, self.output_size = net.input_size, net.output_size
+        self.hidden_size_list, self.hidden_layer_num = net.hidden_size_list, net.hidden_layer_num
+        self.loss_name, self.activation = net.loss_name, net.activation
+
+
+class Plan:
+    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "bn", "drop", "names")
+
+    def __init__(self, found, bn, drop, names):
+        self.Ws, self.bs, self.sizes, self.activation, self.output = found
+        self.dtype = self.Ws[0].dtype.type
+        self.bn, self.drop, self.names = bn, drop, names
+
+    def key(self, n):
+        return (n, self.sizes, self.dtype, self.activation,
+                tuple(b is not None for b in self.bn), tuple(d is not None for d in self.drop))
+
+
+def _ready(a, dtype, shape, writeable):
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+            and a.flags.c_contiguous and a.flags.aligned and (a.flags.writeable or not writeable))
+
+
+class Workspace:
+    """Buffers of one structure and batch size, carved from one block."""
+
+    def __init__(self, key):
+        n, sizes, dtype, activation, has_bn, has_drop = key
+        self.key = key
+        hidden = sizes[1:-1]
+        plan = {"hs": [((n, m), dtype) for m in sizes[1:]],
+                "ds": [((n, m), dtype) for m in sizes[1:]],
+                "dWs": [((k, m), dtype) for k, m in zip(sizes[:-1], sizes[1:])],
+                "dbs": [((m,), dtype) for m in sizes[1:]],
+                "labels": [((n,), np.intp)],
+                "masks": [((n, m), np.uint8) for m in hidden] if activation == 0 else [],
+                "dmasks": [((n, m), np.uint8) for m, d in zip(hidden, has_drop) if d]}
+        for name, shape_of in (("xc", lambda m: (n, m)), ("xn", lambda m: (n, m)),
+                               ("std", lambda m: (m,)), ("mean", lambda m: (m,)),
+                               ("work", lambda m: (3 * m,)), ("dgamma", lambda m: (m,)),
+                               ("dbeta", lambda m: (m,)), ("saved", lambda m: (2, m))):
+            plan[name] = [(shape_of(m), dtype) for m, b in zip(hidden, has_bn) if b]
+        sizes_bytes = {k: [-(-math.prod(s) * np.dtype(dt).itemsize // _ALIGN) * _ALIGN
+                           for s, dt in v] for k, v in plan.items()}
+        self.block = np.empty(sum(map(sum, sizes_bytes.values())) + _ALIGN, np.uint8)
+        offset = -self.block.ctypes.data % _ALIGN
+        for name, entries in plan.items():
+            views = []
+            for (shape, dt), size in zip(entries, sizes_bytes[name]):
+                count = math.prod(shape) * np.dtype(dt).itemsize
+                views.append(self.block[offset:offset + count].view(dt).reshape(shape))
+                offset += size
+            setattr(self, name, views)
+        self.labels = self.labels[0]
+        masks = iter(self.masks)
+        self.masks = [next(masks) if activation == 0 else None for _ in hidden] + [None]
+        self.bn_slots = _slots(has_bn)
+        self.drop_slots = _slots(has_drop)
+
+    def holds(self, a):
+        return _backend.mlp_overlaps(self.block, a)
+
+
+def _slots(flags):
+    """Per hidden layer, its index among the layers that have the feature (or None)."""
+    out, j = [], 0
+    for f in flags:
+        out.append(j if f else None)
+        j += f
+    return out
+
+
+class FusedExtend:
+    """The compiled whole-network path of one ``MultiLayerNetExtend``."""
+
+    __slots__ = ("workspace", "running")
+
+    def __init__(self):
+        self.workspace = None
+        self.running = {}   # hidden layer index -> (mean, var): arrays the kernel updates
+
+    def __reduce__(self):
+        return FusedExtend, ()
+
+    def plan(self, net, writeable=False):
+        """A :class:`Plan` for ``net`` as it is now, or None (the layer path then runs)."""
+        if not _backend.USE_BLAS:
+            return None
+        names = net._layer_names(net.hidden_layer_num + 1)
+        if list(net.layers) != names:
+            return None
+        core, bn, drop = {}, [], []
+        for name, layer in net.layers.items():
+            if name.startswith("BatchNorm"):
+                if type(layer) is not layers.BatchNormalization:
+                    return None
+                bn[-1] = layer
+            elif name.startswith("Dropout"):
+                if type(layer) is not layers.Dropout:
+                    return None
+                drop[-1] = layer
+            else:
+                core[name] = layer
+                if name.startswith("Affine"):
+                    bn.append(None)
+                    drop.append(None)
+        found = _backend.mlp_fusable(_CoreView(net, core), _CORE, writeable)
+        if found is None:
+            return None
+        dtype = found[0][0].dtype
+        for i, layer in enumerate(bn[:-1]):
+            shape = (found[2][i + 1],)
+            if layer is not None and not (_ready(layer.gamma, dtype, shape, writeable)
+                                          and _ready(layer.beta, dtype, shape, writeable)):
+                return None
+        return Plan(found, bn[:-1], drop[:-1], names)
+
+    def _running(self, i, layer, dtype, m):
+        """The running statistics of hidden layer i as arrays this path owns (the layer then
+        holds them): the layer's values copied in when it holds others."""
+        mean, var = layer.running_mean, layer.running_var
+        owned = self.running.get(i)
+        if owned is not None and owned[0] is mean and owned[1] is var and _ready(
+                mean, dtype, (m,), True) and _ready(var, dtype, (m,), True):
+            return owned
+        checked = [np.zeros(m, dtype) if v is None else
+                   np.array(as_float(v, f"BatchNormalization.{what}", dtype=dtype, ndim=1),
+                            order="C", copy=True)
+                   for v, what in ((mean, "running_mean"), (var, "running_var"))]
+        for v, what in zip(checked, ("running_mean", "running_var")):
+            if v.shape != (m,):
+                raise ValueError(f"BatchNormalization.{what} must have shape {(m,)}, "
+                                 f"got {v.shape}")
+        self.running[i] = tuple(checked)
+        layer.running_mean, layer.running_var = checked
+        return self.running[i]
+
+    def predict(self, net, plan, x):
+        """Inference-mode scores of the checked batch ``x`` (new arrays)."""
+        x = _own(x)
+        dtype = plan.dtype
+        hs = [np.empty((x.shape[0], m), dtype) for m in plan.sizes[1:]]
+        bn, drop = [], []
+        for i, (b, d) in enumerate(zip(plan.bn, plan.drop)):
+            m = plan.sizes[i + 1]
+            if b is None:
+                bn.append(None)
+            else:
+                mean, var = self._running(i, b, dtype, m)
+                bn.append((b.gamma, b.beta, mean, var, np.empty(3 * m, dtype), BN_EPS))
+            drop.append(None if d is None else
+                        (check_ratio(d.dropout_ratio, "Dropout.dropout_ratio"),))
+        _backend.mlp_predict(x, plan.Ws, plan.bs, hs, plan.activation, bn, drop)
+        return hs[-1]
+
+    def gradients(self, plan):
+        ws, out = self.workspace, {}
+        for i in range(1, len(ws.dWs) + 1):
+            out[f"W{i}"], out[f"b{i}"] = ws.dWs[i - 1], ws.dbs[i - 1]
+            slot = ws.bn_slots[i - 1] if i <= len(ws.bn_slots) else None
+            if slot is not None:
+                out[f"gamma{i}"], out[f"beta{i}"] = ws.dgamma[slot], ws.dbeta[slot]
+        return out
+
+    def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
+        """Check the batch, run forward + backward in training mode (with ``sgd_lr`` > 0 the
+        SGD step on every W, b, gamma, beta), record the layers' attributes; return the loss."""
+        x = net._check_x(x, finite=False)
+        decay = net._decay(weight_decay)
+        dtype = plan.dtype
+        momenta = [None if b is None else check_momentum(b.momentum, "BatchNormalization.momentum")
+                   for b in plan.bn]
+        ratios = [None if d is None else check_ratio(d.dropout_ratio, "Dropout.dropout_ratio")
+                  for d in plan.drop]
+        streams = [None if d is None else as_stream(d.rng, "Dropout.rng") for d in plan.drop]
+        if sample_weight is not None:
+            sample_weight = as_float(sample_weight, "sample_weight", dtype=dtype, ndim=1,
+                                     finite=True)
+            if sample_weight.shape[0] != x.shape[0] or (sample_weight < 0).any():
+                raise ValueError(f"sample_weight must hold {x.shape[0]} non-negative weights, "
+                                 f"got shape {sample_weight.shape}")
+        key = plan.key(x.shape[0])
+        ws = self.workspace
+        if ws is None or ws.key != key or ws.holds(x) or ws.holds(t) or ws.holds(sample_weight):
+            ws = Workspace(key)
+        n_classes = plan.sizes[-1]
+        labels = onehot = None
+        if plan.output == 1:
+            onehot = net._check_t(t, x.shape[0])
+        elif not _backend.copy_labels(t, ws.labels, n_classes):
+            labels, onehot = check_targets(t, x.shape[0], n_classes, dtype, copy=False)
+            if labels is not None:
+                np.copyto(ws.labels, labels)
+        if onehot is None:
+            labels = t = ws.labels
+        else:
+            t = onehot = _own(onehot)
+        x = _own(x)
+        if sample_weight is not None:
+            sample_weight = _own(sample_weight)
+        bn_args, running = [], []
+        for i, b in enumerate(plan.bn):
+            slot = ws.bn_slots[i]
+            if b is None:
+                bn_args.append(None)
+                continue
+            mean, var = self._running(i, b, dtype, plan.sizes[i + 1])
+            running.append((mean, var, ws.saved[slot]))
+            bn_args.append((b.gamma, b.beta, ws.xc[slot], ws.xn[slot], ws.std[slot],
+                            ws.mean[slot], mean, var, ws.dgamma[slot], ws.dbeta[slot],
+                            ws.work[slot], momenta[i], BN_EPS))
+        drop_args = []
+        for i, d in enumerate(plan.drop):   # keys drawn in forward order, as the layers do
+            slot = ws.drop_slots[i]
+            drop_args.append(None if d is None else
+                             (ws.dmasks[slot], draw_key(streams[i]), ratios[i]))
+        for mean, var, saved in running:
+            saved[0], saved[1] = mean, var
+        self.workspace = ws
+        if sgd_lr and any(np.may_share_memory(a, p) for a in (x, t, sample_weight)
+                          if a is not None for p in plan.Ws + plan.bs):
+            x, t = np.array(x), np.array(t)
+        loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, plan.Ws, plan.bs,
+                                             ws.hs, ws.masks, ws.ds, ws.dWs, ws.dbs,
+                                             plan.activation, plan.output, decay, sgd_lr,
+                                             bn_args, drop_args)
+        if not math.isfinite(loss) and not np.isfinite(x).all():
+            for mean, var, saved in running:   # nothing changed: statistics as they were
+                mean[...], var[...] = saved[0], saved[1]
+            raise ValueError("x contains NaN or infinity")
+        total = loss + 0.5 * decay * sum_sq
+        _record(net, plan, x, t, ws, loss, total)
+        return total
+
+
+def _own(a):
+    """``a`` as an aligned C-contiguous array (a copy only when it is not)."""
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        return np.array(a, order="C")
+    return a
+
+
+def _record(net, plan, x, t, ws, data_loss, loss):
+    """Leave the book's layer attributes as the layer-by-layer path would."""
+    items = list(net.layers.values())
+    inputs = [x] + ws.hs[:-1]
+    affine_i = -1
+    for layer in items:
+        kind = type(layer)
+        if kind is layers.Affine:
+            affine_i += 1
+            a = inputs[affine_i]
+            layer.x, layer.original_x_shape = a, a.shape
+            layer.dW, layer.db = ws.dWs[affine_i], ws.dbs[affine_i]
+        elif kind is layers.BatchNormalization:
+            slot = ws.bn_slots[affine_i]
+            layer.input_shape = ws.xn[slot].shape
+            layer.batch_size = x.shape[0]
+            layer.xc, layer.xn, layer.std = ws.xc[slot], ws.xn[slot], ws.std[slot]
+            layer.dgamma, layer.dbeta = ws.dgamma[slot], ws.dbeta[slot]
+        elif kind is layers.Dropout:
+            layer.mask = ws.dmasks[ws.drop_slots[affine_i]].view(np.bool_)
+            layer._dtype = plan.dtype
+        elif kind is layers.Relu:
+            layer.mask = ws.masks[affine_i].view(np.bool_)
+            layer._dtype = plan.dtype   # what Relu.forward records beside its mask
+        elif kind is layers.Identity:
+            layer.shape, layer.dtype = ws.hs[affine_i].shape, plan.dtype
+        else:   # sigmoid, tanh: backward reads the output
+            layer.out = ws.hs[affine_i]
+    net.last_layer.y, net.last_layer.t, net.last_layer.loss = ws.hs[-1], t, data_loss
+    net.last_loss = loss

@@ -1,0 +1,41 @@
+"""Where dropout masks get their randomness (numpy only; shared by the compiled layers and
+the reference, so both draw the same masks).
+
+A dropout mask is a pure function of one 63-bit key and the element's flat index
+(``kernels/fastmlp_norm.h``); each training-mode forward pass draws one key from its
+stream. The stream is a ``numpy.random.Generator`` (an int seeds a new one), a legacy
+``RandomState``, or ``None``: numpy's global random state, so ``np.random.seed`` makes a
+run repeat, as in the book (the convention of ``fastmlp._random``).
+"""
+import numbers
+
+import numpy as np
+
+__all__ = ["as_stream", "draw_key"]
+
+KEY_BOUND = 2 ** 63   # keys are drawn uniformly from [0, KEY_BOUND)
+
+
+def as_stream(rng, name="rng"):
+    """``rng`` as a Generator (an int or SeedSequence seeds one), or None for numpy's
+    global random state; anything else is a TypeError naming ``name``."""
+    if rng is None or isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    if isinstance(rng, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, an int or a numpy.random.Generator, got bool")
+    if isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(rng, numbers.Integral) and rng < 0:
+            raise ValueError(f"{name} must be a non-negative seed, got {rng}")
+        return np.random.default_rng(rng)
+    raise TypeError(f"{name} must be None, an int or a numpy.random.Generator, "
+                    f"got {type(rng).__name__}")
+
+
+def draw_key(rng):
+    """One mask key from ``rng`` (a Generator, a RandomState, or None: numpy's global
+    random state)."""
+    if rng is None:
+        return int(np.random.randint(0, KEY_BOUND, dtype=np.int64))
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(0, KEY_BOUND, dtype=np.int64))
+    return int(rng.integers(0, KEY_BOUND, dtype=np.int64))

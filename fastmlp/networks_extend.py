@@ -1,0 +1,86 @@
+"""The book's ``MultiLayerNetExtend`` on compiled layers (``fastmlp.layers``).
+
+The book's logic is written once in ``fastmlp._networks_extend``; here it runs on
+the compiled ``Dropout``, ``BatchNormalization``, ``Affine``, ... layers, and
+``predict`` (inference mode), ``gradient`` and the fused SGD step run the whole
+network, dropout and batch normalisation included, in one compiled call
+(``fastmlp._fused_extend``) whenever ``layers`` holds exactly the book's sequence;
+a network with neither is a ``MultiLayerNet`` and takes its fused path
+(``fastmlp.networks``). Anything else (an edited layer list, parameters of
+another dtype or layout) runs the layers one by one.
+
+As with ``MultiLayerNet``, the arrays ``gradient`` returns are buffers that the
+next call overwrites, and the batch-norm layers' running statistics are updated
+in place by the fused path (the layer path, like the book's, rebinds new arrays).
+"""
+import numpy as np
+
+from . import _networks_extend, layers, networks
+from ._fused_extend import FusedExtend
+from ._validation import check_positive_float
+
+__all__ = ["MultiLayerNetExtend", "extensions"]
+
+
+def extensions(net):
+    """``(dropout ratio, batch_norm)`` of a network: (0.0, False) for a plain one."""
+    dropout = float(net.dropout_ration) if getattr(net, "use_dropout", False) else 0.0
+    return dropout, bool(getattr(net, "use_batchnorm", False))
+
+
+class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLayerNet):
+    __doc__ = _networks_extend.MultiLayerNetExtend.__doc__
+    layers_module = layers
+
+    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
+                 weight_init_std="relu", weight_decay_lambda=0, use_dropout=False,
+                 dropout_ration=0.5, use_batchnorm=False, *, dtype=np.float64, seed=None,
+                 loss="cross_entropy"):
+        super().__init__(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                         weight_decay_lambda, use_dropout, dropout_ration, use_batchnorm,
+                         dtype=dtype, seed=seed, loss=loss)
+        self._fused_extend = FusedExtend()
+
+    def predict(self, x, train_flg=False):
+        """Scores (logits) for a batch; ``train_flg`` as the book's (see the class notes)."""
+        if not self._has_mode_layers():
+            return networks.MultiLayerNet.predict(self, x)
+        x = self._check_x(x, finite=False)
+        fused = None if train_flg else self._fused_extend.plan(self)
+        if fused is None:
+            return self._predict(x, train_flg)
+        return self._fused_extend.predict(self, fused, x)
+
+    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+        """Gradient of ``loss(x, t, train_flg=True)`` by backpropagation, the whole network in
+        one compiled call: ``W1, b1, gamma1, beta1, ...`` (the book's keys), buffers that the
+        next call overwrites. Arguments as ``MultiLayerNet.gradient``."""
+        if not self._has_mode_layers():
+            return networks.MultiLayerNet.gradient(self, x, t, sample_weight,
+                                                   weight_decay=weight_decay)
+        fused = self._fused_extend.plan(self)
+        if fused is None:
+            if sample_weight is not None:
+                raise ValueError("sample_weight needs the compiled path (the layers or "
+                                 "parameters are not the fused network's)")
+            return self._layer_gradient(x, t, weight_decay)
+        self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay)
+        return self._fused_extend.gradients(fused)
+
+    def fused_sgd_step(self, x, t, lr, sample_weight=None, weight_decay=None):
+        """Forward, backward and ``p -= lr * grad`` for every W, b, gamma and beta in one
+        compiled pass; None when it does not apply (see ``MultiLayerNet.fused_sgd_step``)."""
+        if not self._has_mode_layers():
+            return networks.MultiLayerNet.fused_sgd_step(self, x, t, lr, sample_weight,
+                                                         weight_decay)
+        lr = check_positive_float(lr, "lr")
+        fused = self._fused_extend.plan(self, writeable=True)
+        if fused is None:
+            return None
+        loss = self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay, sgd_lr=lr)
+        for layer in self.layers.values():
+            if type(layer) is layers.Affine:
+                layer.dW = None
+            elif type(layer) is layers.BatchNormalization:
+                layer.dgamma = layer.dbeta = None
+        return loss

@@ -1,0 +1,187 @@
+"""MultiLayerNetExtend's fused path (dropout and batch norm inside the one compiled call):
+against the compiled layer path and the reference, the fused SGD step, its buffers, the
+running statistics it owns, and when it must step aside."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import reference as R
+
+from conftest import TOL, assert_bitwise
+
+CONFIGS = [dict(use_dropout=True), dict(use_batchnorm=True),
+           dict(use_dropout=True, use_batchnorm=True, dropout_ration=0.3)]
+IDS = ["dropout", "batchnorm", "both"]
+
+
+class _OtherDropout(fastmlp.layers.Dropout):
+    """Not the class the fused kernel knows: the network must run its layers one by one."""
+
+
+def _data(rng, n=13, d=21, c=6, dtype=np.float64):
+    return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, c, n)
+
+
+def _pair(kw, dtype=np.float64, activation="relu", seed=7, sizes=(21, [17, 9], 6)):
+    a = fastmlp.MultiLayerNetExtend(*sizes, activation=activation, dtype=dtype, seed=seed, **kw)
+    b = fastmlp.MultiLayerNetExtend(*sizes, activation=activation, dtype=dtype, seed=seed, **kw)
+    return a, b
+
+
+def _force_layer_path(net):
+    """Swap every Dropout for an equal instance of a subclass (same stream), or, without
+    dropout, add nothing but an unknown layer class: the plan then refuses the network."""
+    for name, layer in list(net.layers.items()):
+        if type(layer) is fastmlp.layers.Dropout:
+            net.layers[name] = _OtherDropout(layer.dropout_ratio, rng=layer.rng)
+    if net._fused_extend.plan(net) is not None:   # batch norm only: a subclass of it
+        for name, layer in list(net.layers.items()):
+            if type(layer) is fastmlp.layers.BatchNormalization:
+                cls = type("OtherBN", (fastmlp.layers.BatchNormalization,), {})
+                net.layers[name] = cls(layer.gamma, layer.beta)
+    assert net._fused_extend.plan(net) is None
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
+def test_fused_equals_the_layer_path(rng, dtype, kw, activation):
+    fused, layered = _pair(kw, dtype, activation)
+    _force_layer_path(layered)
+    assert fused._fused_extend.plan(fused) is not None
+    for _ in range(3):
+        x, t = _data(rng, dtype=dtype)
+        g1, g2 = fused.gradient(x, t), layered.gradient(x, t)
+        assert list(g1) == list(g2)
+        scale = max(float(np.abs(g).max()) for g in g2.values())
+        for k in g1:
+            np.testing.assert_allclose(g1[k], g2[k], rtol=TOL[dtype]["rtol"],
+                                       atol=TOL[dtype]["atol_scale"] * scale)
+        for (name, a), b in zip(fused.layers.items(), layered.layers.values()):
+            if "Dropout" in name:
+                assert_bitwise(a.mask, b.mask)     # the same keys, drawn in the same order
+            if "BatchNorm" in name:
+                np.testing.assert_allclose(a.running_var, b.running_var, rtol=TOL[dtype]["rtol"])
+                np.testing.assert_allclose(a.xn, b.xn, rtol=TOL[dtype]["rtol"],
+                                           atol=TOL[dtype]["atol_scale"])
+        np.testing.assert_allclose(fused.predict(x), layered.predict(x), rtol=TOL[dtype]["rtol"],
+                                   atol=TOL[dtype]["atol_scale"] * 10)
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
+def test_fused_sgd_step_is_gradient_then_update(rng, dtype, kw):
+    a, b = _pair(kw, dtype)
+    opt = fastmlp.optimizers.SGD(lr=0.1)
+    for _ in range(3):
+        x, t = _data(rng, dtype=dtype)
+        loss_a = a.fused_sgd_step(x, t, 0.1)
+        grads = b.gradient(x, t)
+        loss_b = b.last_loss
+        opt.update(b.params, grads)
+        assert loss_a == pytest.approx(loss_b, rel=TOL[dtype]["loss"] * 10)
+        for k in a.params:
+            np.testing.assert_allclose(a.params[k], b.params[k], rtol=TOL[dtype]["rtol"],
+                                       atol=TOL[dtype]["atol_scale"])
+    assert a.layers["Affine1"].dW is None
+
+
+def test_trainer_takes_the_fused_step():
+    (x, t), (xt, tt) = fastmlp.datasets.load_digits()
+    net = fastmlp.MultiLayerNetExtend(64, [40, 40], 10, use_dropout=True, use_batchnorm=True,
+                                      dropout_ration=0.1, seed=0)
+    trainer = fastmlp.Trainer(net, x[:400], t[:400], xt, tt, epochs=4, mini_batch_size=40,
+                              optimizer="sgd", optimizer_param={"lr": 0.1}, verbose=False, seed=0)
+    trainer.train()
+    assert net.layers["Affine1"].dW is None   # the fused SGD step ran
+    assert trainer.test_acc_list[-1] > 0.8
+
+
+def test_no_arrays_allocated_after_the_first_step(rng):
+    net = fastmlp.MultiLayerNetExtend(64, [128, 128], 10, use_dropout=True, use_batchnorm=True,
+                                      seed=0)
+    x, t = _data(rng, 64, 64, 10)
+    grads = net.gradient(x, t)
+    ws = net._fused_extend.workspace
+    net.fused_sgd_step(x, t, 0.01)
+    tracemalloc.start()
+    for _ in range(5):
+        net.gradient(x, t)
+        net.fused_sgd_step(x, t, 0.01)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert net._fused_extend.workspace is ws
+    assert all(ws.holds(g) for g in grads.values())
+    assert peak < 64 * 128 * 8 // 2, peak   # less than half of one hidden buffer
+
+
+def test_running_statistics_are_owned_and_follow_the_reference(rng):
+    kw = dict(use_batchnorm=True)
+    net = fastmlp.MultiLayerNetExtend(21, [17, 9], 6, seed=1, **kw)
+    ref = R.MultiLayerNetExtend(21, [17, 9], 6, seed=1, **kw)
+    given = np.full(17, 0.25)
+    net.layers["BatchNorm1"].running_mean = given
+    ref.layers["BatchNorm1"].running_mean = given.copy()
+    for _ in range(4):
+        x, t = _data(rng)
+        net.gradient(x, t)
+        ref.gradient(x, t)
+    assert (given == 0.25).all()   # copied, not written
+    for name in ("BatchNorm1", "BatchNorm2"):
+        for what in ("running_mean", "running_var"):
+            np.testing.assert_allclose(getattr(net.layers[name], what),
+                                       getattr(ref.layers[name], what), rtol=1e-12, atol=1e-15)
+    x, _ = _data(rng)
+    np.testing.assert_allclose(net.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
+
+
+def test_changed_parameters_step_aside(rng):
+    """gamma of another dtype, a non-contiguous beta: the layer path runs, results stay right."""
+    kw = dict(use_batchnorm=True, use_dropout=True)
+    net = fastmlp.MultiLayerNetExtend(21, [17, 9], 6, seed=2, **kw)
+    ref = R.MultiLayerNetExtend(21, [17, 9], 6, seed=2, **kw)
+    for n in (net, ref):
+        n.params["gamma1"] = np.linspace(0.5, 1.5, 17).astype(np.float32)
+        n.params["beta2"] = np.linspace(-1, 1, 18)[::2]
+    assert net._fused_extend.plan(net) is None
+    x, t = _data(rng)
+    g, h = net.gradient(x, t), ref.gradient(x, t)
+    scale = max(float(np.abs(v).max()) for v in h.values())
+    for k in g:   # BatchNorm1 computes in its gamma's float32: float32 tolerances
+        np.testing.assert_allclose(g[k], h[k], rtol=TOL[np.float32]["rtol"],
+                                   atol=TOL[np.float32]["atol_scale"] * scale)
+
+
+def test_non_finite_x_changes_nothing(rng):
+    net = fastmlp.MultiLayerNetExtend(21, [17], 6, use_batchnorm=True, use_dropout=True, seed=3)
+    x, t = _data(rng)
+    net.gradient(x, t)
+    layer = net.layers["BatchNorm1"]
+    mean, var = layer.running_mean.copy(), layer.running_var.copy()
+    params = {k: v.copy() for k, v in net.params.items()}
+    x[2, 3] = np.nan
+    with pytest.raises(ValueError, match="x"):
+        net.gradient(x, t)
+    with pytest.raises(ValueError, match="x"):
+        net.fused_sgd_step(x, t, 0.1)
+    assert_bitwise(layer.running_mean, mean)
+    assert_bitwise(layer.running_var, var)
+    for k, v in params.items():
+        assert_bitwise(net.params[k], v)
+
+
+def test_kernel_checks_what_it_is_handed(rng):
+    from fastmlp._kernels import mlp
+    x = np.ones((4, 3))
+    W1, b1, W2, b2 = np.ones((3, 5)), np.zeros(5), np.ones((5, 2)), np.zeros(2)
+    hs = [np.empty((4, 5)), np.empty((4, 2))]
+    with pytest.raises(ValueError, match="dropout mask"):
+        mlp.mlp_gradient(x, np.zeros(4, np.intp), None, None, [W1, W2], [b1, b2], hs,
+                         [np.empty((4, 5), np.uint8), None], [np.empty((4, 5)), np.empty((4, 2))],
+                         [np.empty((3, 5)), np.empty((5, 2))], [np.empty(5), np.empty(2)], 0, 0,
+                         0.0, 0.0, None, [(np.empty((4, 4), np.uint8), 1, 0.5)])
+    with pytest.raises(ValueError, match="gamma"):
+        mlp.mlp_predict(x, [W1, W2], [b1, b2], hs, 0,
+                        [(np.ones(4), np.zeros(5), np.zeros(5), np.ones(5), np.empty(15), 1e-6)])
+    with pytest.raises(ValueError, match="ratio"):
+        mlp.mlp_predict(x, [W1, W2], [b1, b2], hs, 0, None, [(1.5,)])
