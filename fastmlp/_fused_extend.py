@@ -131,11 +131,11 @@ class FusedExtend:
         core, bn, drop = {}, [], []
         for name, layer in net.layers.items():
             if name.startswith("BatchNorm"):
-                if type(layer) is not layers.BatchNormalization:
+                if type(layer) is not layers.BatchNormalization or _own_methods(layer):
                     return None
                 bn[-1] = layer
             elif name.startswith("Dropout"):
-                if type(layer) is not layers.Dropout:
+                if type(layer) is not layers.Dropout or _own_methods(layer):
                     return None
                 drop[-1] = layer
             else:
@@ -204,14 +204,19 @@ class FusedExtend:
     def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
         """Check the batch, run forward + backward in training mode (with ``sgd_lr`` > 0 the
         SGD step on every W, b, gamma, beta), record the layers' attributes; return the loss."""
-        x = net._check_x(x, finite=False)
+        # with dropout, x is checked for NaN/inf first: a failed call must not have drawn
+        # from the masks' streams (without, a non-finite x shows in the loss after the pass)
+        x = net._check_x(x, finite=any(d is not None for d in plan.drop))
         decay = net._decay(weight_decay)
         dtype = plan.dtype
         momenta = [None if b is None else check_momentum(b.momentum, "BatchNormalization.momentum")
                    for b in plan.bn]
         ratios = [None if d is None else check_ratio(d.dropout_ratio, "Dropout.dropout_ratio")
                   for d in plan.drop]
-        streams = [None if d is None else as_stream(d.rng, "Dropout.rng") for d in plan.drop]
+        for d in plan.drop:   # an int becomes the layer's own stream once, not every pass
+            if d is not None:
+                d.rng = as_stream(d.rng, "Dropout.rng")
+        streams = [None if d is None else d.rng for d in plan.drop]
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=dtype, ndim=1,
                                      finite=True)
@@ -270,6 +275,13 @@ class FusedExtend:
         total = loss + 0.5 * decay * sum_sq
         _record(net, plan, x, t, ws, loss, total)
         return total
+
+
+def _own_methods(layer):
+    """True when ``forward`` or ``backward`` is set on the layer object itself (the user's
+    own code, which the compiled call would not run)."""
+    own = getattr(layer, "__dict__", {})
+    return "forward" in own or "backward" in own
 
 
 def _own(a):

@@ -78,7 +78,7 @@ class Dropout:
         ratio = check_ratio(self.dropout_ratio, "Dropout.dropout_ratio")
         if not train_flg:
             return _backend.scale(x, 1.0 - ratio)
-        rng = as_stream(self.rng, "Dropout.rng")
+        self.rng = rng = as_stream(self.rng, "Dropout.rng")   # an int: its stream, kept
         out, mask = _backend.dropout_forward(x, draw_key(rng), ratio)
         self.mask, self._dtype = mask, x.dtype.type
         return out

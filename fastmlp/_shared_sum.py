@@ -46,6 +46,11 @@ def lend(fused, row, MPI):
         keyval = MPI.Comm.Create_keyval(delete_fn=_at_finalize)   # the standard's hook:
         MPI.COMM_SELF.Set_attr(keyval, True)   # COMM_SELF's attributes go first in Finalize
         _finalize_hook.append(keyval)
+    for other in list(_lent):   # a row is lent to one network at a time (windows are reused)
+        if other is not fused and other.gradient_buffer is row:
+            other.gradient_buffer = None
+            if other.workspace is not None and other.workspace.packed is row:
+                other.workspace = None
     fused.gradient_buffer = row
     _lent.add(fused)
 

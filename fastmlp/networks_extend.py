@@ -75,7 +75,7 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
                                                          weight_decay)
         lr = check_positive_float(lr, "lr")
         fused = self._fused_extend.plan(self, writeable=True)
-        if fused is None:
+        if fused is None or not self._extend_params_held(fused):
             return None
         loss = self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay, sgd_lr=lr)
         for layer in self.layers.values():
@@ -84,3 +84,17 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
             elif type(layer) is layers.BatchNormalization:
                 layer.dgamma = layer.dbeta = None
         return loss
+
+    def _extend_params_held(self, plan):
+        """True when ``params`` holds exactly the arrays the layers compute with (``W{i}``,
+        ``b{i}``, and ``gamma{i}``, ``beta{i}`` of each batch norm): only then is updating
+        the layers' arrays the update ``SGD.update(params, gradient(x, t))`` makes."""
+        params = self._params
+        norms = [(i, b) for i, b in enumerate(plan.bn, start=1) if b is not None]
+        if len(params) != 2 * len(plan.Ws) + 2 * len(norms):
+            return False
+        for i, (W, b) in enumerate(zip(plan.Ws, plan.bs), start=1):
+            if params.get(f"W{i}") is not W or params.get(f"b{i}") is not b:
+                return False
+        return all(params.get(f"gamma{i}") is b.gamma and params.get(f"beta{i}") is b.beta
+                   for i, b in norms)

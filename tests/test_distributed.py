@@ -272,6 +272,16 @@ FINALIZE_SCRIPT = textwrap.dedent("""
     tr.train_step()
     row = tr._reducer._shared.own
     assert net._fused.workspace.packed is row   # computing in the window
+    # a second trainer of the same shape reuses the window: the row moves to its network
+    other = fastmlp.MultiLayerNet(12, [9], 3, seed=1)
+    tr2 = DataParallelTrainer(other, x, t, x[:8], t[:8], epochs=2, mini_batch_size=8,
+                              verbose=False, seed=0)
+    assert tr2._reducer._shared.own is row and other._fused.gradient_buffer is row
+    assert net._fused.gradient_buffer is None and net._fused.workspace is None
+    tr2.train_step()
+    tr.train_step()   # the first trainer still trains (its gradients copied into the row)
+    tr.check_parameters()
+    net, tr = other, tr2
     MPI.Finalize()   # an MPI may unmap its windows here
     grads = net.gradient(x[:5], t[:5])
     assert not any(np.shares_memory(g, row) for g in grads.values())

@@ -185,3 +185,57 @@ def test_kernel_checks_what_it_is_handed(rng):
                         [(np.ones(4), np.zeros(5), np.zeros(5), np.ones(5), np.empty(15), 1e-6)])
     with pytest.raises(ValueError, match="ratio"):
         mlp.mlp_predict(x, [W1, W2], [b1, b2], hs, 0, None, [(1.5,)])
+
+
+def _extend(seed=3, **kw):
+    kw = dict(dict(use_dropout=True, dropout_ration=0.3, use_batchnorm=True), **kw)
+    return fastmlp.MultiLayerNetExtend(6, [5, 4], 3, seed=seed, **kw)
+
+
+def test_a_fused_sgd_step_needs_params_to_hold_the_layers_arrays():
+    net = _extend()
+    affine = net.layers["Affine1"]
+    net.layers["Affine1"] = type(affine)(affine.W.copy(), affine.b.copy())
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+    net = _extend()
+    bn = net.layers["BatchNorm1"]
+    net.layers["BatchNorm1"] = type(bn)(bn.gamma.copy(), bn.beta.copy())
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+
+
+@pytest.mark.parametrize("name", ["BatchNorm1", "Dropout2"])
+def test_a_layer_with_its_own_forward_is_not_fused(name):
+    net = _extend()
+    layer = net.layers[name]
+    calls = []
+    original = layer.forward
+
+    def forward(x, train_flg=True):
+        calls.append(1)
+        return original(x, train_flg)
+
+    layer.forward = forward
+    net.gradient(np.random.default_rng(0).standard_normal((4, 6)), [0, 1, 2, 0])
+    assert calls, "the user's forward did not run"
+
+
+def test_a_non_finite_x_draws_nothing_from_the_masks_stream():
+    net = _extend()
+    state = net.rng.bit_generator.state
+    x = np.ones((4, 6))
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="x"):
+        net.gradient(x, [0, 1, 2, 0])
+    assert net.rng.bit_generator.state == state
+
+
+def test_an_int_stream_is_seeded_once_not_every_pass():
+    net = _extend(use_batchnorm=False, dropout_ration=0.5)
+    for layer in net.layers.values():
+        if type(layer).__name__ == "Dropout":
+            layer.rng = 5
+    x = np.random.default_rng(0).standard_normal((16, 6))
+    net.gradient(x, np.arange(16) % 3)
+    first = net.layers["Dropout1"].mask.copy()
+    net.gradient(x, np.arange(16) % 3)
+    assert not np.array_equal(first, net.layers["Dropout1"].mask)

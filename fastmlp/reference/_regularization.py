@@ -77,7 +77,8 @@ class Dropout:
         ratio = _ratio(self.dropout_ratio, "Dropout.dropout_ratio")
         if not train_flg:
             return x * (1.0 - ratio)
-        self.mask = dropout_mask(draw_key(as_stream(self.rng, "Dropout.rng")), x.shape, ratio)
+        self.rng = as_stream(self.rng, "Dropout.rng")   # an int: its stream, kept
+        self.mask = dropout_mask(draw_key(self.rng), x.shape, ratio)
         self._dtype = x.dtype
         return x * self.mask
 
