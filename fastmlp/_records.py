@@ -29,7 +29,7 @@ MAX_LAYERS = 1_000              # hidden layers of a network
 MAX_SIZE = 2**62                # a layer width or an array dimension
 MAX_COUNT = 2**53               # step and epoch counters (exact as floats)
 
-__all__ = ["jfloat", "network_from_record", "network_plan", "network_record",
+__all__ = ["jfloat", "network_arrays", "network_from_record", "network_plan", "network_record",
            "optimizer_from_record", "optimizer_plan", "optimizer_record", "pfloat"]
 
 
@@ -147,34 +147,74 @@ def _key_of(obj, table):
 
 # ----------------------------------------------------------------------------- networks
 
-def network_classes():
-    """The fixed table ``(class name, implementation) -> class`` of the networks a file holds."""
-    from . import networks, reference
-    return {("MultiLayerNet", "compiled"): networks.MultiLayerNet,
-            ("TwoLayerNet", "compiled"): networks.TwoLayerNet,
-            ("MultiLayerNet", "reference"): reference.MultiLayerNet,
-            ("TwoLayerNet", "reference"): reference.TwoLayerNet}
+def network_classes(extended=False):
+    """The fixed table ``(class name, implementation) -> class`` of the networks a file holds
+    (``extended``: ``MultiLayerNetExtend`` too, which a plain ``fastmlp.save`` holds and an
+    estimator's record does not)."""
+    from . import networks, networks_extend, reference
+    table = {("MultiLayerNet", "compiled"): networks.MultiLayerNet,
+             ("TwoLayerNet", "compiled"): networks.TwoLayerNet,
+             ("MultiLayerNet", "reference"): reference.MultiLayerNet,
+             ("TwoLayerNet", "reference"): reference.TwoLayerNet}
+    if extended:
+        table[("MultiLayerNetExtend", "compiled")] = networks_extend.MultiLayerNetExtend
+        table[("MultiLayerNetExtend", "reference")] = reference.MultiLayerNetExtend
+    return table
 
 
-def network_record(net, prefix, arrays):
-    """(record, arrays[prefix/...] filled) for a compiled or reference network."""
-    key = _key_of(net, network_classes())
+_EXTEND = "MultiLayerNetExtend"
+_STATS = ("running_mean", "running_var")
+
+
+def network_record(net, prefix, arrays, extended=False):
+    """(record, arrays[prefix/...] filled) for a compiled or reference network.
+
+    A ``MultiLayerNetExtend``'s record also lists, under ``running``, the batch-norm
+    running statistics it holds (``running_mean{i}``, ``running_var{i}``: a layer has
+    none before its first forward pass); they are stored beside the parameters.
+    """
+    key = _key_of(net, network_classes(extended))
     if key is None:
-        raise TypeError(f"save supports fastmlp's MultiLayerNet and TwoLayerNet (compiled or "
-                        f"fastmlp.reference) and fitted MLPClassifier/MLPRegressor, "
+        extend = "MultiLayerNetExtend, " if extended else ""
+        raise TypeError(f"save supports fastmlp's {extend}MultiLayerNet and TwoLayerNet "
+                        f"(compiled or fastmlp.reference) and fitted MLPClassifier/MLPRegressor, "
                         f"got {type(net).__module__}.{type(net).__name__}")
     dtype = np.dtype(check_dtype(net.dtype))
     config = net.config()
-    keys = network_classes()[key].CONFIG_KEYS
+    keys = network_classes(extended)[key].CONFIG_KEYS
     config = {k: config[k] for k in keys}           # the file's key order
     if "weight_decay_lambda" in config:               # a NaN is written, and refused by the check
         config["weight_decay_lambda"] = jfloat(config["weight_decay_lambda"])
+    if "dropout_ration" in config:
+        config["dropout_ration"] = jfloat(config["dropout_ration"])
     for name, p in net.params.items():
         if not isinstance(p, np.ndarray) or p.dtype != dtype:
             raise TypeError(f"network parameter {name!r} is not a {dtype.name} array")
         arrays[f"{prefix}/{name}"] = p
-    return {"class": key[0], "implementation": key[1], "config": config,
-            "params": list(net.params)}
+    rec = {"class": key[0], "implementation": key[1], "config": config,
+           "params": list(net.params)}
+    if key[0] == _EXTEND:
+        running = []
+        for i, pair in enumerate(net.running_statistics(), start=1):
+            for stat, a in zip(_STATS, pair):
+                if a is None:
+                    continue
+                if not isinstance(a, np.ndarray) or a.dtype != dtype:
+                    raise TypeError(f"batch-norm statistic {stat}{i} is not a {dtype.name} "
+                                    f"array")
+                _check_statistic(f"{stat}{i}", a)
+                arrays[f"{prefix}/{stat}{i}"] = a
+                running.append(f"{stat}{i}")
+        rec["running"] = running
+    return rec
+
+
+def _check_statistic(name, a):
+    """A running statistic's values: finite, and a variance never negative."""
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"batch-norm statistic {name} holds non-finite values")
+    if name.startswith("running_var") and np.any(a < 0):
+        raise ValueError(f"batch-norm statistic {name} holds negative variances")
 
 
 def _float_dtype(name):
@@ -183,17 +223,24 @@ def _float_dtype(name):
     return name
 
 
-def network_plan(rec):
-    """Check a network record without allocating anything.
+def _flag(v, what):
+    if not isinstance(v, bool):
+        raise ValueError(f"{what} must be true or false, got {v!r:.60}")
+    return v
 
-    Returns ``(cls, config, params)``: the class, the checked config for
-    ``cls.from_config``, and ``{param name: (dtype, shape)}`` the arrays must match.
-    """
-    record(rec, ("class", "implementation", "config", "params"), "the network record")
+
+def _network_plan(rec, extended):
+    """(cls, config, params, statistics): :func:`network_plan` and the running statistics'
+    ``{name: (dtype, shape)}`` (empty but for a ``MultiLayerNetExtend``)."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"the network record must be a JSON object, got {type(rec).__name__}")
+    extend = extended and rec.get("class") == _EXTEND
+    record(rec, ("class", "implementation", "config", "params") + (("running",) if extend else ()),
+           "the network record")
     key = (rec["class"], rec["implementation"])
     if not all(isinstance(k, str) for k in key):
         raise ValueError("the network's class and implementation must be strings")
-    cls = _lookup(network_classes(), key, "network class")
+    cls = _lookup(network_classes(extended), key, "network class")
     two = key[0] == "TwoLayerNet"
     cfg = record(rec["config"], cls.CONFIG_KEYS, "the network config")
     dtype = _float_dtype(cfg["dtype"])
@@ -216,28 +263,76 @@ def network_plan(rec):
                                                 "network weight_decay_lambda", 0.0),
                   "dtype": dtype,
                   "loss": choice(cfg["loss"], ("cross_entropy", "mse"), "network loss")}
+    if extend:
+        ratio = number(cfg["dropout_ration"], "network dropout_ration", 0.0)
+        if ratio > 1.0:
+            raise ValueError(f"network dropout_ration must lie in [0, 1], got {ratio}")
+        config.update(use_dropout=_flag(cfg["use_dropout"], "network use_dropout"),
+                      dropout_ration=ratio,
+                      use_batchnorm=_flag(cfg["use_batchnorm"], "network use_batchnorm"))
     sizes = [n_in, *hidden, n_out]
     dt = np.dtype(dtype).newbyteorder("<")
     params = {}
     for i in range(1, len(sizes)):
         params[f"W{i}"] = (dt, (sizes[i - 1], sizes[i]))
         params[f"b{i}"] = (dt, (sizes[i],))
+    stats = {}
+    if extend and config["use_batchnorm"]:
+        for i, n in enumerate(hidden, start=1):
+            params[f"gamma{i}"] = params[f"beta{i}"] = (dt, (n,))
+            stats[f"running_mean{i}"] = stats[f"running_var{i}"] = (dt, (n,))
     if rec["params"] != list(params):
+        listed = rec["params"] if isinstance(rec["params"], list) else []
+        missing = [p for p in params if p not in listed]
         raise ValueError(f"the network's parameter list {rec['params']!r:.200} does not match its "
-                         f"config (expected {list(params)!r:.200})")
-    return cls, config, params
+                         f"config (expected {list(params)!r:.200}"
+                         f"{f'; missing {missing!r:.100}' if missing else ''})")
+    if extend:
+        running = rec["running"]
+        if (not isinstance(running, list) or not all(isinstance(r, str) for r in running)
+                or running != [s for s in stats if s in running]):
+            raise ValueError(f"the network's running statistics {running!r:.200} are not an "
+                             f"ordered selection of {list(stats)!r:.200}")
+        stats = {s: stats[s] for s in running}
+    return cls, config, params, stats
 
 
-def network_from_record(rec, arrays, prefix):
+def network_plan(rec, extended=False):
+    """Check a network record without allocating anything.
+
+    Returns ``(cls, config, params)``: the class, the checked config for
+    ``cls.from_config``, and ``{param name: (dtype, shape)}`` the arrays must match.
+    ``extended`` admits ``MultiLayerNetExtend`` (:func:`network_arrays` then also gives
+    its running statistics).
+    """
+    return _network_plan(rec, extended)[:3]
+
+
+def network_arrays(rec, extended=False):
+    """``(params, arrays)`` of a checked network record: the parameters' ``{name: (dtype,
+    shape)}``, and those of every array the record needs (running statistics too)."""
+    params, stats = _network_plan(rec, extended)[2:]
+    return params, dict(params, **stats)
+
+
+def network_from_record(rec, arrays, prefix, extended=False):
     """The network a record describes, its parameters copied from ``arrays[prefix/...]``.
 
     The record is checked, and the arrays against it, before the network is built, so
     nothing is allocated for a network the file does not hold.
     """
-    cls, config, params = network_plan(rec)
-    check_arrays(prefixed(prefix, params), arrays)
+    cls, config, params, stats = _network_plan(rec, extended)
+    check_arrays(prefixed(prefix, dict(params, **stats)), arrays)
+    for name in stats:
+        _check_statistic(name, arrays[f"{prefix}/{name}"])
     values = {name: arrays[f"{prefix}/{name}"] for name in params}
-    return construct(cls.from_config, "network config", config, values)
+    net = construct(cls.from_config, "network config", config, values)
+    if rec["class"] == _EXTEND and extended:
+        pairs = [tuple(arrays.get(f"{prefix}/{s}{i}") if f"{s}{i}" in stats else None
+                       for s in _STATS)
+                 for i in range(1, len(net.running_statistics()) + 1)]
+        construct(net.set_running_statistics, "batch-norm statistics", pairs)
+    return net
 
 
 # ----------------------------------------------------------------------------- optimizers

@@ -1,7 +1,8 @@
 """Save and load fastmlp models in a portable file with no pickle inside.
 
-``save(model, path, optimizer=None)`` writes a network (``MultiLayerNet`` or
-``TwoLayerNet``, compiled or reference) or a fitted ``MLPClassifier`` /
+``save(model, path, optimizer=None)`` writes a network (``MultiLayerNet``,
+``MultiLayerNetExtend`` with its batch-norm running statistics, or ``TwoLayerNet``,
+compiled or reference) or a fitted ``MLPClassifier`` /
 ``MLPRegressor``; ``load(path)`` gives it back with the same class, dtype,
 shapes and bit-identical parameters, so ``predict`` after ``load`` returns
 exactly the bits it returned before ``save``.
@@ -70,7 +71,7 @@ import zlib
 import numpy as np
 
 from ._files import open_regular, replace_atomically
-from ._records import (MAX_SIZE, count, network_from_record, network_plan, network_record,
+from ._records import (MAX_SIZE, count, network_arrays, network_from_record, network_record,
                        optimizer_from_record, optimizer_plan, optimizer_record, prefixed,
                        record)
 from ._version import __version__
@@ -118,7 +119,7 @@ def save(model, path, optimizer=None):
 
     Parameters
     ----------
-    model : MultiLayerNet, TwoLayerNet (compiled or reference), or a fitted
+    model : MultiLayerNet, MultiLayerNetExtend, TwoLayerNet (compiled or reference), or a fitted
         MLPClassifier / MLPRegressor
     path : str or os.PathLike
         The file to write (replaced atomically if it exists). No extension is
@@ -149,7 +150,7 @@ def save(model, path, optimizer=None):
         header["optimizer"] = None
     else:
         header["kind"] = "network"
-        header["model"] = network_record(model, "network", arrays)
+        header["model"] = network_record(model, "network", arrays, extended=True)
         header["optimizer"] = (None if optimizer is None
                                else optimizer_record(optimizer, "optimizer", arrays))
     specs = {}
@@ -472,8 +473,8 @@ def _plan(header):
     """
     rec = header["model"]
     if header["kind"] == "network":
-        params = network_plan(rec)[2]
-        arrays = prefixed("network", params)
+        params, needed = network_arrays(rec, extended=True)
+        arrays = prefixed("network", needed)
         opt_rec = header["optimizer"]
         if opt_rec is not None:
             arrays.update(optimizer_plan(opt_rec, "optimizer", params)[3])
@@ -488,7 +489,7 @@ def _plan(header):
 
 def _build(header, arrays, plan):
     if header["kind"] == "network":
-        model = network_from_record(header["model"], arrays, "network")
+        model = network_from_record(header["model"], arrays, "network", extended=True)
         rec = header["optimizer"]
         optimizer = (None if rec is None else
                      optimizer_from_record(rec, arrays, "optimizer", params=plan["params"]))
