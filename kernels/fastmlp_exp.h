@@ -29,7 +29,8 @@
  * Measured error (tests/exp_ulps.c: `cc -O3 -fno-math-errno -ffp-contract=off -Ikernels
  * tests/exp_ulps.c -lm && ./a.out 1 100000000`; GCC 12.2, glibc 2.36, 2026-11-29, on this
  * project's VM, whose AMD EPYC exposes AVX2 but not AVX-512, so the AVX2 clone; the baseline
- * clone gives the same bits (tests/test_fast_exp.py::test_clones_agree_bitwise), and
+ * clone gives the same bits (tests/test_fast_exp.py::test_baseline_and_avx2_code_agree_bitwise
+ * compiles the passes for x86-64 and x86-64-v3 and compares), and
  * tests/test_fast_exp.py::test_ulp_program reruns the program on a stride):
  *   float32 exp vs glibc expf, all 2^32 float32 bit patterns (`./a.out 1 1000 exp`): max
  *     1 ulp; 187,745 of the 4,294,967,296 results differ (by 1 ulp: near-ties the two round differently), NaN

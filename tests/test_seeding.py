@@ -122,7 +122,9 @@ def test_trainer_bad_seed_draws_nothing(digits):
         fastmlp.Trainer(net, x, t, xt, tt, verbose=False, seed="x")
     with pytest.raises(ValueError, match="mini_batch_size"):   # a later check fails first
         fastmlp.Trainer(net, x, t, xt, tt, mini_batch_size=10**6, verbose=False)
-    np.testing.assert_array_equal(_global_state()[0], before[0])
+    after = _global_state()
+    np.testing.assert_array_equal(after[0], before[0])
+    assert after[1] == before[1]   # the position too: a draw moves it, not the key
 
 
 @pytest.mark.parametrize("cls", ["MLPClassifier", "MLPRegressor"])
