@@ -53,6 +53,9 @@ LATER_PARAMS = {"dropout": 0.0, "batch_norm": False}
 def to_record(est, arrays):
     """The fitted estimator as a JSON-able record, its arrays added to ``arrays``."""
     est._check_fitted()
+    if est.get_params(deep=False).get("dropout") or est.get_params(deep=False).get("batch_norm"):
+        raise TypeError("save does not yet support an estimator with dropout or batch_norm "
+                        "(its network is a MultiLayerNetExtend); pickle it instead")
     params, dropped = {}, []
     for name, value in est.get_params(deep=False).items():
         if name in LATER_PARAMS and value is not True and value == LATER_PARAMS[name]:

@@ -115,3 +115,16 @@ def test_cli_refuses(args, message, capsys, tmp_path, monkeypatch):
     assert code not in (0, None)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "model.fmlp").exists()
+
+
+@pytest.mark.parametrize("kw", [dict(dropout=0.2), dict(batch_norm=True)])
+def test_saving_an_estimator_with_dropout_or_batch_norm_says_so(kw, tmp_path):
+    X = np.random.default_rng(0).standard_normal((30, 5))
+    est = fastmlp.MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, np.arange(30) % 3)
+    path = tmp_path / "m.fmlp"
+    with pytest.raises(TypeError, match="dropout or batch_norm"):
+        fastmlp.save(est, path)
+    assert not path.exists()

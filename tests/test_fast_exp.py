@@ -8,10 +8,8 @@ float64 exp within 1 ulp (measured max 0.95), sigmoid within 2.5 and tanh within
 (measured 2.1 and 2.5; see the header's comment for the exhaustive and sampled runs,
 which test_ulp_program repeats on a stride of the float32 range).
 """
-import os
 import shutil
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
