@@ -24,7 +24,7 @@ def _close(got, ref, dtype, scale=None):
     tol = TOL[dtype]
     if scale is None:
         scale = float(np.abs(ref).max())
-    np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol_scale"] * scale * 10)
+    np.testing.assert_allclose(got, ref, rtol=tol["rtol"], atol=tol["atol_scale"] * scale)
 
 
 @pytest.mark.parametrize("kw", CONFIGS, ids=IDS)
