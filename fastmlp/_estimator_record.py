@@ -53,11 +53,12 @@ LATER_PARAMS = {"dropout": 0.0, "batch_norm": False}
 def to_record(est, arrays):
     """The fitted estimator as a JSON-able record, its arrays added to ``arrays``."""
     est._check_fitted()
-    if est.get_params(deep=False).get("dropout") or est.get_params(deep=False).get("batch_norm"):
+    hyper = est.get_params(deep=False)
+    if hyper.get("dropout") or hyper.get("batch_norm"):
         raise TypeError("save does not yet support an estimator with dropout or batch_norm "
                         "(its network is a MultiLayerNetExtend); pickle it instead")
     params, dropped = {}, []
-    for name, value in est.get_params(deep=False).items():
+    for name, value in hyper.items():
         if name in LATER_PARAMS and value is not True and value == LATER_PARAMS[name]:
             continue
         encoded = _encode_param(name, value)
