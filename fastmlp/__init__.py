@@ -8,11 +8,18 @@ the same API in plain numpy, the oracle the tests compare against.
 from . import datasets, functions, layers, optimizers, util
 from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
-from .threads import get_num_threads, set_num_threads
+import logging as _logging
+
+from .threads import get_num_threads, set_num_threads, threadpool_limits
+from ._oversubscription import OversubscriptionWarning
 from .io import load, save
 from ._loop import DivergenceError
 from .trainer import Trainer
 from ._version import __version__
+
+# Library diagnostics go to the "fastmlp" logger; shown only where the application
+# configures logging (e.g. logging.basicConfig(level=logging.DEBUG)).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 
 def __getattr__(name):
@@ -33,4 +40,4 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "threadpool_limits", "OversubscriptionWarning", "show_config"]

@@ -14,6 +14,7 @@ Also the probe the thread policy (``fastmlp.threads``) needs: the BLAS's
 threading layer. Nothing here decides thread counts.
 """
 import ctypes
+import logging
 import os
 
 import numpy as np
@@ -26,6 +27,7 @@ from ._kernels import affine, mlp
 _SYMBOL_STYLES = [("scipy_", "_64_", True), ("", "_64_", True), ("scipy_", "_", False),
                   ("", "_", False)]
 
+_log = logging.getLogger(__name__)
 _GEMM_MODULES = (affine, mlp)  # compiled modules that keep their own GEMM pointers
 
 
@@ -65,6 +67,8 @@ def _connect_blas():
     Returns (library path or None, True when the kernels call it directly)."""
     path, addresses, ilp64 = _find_numpy_blas()
     if not addresses:
+        _log.info("no GEMM symbols found in numpy's BLAS (%s): matrix products use "
+                  "np.matmul(out=), the same BLAS and thread pool", path)
         return path, False
     _set_blas(addresses, ilp64)
     rng = np.random.default_rng(0)
@@ -75,6 +79,8 @@ def _connect_blas():
             affine.matmul(a, b, out)
             if not np.allclose(out, a @ b, rtol=1e-5):
                 _set_blas({}, False)
+                _log.warning("numpy's BLAS (%s) called through its GEMM symbols gave a wrong "
+                             "product: matrix products use np.matmul(out=) instead", path)
                 return path, False
     return path, True
 

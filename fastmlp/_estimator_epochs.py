@@ -9,8 +9,11 @@ no-improvement rule (patience), the learning-rate schedule, progress and callbac
 import functools
 import warnings
 
+from . import threads
 from .optimizers import AdaptiveLR
-from ._loop import DivergenceError, EpochBatches, Loop, progress_bar, step, write_line
+from ._oversubscription import warn_if_oversubscribed
+from ._loop import DivergenceError, EpochBatches, Loop, step
+from ._progress import Progress
 
 
 class FitEpochs:
@@ -27,9 +30,9 @@ class FitEpochs:
         # sklearn averages the squared error over the outputs too
         self.output_scale = n_outputs if est._loss_name == "mse" and n_outputs > 1 else None
         self.n_epochs = 1 if incremental else est.max_iter
-        self.verbose = est.verbose
+        self.verbose = int(est.verbose)
         self.loop = self._make_loop(train)
-        self.bar = None
+        self.display = None
         self._new_epoch()
 
     def _make_loop(self, train):
@@ -49,10 +52,13 @@ class FitEpochs:
         after Ctrl-C, as sklearn)."""
         from sklearn.exceptions import ConvergenceWarning
         est, self.critical = self.est, critical
+        warn_if_oversubscribed(threads.threads_in_use(), "fastmlp.set_num_threads(1) before "
+                               "fitting, or `with fastmlp.threadpool_limits(1):` around it")
         try:
-            if self.verbose and not self.incremental:
-                self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__,
-                                       notebook=True)
+            if self.verbose:   # 1: sklearn's lines; 2: also a bar (terminal or notebook)
+                self.display = Progress(self.n_epochs, "epoch", desc=type(est).__name__,
+                                        bar=None if self.verbose >= 2 and not self.incremental
+                                        else False)
             # n_iter_ and stop_training_ start at 0 and False in every fit call
             self.loop.run(critical, lambda: est.n_iter_ == self.n_epochs or est.stop_training_,
                           after_epoch=self.after_epoch)
@@ -61,8 +67,8 @@ class FitEpochs:
                               "reached and the optimization hasn't converged yet.",
                               ConvergenceWarning)
         finally:
-            if self.bar is not None:
-                self.bar.close()
+            if self.display is not None:
+                self.display.close()
             if est.early_stopping and not self.incremental and est._best_params is not None:
                 with critical:
                     est._restore_best()
@@ -163,29 +169,31 @@ class FitEpochs:
         message = (f"{what} did not improve more than tol={tol:f} for "
                    f"{est.n_iter_no_change} consecutive epochs.")
         opt, schedule = est._optimizer, self.params["schedule"]
-        if schedule.plateau(opt):
+        if schedule.plateau(opt):   # sklearn's verbose lines, word for word
             est._no_improvement_count = 0
-            if self.verbose:
-                print(f"{message} Setting learning rate to {opt.lr:f}")
-            return False, None
+            return False, f"{message} Setting learning rate to {opt.lr:f}"
         if isinstance(schedule, AdaptiveLR):
             return True, message + " Learning rate too small. Stopping."
-        return True, message
+        return True, message + " Stopping."
 
     def after_epoch(self):
         """Progress, verbose lines and callbacks after an epoch (outside the critical section);
-        True stops training."""
-        est, logs, bar = self.est, self.logs, self.bar
-        epoch = len(est.loss_curve_)
-        if bar is not None:
-            bar.update()
-            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-        if int(self.verbose) >= 2:
-            write_line(bar, f"Iteration {epoch}, loss = {est.loss_:.8f}"
-                       + (f", validation score = {logs['val_score']:.6f}" if self.val else ""))
-        stop, message = self.stop, self.message
+        True stops training.
+
+        The verbose lines are scikit-learn's: ``Iteration N, loss = X``, ``Validation
+        score: X`` when a validation set is scored, and the stopping rule's message."""
+        est, logs, display = self.est, self.logs, self.display
+        epoch = len(est.loss_curve_)   # sklearn's n_iter_: counts on over warm starts
+        if display is not None:
+            display.update(**{k: f"{v:.4g}" for k, v in logs.items()})
+            display.write(f"Iteration {epoch}, loss = {est.loss_:.8f}")
+            if "val_score" in logs:
+                display.write(f"Validation score: {logs['val_score']:f}")
+            if self.message is not None:   # the rule stopped, or lowered the learning rate
+                display.write(self.message)
+        stop, message = self.stop, None
         for cb in self.params["callbacks"]:
-            if cb(est, epoch, dict(logs)) is True:
+            if cb(est, epoch, dict(logs)) is True and not stop:
                 stop = True
                 message = f"A callback stopped training after epoch {epoch}."
         stop, message = self.agree_stop(stop, message, epoch)
@@ -197,8 +205,8 @@ class FitEpochs:
             if self.incremental and est.early_stopping and est._best_params is not None:
                 est._restore_best()
                 est._no_improvement_count = 0
-        if self.verbose:
-            write_line(bar, message)
+        if display is not None and message is not None:
+            display.write(message)
         return True
 
     def agree_stop(self, stop, message, epoch):

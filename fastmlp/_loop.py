@@ -6,7 +6,6 @@ that is NaN or infinite is returned without any update applied; the caller
 turns it into a :class:`DivergenceError` with its own wording.
 """
 import math
-import sys
 
 import numpy as np
 
@@ -225,22 +224,3 @@ class Loop:
             if ended and after_epoch is not None and after_epoch():
                 return
 
-
-def progress_bar(total, unit, *, initial=0, desc=None, terminal_only=False, notebook=False):
-    """A tqdm bar that does not stay on screen; with ``terminal_only`` shown only when
-    stderr is a terminal; with ``notebook`` a widget in Jupyter (``tqdm.auto``, whose
-    import costs ~40 ms more: asyncio)."""
-    if notebook:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-    return tqdm(total=total, initial=initial, unit=unit, desc=desc, leave=False,
-                dynamic_ncols=True, disable=None if terminal_only else False)
-
-
-def write_line(bar, line):
-    """Print ``line`` on stdout without breaking the progress bar (if any)."""
-    if bar is not None:
-        bar.write(line, file=sys.stdout)
-    else:
-        print(line)

@@ -10,11 +10,13 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
-from . import _plot
+from . import _plot, threads
 from .optimizers import OPTIMIZERS
+from ._oversubscription import warn_if_oversubscribed
 
 __all__ = ["main"]
 
@@ -336,6 +338,8 @@ def cmd_train(args):
             print(f"resumed from {args.resume}: epoch {trainer.current_epoch}, "
                   f"step {trainer.current_iter}")
     first_iter = trainer.current_iter
+    if root:
+        warn_if_oversubscribed(threads.threads_in_use(), "--threads 1")
     start = time.perf_counter()
     try:
         test_acc = trainer.train()
@@ -381,12 +385,23 @@ def cmd_gradcheck(args):
     return 0
 
 
+def _warning_line(command):
+    """A ``warnings.showwarning`` that prints ``fastmlp COMMAND: warning: message`` on
+    stderr (one line, no source excerpt): how the library's warnings read on the command
+    line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"fastmlp {command}: warning: {message}", file=sys.stderr if file is None else file)
+    return show
+
+
 def main(argv=None):
     """Run the ``fastmlp`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():   # restores showwarning afterwards
+            warnings.showwarning = _warning_line(args.command)
+            return args.func(args)
     except (CommandError, _plot.MatplotlibMissing) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
         _abort_job(args, 1)

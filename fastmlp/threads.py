@@ -2,7 +2,9 @@
 
 The one home of fastmlp's thread policy (BLAS discovery itself is in ``_blas``):
 
-- the user's setting: :func:`set_num_threads` / :func:`get_num_threads`;
+- the user's setting: :func:`set_num_threads` / :func:`get_num_threads`, and for a block
+  :class:`threadpool_limits`; the threads a step would use now: :func:`threads_in_use`
+  (whether they oversubscribe a busy machine: ``_oversubscription``);
 - which elementwise kernel gets more than one thread: :func:`kernel_threads`,
   :data:`PARALLEL_MIN_ELEMENTS`, :data:`OPENMP_SHARES_BLAS_POOL`;
 - one BLAS thread while a small-step fit trains: :func:`blas_threads_for_step`,
@@ -25,6 +27,7 @@ State kept here (one process-wide setting, like numpy's BLAS pool itself), under
   threads, which do not exist in it, forever). So once fastmlp may have handed its
   kernels more than one thread, a forked child keeps its kernels on one thread.
 """
+import logging
 import os
 import threading
 import warnings
@@ -60,6 +63,7 @@ OPENMP_SHARES_BLAS_POOL = _blas.threading_layer() == "openmp"
 #: sklearn's KMeans limits BLAS inside fit the same way.
 SMALL_STEP_FLOPS = 16e6
 
+_log = logging.getLogger(__name__)   # thread decisions, at DEBUG level
 _lock = threading.RLock()
 _requested = None          # set by set_num_threads; None means the default
 _generation = 0            # bumped by every set_num_threads call
@@ -233,11 +237,80 @@ def set_num_threads(n):
                 if blas is not None:
                     _set_blas_threads(blas)
                 _omp.set_omp_max_threads(omp)
+                _log.debug("set_num_threads(None): numpy's BLAS back to %s threads, OpenMP to %s",
+                           blas, omp)
             return
         _save_originals()
         _requested = n
         _set_blas_threads(n)
         _omp.set_omp_max_threads(n)
+        _log.debug("set_num_threads(%d): numpy's BLAS and OpenMP on %d threads", n, n)
+
+
+def threads_in_use():
+    """The threads a training step started now would use: numpy's BLAS pool's count (where
+    the products run; fastmlp's elementwise kernels run serially beside a pthreads BLAS or
+    share its OpenMP pool), or :func:`get_num_threads` when that pool cannot be read."""
+    blas = _blas_threads()
+    return get_num_threads() if blas is None else blas
+
+
+class threadpool_limits:
+    """Context manager: numpy's BLAS and fastmlp's kernels on ``n`` threads inside the
+    block, both back as they were on leaving it (also when it raises)::
+
+        with fastmlp.threadpool_limits(1):
+            model.fit(X, y)          # one thread, whatever the machine
+
+    numpy's BLAS pool is set through threadpoolctl (the pool numpy's own ``@`` uses too,
+    process-wide), OpenMP's default team size with ``omp_set_num_threads``. Inside the
+    block the count acts like :func:`set_num_threads`: a fit keeps it (no one-thread
+    limit for small steps). On leaving, everything is as on entering: the BLAS and OpenMP
+    counts, a :func:`set_num_threads` setting (one made inside the block ends with it),
+    and a fit's one-thread limit still on. ``n`` as in :func:`set_num_threads` (int in
+    ``[1, MAX_THREADS]``). Not reentrant: one ``with`` per instance.
+    """
+
+    def __init__(self, n):
+        n = check_positive_int(n, "n")
+        if n > MAX_THREADS:
+            raise ValueError(f"n must be <= {MAX_THREADS} (fastmlp.threads.MAX_THREADS), got {n}")
+        self.n = n
+        self._saved = None
+
+    def __enter__(self):
+        global _requested, _generation
+        with _lock:
+            if self._saved is not None:
+                raise RuntimeError("this threadpool_limits is already in use")
+            blas = _blas_threads()
+            if _step_token is not None:   # a fit's limit is on: the count it goes back to
+                blas = _step_token[0]
+            self._saved = (_requested, _originals, blas, _omp.omp_max_threads())
+            _generation += 1   # a fit's limit ending inside the block leaves n alone
+            _requested = self.n
+            _set_blas_threads(self.n)
+            _omp.set_omp_max_threads(self.n)
+        _log.debug("threadpool_limits(%d): numpy's BLAS and OpenMP on %d threads", self.n, self.n)
+        return self
+
+    def __exit__(self, *exc):
+        global _requested, _originals, _generation, _step_token
+        with _lock:
+            if self._saved is None:
+                return False
+            (_requested, _originals, blas, omp), self._saved = self._saved, None
+            _generation += 1
+            _omp.set_omp_max_threads(omp)
+            if _step_token is not None:   # a fit entered before the block still runs
+                previous, n, _, saved_originals = _step_token
+                _step_token = (previous, n, _generation, saved_originals)
+                blas = n
+            if blas is not None:
+                _set_blas_threads(blas)
+        _log.debug("threadpool_limits(%d) ends: numpy's BLAS back to %s threads, OpenMP to %s",
+                   self.n, blas, omp)
+        return False
 
 
 # ---------------------------------------------------------------- processes sharing cores
@@ -312,6 +385,7 @@ def _limit_blas_temporarily(n):
         saved_originals = _originals is None
         _save_originals()
         _set_blas_threads(n)
+        _log.debug("a fit with small steps: numpy's BLAS on %d thread(s) (was %d)", n, current)
         return current, n, _generation, saved_originals
 
 
@@ -328,12 +402,15 @@ def _end_temporary_limit(token):
     previous, n, generation, saved_originals = token
     with _lock:
         if generation != _generation:
+            _log.debug("fit's BLAS limit ends: a thread count set meanwhile is kept")
             return False  # set_num_threads since: it holds the originals now
         if saved_originals:
             _originals = None  # nothing of fastmlp's left for set_num_threads(None) to undo
         if _blas_threads() != n:
+            _log.debug("fit's BLAS limit ends: numpy's BLAS was changed meanwhile, kept")
             return False
         _set_blas_threads(previous)
+        _log.debug("fit's BLAS limit ends: numpy's BLAS back to %d threads", previous)
         return True
 
 

@@ -36,7 +36,8 @@ from . import _sigint
 from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
 from ._random import check_seed, generator
-from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, step, write_line
+from ._loop import DivergenceError, Loop, ShuffledStream, step
+from ._progress import Progress
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -106,7 +107,8 @@ class Trainer:
         test samples only (the book's option); default all of them.
     verbose : bool, default True
         Print one line per epoch and the final test accuracy, and show a
-        progress bar (on stderr, only when it is a terminal).
+        progress bar (on stderr when it is a terminal, or in a notebook; only the
+        lines when the output is redirected).
     lr_decay : float, optional
         Multiply the optimizer's learning rate by this factor in ``(0, 1]``
         at the end of every epoch: with ``lr=0.09, lr_decay=0.9`` the first
@@ -367,8 +369,7 @@ class Trainer:
             if self.lr_decay is not None:   # public: read when used
                 _optimizers.EpochDecayLR(self.lr_decay).epoch_end(self.optimizer, self.current_iter)
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
-                                  refresh=False)
+            self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}")
         if self.verbose:
             self._print(f"=== epoch:{self.current_epoch}, train acc:{train_acc:.4f}, "
                         f"test acc:{test_acc:.4f} ===")
@@ -385,7 +386,10 @@ class Trainer:
         return n
 
     def _print(self, line):
-        write_line(self._bar, line)
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line)
 
     # ------------------------------------------------------------------ the loop
 
@@ -409,8 +413,8 @@ class Trainer:
             The accuracy on the whole test set, also kept as ``final_test_acc``.
         """
         with _sigint.deferred_sigint() as critical:
-            self._bar = progress_bar(self.max_iter, "step", initial=self.current_iter,
-                                     terminal_only=True) if self.verbose else None
+            self._bar = (Progress(self.max_iter, "step", initial=self.current_iter)
+                         if self.verbose else None)
             try:
                 self._finish_pending_epoch(critical)
                 self._loop.run(critical, lambda: self.current_iter >= self.max_iter,

@@ -158,6 +158,16 @@ def elementwise_bound(ref, dtype, atol_subnormals=True):
     return bound
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _machine_load_does_not_warn():
+    """Whether this (shared, often busy) machine is oversubscribed must not change what a
+    test sees: the warning, once per process, counts as given. tests/test_progress_threads.py
+    checks it with injected loads and cores."""
+    from fastmlp import _oversubscription
+    _oversubscription._warned = True
+    yield
+
+
 @pytest.fixture
 def restore_threads():
     """Put fastmlp's thread setting and numpy's BLAS pool back as they were."""

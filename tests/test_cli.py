@@ -23,6 +23,12 @@ def run_cli(*args, timeout=120):
                           cwd=tempfile.gettempdir(), timeout=timeout)
 
 
+def without_load_warning(stderr):
+    """``stderr`` less the one-line oversubscription warning of ``fastmlp train``."""
+    return "".join(line for line in stderr.splitlines(True)
+                   if not line.startswith("fastmlp train: warning: this machine is oversubscribed"))
+
+
 def summary_of(stdout):
     lines = [m for m in map(SUMMARY.match, stdout.splitlines()) if m]
     assert len(lines) == 1, stdout
@@ -61,7 +67,9 @@ def test_train_two_epochs_subprocess():
     acc, epochs, steps = summary_of(out)
     assert epochs == 2 and steps == int(2 * 1438 / 32)
     assert acc > 0.8
-    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    # no progress bar when stderr is not a terminal; the oversubscription warning depends on
+    # this machine's load (tests/test_progress_threads.py checks it with injected loads)
+    assert without_load_warning(proc.stderr) == ""
 
 
 def test_gradcheck_subprocess():

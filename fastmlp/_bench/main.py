@@ -17,6 +17,7 @@ from .measure import bench_predict, bench_train
 from .options import BenchError, resolve
 from .report import header_text, plot, print_tables, summary
 from .timing import BUSY_LIMIT
+from .._oversubscription import oversubscribed
 
 
 def _log(text):
@@ -45,11 +46,13 @@ def _run(args):
               "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastmlp bench")
 
     info = machine_info()      # before torch/sklearn load their own pools
-    load = (info.get("load_average") or [0])[0]
-    if load > 0.5 * (info["cores"] or 1):
-        _warn(f"load average {load:.2f} on {info['cores']} cores: other "
-              "processes compete for the CPU, and BLAS thread pools that wait for a descheduled "
-              "thread make every figure noisy (compare ratios within this run only)")
+    pool = info["blas"].get("num_threads") or 1
+    busy = oversubscribed(pool)   # the same rule as fastmlp train's and fit's warning
+    if busy is not None:
+        _warn(f"other processes keep {busy[0]:.1f} cores busy (1-minute load average) beside "
+              f"{pool} BLAS threads on {busy[1]} cores: they compete for the CPU, and "
+              "BLAS thread pools that wait for a descheduled thread make every figure noisy "
+              "(compare ratios within this run only)")
     info["peers"] = peer_versions(names)
     blas_threads = info["blas"].get("num_threads")
     if "torch" in names and info["peers"].get("torch"):
