@@ -19,7 +19,7 @@ What they add over sklearn's MLP:
 - ``warm_start=True``: each ``fit`` runs at most ``max_iter`` more epochs,
   continuing from the parameters *and* the optimizer state;
 - ``callbacks``: per-epoch hooks ``cb(estimator, epoch, logs)`` that may
-  stop training; a progress bar when ``verbose``;
+  stop training; a progress bar when ``verbose=2``;
 - ``dtype``: float32 input trains and predicts in float32;
 - solvers 'momentum', 'nesterov', 'adagrad', 'rmsprop' (fastmlp's book
   optimizers) beside 'sgd' and 'adam';
@@ -143,8 +143,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         drawn from.
     tol : float, default 1e-4
     verbose : bool or int, default False
-        True/1: a progress bar (tqdm) with the loss and validation score, and
-        the stopping message; 2: also sklearn's per-epoch ``Iteration`` lines.
+        True/1: scikit-learn's lines on stdout (``Iteration N, loss = X``,
+        ``Validation score: X`` when a validation set is scored, the stopping
+        message); 2: also a progress bar on stderr (terminal or notebook only).
     warm_start : bool, default False
         ``fit`` continues from the current parameters and optimizer state and
         runs at most ``max_iter`` further epochs.
