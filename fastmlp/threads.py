@@ -194,6 +194,7 @@ def set_num_threads(n):
     Pass ``None`` to return to the default: fastmlp's kernels follow
     ``OMP_NUM_THREADS``/the cores again, and numpy's BLAS pool and OpenMP's
     setting get back the counts they had before fastmlp first changed them.
+    For a setting that ends with a block, use :class:`threadpool_limits`.
 
     An estimator fit that limits numpy's BLAS to one thread for small networks
     (:func:`blas_threads_for_step`) does not undo a ``set_num_threads`` call
