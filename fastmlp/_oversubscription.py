@@ -5,8 +5,8 @@ A thread pool (numpy's OpenBLAS, OpenMP) waits at the end of every call for its 
 thread; when other processes keep the cores busy, that thread is often descheduled and the
 call takes many times longer (~10x for a small fit here, see ``shared/bench/THREADS.md``).
 The rule: the 1-minute load average of the *other* processes plus the threads about to be
-used exceeds the cores available to this process. The load and the cores can be passed in,
-so the rule is testable without a busy machine.
+used exceeds the cores available to this process by more than :data:`MARGIN`. The load and
+the cores can be passed in, so the rule is testable without a busy machine.
 """
 import logging
 import os
@@ -17,7 +17,14 @@ import warnings
 
 from .threads import available_cores
 
-__all__ = ["OversubscriptionWarning", "other_load", "oversubscribed", "warn_if_oversubscribed"]
+__all__ = ["OversubscriptionWarning", "MARGIN", "other_load", "oversubscribed",
+           "warn_if_oversubscribed"]
+
+#: Cores of load tolerated above the available ones. An idle machine's load average is
+#: rarely 0 (daemons, a desktop: 0.1-0.3), and fastmlp uses every core by default, so
+#: without a margin nearly every run would warn; half a core of steady demand is enough to
+#: keep a thread of a pool waiting.
+MARGIN = 0.5
 
 
 class OversubscriptionWarning(RuntimeWarning):
@@ -50,7 +57,7 @@ def other_load():
 
 
 def oversubscribed(threads, load=None, cores=None):
-    """``(load, cores)`` when ``load + threads > cores``, else None.
+    """``(load, cores)`` when ``load + threads > cores + MARGIN``, else None.
 
     ``load`` defaults to :func:`other_load` (None there: never oversubscribed), ``cores``
     to :func:`fastmlp.threads.available_cores`."""
@@ -58,7 +65,7 @@ def oversubscribed(threads, load=None, cores=None):
     cores = available_cores() if cores is None else int(cores)
     _log.debug("oversubscription check: load %s (others') + %d threads on %d cores",
                load, threads, cores)
-    if load is None or load + threads <= cores:
+    if load is None or load + threads <= cores + MARGIN:
         return None
     return load, cores
 
