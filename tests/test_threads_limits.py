@@ -275,3 +275,19 @@ def test_train_command_warns_with_its_option(fresh_warning, monkeypatch, thread_
         assert err[0].endswith("Fix: --threads 1")
     else:
         assert err == []
+
+
+@pytest.mark.parametrize("load,warned", [(1.5, True), (0.0, False)])
+def test_bench_warns_by_the_same_rule(monkeypatch, capsys, load, warned):
+    """``fastmlp bench`` (smallest run, fastmlp only) on numpy's BLAS pool as it is."""
+    import argparse
+
+    from fastmlp import _bench as bench
+    _machine(monkeypatch, load, cores=_numpy_blas_threads() or 1)
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--seconds", "0.01", "--repeats", "1", "--configs", "784-50-10",
+                              "--dtypes", "float32", "--only", "fastmlp"])
+    assert bench.run(args) == 0
+    err = capsys.readouterr().err
+    assert ("fastmlp bench: warning: other processes keep" in err) == warned
