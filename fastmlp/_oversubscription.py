@@ -96,8 +96,8 @@ def warn_if_oversubscribed(threads, fix, load=None, cores=None):
 
 
 def _outside_fastmlp():
-    """The ``stacklevel`` of the first frame (from the caller of warnings.warn's caller
-    outward) whose code is not in the fastmlp package."""
+    """``stacklevel`` for a ``warnings.warn`` in the function that calls this one: its
+    first caller (outward) whose code is not in the fastmlp package."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
     frame, level = sys._getframe(2), 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
