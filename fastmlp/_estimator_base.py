@@ -11,6 +11,7 @@ from . import _estimator_record as _record
 from . import _sigint, threads
 from . import optimizers as _optim
 from ._estimator_epochs import FitEpochs
+from ._estimator_layers import layer_attribute
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
 from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
@@ -178,22 +179,13 @@ class BaseMLP(BaseEstimator):
             changes["lr"] = lr
         return opt, changes
 
-    @property
-    def coefs_(self):
-        """Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of the network's
-        parameters (editing them in place edits the model)."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("coefs_ exists after fit")
-        return [net.params[f"W{i}"] for i in range(1, net.hidden_layer_num + 2)]
-
-    @property
-    def intercepts_(self):
-        """Bias vectors, ``intercepts_[i]`` of shape (units[i+1],): views of the network's parameters."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("intercepts_ exists after fit")
-        return [net.params[f"b{i}"] for i in range(1, net.hidden_layer_num + 2)]
+    coefs_ = layer_attribute(
+        "W", "coefs_", "Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of "
+        "the network's parameters; editing them in place, assigning an item or the whole list "
+        "(shapes fixed) changes the model (``fastmlp._estimator_layers``).")
+    intercepts_ = layer_attribute(
+        "b", "intercepts_", "Bias vectors, ``intercepts_[i]`` of shape (units[i+1],), as "
+        "``coefs_``.")
 
     # -- fitting -----------------------------------------------------------------
 

@@ -207,7 +207,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     out_activation_ : str
         'softmax'.
     coefs_, intercepts_ : list of ndarray
-        Views of the network's parameters.
+        Views of the network's parameters. As sklearn's lists they can be edited in place,
+        assigned item by item (``coefs_[0] = W``) or whole (``coefs_ = [...]``): the values
+        are checked (shape, real and finite) and copied into the network, so ``predict`` and
+        a later warm-started fit use them.
     stop_training_ : bool
         The last call ended on a stopping rule or a callback. ``partial_fit``
         loops should check it (with ``early_stopping`` the best parameters

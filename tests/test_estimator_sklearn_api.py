@@ -131,3 +131,102 @@ def test_divergence_in_partial_fit_with_early_stopping_stops():
             break
     assert est.stop_training_ and np.isnan(est.validation_scores_[-1])
     assert np.isfinite(est.predict(X)).all()
+
+
+# ----------------------------------------------------------------------------- coefs_ / intercepts_
+
+def _close(a, b):
+    """TESTING.md's float64 fallback tolerance."""
+    scale = max(1.0, float(np.max(np.abs(b))))
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * scale)
+
+
+def _sgd_pair(ours, theirs):
+    kw = dict(hidden_layer_sizes=(6, 5), solver="sgd", momentum=0.0, learning_rate_init=0.01,
+              batch_size=16, shuffle=False, max_iter=2, tol=0.0, random_state=0)
+    return ours(**kw), theirs(**kw)
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=["clf", "reg"])
+def test_assigning_coefs_and_intercepts_as_sklearn(ours, theirs):
+    """The same edits on both: the whole lists replaced by sklearn's, one item replaced,
+    then a warm-started fit (plain SGD, no shuffling): fastmlp's predictions and parameters
+    follow sklearn's."""
+    X, y = _blobs(80)
+    if theirs is sk.MLPRegressor:
+        y = X @ np.arange(1.0, 5.0) / 10
+    a, b = _sgd_pair(ours, theirs)
+    _quiet(a.fit, X, y)
+    _quiet(b.fit, X, y)
+    a.coefs_ = list(b.coefs_)                      # the attribute
+    for i, v in enumerate(b.intercepts_):
+        a.intercepts_[i] = v                       # item by item
+    predict = "predict_proba" if hasattr(b, "predict_proba") else "predict"
+    _close(getattr(a, predict)(X), getattr(b, predict)(X))
+    W = np.random.default_rng(3).normal(size=b.coefs_[1].shape)
+    for est in (a, b):
+        est.coefs_[1] = W.copy()
+        est.intercepts_[-1] = np.zeros_like(b.intercepts_[-1])
+    _close(getattr(a, predict)(X), getattr(b, predict)(X))
+    for est in (a, b):
+        est.set_params(warm_start=True)
+        _quiet(est.fit, X, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        _close(p, q)
+    _close(getattr(a, predict)(X), getattr(b, predict)(X))
+
+
+def test_bad_coefs_change_nothing():
+    X, y = _blobs(60)
+    est = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit, X, y)
+    before = [p.copy() for p in est.coefs_ + est.intercepts_]
+    good = [c.copy() for c in est.coefs_]
+    cases = [
+        (lambda: est.coefs_.__setitem__(0, np.ones((3, 5))), ValueError, r"coefs_\[0\].*shape"),
+        (lambda: est.intercepts_.__setitem__(-1, np.ones(4)), ValueError,
+         r"intercepts_\[1\].*shape"),
+        (lambda: est.coefs_.__setitem__(1, np.full((5, 3), "a")), TypeError, r"coefs_\[1\]"),
+        (lambda: est.coefs_.__setitem__(1, np.ones((5, 3), complex)), TypeError, r"coefs_\[1\]"),
+        (lambda: est.coefs_.__setitem__(0, np.full((4, 5), np.nan)), ValueError,
+         r"coefs_\[0\].*NaN"),
+        (lambda: est.coefs_.__setitem__(2, good[0]), IndexError, "coefs_"),
+        (lambda: setattr(est, "coefs_", good[:1]), ValueError, "coefs_ must hold 2"),
+        (lambda: setattr(est, "coefs_", [good[0], np.ones((5, 2))]), ValueError,
+         r"coefs_\[1\]"),
+        (lambda: setattr(est, "intercepts_", np.ones(5)), TypeError, "intercepts_"),
+        (lambda: est.coefs_.append(good[0]), TypeError, "coefs_"),
+    ]
+    for call, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            call()
+        for p, q in zip(est.coefs_ + est.intercepts_, before):
+            np.testing.assert_array_equal(p, q)
+    with pytest.raises(AttributeError, match="fitted"):
+        MLPClassifier().coefs_ = good
+
+
+def test_coefs_copies_are_plain_lists_and_float32_casts():
+    import copy
+    import pickle
+    X, y = _blobs(60)
+    est = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                               dtype=np.float32).fit, X, y)
+    for dup in (copy.deepcopy(est.coefs_), pickle.loads(pickle.dumps(est.coefs_))):
+        assert type(dup) is list
+        dup[0][...] = 0
+        assert est.coefs_[0].any()
+    W = np.random.default_rng(0).normal(size=(4, 5))   # float64 into a float32 model
+    est.coefs_[0] = W
+    np.testing.assert_array_equal(est.coefs_[0], W.astype(np.float32))
+    assert est.coefs_[0].dtype == np.float32
+
+
+def test_assigning_coefs_from_themselves_reversed():
+    """The new arrays may be the network's own (a plain list would swap them)."""
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    est = _quiet(MLPRegressor(hidden_layer_sizes=(4, 4), max_iter=2, random_state=0).fit,
+                 X, X[:, ::-1])
+    old = [c.copy() for c in est.coefs_]
+    est.coefs_ = est.coefs_[::-1]
+    for new, expected in zip(est.coefs_, old[::-1]):
+        np.testing.assert_array_equal(new, expected)
