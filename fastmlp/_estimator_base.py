@@ -238,8 +238,8 @@ class BaseMLP(BaseEstimator):
         params = self._checked_params()
         params["schedule"] = self._make_schedule(params)
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             f"is None.")
+            raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, "
+                             f"but the target y is None.")
         fitted = getattr(self, "_net", None) is not None
         first_pass = not fitted or (not self.warm_start and not incremental)
         if (X_val is None) != (y_val is None):
@@ -283,7 +283,8 @@ class BaseMLP(BaseEstimator):
         train = Data(X, targets, weights)
         if val is None and self.early_stopping:
             train, val = self._split_validation(
-                train, params, split_seed if dist is None else dist.rank_seed(split_seed))
+                train, params, split_seed if dist is None else dist.rank_seed(split_seed),
+                target_info)
         if train.w is not None:
             keep = train.w > 0
             if not keep.all():  # zero-weight samples contribute nothing: drop them
@@ -338,24 +339,44 @@ class BaseMLP(BaseEstimator):
         })
         return state
 
-    def _split_validation(self, train, params, split_seed):
+    def _split_validation(self, train, params, split_seed, classes):
+        """``(train, validation)`` for early stopping: a ``validation_fraction`` of ``train``,
+        stratified for a classifier. As in sklearn, which stratifies two classes only, a
+        binary split that cannot be stratified raises; with more classes fastmlp stratifies
+        when it can and otherwise splits at random (as sklearn always does)."""
         from sklearn.model_selection import train_test_split
-        stratify = None
-        if self._loss_name == "cross_entropy":
-            counts = np.bincount(train.y)
-            if counts[counts > 0].min() >= 2:
-                stratify = train.y
         arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
         fraction = params["validation_fraction"]
-        try:
-            parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed,
-                                     stratify=stratify)
-        except ValueError:
-            try:  # too few samples to stratify: a plain random split
-                parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed)
+        stratify = None
+        if self._loss_name == "cross_entropy":
+            counts = np.bincount(train.y, minlength=len(classes))
+            present = counts > 0
+            if len(classes) == 2 and counts[present].min() < 2:
+                rare = classes[np.flatnonzero(present & (counts < 2))].tolist()
+                raise ValueError(
+                    f"The least populated class in y has only 1 member, which is too few: "
+                    f"early_stopping holds out a stratified validation_fraction={fraction} of "
+                    f"the training data (scikit-learn's rule for two classes), which needs 2 "
+                    f"members of each class. Classes with too few members: {rare}. Pass "
+                    f"X_val and y_val, or set early_stopping=False.")
+            if counts[present].min() >= 2:
+                stratify = train.y
+
+        def split(stratify):
+            try:
+                return train_test_split(*arrays, test_size=fraction, random_state=split_seed,
+                                        stratify=stratify)
             except ValueError as exc:
                 raise ValueError(f"could not split a validation set (validation_fraction="
-                                 f"{fraction}) off {train.n} samples: {exc}") from None
+                                 f"{fraction}) off {train.n} samples for early_stopping: "
+                                 f"{exc}") from None
+
+        try:
+            parts = split(stratify)
+        except ValueError:
+            if stratify is None or len(classes) == 2:
+                raise
+            parts = split(None)   # more than two classes: sklearn never stratifies them
         if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset, or pass X_val and y_val.")

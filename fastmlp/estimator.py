@@ -156,7 +156,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Stop when the validation score (accuracy) has not improved by ``tol``
         for ``n_iter_no_change`` epochs, and keep the best parameters. The
         validation set is ``X_val, y_val`` when given to ``fit``, else a
-        stratified ``validation_fraction`` of the training data.
+        stratified ``validation_fraction`` of the training data (README: as sklearn's).
     validation_fraction : float in [0, 1), default 0.1
     beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
     epsilon : float, default 1e-8
@@ -207,14 +207,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     out_activation_ : str
         'softmax'.
     coefs_, intercepts_ : list of ndarray
-        Views of the network's parameters. As sklearn's lists they can be edited in place,
-        assigned item by item (``coefs_[0] = W``) or whole (``coefs_ = [...]``): the values
-        are checked (shape, real and finite) and copied into the network, so ``predict`` and
-        a later warm-started fit use them.
+        Views of the network's parameters; as sklearn's lists, assigning an item or the
+        whole list (shapes fixed) replaces the values (``fastmlp._estimator_layers``).
     stop_training_ : bool
-        The last call ended on a stopping rule or a callback. ``partial_fit``
-        loops should check it (with ``early_stopping`` the best parameters
-        have then been restored).
+        The last call ended on a stopping rule, a callback or (``early_stopping``)
+        a divergence. ``partial_fit`` loops should check it (with ``early_stopping``
+        the best parameters have then been restored).
     """
 
     _loss_name = "cross_entropy"
@@ -253,8 +251,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
                     comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
-
-        The positional order is scikit-learn's (>= 1.7): ``sample_weight`` before ``classes``.
 
         Parameters
         ----------
@@ -349,8 +345,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if bad.shape != y.shape:
             bad = np.ones(y.shape, bool)
         if np.any(bad):
-            unseen = np.unique(y[bad])
-            raise ValueError(f"{name} has classes not in classes_ {classes!r}: {unseen!r}")
+            raise ValueError(f"`{name}` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. '{name}' has {np.unique(y)}.")   # sklearn's wording
         return np.ascontiguousarray(idx_clipped, dtype=np.intp)
 
     def _encode_val_targets(self, y_val, n, classes, dtype):

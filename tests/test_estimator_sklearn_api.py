@@ -230,3 +230,45 @@ def test_assigning_coefs_from_themselves_reversed():
     est.coefs_ = est.coefs_[::-1]
     for new, expected in zip(est.coefs_, old[::-1]):
         np.testing.assert_array_equal(new, expected)
+
+
+# ----------------------------------------------------------------------------- the validation split
+
+def test_unstratifiable_early_stopping_split_as_sklearn():
+    """Two classes, one with a single member: sklearn's stratified split raises its "least
+    populated class" ValueError, and so does fastmlp's (naming the class); with three
+    classes sklearn does not stratify and both fit."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    binary = np.array(["a"] * 39 + ["b"])
+    three = np.array(["a"] * 20 + ["c"] * 19 + ["b"])
+    kw = dict(early_stopping=True, max_iter=3, random_state=0)
+    for cls in (sk.MLPClassifier, MLPClassifier):
+        with pytest.raises(ValueError, match="least populated class"):
+            _quiet(cls(**kw).fit, X, binary)
+        with pytest.raises(ValueError):    # a validation set of 1 sample cannot hold 2 classes
+            _quiet(cls(**kw).fit, X[:10], np.arange(10) % 2)
+        _quiet(cls(**kw).fit, X, three)
+    with pytest.raises(ValueError, match=r"\['b'\].*X_val"):
+        MLPClassifier(**kw).fit(X, binary)
+    _quiet(MLPClassifier(**kw).fit, X, binary, X_val=X[:5], y_val=binary[-5:])
+
+
+# ----------------------------------------------------------------------------- optimizer state
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=["clf", "reg"])
+def test_which_calls_keep_the_optimizer_state(ours, theirs):
+    """README's claim: sklearn's partial_fit keeps its optimizer (Adam's step count grows),
+    its warm-started fit starts a new one; fastmlp keeps it in both."""
+    X, y = _blobs(60)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=2, random_state=0, warm_start=True)
+    steps = {}
+    for cls, count in ((theirs, lambda opt: opt.t), (ours, lambda opt: opt.iter)):
+        est = _quiet(cls(**kw).fit, X, y)
+        opt, after_fit = est._optimizer, count(est._optimizer)
+        _quiet(est.partial_fit, X, y)
+        assert est._optimizer is opt and count(opt) > after_fit
+        after_partial = count(opt)
+        _quiet(est.fit, X, y)
+        steps[cls] = (est._optimizer is opt, count(est._optimizer) > after_partial)
+    assert steps[theirs] == (False, False)
+    assert steps[ours] == (True, True)
