@@ -306,8 +306,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if incremental and classes is not None:
             classes = unique_labels(np.asarray(classes))
             if not first_pass and not np.array_equal(classes, self.classes_):
-                raise ValueError(f"classes={classes!r} is not the same as on the first call "
-                                 f"to partial_fit, which was {self.classes_!r}")
+                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                                 f"partial_fit, was: {self.classes_!r}")   # sklearn's wording
         if first_pass:
             if incremental:
                 if classes is None:

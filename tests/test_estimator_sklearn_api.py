@@ -272,3 +272,27 @@ def test_which_calls_keep_the_optimizer_state(ours, theirs):
         steps[cls] = (est._optimizer is opt, count(est._optimizer) > after_partial)
     assert steps[theirs] == (False, False)
     assert steps[ours] == (True, True)
+
+
+# ----------------------------------------------------------------------------- messages
+
+def test_error_messages_as_sklearns():
+    """The same call fails with the same exception and wording on both."""
+    X, y = _blobs(60)
+    cases = [
+        (lambda cls: cls().fit(X, None), "This MLPClassifier estimator requires y to be passed"),
+        (lambda cls: cls().partial_fit(X, y), "classes must be passed on the first call"),
+        (lambda cls: cls(max_iter=2).partial_fit(X, y, classes=[0, 1, 2]).partial_fit(X, y + 5),
+         r"`y` has classes not in `self.classes_`. `self.classes_` has \[0 1 2\]. "
+         r"'y' has \[5 6 7\]"),
+        (lambda cls: cls().partial_fit(X, y, classes=[0, 1, 2]).partial_fit(
+            X, y, classes=[0, 1, 2, 3]), "is not the same as on last call to partial_fit"),
+        (lambda cls: cls(max_iter=2, warm_start=True).fit(X, y).fit(X, y + 5),
+         "warm_start can only be used where `y` has the same classes"),
+        (lambda cls: cls(hidden_layer_sizes=(0,)).fit(X, y), r"hidden_layer_sizes must be > 0"),
+        (lambda cls: cls(max_iter=1).predict(X), "This MLPClassifier instance is not fitted"),
+    ]
+    for call, match in cases:
+        for cls in (sk.MLPClassifier, MLPClassifier):
+            with pytest.raises(ValueError, match=match):
+                _quiet(call, cls)
