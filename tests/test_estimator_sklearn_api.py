@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -174,6 +176,29 @@ def test_assigning_coefs_and_intercepts_as_sklearn(ours, theirs):
     for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         _close(p, q)
     _close(getattr(a, predict)(X), getattr(b, predict)(X))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None)
+@given(hidden=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       n_features=st.integers(1, 4), n_outputs=st.integers(1, 3), seed=st.integers(0, 2**16),
+       by_item=st.booleans())
+def test_assigned_layers_predict_as_sklearn(hidden, n_features, n_outputs, seed, by_item):
+    """Any architecture: the same new layers given to both (whole lists or item by item)
+    give sklearn's predictions."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(12, n_features))
+    y = rng.normal(size=(12, n_outputs)) if n_outputs > 1 else rng.normal(size=12)
+    kw = dict(hidden_layer_sizes=hidden, max_iter=1, random_state=0)
+    ours, theirs = (_quiet(cls(**kw).fit, X, y) for cls in (MLPRegressor, sk.MLPRegressor))
+    coefs = [rng.normal(size=c.shape) for c in theirs.coefs_]
+    intercepts = [rng.normal(size=b.shape) for b in theirs.intercepts_]
+    for est in (ours, theirs):
+        if by_item:
+            for i, (W, b) in enumerate(zip(coefs, intercepts)):
+                est.coefs_[i], est.intercepts_[i] = W.copy(), b.copy()
+        else:
+            est.coefs_, est.intercepts_ = [W.copy() for W in coefs], [b.copy() for b in intercepts]
+    _close(ours.predict(X), theirs.predict(X))
 
 
 def test_bad_coefs_change_nothing():
