@@ -11,6 +11,7 @@ from . import _estimator_record as _record
 from . import _sigint, threads
 from . import optimizers as _optim
 from ._estimator_epochs import FitEpochs
+from ._estimator_layers import layer_attribute
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
 from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
@@ -178,22 +179,13 @@ class BaseMLP(BaseEstimator):
             changes["lr"] = lr
         return opt, changes
 
-    @property
-    def coefs_(self):
-        """Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of the network's
-        parameters (editing them in place edits the model)."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("coefs_ exists after fit")
-        return [net.params[f"W{i}"] for i in range(1, net.hidden_layer_num + 2)]
-
-    @property
-    def intercepts_(self):
-        """Bias vectors, ``intercepts_[i]`` of shape (units[i+1],): views of the network's parameters."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("intercepts_ exists after fit")
-        return [net.params[f"b{i}"] for i in range(1, net.hidden_layer_num + 2)]
+    coefs_ = layer_attribute(
+        "W", "coefs_", "Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of "
+        "the network's parameters; editing them in place, assigning an item or the whole list "
+        "(shapes fixed) changes the model (``fastmlp._estimator_layers``).")
+    intercepts_ = layer_attribute(
+        "b", "intercepts_", "Bias vectors, ``intercepts_[i]`` of shape (units[i+1],), as "
+        "``coefs_``.")
 
     # -- fitting -----------------------------------------------------------------
 
@@ -246,8 +238,8 @@ class BaseMLP(BaseEstimator):
         params = self._checked_params()
         params["schedule"] = self._make_schedule(params)
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             f"is None.")
+            raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, "
+                             f"but the target y is None.")
         fitted = getattr(self, "_net", None) is not None
         first_pass = not fitted or (not self.warm_start and not incremental)
         if (X_val is None) != (y_val is None):
@@ -291,7 +283,8 @@ class BaseMLP(BaseEstimator):
         train = Data(X, targets, weights)
         if val is None and self.early_stopping:
             train, val = self._split_validation(
-                train, params, split_seed if dist is None else dist.rank_seed(split_seed))
+                train, params, split_seed if dist is None else dist.rank_seed(split_seed),
+                target_info)
         if train.w is not None:
             keep = train.w > 0
             if not keep.all():  # zero-weight samples contribute nothing: drop them
@@ -346,24 +339,44 @@ class BaseMLP(BaseEstimator):
         })
         return state
 
-    def _split_validation(self, train, params, split_seed):
+    def _split_validation(self, train, params, split_seed, classes):
+        """``(train, validation)`` for early stopping: a ``validation_fraction`` of ``train``,
+        stratified for a classifier. As in sklearn, which stratifies two classes only, a
+        binary split that cannot be stratified raises; with more classes fastmlp stratifies
+        when it can and otherwise splits at random (as sklearn always does)."""
         from sklearn.model_selection import train_test_split
-        stratify = None
-        if self._loss_name == "cross_entropy":
-            counts = np.bincount(train.y)
-            if counts[counts > 0].min() >= 2:
-                stratify = train.y
         arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
         fraction = params["validation_fraction"]
-        try:
-            parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed,
-                                     stratify=stratify)
-        except ValueError:
-            try:  # too few samples to stratify: a plain random split
-                parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed)
+        stratify = None
+        if self._loss_name == "cross_entropy":
+            counts = np.bincount(train.y, minlength=len(classes))
+            present = counts > 0
+            if len(classes) == 2 and counts[present].min() < 2:
+                rare = classes[np.flatnonzero(present & (counts < 2))].tolist()
+                raise ValueError(
+                    f"The least populated class in y has only 1 member, which is too few: "
+                    f"early_stopping holds out a stratified validation_fraction={fraction} of "
+                    f"the training data (scikit-learn's rule for two classes), which needs 2 "
+                    f"members of each class. Classes with too few members: {rare}. Pass "
+                    f"X_val and y_val, or set early_stopping=False.")
+            if counts[present].min() >= 2:
+                stratify = train.y
+
+        def split(stratify):
+            try:
+                return train_test_split(*arrays, test_size=fraction, random_state=split_seed,
+                                        stratify=stratify)
             except ValueError as exc:
                 raise ValueError(f"could not split a validation set (validation_fraction="
-                                 f"{fraction}) off {train.n} samples: {exc}") from None
+                                 f"{fraction}) off {train.n} samples for early_stopping: "
+                                 f"{exc}") from None
+
+        try:
+            parts = split(stratify)
+        except ValueError:
+            if stratify is None or len(classes) == 2:
+                raise
+            parts = split(None)   # more than two classes: sklearn never stratifies them
         if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset, or pass X_val and y_val.")

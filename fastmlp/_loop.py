@@ -11,11 +11,13 @@ import sys
 import numpy as np
 
 
-class DivergenceError(FloatingPointError):
+class DivergenceError(FloatingPointError, ValueError):
     """Training stopped because the loss became NaN or infinite.
 
     The update of the failing step was not applied: the network's parameters
-    (and the optimizer's state) are those of the last good step.
+    (and the optimizer's state) are those of the last good step. A ValueError
+    too, as scikit-learn's MLP raises ValueError ("Solver produced non-finite
+    parameter weights") where its training diverges.
 
     Attributes
     ----------

@@ -11,13 +11,15 @@ Each training step is one compiled forward/backward pass
 
 What they add over sklearn's MLP:
 
-- ``fit(X, y, X_val=None, y_val=None, sample_weight=None)``: your own
+- ``fit(X, y, sample_weight=None, *, X_val=None, y_val=None)``: your own
   validation set (for ``early_stopping`` or just to monitor);
   ``validation_loss_curve_`` beside ``loss_curve_``;
-- ``partial_fit`` keeps the optimizer state (Adam moments, velocities)
-  between calls, takes ``sample_weight``, and works with ``early_stopping``;
+- ``partial_fit`` works with ``early_stopping`` (sklearn raises) and takes
+  ``X_val``/``y_val``; like sklearn's it keeps the optimizer state (Adam
+  moments, velocities) between calls;
 - ``warm_start=True``: each ``fit`` runs at most ``max_iter`` more epochs,
-  continuing from the parameters *and* the optimizer state;
+  continuing from the parameters *and* the optimizer state (sklearn's
+  warm-started ``fit`` keeps the parameters but starts a fresh optimizer);
 - ``callbacks``: per-epoch hooks ``cb(estimator, epoch, logs)`` that may
   stop training; a progress bar when ``verbose``;
 - ``dtype``: float32 input trains and predicts in float32;
@@ -154,7 +156,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Stop when the validation score (accuracy) has not improved by ``tol``
         for ``n_iter_no_change`` epochs, and keep the best parameters. The
         validation set is ``X_val, y_val`` when given to ``fit``, else a
-        stratified ``validation_fraction`` of the training data.
+        stratified ``validation_fraction`` of the training data (README: as sklearn's).
     validation_fraction : float in [0, 1), default 0.1
     beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
     epsilon : float, default 1e-8
@@ -205,16 +207,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     out_activation_ : str
         'softmax'.
     coefs_, intercepts_ : list of ndarray
-        Views of the network's parameters.
+        Views of the network's parameters; as sklearn's lists, assigning an item or the
+        whole list (shapes fixed) replaces the values (``fastmlp._estimator_layers``).
     stop_training_ : bool
-        The last call ended on a stopping rule or a callback. ``partial_fit``
-        loops should check it (with ``early_stopping`` the best parameters
-        have then been restored).
+        The last call ended on a stopping rule, a callback or (``early_stopping``)
+        a divergence. ``partial_fit`` loops should check it (with ``early_stopping``
+        the best parameters have then been restored).
     """
 
     _loss_name = "cross_entropy"
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -222,12 +225,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Class labels of any type sklearn accepts (ints, strings, ...).
-        X_val, y_val : array-like, optional
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; integer weights are equivalent to repeated rows.
+        X_val, y_val : array-like, optional, keyword-only
             Validation set: scored every epoch (``validation_scores_``,
             ``validation_loss_curve_``) and, with ``early_stopping``, used
             instead of an internal split.
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; integer weights are equivalent to repeated rows.
         comm : mpi4py communicator, optional
             Data-parallel fit over its ranks, each passing its own shard (module docstring).
 
@@ -245,17 +248,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None, X_val=None, y_val=None, *,
+    def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
                     comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         Parameters
         ----------
         X, y : as in ``fit``
+        sample_weight : array-like of shape (n_samples,), optional
         classes : array-like, required on the first call
             All class labels across the calls.
-        sample_weight : array-like of shape (n_samples,), optional
-        X_val, y_val : array-like, optional
+        X_val, y_val : array-like, optional, keyword-only
             Validation set; with ``early_stopping`` and none given, a
             ``validation_fraction`` of this chunk is held out.
 
@@ -303,8 +306,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if incremental and classes is not None:
             classes = unique_labels(np.asarray(classes))
             if not first_pass and not np.array_equal(classes, self.classes_):
-                raise ValueError(f"classes={classes!r} is not the same as on the first call "
-                                 f"to partial_fit, which was {self.classes_!r}")
+                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                                 f"partial_fit, was: {self.classes_!r}")   # sklearn's wording
         if first_pass:
             if incremental:
                 if classes is None:
@@ -342,8 +345,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if bad.shape != y.shape:
             bad = np.ones(y.shape, bool)
         if np.any(bad):
-            unseen = np.unique(y[bad])
-            raise ValueError(f"{name} has classes not in classes_ {classes!r}: {unseen!r}")
+            raise ValueError(f"`{name}` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. '{name}' has {np.unique(y)}.")   # sklearn's wording
         return np.ascontiguousarray(idx_clipped, dtype=np.intp)
 
     def _encode_val_targets(self, y_val, n, classes, dtype):
@@ -411,16 +414,16 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"got {self.loss!r}")
         return super()._checked_params()
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        X_val, y_val : array-like, optional
-            Validation set (R² per epoch; used by ``early_stopping``).
         sample_weight : array-like of shape (n_samples,), optional
+        X_val, y_val : array-like, optional, keyword-only
+            Validation set (R² per epoch; used by ``early_stopping``).
 
         Returns
         -------
@@ -428,7 +431,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None, *, comm=None):
+    def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         As ``MLPClassifier.partial_fit`` (without ``classes``): nothing changes if

@@ -156,7 +156,7 @@ def test_partial_fit_validates_classes():
         model.partial_fit(X, y)
     model.partial_fit(X[y != 2], y[y != 2], classes=[0, 1, 2])  # a chunk may miss a class
     assert list(model.classes_) == [0, 1, 2]
-    with pytest.raises(ValueError, match="not in classes_"):
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
         model.partial_fit(X, y + 1)
 
 
