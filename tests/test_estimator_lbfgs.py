@@ -288,3 +288,56 @@ def test_sparse_X_is_never_densified_whole(solver, monkeypatch):
                               random_state=0).fit(X, y)
     model.predict(X)
     assert largest and max(largest) <= 200, max(largest)
+
+
+# ----------------------------------------------------------------------------- fastmlp's extras
+
+def test_interrupt_leaves_the_last_iterate_and_callbacks_stop():
+    """Ctrl-C (here raised by a callback after iteration 4) stops the fit with sklearn's
+    "interrupted" warning and the model at its last iterate: loss_ is the objective there.
+    A callback returning True stops without a ConvergenceWarning."""
+    X, y = _blobs()
+
+    def interrupt(est, iteration, logs):
+        if iteration == 4:
+            raise KeyboardInterrupt
+
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(5,), random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"):
+        model = MLPClassifier(callbacks=[interrupt], **kw).fit(X, y)
+    assert model.n_iter_ == 4 and len(model.loss_curve_) == 4
+    again = MLPClassifier(max_iter=4, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        again.fit(X, y)
+    np.testing.assert_array_equal(model.coefs_[0], again.coefs_[0])
+    assert model.loss_ == again.loss_
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        stopped = MLPClassifier(callbacks=[lambda est, it, logs: it == 3], **kw)
+        stopped.fit(X, y, X_val=X[:20], y_val=y[:20])
+    assert stopped.n_iter_ == 3 and stopped.stop_training_
+    assert len(stopped.validation_scores_) == 3
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_save_load_and_warm_start(Est, tmp_path):
+    import fastmlp
+    X, y = _blobs() if Est is MLPClassifier else _regression()
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=5, max_fun=77, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Est(**kw).fit(X, y)
+        fastmlp.save(model, tmp_path / "m.fmlp")
+        loaded = fastmlp.load(tmp_path / "m.fmlp")
+        assert loaded.max_fun == 77
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+        # warm start: five more iterations from the fitted parameters, as sklearn's
+        ours = Est(warm_start=True, **kw)
+        sk = (SkClassifier if Est is MLPClassifier else SkRegressor)(warm_start=True, **kw)
+        _fit_both(sk, ours, X, y)
+        ours.fit(X, y)
+        sk.fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_ == 5 and len(ours.loss_curve_) == 10
+    assert _max_diff(sk, ours) <= 1e-9
