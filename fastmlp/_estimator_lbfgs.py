@@ -143,7 +143,7 @@ class LbfgsFit:
                             f"(max_iter={est.max_iter}).")
             message += ("\nYou might also want to scale the data as shown in:\n"
                         "    https://scikit-learn.org/stable/modules/preprocessing.html")
-            warnings.warn(message, ConvergenceWarning, stacklevel=4)
+            warnings.warn(message, ConvergenceWarning, stacklevel=5)   # the caller of fit
 
     def iteration_end(self, intermediate_result):
         """scipy's per-iteration callback: the iterate becomes the model, its loss is recorded

@@ -28,10 +28,8 @@ What they add over sklearn's MLP:
 
 Differences from sklearn's MLP, all deliberate:
 
-- solver 'lbfgs' (scipy's L-BFGS-B, as sklearn; ``fastmlp._estimator_lbfgs``) also records
-  ``loss_curve_`` (the objective after each iteration) and the validation histories, and
-  runs ``callbacks`` after each iteration; a float32 model computes in float32;
-- sparse X (CSR/CSC) is densified a block of rows at a time (``fastmlp._sparse_rows``);
+- solver 'lbfgs' is sklearn's (``_estimator_lbfgs``) plus ``loss_curve_`` per iteration;
+  sparse X (CSR/CSC) is densified a block of rows at a time (``_sparse_rows``);
 - binary classification uses a two-unit softmax output (sklearn: one
   logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
   family is the same; multilabel targets are not supported;
@@ -108,7 +106,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Minimises the mean cross-entropy of a softmax output plus
     ``0.5 * alpha * sum(W**2) / batch_weight`` (sklearn's objective) with a
-    stochastic solver. Parameters follow ``sklearn.neural_network.MLPClassifier``.
+    stochastic solver or L-BFGS. Parameters follow ``sklearn.neural_network.MLPClassifier``.
 
     Parameters
     ----------
@@ -125,8 +123,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         'momentum', 'nesterov', 'adagrad', 'rmsprop': fastmlp's book
         optimizers (``fastmlp.optimizers``; 'nesterov' is the book's form,
         AdaGrad/RMSprop use the book's eps 1e-7 and RMSprop decay 0.99).
-        'lbfgs': scipy's L-BFGS-B on the full-batch objective (``max_iter`` iterations,
-        ``max_fun`` evaluations, ``gtol=tol``); no ``partial_fit`` (AttributeError, as sklearn).
+        'lbfgs': scipy's L-BFGS-B on the whole set, no ``partial_fit`` (as sklearn).
     alpha : float, default 1e-4
         L2 strength; the penalty ``0.5 * alpha * sum(W**2)`` is divided by the
         mini-batch's total sample weight (its size when unweighted), as in sklearn.
@@ -166,7 +163,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     epsilon : float, default 1e-8
     n_iter_no_change : int or np.inf, default 10
     max_fun : int >= 1, default 15000
-        'lbfgs' only: the most loss evaluations (scipy's ``maxfun``, checked after each iteration).
+        'lbfgs' only: the most loss evaluations (scipy's ``maxfun``).
     dtype : {None, np.float32, np.float64}, default None
         Computation dtype; None: float32 for float32 X, else float64.
     callbacks : list of callables, optional
@@ -194,14 +191,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Lowest training loss so far.
     loss_curve_ : list of float
         Mean mini-batch loss (weighted by batch weight) per epoch, over all
-        fit/partial_fit calls since the model was (re)initialised.
+        fit/partial_fit calls since the model was (re)initialised ('lbfgs': per iteration).
     validation_scores_ : list of float or None
         Accuracy on the validation set per epoch (when there is one).
     validation_loss_curve_ : list of float or None
         Mean cross-entropy (no L2 penalty) on the validation set per epoch.
     best_validation_score_ : float or None
     n_iter_ : int
-        Epochs run by the last call.
+        Epochs run by the last call ('lbfgs': iterations, ``min(nit, max_iter)``).
     t_ : int
         Training samples seen (sklearn's meaning), counted with each applied step.
     n_features_in_ : int

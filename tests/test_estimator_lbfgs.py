@@ -341,3 +341,29 @@ def test_save_load_and_warm_start(Est, tmp_path):
         sk.fit(X, y)
     assert ours.n_iter_ == sk.n_iter_ == 5 and len(ours.loss_curve_) == 10
     assert _max_diff(sk, ours) <= 1e-9
+
+
+def test_packed_parameters_are_views_and_change_no_result():
+    """``pack_parameters``: every parameter becomes a view of one buffer (the layers hold the
+    views), values and the network's gradient bitwise unchanged, the padding zero."""
+    import fastmlp
+    from fastmlp._fused import pack_parameters
+    rng = np.random.default_rng(0)
+    net = fastmlp.MultiLayerNet(5, [7, 4], 3, seed=0)
+    x, t = rng.normal(size=(9, 5)), rng.integers(0, 3, 9)
+    before = {k: v.copy() for k, v in net.params.items()}
+    grads = {k: v.copy() for k, v in net.gradient(x, t).items()}
+    packed = pack_parameters(net)
+    covered = np.zeros(packed.shape, bool)
+    for i in (1, 2, 3):
+        for kind in "Wb":
+            name = f"{kind}{i}"
+            view = net.params[name]
+            assert np.shares_memory(view, packed)
+            assert getattr(net.layers[f"Affine{i}"], kind) is view
+            np.testing.assert_array_equal(view, before[name])
+            start = (view.__array_interface__["data"][0] - packed.ctypes.data) // 8
+            covered[start:start + view.size] = True
+    assert not packed[~covered].any()
+    for name, g in net.gradient(x, t).items():
+        np.testing.assert_array_equal(g, grads[name])
