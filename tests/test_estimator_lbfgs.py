@@ -367,3 +367,72 @@ def test_packed_parameters_are_views_and_change_no_result():
     assert not packed[~covered].any()
     for name, g in net.gradient(x, t).items():
         np.testing.assert_array_equal(g, grads[name])
+
+
+# ----------------------------------------------------------------------------- one evaluation
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@example(seed=1, n=130, n_features=4, hidden=[5, 3], activation="tanh", alpha=0.7,
+         weighted=True, regression_outputs=0, block_bytes=1)
+@example(seed=2, n=150, n_features=3, hidden=[4], activation="relu", alpha=1e-4,
+         weighted=False, regression_outputs=3, block_bytes=1)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 150), n_features=st.integers(1, 6),
+       hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2),
+       activation=st.sampled_from(["identity", "logistic", "tanh", "relu"]),
+       alpha=st.sampled_from([0.0, 1e-4, 0.7]), weighted=st.booleans(),
+       regression_outputs=st.sampled_from([0, 1, 3]), block_bytes=st.sampled_from([None, 1]))
+def test_one_evaluation_is_sklearns_loss_grad_lbfgs(seed, n, n_features, hidden, activation,
+                                                    alpha, weighted, regression_outputs,
+                                                    block_bytes):
+    """The objective scipy sees, at one random point: fastmlp's (loss, gradient) against
+    sklearn's ``_loss_grad_lbfgs`` (classifier with 3 classes, or 1-3 regression outputs;
+    with sample weights; in one block or in blocks of 64 rows). Tolerances: TESTING.md's
+    loss scalar rtol 1e-12 and the fallback rtol 1e-9, atol 1e-12 * scale for the gradient."""
+    from fastmlp import _sparse_rows
+    from fastmlp._estimator_base import Data
+    from fastmlp._estimator_lbfgs import FullBatchObjective
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_features))
+    w = rng.uniform(0.1, 2.0, n) if weighted else None
+    kw = dict(solver="lbfgs", hidden_layer_sizes=tuple(hidden), activation=activation,
+              alpha=alpha, max_iter=1, random_state=0)
+    if regression_outputs:
+        y = rng.normal(size=(n, regression_outputs))
+        y = y[:, 0] if regression_outputs == 1 else y
+        sk, ours = SkRegressor(**kw), MLPRegressor(**kw)
+    else:
+        y = np.arange(n) % 3
+        sk, ours = SkClassifier(**kw), MLPClassifier(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X, y, sample_weight=w)
+        ours.fit(X, y)
+    for a, b in zip(sk.coefs_ + sk.intercepts_, ours.coefs_ + ours.intercepts_):
+        a[...] = b[...] = rng.uniform(-1, 1, a.shape)
+    Y = sk._label_binarizer.transform(y) if not regression_outputs else y.reshape(n, -1)
+    layers = sk.n_layers_
+    sk_loss, sk_grad = sk._loss_grad_lbfgs(
+        np.hstack([a.ravel() for a in sk.coefs_ + sk.intercepts_]), X, Y, w,
+        [X] + [None] * (layers - 1), [None] * (layers - 1),
+        [np.empty_like(c) for c in sk.coefs_], [np.empty_like(b) for b in sk.intercepts_])
+
+    targets = Y.astype(np.float64) if regression_outputs else np.asarray(y, np.intp)
+    old = _sparse_rows.BLOCK_BYTES
+    _sparse_rows.BLOCK_BYTES = block_bytes or old
+    try:
+        objective = FullBatchObjective(ours._net, Data(X, targets, w), alpha,
+                                       regression_outputs if regression_outputs > 1 else None)
+    finally:
+        _sparse_rows.BLOCK_BYTES = old
+    assert (len(objective.blocks) > 1) == (block_bytes is not None and n > 64)
+    loss, grad = objective(objective.start())
+    np.testing.assert_allclose(loss, sk_loss, rtol=1e-12)
+    ours_grad = np.concatenate([view.ravel() for name, view in
+                                sorted(zip(objective.names, objective.grad_views),
+                                       key=lambda p: (p[0][0] == "b", int(p[0][1:])))])
+    scale = np.abs(sk_grad).max()
+    np.testing.assert_allclose(ours_grad, sk_grad, rtol=1e-9, atol=1e-12 * scale)
