@@ -12,7 +12,9 @@ from . import _sigint, threads
 from . import optimizers as _optim
 from ._estimator_epochs import FitEpochs
 from ._estimator_layers import layer_attribute
+from ._estimator_lbfgs import LbfgsFit
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
+from ._sparse_rows import as_row_sparse, is_sparse, predict_rows
 from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
 
@@ -37,8 +39,8 @@ class BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
-                 callbacks=None, dropout=0.0, batch_norm=False):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, callbacks=None, dropout=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -61,6 +63,7 @@ class BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
         self.dropout = dropout
@@ -75,7 +78,8 @@ class BaseMLP(BaseEstimator):
     # -- data ------------------------------------------------------------------
 
     def _validate_X(self, X, dtype, reset, y=None, est=None):
-        """X (and y) through sklearn's validate_data: 2-D, finite, dense, C-contiguous, ``dtype``.
+        """X (and y) through sklearn's validate_data: 2-D, finite, ``dtype``; C-contiguous, or
+        scipy.sparse as CSR (CSR and CSC accepted, as sklearn's MLP; ``_sparse_rows``).
 
         ``est`` (default self) is the estimator validate_data checks against and, with
         ``reset``, records ``n_features_in_``/``feature_names_in_`` on."""
@@ -83,10 +87,14 @@ class BaseMLP(BaseEstimator):
         est = self if est is None else est
         if dtype is None:
             dtype = (np.float64, np.float32)
+        kw = dict(reset=reset, dtype=dtype, order="C", accept_sparse=["csr", "csc"])
         if y is None:
-            return validate_data(est, X, reset=reset, dtype=dtype, order="C")
-        return validate_data(est, X, y, reset=reset, dtype=dtype, order="C",
-                             **self._y_check_params())
+            X = validate_data(est, X, **kw)
+        else:
+            X, y = validate_data(est, X, y, **kw, **self._y_check_params())
+        if is_sparse(X):
+            X = as_row_sparse(X)
+        return X if y is None else (X, y)
 
     def _stand_in(self):
         """A shallow stand-in of this estimator without its feature attributes: fit validates
@@ -131,6 +139,8 @@ class BaseMLP(BaseEstimator):
         return net
 
     def _make_optimizer(self, params):
+        if self.solver == "lbfgs":
+            return None   # scipy's L-BFGS-B keeps no state between fits (``_estimator_lbfgs``)
         lr, solver, momentum = params["lr"], self.solver, params["momentum"]
         if solver == "adam":
             return _optim.Adam(lr, params["beta_1"], params["beta_2"], eps=params["epsilon"])
@@ -255,6 +265,13 @@ class BaseMLP(BaseEstimator):
         if dist is not None and (params["dropout"] > 0 or params["batch_norm"]):
             raise ValueError("dropout and batch_norm are not available in a data-parallel fit "
                              "(comm=...)")
+        lbfgs = self.solver == "lbfgs"
+        if lbfgs and (params["dropout"] > 0 or params["batch_norm"]):
+            raise ValueError("dropout and batch_norm are not available with solver='lbfgs' "
+                             "(a deterministic full-batch objective)")
+        if dist is not None and (lbfgs or is_sparse(X)):
+            raise ValueError("solver='lbfgs' and sparse X are not available in a data-parallel "
+                             "fit (comm=...)")
 
         # ---- validate everything: validate_data(reset=True) records n_features_in_ and
         # feature_names_in_ on the estimator it checks, so a first pass checks a stand-in
@@ -281,7 +298,7 @@ class BaseMLP(BaseEstimator):
         else:
             rng, split_seed = self._rng, self._split_seed
         train = Data(X, targets, weights)
-        if val is None and self.early_stopping:
+        if val is None and self.early_stopping and not lbfgs:   # sklearn's lbfgs: all data
             train, val = self._split_validation(
                 train, params, split_seed if dist is None else dist.rank_seed(split_seed),
                 target_info)
@@ -380,7 +397,8 @@ class BaseMLP(BaseEstimator):
         if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset, or pass X_val and y_val.")
-        X_tr, X_va, y_tr, y_va = (np.ascontiguousarray(p) for p in parts[:4])
+        X_tr, X_va, y_tr, y_va = (p if is_sparse(p) else np.ascontiguousarray(p)
+                                  for p in parts[:4])
         w_tr = w_va = None
         if train.w is not None:
             w_tr, w_va = parts[4], parts[5]
@@ -396,6 +414,9 @@ class BaseMLP(BaseEstimator):
 
     def _run_epochs(self, train, val, params, incremental, critical, dist=None):
         """The fit call's epochs on fastmlp's one training loop (``_estimator_epochs``)."""
+        if self.solver == "lbfgs":
+            LbfgsFit(self, train, val, params).run(critical)
+            return
         epochs = (FitEpochs(self, train, val, params, incremental) if dist is None
                   else dist.epochs(self, train, val, params, incremental))
         epochs.run(critical)
@@ -424,7 +445,7 @@ class BaseMLP(BaseEstimator):
         """Network outputs (logits or predictions) for validated X, in the model dtype."""
         self._check_fitted()
         X = self._validate_X(X, self._dtype, reset=False)
-        return self._net.predict(X)
+        return predict_rows(self._net, X)
 
     # -- persistence (pickle and fastmlp.save) ---------------------------------------
 
@@ -442,7 +463,7 @@ class BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def to_record(self, arrays):

@@ -316,7 +316,7 @@ def test_multilabel_and_unsupported_options_raise_clearly():
     X, y = _blobs(30)
     with pytest.raises(ValueError, match="multilabel"):
         MLPClassifier().fit(X, np.column_stack([y == 0, y == 1]).astype(int))
-    for kwargs, match in [({"solver": "lbfgs"}, "lbfgs"), ({"activation": "softplus"}, "softplus"),
+    for kwargs, match in [({"solver": "newton"}, "newton"), ({"activation": "softplus"}, "softplus"),
                           ({"hidden_layer_sizes": (0,)}, "> 0"), ({"alpha": -1}, "alpha"),
                           ({"batch_size": 0}, "batch_size"), ({"beta_1": 1.0}, "beta_1")]:
         with pytest.raises(ValueError, match=match):
