@@ -167,6 +167,32 @@ def test_verbose_lines_are_sklearns(kind, name):
     assert [m for m in re.findall(r"tol=\S+|to \S+", ours)] == re.findall(r"tol=\S+|to \S+", theirs)
 
 
+def test_lbfgs_verbose():
+    """sklearn's lbfgs prints nothing of its own (scipy >= 1.15 takes no iprint); level 2
+    adds fastmlp's per-iteration lines."""
+    kw = dict(solver="lbfgs", max_iter=5)
+    ours = _verbose_fit(fastmlp.MLPClassifier, "classifier", kw, 1)
+    theirs = _verbose_fit(neural_network.MLPClassifier, "classifier", kw, 1)
+    assert _NUMBER.sub("X", ours) == _NUMBER.sub("X", theirs)
+    two = _verbose_fit(fastmlp.MLPClassifier, "classifier", kw, 2).splitlines()
+    assert two and all(re.fullmatch(rf"Iteration {i}, loss = \d+\.\d{{8}}", line)
+                       for i, line in enumerate(two, 1))
+
+
+def test_verbose_lines_of_an_epoch_cut_by_divergence():
+    """With early_stopping a divergence ends the fit (a ConvergenceWarning says why); the
+    cut epoch still gets sklearn's two lines."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 4)) * 100
+    model = fastmlp.MLPRegressor(hidden_layer_sizes=(6,), solver="sgd", learning_rate_init=10.0,
+                                 early_stopping=True, verbose=1, random_state=0, max_iter=20)
+    lines = _run(lambda: model.fit(X, X[:, 0] * 1e3), io.StringIO()).splitlines()
+    assert not np.isfinite(model.loss_curve_[-1])
+    assert len(lines) == 2 * len(model.loss_curve_)
+    assert re.fullmatch(rf"Iteration {len(model.loss_curve_)}, loss = (inf|nan)", lines[-2])
+    assert lines[-1] == "Validation score: nan"
+
+
 def test_verbose_levels():
     kw = dict(max_iter=3)
     quiet_err, err1, err2, err2_plain = FakeTerminal(), FakeTerminal(), FakeTerminal(), io.StringIO()
