@@ -32,7 +32,7 @@ import numbers
 
 import numpy as np
 
-from . import _sigint
+from . import _describe, _sigint
 from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
 from ._random import check_seed, generator
@@ -149,6 +149,9 @@ class Trainer:
     #: whether a verbose ``train()`` ends with the book's "Final Test Accuracy" lines (a front
     #: door that prints a summary of its own, as ``fastmlp train``, turns them off)
     print_final_accuracy = True
+
+    def __repr__(self):
+        return _describe.trainer_repr(self)
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
