@@ -138,6 +138,11 @@ def checkpointing(trainer_class, path, settings, write=True):
     end (only where ``write`` is true: rank 0 of a data-parallel job)."""
 
     class Checkpointing(trainer_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.sampling != "epoch":   # before any step: the book's draws are global state
+                raise ValueError("checkpoints need a Trainer with sampling='epoch'")
+
         def end_epoch(self, critical):
             super().end_epoch(critical)
             if write:

@@ -138,6 +138,27 @@ class ShuffledStream:
         self.pos = pos
 
 
+class SampledStream(ShuffledStream):
+    """The book Trainer's own batches: each step ``batch_size`` indices drawn uniformly
+    *with* replacement, ``rng.choice(N, batch_size)`` (``rng`` the ``np.random`` module
+    for numpy's global state, so the draws are the book's ``np.random.choice``). A drawn
+    batch is kept until ``commit``, so an interrupted or diverged step retries it."""
+
+    def __init__(self, x, t, batch_size, rng, dtype):
+        super().__init__(x, t, batch_size, rng, dtype)
+        self._pending = None
+
+    def _walk(self, critical):
+        if self._pending is None:
+            with critical:   # the generator's draw and the indices kept together
+                self._pending = np.asarray(self.rng.choice(self.x.shape[0], self.batch_size),
+                                           dtype=np.intp)
+        return self._pending
+
+    def commit(self):
+        self._pending = None
+
+
 class EpochBatches:
     """scikit-learn's batches: each epoch a permutation of the samples (when ``shuffle``),
     cut into consecutive batches of ``batch_size`` with a short last one. With sample

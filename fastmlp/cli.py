@@ -337,7 +337,7 @@ def cmd_train(args):
               + (f", dropout {args.dropout:g}" if args.dropout else "")
               + (", batch norm" if args.batchnorm else ""))
 
-    trainer_class, extra = Trainer, {}
+    trainer_class, extra = Trainer, {"sampling": "epoch"}   # each sample once per epoch
     if comm is not None:
         from .distributed import DataParallelTrainer
         trainer_class, extra = DataParallelTrainer, {"comm": comm, "sharded": True}
