@@ -86,10 +86,12 @@ def optimizer_repr(opt):
 
 
 def trainer_repr(trainer):
-    """``Trainer(network=..., optimizer=..., epochs=30, batch_size=32)``, then ``lr_decay``
-    when set and the progress once training has started."""
+    """``Trainer(network=..., optimizer=..., epochs=30, batch_size=32)``, then ``sampling``
+    when not the book's, ``lr_decay`` when set and the epoch once training has started."""
     parts = [f"network={trainer.network!r}", f"optimizer={trainer.optimizer!r}",
              f"epochs={trainer.epochs}", f"batch_size={trainer.batch_size}"]
+    if getattr(trainer, "sampling", "book") != "book":
+        parts.append(f"sampling={trainer.sampling!r}")
     if getattr(trainer, "lr_decay", None) is not None:
         parts.append(f"lr_decay={_number(trainer.lr_decay)}")
     if getattr(trainer, "current_iter", 0):

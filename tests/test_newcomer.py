@@ -104,6 +104,12 @@ def test_trainer_repr():
     eps = f"{trainer.optimizer.eps:.6g}"
     assert repr(trainer) == expected.format(eps=eps)
     assert len(repr(trainer)) < 200   # no arrays
+    trainer = fastmlp.Trainer(net, x, t, xt, tt, epochs=1, mini_batch_size=32, sampling="epoch",
+                              seed=0, verbose=False)
+    trainer.train()
+    assert repr(trainer) == ("Trainer(network=MultiLayerNet(64-20-10, relu, float64), "
+                             "optimizer=SGD(lr=0.01), epochs=1, batch_size=32, sampling='epoch', "
+                             "current_epoch=1)")
 
 
 # ---------------------------------------------------------------- array-likes
