@@ -126,9 +126,10 @@ def gradient_check(network, x, t, h=None):
     return report
 
 
-def bound_ratio(analytic, numeric, bound):
-    """The largest ``|a - n| / (atol + rtol * |n|)`` over the elements, for ``(atol, rtol) =
-    GRADCHECK_BOUNDS[bound]``: at most 1 when every element is within the bound."""
+def bound_ratio(analytic, numeric, bound, where=None):
+    """The largest ``|a - n| / (atol + rtol * |n|)`` over the elements (those where ``where``
+    is true, if given), for ``(atol, rtol) = GRADCHECK_BOUNDS[bound]``: at most 1 when every
+    element is within the bound."""
     atol, rtol = GRADCHECK_BOUNDS[bound]
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
@@ -137,4 +138,5 @@ def bound_ratio(analytic, numeric, bound):
     if bound == "float32 vs float64":
         atol = atol * float(np.abs(n).max(initial=0.0))
     allowed = np.maximum(atol + rtol * np.abs(n), np.finfo(np.float64).tiny)   # all-zero n
-    return float(np.max(np.abs(a - n) / allowed, initial=0.0))
+    ratio = np.abs(a - n) / allowed
+    return float(np.max(ratio if where is None else ratio[where], initial=0.0))
