@@ -34,7 +34,7 @@ import numbers
 
 import numpy as np
 
-from . import _sigint
+from . import _describe, _sigint
 from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
 from ._random import check_seed, generator, normal_source
@@ -158,6 +158,13 @@ class Trainer:
         whole step (see ``train``). A constructor that raises changes nothing
         (the network, an optimizer object, the seed Generator, the data).
     """
+
+    #: whether a verbose ``train()`` ends with the book's "Final Test Accuracy" lines (a front
+    #: door that prints a summary of its own, as ``fastmlp train``, turns them off)
+    print_final_accuracy = True
+
+    def __repr__(self):
+        return _describe.trainer_repr(self)
 
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
@@ -451,7 +458,7 @@ class Trainer:
         else:
             test_acc = self._accuracy(self.x_test, self.t_test)
         self.final_test_acc = test_acc
-        if self.verbose:
+        if self.verbose and self.print_final_accuracy:
             print("=============== Final Test Accuracy ===============")
             print(f"test acc:{test_acc:.4f}")
         return test_acc

@@ -54,6 +54,9 @@ def _run(args):
               "BLAS thread pools that wait for a descheduled thread make every figure noisy "
               "(compare ratios within this run only)")
     info["peers"] = peer_versions(names)
+    if not args.only:   # by default, the peers that import: leave out the others' columns
+        info["absent_peers"] = [n for n in names if info["peers"].get(n, "") is None]
+        names = [n for n in names if n not in info["absent_peers"]]
     blas_threads = info["blas"].get("num_threads")
     if "torch" in names and info["peers"].get("torch"):
         import torch
