@@ -29,6 +29,7 @@ from fastmlp._validation import (
     check_x,
 )
 from fastmlp.reference.activation_layers import Identity, Tanh
+from fastmlp.reference.output_layers import PoissonLoss, SigmoidWithLoss
 from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.functions import sigmoid
 
@@ -43,6 +44,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "SigmoidWithLoss",
+    "PoissonLoss",
     "Dropout",
     "BatchNormalization",
 ]
