@@ -274,12 +274,6 @@ class BaseMLP(BaseEstimator):
         dtype = self._model_dtype(X.dtype, params) if first_pass else self._dtype
         targets, target_info = self._encode_targets(y, first_pass, incremental, classes, dtype,
                                                     dist)
-        out_activation = self._target_state(target_info)["out_activation_"]
-        if dist is not None and out_activation not in ("softmax", "identity"):
-            raise NotImplementedError(
-                f"a data-parallel fit (comm=...) supports the softmax (more than two classes) "
-                f"and identity (loss='squared_error') outputs only, not {out_activation!r} "
-                f"(binary or multilabel y, loss='poisson'); fit without comm")
         weights = None
         if sample_weight is not None:
             weights = as_weights(sample_weight, X.shape[0], dtype)

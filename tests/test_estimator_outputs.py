@@ -2,12 +2,8 @@
 MLPRegressor(loss='poisson') (exp output): the fitted model equals scikit-learn's from the
 same initial weights (sgd and adam, float64), predictions have sklearn's shapes and
 types, bad targets are refused before anything changes, fastmlp.save/load and pickle
-round-trip bit for bit, and a data-parallel fit refuses them clearly."""
+round-trip bit for bit (their data-parallel fit: tests/test_distributed_estimator.py)."""
 import pickle
-import subprocess
-import sys
-import tempfile
-import textwrap
 import warnings
 
 import numpy as np
@@ -239,28 +235,3 @@ def test_load_refuses_a_mismatched_output(tmp_path):
     with pytest.raises(ValueError):
         fastmlp.load(bad)
     json.loads(files[header])
-
-
-def test_data_parallel_fit_refuses_new_outputs():
-    """fit(..., comm=) on a binary y or with loss='poisson' raises NotImplementedError
-    before training, the estimator unchanged (one rank, MPI_COMM_WORLD of a plain run)."""
-    pytest.importorskip("mpi4py")
-    script = textwrap.dedent("""
-        import numpy as np
-        from mpi4py import MPI
-        from fastmlp import MLPClassifier, MLPRegressor
-        X = np.random.default_rng(0).standard_normal((20, 3))
-        for est, y in ((MLPClassifier(max_iter=2), np.arange(20) % 2),
-                       (MLPRegressor(loss="poisson", max_iter=2), np.ones(20))):
-            try:
-                est.fit(X, y, comm=MPI.COMM_WORLD)
-            except NotImplementedError as exc:
-                assert "comm" in str(exc) and not hasattr(est, "coefs_"), exc
-            else:
-                raise SystemExit("no error")
-        MLPClassifier(max_iter=2).fit(X, np.arange(20) % 3, comm=MPI.COMM_WORLD)
-        print("ok")
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tempfile.gettempdir(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr
