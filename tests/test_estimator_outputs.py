@@ -235,3 +235,15 @@ def test_load_refuses_a_mismatched_output(tmp_path):
     with pytest.raises(ValueError):
         fastmlp.load(bad)
     json.loads(files[header])
+
+
+def test_binary_with_dropout_and_batch_norm():
+    """The extended network takes the logistic output too (its fused path), and pickles."""
+    X, y = _problem("binary", n=60)
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(8,), dropout=0.1, batch_norm=True,
+                               max_iter=20, random_state=0, learning_rate_init=0.01).fit, X, y)
+    assert clf.out_activation_ == "logistic" and clf.coefs_[-1].shape == (8, 1)
+    assert clf._net._fused_extend.plan(clf._net) is not None
+    assert clf.score(X, y) > 0.7
+    copy = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))

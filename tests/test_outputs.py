@@ -192,3 +192,22 @@ def test_network_checks_targets_and_accuracy():
         net.accuracy(x, np.array([0, 1]))
     with pytest.raises(ValueError, match="loss must be one of"):
         fastmlp.MultiLayerNet(3, [4], 2, loss="hinge")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_extend_network_matches_reference(loss, rng):
+    """MultiLayerNetExtend (dropout and batch norm, its own fused path) with these outputs:
+    gradients of three steps as the reference's (same mask streams and statistics)."""
+    kw = dict(activation="relu", seed=3, loss=loss, use_dropout=True, use_batchnorm=True,
+              dropout_ration=0.2)
+    net = fastmlp.MultiLayerNetExtend(6, [7, 5], 3, **kw)
+    ref_net = ref.MultiLayerNetExtend(6, [7, 5], 3, **kw)
+    assert net._fused_extend.plan(net) is not None
+    for _ in range(3):
+        x, t = rng.standard_normal((9, 6)), _targets(loss, rng, (9, 3))
+        grads, ref_grads = net.gradient(x, t), ref_net.gradient(x, t)
+        scale = max(float(np.abs(g).max()) for g in ref_grads.values())
+        for k in ref_grads:
+            np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-9, atol=1e-12 * scale,
+                                       err_msg=k)
+        np.testing.assert_allclose(net.last_loss, ref_net.last_loss, rtol=1e-9)
