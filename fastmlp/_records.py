@@ -262,7 +262,8 @@ def _network_plan(rec, extended):
                   "weight_decay_lambda": number(cfg["weight_decay_lambda"],
                                                 "network weight_decay_lambda", 0.0),
                   "dtype": dtype,
-                  "loss": choice(cfg["loss"], ("cross_entropy", "mse"), "network loss")}
+                  "loss": choice(cfg["loss"], ("cross_entropy", "mse", "logistic", "poisson"),
+                                 "network loss")}
     if extend:
         ratio = number(cfg["dropout_ration"], "network dropout_ration", 0.0)
         if ratio > 1.0:
