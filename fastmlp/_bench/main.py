@@ -51,6 +51,8 @@ def _run(args):
               "processes compete for the CPU, and BLAS thread pools that wait for a descheduled "
               "thread make every figure noisy (compare ratios within this run only)")
     info["peers"] = peer_versions(names)
+    if args.predict and "fastmlp" in names:
+        info["peers"].update(peer_versions(["onnxruntime"]))
     blas_threads = info["blas"].get("num_threads")
     if "torch" in names and info["peers"].get("torch"):
         import torch
