@@ -79,7 +79,8 @@ def _strict_json(text):
 
 class _Opened:
     """A safetensors file opened through the already-open regular file ``f`` (no second
-    lookup of the path, so no window for a swap), its header length bounded first."""
+    lookup of the path, so no window for a swap), its header length bounded first; a
+    context manager that closes it."""
 
     def __init__(self, f, path, size):
         f.seek(0)
@@ -100,6 +101,12 @@ class _Opened:
             raise Invalid(f"not a fastmlp model file (not a valid safetensors file: {exc})") \
                 from None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.st.__exit__(None, None, None)
+
     def layout(self):
         """{name: (dtype code, shape)} of every tensor, nothing read."""
         out = {}
@@ -118,7 +125,11 @@ class _Opened:
 
 def read(f, path, size):
     """(header, {name: ndarray}, plan) from an open version 2 file of ``size`` bytes."""
-    opened = _Opened(f, path, size)
+    with _Opened(f, path, size) as opened:
+        return _read(opened)
+
+
+def _read(opened):
     metadata = opened.st.metadata() or {}
     if set(metadata) != {_KEY}:
         raise Invalid(f"not a fastmlp model file: a safetensors file whose metadata "
@@ -169,5 +180,5 @@ def read(f, path, size):
 
 def read_tensors(f, path, size):
     """``{name: ndarray}`` (writable copies) of any safetensors file opened as ``f``."""
-    opened = _Opened(f, path, size)
-    return {name: np.array(opened.tensor(name), copy=True) for name in opened.layout()}
+    with _Opened(f, path, size) as opened:
+        return {name: np.array(opened.tensor(name), copy=True) for name in opened.layout()}
