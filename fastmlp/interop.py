@@ -182,8 +182,10 @@ def _linear_layers(arrays):
     for key, a in arrays.items():
         m = _KEY.match(key)
         if m is None:
+            hint = " (a fastmlp model file loads with fastmlp.load)" if key.startswith(
+                "network/") else ""
             raise ValueError(f"state_dict key {key!r:.80} is not '<index>.weight' or "
-                             f"'<index>.bias' of an nn.Sequential of Linear layers")
+                             f"'<index>.bias' of an nn.Sequential of Linear layers{hint}")
         prefixes.add(m["prefix"])
         groups.setdefault(int(m["index"]), {})[m["kind"]] = (key, a)
     if len(prefixes) > 1:

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 DATA = pathlib.Path(__file__).parent / "data" / "io_v1"
+DATA_V2 = pathlib.Path(__file__).parent / "data" / "io_v2"   # the same models, format 2
 
 NETWORK_FILES = ["net_multi_adam_f32", "net_two_momentum_f64", "net_ref_rmsprop",
                  "net_mse_nesterov_fresh", "net_ref_two_adam", "net_adagrad", "net_ref_sgd",
@@ -128,6 +129,23 @@ def test_old_estimator_files_load_bit_for_bit_and_resave_as_v2(tmp_path):
         assert (tmp_path / f"{name}.pickled").read_bytes() == (tmp_path / name).read_bytes()
 
 
+def test_format_2_files_of_the_first_release_load_bit_for_bit():
+    """``tests/data/io_v2``: the version 1 files saved by the first fastmlp that wrote
+    format 2 (``python tests/test_io_compat.py --v2 tests/data/io_v2``); a later change to
+    the writer must still read them."""
+    import pytest
+    from fastmlp.io import load
+    manifest = _manifest()
+    for name in NETWORK_FILES + ESTIMATOR_FILES:
+        if name in ESTIMATOR_FILES:
+            pytest.importorskip("sklearn")
+        path = DATA_V2 / f"{name}.safetensors"
+        assert _is_v2(path), name
+        got = (describe(*load(path, with_optimizer=True)) if name in NETWORK_FILES
+               else describe(load(path)))
+        assert got == manifest[name], name
+
+
 def test_the_same_objects_hold_the_same_model_in_both_versions(tmp_path):
     """Networks and optimizers built afresh (no training: nothing BLAS-dependent) hold what
     the old code's files hold, and save the same bytes every time."""
@@ -233,5 +251,20 @@ def _write(directory):
     (directory / "manifest.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
 
+def _write_v2(directory):
+    """The version 1 files, loaded and saved by this fastmlp (format 2)."""
+    from fastmlp.io import load, save
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in NETWORK_FILES:
+        net, opt = load(DATA / f"{name}.fmlp", with_optimizer=True)
+        save(net, directory / f"{name}.safetensors", optimizer=opt)
+    for name in ESTIMATOR_FILES:
+        save(load(DATA / f"{name}.fmlp"), directory / f"{name}.safetensors")
+
+
 if __name__ == "__main__":
-    _write(sys.argv[1])
+    if sys.argv[1] == "--v2":
+        _write_v2(sys.argv[2])
+    else:
+        _write(sys.argv[1])
