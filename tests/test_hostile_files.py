@@ -590,7 +590,7 @@ ESTIMATOR_VALUES = {
     "negative_alpha": (lambda h: h["model"]["params"].update(alpha=-1.0), "alpha"),
     "negative_learning_rate": (lambda h: h["model"]["params"].update(learning_rate_init=-0.1),
                                "learning_rate_init"),
-    "unknown_solver": (lambda h: h["model"]["params"].update(solver="lbfgs"), "solver"),
+    "unknown_solver": (lambda h: h["model"]["params"].update(solver="newton"), "solver"),
     "unknown_param": (lambda h: h["model"]["params"].update(evil=1), "evil"),
     "negative_random_state": (lambda h: h["model"]["params"].update(random_state=-5),
                               "random_state|negative"),
