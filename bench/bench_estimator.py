@@ -3,9 +3,11 @@
 Same hyper-parameters, same train/test split, fits alternated within each
 repeat so both see the same machine load. Repeat r uses random_state=r for
 both; the table shows the median fit time and the mean test accuracy over the
-repeats. Usage:
+repeats. With ``--solver lbfgs`` sklearn starts from fastmlp's initial weights (its
+``_init_coef`` is handed them), so both run the same deterministic full-batch fit and the
+table also shows both final losses. Usage:
 
-    python bench/bench_estimator.py [--repeats 3] [--threads N] [--max-iter 200]
+    python bench/bench_estimator.py [--repeats 3] [--threads N] [--max-iter 200] [--solver adam lbfgs]
     python bench/bench_estimator.py --step-budget   # one step's cost, piece by piece (1 thread)
 """
 import argparse
@@ -27,7 +29,8 @@ def main(argv=None):
                         help="limit BLAS/OpenMP threads of both (threadpoolctl); default: unchanged")
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--hidden", type=int, nargs="+", default=[100])
-    parser.add_argument("--solver", default="adam")
+    parser.add_argument("--solver", nargs="+", default=["adam"],
+                        help="one row pair per solver (adam, sgd, lbfgs)")
     parser.add_argument("--step-budget", action="store_true",
                         help="time one training step's pieces (64-100-10 @200, one thread)")
     args = parser.parse_args(argv)
@@ -45,7 +48,7 @@ def main(argv=None):
     # fastmlp's embedded digits, the book's ((x_train, t_train), (x_test, t_test)), scaled to [0, 1]
     (X_tr, y_tr), (X_te, y_te) = load_digits(normalize=True)
     X_tr, X_te = np.asarray(X_tr, np.float64), np.asarray(X_te, np.float64)
-    hp = dict(hidden_layer_sizes=tuple(args.hidden), solver=args.solver, max_iter=args.max_iter)
+    hp = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.max_iter)
     if args.threads:
         fastmlp.set_num_threads(args.threads)
         limiter = threadpool_limits(args.threads)
@@ -56,14 +59,18 @@ def main(argv=None):
           f"{args.threads or 'default'}; repeats={args.repeats} (random_state=0..{args.repeats - 1}: "
           f"median time, mean accuracy)")
     rows = []
-    for dtype in (np.float64, np.float32):
+    for solver, dtype in ((s, d) for s in args.solver for d in (np.float64, np.float32)):
         a, b = X_tr.astype(dtype), X_te.astype(dtype)
         times = {"fastmlp": [], "sklearn": []}
         acc = {"fastmlp": [], "sklearn": []}
         epochs = {"fastmlp": [], "sklearn": []}
+        losses = {"fastmlp": [], "sklearn": []}
         for seed in range(args.repeats):
+            initial = []
             for name, cls in (("fastmlp", FastMLP), ("sklearn", SkMLP)):
-                model = cls(random_state=seed, **hp)
+                model = cls(random_state=seed, solver=solver, **hp)
+                if solver == "lbfgs":
+                    _same_start(model, initial, first=name == "fastmlp")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     t0 = time.perf_counter()
@@ -71,18 +78,39 @@ def main(argv=None):
                     times[name].append(time.perf_counter() - t0)
                 acc[name].append(model.score(b, y_te))
                 epochs[name].append(model.n_iter_)
+                losses[name].append(model.loss_)
         tf, ts = statistics.median(times["fastmlp"]), statistics.median(times["sklearn"])
-        rows.append((np.dtype(dtype).name, tf, ts, ts / tf, statistics.mean(acc["fastmlp"]),
-                     statistics.mean(acc["sklearn"]), statistics.median(epochs["fastmlp"]),
-                     statistics.median(epochs["sklearn"])))
-    print(f"{'dtype':8} {'fastmlp s':>10} {'sklearn s':>10} {'speed-up':>9} "
-          f"{'fastmlp acc':>12} {'sklearn acc':>12} {'epochs f/s':>11}")
+        rows.append((solver, np.dtype(dtype).name, tf, ts, ts / tf,
+                     statistics.mean(acc["fastmlp"]), statistics.mean(acc["sklearn"]),
+                     statistics.median(epochs["fastmlp"]), statistics.median(epochs["sklearn"]),
+                     statistics.mean(losses["fastmlp"]), statistics.mean(losses["sklearn"])))
+    print(f"{'solver':7} {'dtype':8} {'fastmlp s':>10} {'sklearn s':>10} {'speed-up':>9} "
+          f"{'fastmlp acc':>12} {'sklearn acc':>12} {'epochs f/s':>11} {'loss_ f / s':>21}")
     for r in rows:
-        print(f"{r[0]:8} {r[1]:10.3f} {r[2]:10.3f} {r[3]:8.1f}x {r[4]:12.4f} {r[5]:12.4f} "
-              f"{r[6]:>5}/{r[7]:<5}")
+        print(f"{r[0]:7} {r[1]:8} {r[2]:10.3f} {r[3]:10.3f} {r[4]:8.1f}x {r[5]:12.4f} "
+              f"{r[6]:12.4f} {r[7]:>5}/{r[8]:<5} {r[9]:10.6f}/{r[10]:<10.6f}")
     if args.threads:
         limiter.restore_original_limits()
     return rows
+
+
+def _same_start(model, initial, first):
+    """lbfgs side by side: fastmlp's model (``first``) records its initial weights in
+    ``initial`` as it builds its network; sklearn's model is then handed them in order."""
+    if first:
+        build = model._build_network
+
+        def build_and_keep(*args, **kwargs):
+            net = build(*args, **kwargs)
+            initial.extend(net.params[f"{k}{i}"].copy()
+                           for i in range(1, net.hidden_layer_num + 2) for k in "Wb")
+            return net
+
+        model._build_network = build_and_keep
+    else:
+        arrays = iter(initial)
+        model._init_coef = lambda fan_in, fan_out, dtype: (next(arrays).astype(dtype),
+                                                           next(arrays).astype(dtype))
 
 
 def step_budget(repeats=9, calls=200):

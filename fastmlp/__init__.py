@@ -17,10 +17,14 @@ from ._version import __version__
 
 
 def __getattr__(name):
-    """The estimators need scikit-learn, so they are imported on first use."""
+    """The estimators need scikit-learn, so they are imported on first use; the numpy
+    reference (``fastmlp.reference``) is imported on first use too, off the import path."""
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimator
         return getattr(estimator, name)
+    if name == "reference":
+        import importlib
+        return importlib.import_module(".reference", __name__)
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ._files import open_regular, replace_atomically
 
-__all__ = ["checkpointing", "load_checkpoint", "restore", "save_checkpoint"]
+__all__ = ["checkpointing", "load_checkpoint", "restore", "save_checkpoint", "snapshotting"]
 
 STATE_SUFFIX = ".state.json"
 NEXT_SUFFIX = ".next"
@@ -138,6 +138,11 @@ def checkpointing(trainer_class, path, settings, write=True):
     end (only where ``write`` is true: rank 0 of a data-parallel job)."""
 
     class Checkpointing(trainer_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.sampling != "epoch":   # before any step: the book's draws are global state
+                raise ValueError("checkpoints need a Trainer with sampling='epoch'")
+
         def end_epoch(self, critical):
             super().end_epoch(critical)
             if write:
@@ -145,3 +150,26 @@ def checkpointing(trainer_class, path, settings, write=True):
 
     Checkpointing.__name__ = Checkpointing.__qualname__ = f"Checkpointing{trainer_class.__name__}"
     return Checkpointing
+
+
+def snapshotting(trainer_class):
+    """A subclass of ``trainer_class`` that keeps a copy of the network's parameters as they
+    were at the last epoch's end, so that a run interrupted mid-epoch can save its last
+    completed epoch (``fastmlp train --save`` on Ctrl-C). The copy is taken inside the
+    epoch's last step's critical section, so a Ctrl-C never leaves it half made."""
+
+    class Snapshotting(trainer_class):
+        #: ``(epoch, {name: array copy})`` of the last epoch's end, or None before the first
+        epoch_snapshot = None
+
+        def end_epoch(self, critical):
+            super().end_epoch(critical)
+            self.take_snapshot()
+
+        def take_snapshot(self):
+            """Copy the parameters now, as those of epoch ``current_epoch``."""
+            self.epoch_snapshot = (self.current_epoch, {
+                name: np.array(value, copy=True) for name, value in self.network.params.items()})
+
+    Snapshotting.__name__ = Snapshotting.__qualname__ = f"Snapshotting{trainer_class.__name__}"
+    return Snapshotting

@@ -11,7 +11,10 @@ from . import _estimator_record as _record
 from . import _sigint, threads
 from . import optimizers as _optim
 from ._estimator_epochs import FitEpochs
+from ._estimator_layers import layer_attribute
+from ._estimator_lbfgs import LbfgsFit
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
+from ._sparse_rows import as_row_sparse, is_sparse, predict_rows
 from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
 
@@ -36,8 +39,8 @@ class BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
-                 callbacks=None, dropout=0.0, batch_norm=False):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, callbacks=None, dropout=0.0, batch_norm=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -60,6 +63,7 @@ class BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
         self.dropout = dropout
@@ -74,7 +78,8 @@ class BaseMLP(BaseEstimator):
     # -- data ------------------------------------------------------------------
 
     def _validate_X(self, X, dtype, reset, y=None, est=None):
-        """X (and y) through sklearn's validate_data: 2-D, finite, dense, C-contiguous, ``dtype``.
+        """X (and y) through sklearn's validate_data: 2-D, finite, ``dtype``; C-contiguous, or
+        scipy.sparse as CSR (CSR and CSC accepted, as sklearn's MLP; ``_sparse_rows``).
 
         ``est`` (default self) is the estimator validate_data checks against and, with
         ``reset``, records ``n_features_in_``/``feature_names_in_`` on."""
@@ -82,10 +87,14 @@ class BaseMLP(BaseEstimator):
         est = self if est is None else est
         if dtype is None:
             dtype = (np.float64, np.float32)
+        kw = dict(reset=reset, dtype=dtype, order="C", accept_sparse=["csr", "csc"])
         if y is None:
-            return validate_data(est, X, reset=reset, dtype=dtype, order="C")
-        return validate_data(est, X, y, reset=reset, dtype=dtype, order="C",
-                             **self._y_check_params())
+            X = validate_data(est, X, **kw)
+        else:
+            X, y = validate_data(est, X, y, **kw, **self._y_check_params())
+        if is_sparse(X):
+            X = as_row_sparse(X)
+        return X if y is None else (X, y)
 
     def _stand_in(self):
         """A shallow stand-in of this estimator without its feature attributes: fit validates
@@ -130,6 +139,8 @@ class BaseMLP(BaseEstimator):
         return net
 
     def _make_optimizer(self, params):
+        if self.solver == "lbfgs":
+            return None   # scipy's L-BFGS-B keeps no state between fits (``_estimator_lbfgs``)
         lr, solver, momentum = params["lr"], self.solver, params["momentum"]
         if solver == "adam":
             return _optim.Adam(lr, params["beta_1"], params["beta_2"], eps=params["epsilon"])
@@ -178,22 +189,13 @@ class BaseMLP(BaseEstimator):
             changes["lr"] = lr
         return opt, changes
 
-    @property
-    def coefs_(self):
-        """Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of the network's
-        parameters (editing them in place edits the model)."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("coefs_ exists after fit")
-        return [net.params[f"W{i}"] for i in range(1, net.hidden_layer_num + 2)]
-
-    @property
-    def intercepts_(self):
-        """Bias vectors, ``intercepts_[i]`` of shape (units[i+1],): views of the network's parameters."""
-        net = self.__dict__.get("_net")
-        if net is None:
-            raise AttributeError("intercepts_ exists after fit")
-        return [net.params[f"b{i}"] for i in range(1, net.hidden_layer_num + 2)]
+    coefs_ = layer_attribute(
+        "W", "coefs_", "Weight matrices, ``coefs_[i]`` of shape (units[i], units[i+1]): views of "
+        "the network's parameters; editing them in place, assigning an item or the whole list "
+        "(shapes fixed) changes the model (``fastmlp._estimator_layers``).")
+    intercepts_ = layer_attribute(
+        "b", "intercepts_", "Bias vectors, ``intercepts_[i]`` of shape (units[i+1],), as "
+        "``coefs_``.")
 
     # -- fitting -----------------------------------------------------------------
 
@@ -246,8 +248,8 @@ class BaseMLP(BaseEstimator):
         params = self._checked_params()
         params["schedule"] = self._make_schedule(params)
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             f"is None.")
+            raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, "
+                             f"but the target y is None.")
         fitted = getattr(self, "_net", None) is not None
         first_pass = not fitted or (not self.warm_start and not incremental)
         if (X_val is None) != (y_val is None):
@@ -263,6 +265,13 @@ class BaseMLP(BaseEstimator):
         if dist is not None and (params["dropout"] > 0 or params["batch_norm"]):
             raise ValueError("dropout and batch_norm are not available in a data-parallel fit "
                              "(comm=...)")
+        lbfgs = self.solver == "lbfgs"
+        if lbfgs and (params["dropout"] > 0 or params["batch_norm"]):
+            raise ValueError("dropout and batch_norm are not available with solver='lbfgs' "
+                             "(a deterministic full-batch objective)")
+        if dist is not None and (lbfgs or is_sparse(X)):
+            raise ValueError("solver='lbfgs' and sparse X are not available in a data-parallel "
+                             "fit (comm=...)")
 
         # ---- validate everything: validate_data(reset=True) records n_features_in_ and
         # feature_names_in_ on the estimator it checks, so a first pass checks a stand-in
@@ -289,9 +298,10 @@ class BaseMLP(BaseEstimator):
         else:
             rng, split_seed = self._rng, self._split_seed
         train = Data(X, targets, weights)
-        if val is None and self.early_stopping:
+        if val is None and self.early_stopping and not lbfgs:   # sklearn's lbfgs: all data
             train, val = self._split_validation(
-                train, params, split_seed if dist is None else dist.rank_seed(split_seed))
+                train, params, split_seed if dist is None else dist.rank_seed(split_seed),
+                target_info)
         if train.w is not None:
             keep = train.w > 0
             if not keep.all():  # zero-weight samples contribute nothing: drop them
@@ -346,28 +356,49 @@ class BaseMLP(BaseEstimator):
         })
         return state
 
-    def _split_validation(self, train, params, split_seed):
+    def _split_validation(self, train, params, split_seed, classes):
+        """``(train, validation)`` for early stopping: a ``validation_fraction`` of ``train``,
+        stratified for a classifier. As in sklearn, which stratifies two classes only, a
+        binary split that cannot be stratified raises; with more classes fastmlp stratifies
+        when it can and otherwise splits at random (as sklearn always does)."""
         from sklearn.model_selection import train_test_split
-        stratify = None
-        if self._loss_name == "cross_entropy":
-            counts = np.bincount(train.y)
-            if counts[counts > 0].min() >= 2:
-                stratify = train.y
         arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
         fraction = params["validation_fraction"]
-        try:
-            parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed,
-                                     stratify=stratify)
-        except ValueError:
-            try:  # too few samples to stratify: a plain random split
-                parts = train_test_split(*arrays, test_size=fraction, random_state=split_seed)
+        stratify = None
+        if self._loss_name == "cross_entropy":
+            counts = np.bincount(train.y, minlength=len(classes))
+            present = counts > 0
+            if len(classes) == 2 and counts[present].min() < 2:
+                rare = classes[np.flatnonzero(present & (counts < 2))].tolist()
+                raise ValueError(
+                    f"The least populated class in y has only 1 member, which is too few: "
+                    f"early_stopping holds out a stratified validation_fraction={fraction} of "
+                    f"the training data (scikit-learn's rule for two classes), which needs 2 "
+                    f"members of each class. Classes with too few members: {rare}. Pass "
+                    f"X_val and y_val, or set early_stopping=False.")
+            if counts[present].min() >= 2:
+                stratify = train.y
+
+        def split(stratify):
+            try:
+                return train_test_split(*arrays, test_size=fraction, random_state=split_seed,
+                                        stratify=stratify)
             except ValueError as exc:
                 raise ValueError(f"could not split a validation set (validation_fraction="
-                                 f"{fraction}) off {train.n} samples: {exc}") from None
+                                 f"{fraction}) off {train.n} samples for early_stopping: "
+                                 f"{exc}") from None
+
+        try:
+            parts = split(stratify)
+        except ValueError:
+            if stratify is None or len(classes) == 2:
+                raise
+            parts = split(None)   # more than two classes: sklearn never stratifies them
         if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset, or pass X_val and y_val.")
-        X_tr, X_va, y_tr, y_va = (np.ascontiguousarray(p) for p in parts[:4])
+        X_tr, X_va, y_tr, y_va = (p if is_sparse(p) else np.ascontiguousarray(p)
+                                  for p in parts[:4])
         w_tr = w_va = None
         if train.w is not None:
             w_tr, w_va = parts[4], parts[5]
@@ -383,6 +414,9 @@ class BaseMLP(BaseEstimator):
 
     def _run_epochs(self, train, val, params, incremental, critical, dist=None):
         """The fit call's epochs on fastmlp's one training loop (``_estimator_epochs``)."""
+        if self.solver == "lbfgs":
+            LbfgsFit(self, train, val, params).run(critical)
+            return
         epochs = (FitEpochs(self, train, val, params, incremental) if dist is None
                   else dist.epochs(self, train, val, params, incremental))
         epochs.run(critical)
@@ -411,7 +445,7 @@ class BaseMLP(BaseEstimator):
         """Network outputs (logits or predictions) for validated X, in the model dtype."""
         self._check_fitted()
         X = self._validate_X(X, self._dtype, reset=False)
-        return self._net.predict(X)
+        return predict_rows(self._net, X)
 
     # -- persistence (pickle and fastmlp.save) ---------------------------------------
 
@@ -429,7 +463,7 @@ class BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def to_record(self, arrays):

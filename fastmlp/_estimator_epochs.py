@@ -54,8 +54,13 @@ class FitEpochs:
                 self.bar = progress_bar(self.n_epochs, "epoch", desc=type(est).__name__,
                                        notebook=True)
             # n_iter_ and stop_training_ start at 0 and False in every fit call
-            self.loop.run(critical, lambda: est.n_iter_ == self.n_epochs or est.stop_training_,
-                          after_epoch=self.after_epoch)
+            try:
+                self.loop.run(critical, lambda: est.n_iter_ == self.n_epochs or est.stop_training_,
+                              after_epoch=self.after_epoch)
+            except DivergenceError as exc:
+                if not est.early_stopping:
+                    raise
+                self.stop_diverged(exc)
             if not est.stop_training_ and not self.incremental and est.n_iter_ == est.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
@@ -103,6 +108,31 @@ class FitEpochs:
             f"update was not applied (the parameters are those of the previous step). Try a "
             f"smaller learning_rate_init than {est._optimizer.lr:g}, or scale the features.",
             step=batch, epoch=epoch, loss=loss)
+
+    def stop_diverged(self, exc):
+        """With ``early_stopping`` a divergence ends training instead of raising, as in
+        scikit-learn (its issue #29504): the cut epoch is recorded with its non-finite loss
+        and a NaN validation score, and the call ends on the best parameters (if no epoch
+        was scored yet, on those of the last finite step)."""
+        from sklearn.exceptions import ConvergenceWarning
+        est = self.est
+        with self.critical:
+            est.n_iter_ += 1
+            est.loss_ = exc.loss
+            est.loss_curve_.append(exc.loss)
+            est.validation_scores_.append(float("nan"))
+            est.validation_loss_curve_.append(float("nan"))
+            est.stop_training_ = True
+            if self.incremental and est._best_params is not None:
+                est._restore_best()
+                est._no_improvement_count = 0
+        message = (f"Training diverged: the loss became {exc.loss} in epoch {exc.epoch}, batch "
+                   f"{exc.step}; with early_stopping the epoch scores NaN and training stopped "
+                   f"on the parameters of the best validation score. Try a smaller "
+                   f"learning_rate_init than {est._optimizer.lr:g}, or scale the features.")
+        if self.verbose:
+            write_line(self.bar, message)
+        warnings.warn(message, ConvergenceWarning)
 
     # -- epochs ---------------------------------------------------------------------
 

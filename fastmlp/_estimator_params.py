@@ -13,17 +13,23 @@ _INSTALL_HINT = ("fastmlp's MLPClassifier and MLPRegressor need scikit-learn >= 
                  "pip install fastmlp[sklearn]  (or: pip install 'scikit-learn>=1.6')")
 
 
-def _sklearn_version():
-    import sklearn
+def version_tuple(text):
+    """``(major, minor)`` of a version string such as '1.9.1' or '1.15.0rc1'."""
     parts = []
-    for piece in sklearn.__version__.split(".")[:2]:
+    for piece in text.split(".")[:2]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
 
 
+def _sklearn_version():
+    import sklearn
+    return version_tuple(sklearn.__version__)
+
+
 try:  # only the base classes at import time; everything else is imported where used
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils.metaestimators import available_if
     if _sklearn_version() < _MIN_SKLEARN:
         raise ImportError(f"scikit-learn {_sklearn_version()} is too old")
     SKLEARN_ERROR = None
@@ -42,8 +48,12 @@ except ImportError as _exc:  # scikit-learn missing or too old: the classes exis
     class RegressorMixin:
         pass
 
+    def available_if(check):
+        """Stand-in: the estimators cannot be built without scikit-learn anyway."""
+        return lambda method: method
 
-SOLVERS = ("sgd", "adam", "momentum", "nesterov", "adagrad", "rmsprop")
+
+SOLVERS = ("sgd", "adam", "lbfgs", "momentum", "nesterov", "adagrad", "rmsprop")
 ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 FEATURE_ATTRS = ("n_features_in_", "feature_names_in_")   # set by validate_data(reset=True)
@@ -127,8 +137,7 @@ def checked_params(est):
     if est.activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {est.activation!r}")
     if est.solver not in SOLVERS:
-        hint = " ('lbfgs' is not available in fastmlp)" if est.solver == "lbfgs" else ""
-        raise ValueError(f"solver must be one of {list(SOLVERS)}{hint}, got {est.solver!r}")
+        raise ValueError(f"solver must be one of {list(SOLVERS)}, got {est.solver!r}")
     if est.learning_rate not in LEARNING_RATES:
         raise ValueError(f"learning_rate must be one of {list(LEARNING_RATES)}, "
                          f"got {est.learning_rate!r}")
@@ -142,6 +151,10 @@ def checked_params(est):
         raise TypeError(f"max_iter must be an int, got {est.max_iter!r}")
     if est.max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {est.max_iter}")
+    if not is_int(est.max_fun):
+        raise TypeError(f"max_fun must be an int, got {est.max_fun!r}")
+    if est.max_fun < 1:
+        raise ValueError(f"max_fun must be >= 1, got {est.max_fun}")
     n_iter_no_change = est.n_iter_no_change
     if not (is_int(n_iter_no_change) or n_iter_no_change == np.inf):
         raise TypeError(f"n_iter_no_change must be an int or np.inf, got {n_iter_no_change!r}")
@@ -183,4 +196,5 @@ def checked_params(est):
         "callbacks": callbacks,
         "dropout": check_real(est.dropout, "dropout", 0.0, 1.0, high_open=True),
         "batch_norm": bool(est.batch_norm),
+        "max_fun": int(est.max_fun),
     }

@@ -47,7 +47,7 @@ def _is_classifier(est_or_cls):
 #: Hyper-parameters added after files of format 1 were first written: a record holds
 #: them only when they differ from these defaults, so a model without them saves the
 #: bytes it always did (and a file without them loads them at their defaults).
-LATER_PARAMS = {"dropout": 0.0, "batch_norm": False}
+LATER_PARAMS = {"dropout": 0.0, "batch_norm": False, "max_fun": 15000}
 
 
 def to_record(est, arrays):

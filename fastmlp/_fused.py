@@ -29,7 +29,7 @@ import numpy as np
 from . import _backend, layers
 from ._validation import as_float, check_targets
 
-__all__ = ["FusedMLP", "gradient_layout", "packed_views"]
+__all__ = ["FusedMLP", "gradient_layout", "pack_parameters", "packed_views"]
 
 _ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")   # index = the kernel's code
 _LAYER_CLASSES = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
@@ -74,6 +74,26 @@ def gradient_layout(sizes, dtype):
 def packed_views(packed, shapes, offsets):
     """The gradient arrays of :func:`gradient_layout` as views of the 1-D ``packed``."""
     return [packed[o:o + math.prod(s)].reshape(s) for s, o in zip(shapes, offsets)]
+
+
+def pack_parameters(net):
+    """Move ``net.params`` (``W1, b1, W2, ...``) into one cache-line aligned buffer laid out
+    by :func:`gradient_layout` (the gradients' layout, padding zero), each entry rebound to
+    its view (so the layers compute with the views); returns the buffer.
+
+    A whole-vector solver (L-BFGS) then reads or writes every parameter with one copy, and
+    a packed gradient lines up with it element for element."""
+    sizes = [net.input_size, *net.hidden_size_list, net.output_size]
+    dtype = np.dtype(net.params["W1"].dtype)
+    shapes, offsets, length = gradient_layout(sizes, dtype)
+    block = np.zeros(length * dtype.itemsize + _ALIGN, np.uint8)
+    start = -block.ctypes.data % _ALIGN
+    packed = block[start:start + length * dtype.itemsize].view(dtype)
+    names = [f"{kind}{i}" for i in range(1, len(sizes)) for kind in ("W", "b")]
+    for name, view in zip(names, packed_views(packed, shapes, offsets)):
+        np.copyto(view, net.params[name])
+        net.params[name] = view
+    return packed
 
 
 class Workspace:

@@ -10,12 +10,16 @@ import sys
 
 import numpy as np
 
+from ._sparse_rows import dense_rows, is_sparse
 
-class DivergenceError(FloatingPointError):
+
+class DivergenceError(FloatingPointError, ValueError):
     """Training stopped because the loss became NaN or infinite.
 
     The update of the failing step was not applied: the network's parameters
-    (and the optimizer's state) are those of the last good step.
+    (and the optimizer's state) are those of the last good step. A ValueError
+    too, as scikit-learn's MLP raises ValueError ("Solver produced non-finite
+    parameter weights") where its training diverges.
 
     Attributes
     ----------
@@ -138,25 +142,52 @@ class ShuffledStream:
         self.pos = pos
 
 
+class SampledStream(ShuffledStream):
+    """The book Trainer's own batches: each step ``batch_size`` indices drawn uniformly
+    *with* replacement, ``rng.choice(N, batch_size)`` (``rng`` the ``np.random`` module
+    for numpy's global state, so the draws are the book's ``np.random.choice``). A drawn
+    batch is kept until ``commit``, so an interrupted or diverged step retries it."""
+
+    def __init__(self, x, t, batch_size, rng, dtype):
+        super().__init__(x, t, batch_size, rng, dtype)
+        self._pending = None
+
+    def _walk(self, critical):
+        if self._pending is None:
+            with critical:   # the generator's draw and the indices kept together
+                self._pending = np.asarray(self.rng.choice(self.x.shape[0], self.batch_size),
+                                           dtype=np.intp)
+        return self._pending
+
+    def commit(self):
+        self._pending = None
+
+
 class EpochBatches:
     """scikit-learn's batches: each epoch a permutation of the samples (when ``shuffle``),
     cut into consecutive batches of ``batch_size`` with a short last one. With sample
-    weights, a batch's weights are rescaled to mean 1 and its ``weight`` is their sum."""
+    weights, a batch's weights are rescaled to mean 1 and its ``weight`` is their sum.
+    A sparse X (CSR) stays sparse: each batch's rows are densified into one buffer as they are
+    drawn (the same rows, bit for bit, as from its dense twin)."""
 
     def __init__(self, X, y, w, batch_size, rng, shuffle):
         self.X, self.y, self.w = X, y, w
         self.n, self.batch_size, self.rng, self.shuffle = X.shape[0], batch_size, rng, shuffle
         self.start = 0
         self._epoch = (X, y, w)
+        self._rows = None   # sparse X: the epoch's order of rows (None: as stored)
+        self._x_batch = (np.empty((min(batch_size, self.n), X.shape[1]), X.dtype)
+                         if is_sparse(X) else None)
         if shuffle:
-            self._buffers = (np.empty_like(X), np.empty_like(y),
-                             None if w is None else np.empty_like(w))
+            self._buffers = (None if self._x_batch is not None else np.empty_like(X),
+                             np.empty_like(y), None if w is None else np.empty_like(w))
 
     def draw(self, critical):
         if self.start == 0 and self.shuffle:
             perm = self.rng.permutation(self.n)
             X_buf, y_buf, w_buf = self._buffers
-            self._epoch = (np.take(self.X, perm, axis=0, out=X_buf),
+            self._rows = perm
+            self._epoch = (self.X if X_buf is None else np.take(self.X, perm, axis=0, out=X_buf),
                            np.take(self.y, perm, axis=0, out=y_buf),
                            None if self.w is None else np.take(self.w, perm, out=w_buf))
         X, y, w = self._epoch
@@ -169,7 +200,12 @@ class EpochBatches:
             weight = float(w_b.sum())   # > 0: zero-weight samples were dropped before
             w_b = w_b * (m / weight)    # a weighted mean over the batch
         self._end = end
-        return Batch(X[start:end], y[start:end], w_b, weight, end == self.n)
+        if self._x_batch is None:
+            x = X[start:end]
+        else:
+            rows = slice(start, end) if self._rows is None else self._rows[start:end]
+            x = dense_rows(X, rows, self._x_batch)
+        return Batch(x, y[start:end], w_b, weight, end == self.n)
 
     def commit(self):
         self.start = 0 if self._end == self.n else self._end

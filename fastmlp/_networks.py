@@ -23,17 +23,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from fastmlp import gradient as _gradient
+from fastmlp import _describe, gradient as _gradient
 from fastmlp._params import Params
 from fastmlp._random import normal_source
-from fastmlp._validation import (
-    as_float,
-    check_dtype,
-    check_positive_float,
-    check_positive_int,
-    check_targets,
-    check_x,
-)
+from fastmlp._validation import (as_float, check_dtype, check_positive_float, check_positive_int,
+                                 check_targets, check_x)
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
@@ -148,6 +142,9 @@ class MultiLayerNet:
         self.loss_name = loss
         self.last_loss = None   # loss of the last gradient() call, weight decay included
         self.last_layer = getattr(module, _LOSS_LAYERS[loss])()
+
+    def __repr__(self):
+        return _describe.network_repr(self)
 
     # -- construction ------------------------------------------------------
 

@@ -11,6 +11,7 @@ inside these functions. A missing matplotlib raises ``MatplotlibMissing``;
 each front door reports it as its own one-line error.
 """
 import importlib.util
+import os
 
 import numpy as np
 
@@ -39,6 +40,24 @@ def require_matplotlib():
     """
     if importlib.util.find_spec("matplotlib") is None:
         raise MatplotlibMissing()
+
+
+def image_path(path):
+    """The file ``path`` names as a figure: its format must be one matplotlib's canvas writes
+    (ValueError listing them otherwise); with no extension, ``.png`` is appended, the file
+    ``savefig`` would write. Returned unchanged when matplotlib is missing (the command
+    reports that before any work, with ``require_matplotlib``)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return path
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        return path + ".png"
+    if ext[1:].lower() not in formats:
+        raise ValueError(f"{path}: matplotlib cannot write {ext!r} files; give a file ending in "
+                         + ", ".join("." + f for f in formats))
+    return path
 
 
 def _figure(figsize):

@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._describe import layer_repr
 from ._streams import as_stream, draw_key
 from ._validation import as_float, check_called
 
@@ -66,6 +67,8 @@ class Dropout:
     mask : ndarray of bool or None
         The kept entries of the last training forward pass.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self, dropout_ratio=0.5, *, rng=None):
         self.dropout_ratio = check_ratio(dropout_ratio, "dropout_ratio")
@@ -124,6 +127,8 @@ class BatchNormalization:
     dgamma, dbeta : ndarray (D,) or None
         Set by ``backward``.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
         gamma, beta = self._checked_params(gamma, beta)

@@ -37,20 +37,23 @@ def pair_dtype(x, y):
 def as_array(x, name):
     """``x`` as an ndarray of a real numeric dtype (no copy if already one).
 
-    Accepts ndarrays, Python scalars and nested lists; rejects complex,
-    object, string and other non-numeric input with a TypeError naming ``name``.
+    Accepts anything ``np.asarray`` takes: ndarrays, Python scalars, nested
+    lists, a pandas DataFrame or Series, ...; rejects strings, ragged lists
+    and complex, object, string and other non-numeric data with an error
+    naming ``name``.
     """
     if isinstance(x, np.ndarray):
         arr = x
-    elif isinstance(x, (numbers.Real, list, tuple, np.generic)) and not isinstance(x, (str, bytes)):
+    elif isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
+    else:
         try:
             arr = np.asarray(x)
         except ValueError as exc:  # ragged nested lists
             raise ValueError(f"{name} must be a rectangular array: {exc}") from None
-    else:
-        raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+        source = "" if arr is x else f" (from {type(x).__name__})"
+        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}{source}")
     return arr
 
 

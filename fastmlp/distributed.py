@@ -174,6 +174,9 @@ class DataParallelTrainer(Trainer):
         each on a contiguous share (:func:`shard_bounds`; at least one sample per rank).
     verbose : bool, default True
         Printing and the progress bar on rank 0 only.
+
+    The batches are the Trainer's ``sampling='epoch'`` ones (each sample once per
+    epoch, agreed by all ranks from the seed).
     seed : None, int, numpy.random.Generator or RandomState
         Rank 0's seed is used by all (None: rank 0 draws an int from numpy's global
         random state; a Generator or RandomState: from it).
@@ -231,7 +234,8 @@ class DataParallelTrainer(Trainer):
                          mini_batch_size=mini_batch_size, optimizer=optimizer,
                          optimizer_param=optimizer_param,
                          evaluate_sample_num_per_epoch=evaluate_sample_num_per_epoch,
-                         verbose=verbose if self.rank == 0 else False, lr_decay=lr_decay, seed=seed)
+                         verbose=verbose if self.rank == 0 else False, lr_decay=lr_decay, seed=seed,
+                         sampling="epoch")
         self._agree()
         for name in self.network.params:   # in place: the layers hold the same arrays
             comm.Bcast(self.network.params[name], root=0)

@@ -1,7 +1,7 @@
 """scikit-learn estimators on fastmlp's compiled networks: ``MLPClassifier``, ``MLPRegressor``.
 
 Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` /
-``MLPRegressor`` with the stochastic solvers: the same parameter names and
+``MLPRegressor``: the same parameter names and
 meanings where they coincide, the same objective (mean log-loss or half
 squared error, plus ``0.5 * alpha * sum(W**2) / batch_weight``), the same
 Glorot-uniform initialisation, the same stopping rules (``tol`` /
@@ -11,13 +11,15 @@ Each training step is one compiled forward/backward pass
 
 What they add over sklearn's MLP:
 
-- ``fit(X, y, X_val=None, y_val=None, sample_weight=None)``: your own
+- ``fit(X, y, sample_weight=None, *, X_val=None, y_val=None)``: your own
   validation set (for ``early_stopping`` or just to monitor);
   ``validation_loss_curve_`` beside ``loss_curve_``;
-- ``partial_fit`` keeps the optimizer state (Adam moments, velocities)
-  between calls, takes ``sample_weight``, and works with ``early_stopping``;
+- ``partial_fit`` works with ``early_stopping`` (sklearn raises) and takes
+  ``X_val``/``y_val``; like sklearn's it keeps the optimizer state (Adam
+  moments, velocities) between calls;
 - ``warm_start=True``: each ``fit`` runs at most ``max_iter`` more epochs,
-  continuing from the parameters *and* the optimizer state;
+  continuing from the parameters *and* the optimizer state (sklearn's
+  warm-started ``fit`` keeps the parameters but starts a fresh optimizer);
 - ``callbacks``: per-epoch hooks ``cb(estimator, epoch, logs)`` that may
   stop training; a progress bar when ``verbose``;
 - ``dtype``: float32 input trains and predicts in float32;
@@ -28,8 +30,8 @@ What they add over sklearn's MLP:
 
 Differences from sklearn's MLP, all deliberate:
 
-- solver 'lbfgs' is not available;
-  sparse input is not accepted (``ValueError``/``TypeError`` say so);
+- solver 'lbfgs' is sklearn's (``_estimator_lbfgs``) plus ``loss_curve_`` per iteration;
+  sparse X (CSR/CSC) is densified a block of rows at a time (``_sparse_rows``);
 - binary classification uses a two-unit softmax output (sklearn: one
   logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
   family is the same; multilabel targets are not supported;
@@ -94,7 +96,9 @@ without it; creating an estimator then raises ``ImportError`` saying
 import numpy as np
 
 from ._estimator_base import BaseMLP
-from ._estimator_params import ClassifierMixin, RegressorMixin, log_softmax
+from ._estimator_lbfgs import check_stochastic
+from ._estimator_params import ClassifierMixin, RegressorMixin, available_if, log_softmax
+from ._sparse_rows import predict_rows
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -104,7 +108,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Minimises the mean cross-entropy of a softmax output plus
     ``0.5 * alpha * sum(W**2) / batch_weight`` (sklearn's objective) with a
-    stochastic solver. Parameters follow ``sklearn.neural_network.MLPClassifier``.
+    stochastic solver or L-BFGS. Parameters follow ``sklearn.neural_network.MLPClassifier``.
 
     Parameters
     ----------
@@ -114,13 +118,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Hidden-layer activation ('logistic' is the sigmoid, 'identity' none), as sklearn's;
         the initial weights follow sklearn's rule (Glorot-uniform, the bound
         ``sqrt(2 / (fan_in + fan_out))`` for 'logistic', ``sqrt(6 / ...)`` otherwise).
-    solver : {'adam', 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop'}, default 'adam'
+    solver : {'adam', 'sgd', 'lbfgs', 'momentum', 'nesterov', 'adagrad', 'rmsprop'}, default 'adam'
         'adam': Kingma & Ba with ``beta_1``, ``beta_2``, ``epsilon`` (sklearn's
         update). 'sgd': plain SGD when ``momentum == 0``, else momentum, with
         Nesterov's correction when ``nesterovs_momentum`` (sklearn's rules).
         'momentum', 'nesterov', 'adagrad', 'rmsprop': fastmlp's book
         optimizers (``fastmlp.optimizers``; 'nesterov' is the book's form,
         AdaGrad/RMSprop use the book's eps 1e-7 and RMSprop decay 0.99).
+        'lbfgs': scipy's L-BFGS-B on the whole set, no ``partial_fit`` (as sklearn).
     alpha : float, default 1e-4
         L2 strength; the penalty ``0.5 * alpha * sum(W**2)`` is divided by the
         mini-batch's total sample weight (its size when unweighted), as in sklearn.
@@ -154,11 +159,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Stop when the validation score (accuracy) has not improved by ``tol``
         for ``n_iter_no_change`` epochs, and keep the best parameters. The
         validation set is ``X_val, y_val`` when given to ``fit``, else a
-        stratified ``validation_fraction`` of the training data.
+        stratified ``validation_fraction`` of the training data (README: as sklearn's).
     validation_fraction : float in [0, 1), default 0.1
     beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
     epsilon : float, default 1e-8
     n_iter_no_change : int or np.inf, default 10
+    max_fun : int >= 1, default 15000
+        'lbfgs' only: the most loss evaluations (scipy's ``maxfun``).
     dtype : {None, np.float32, np.float64}, default None
         Computation dtype; None: float32 for float32 X, else float64.
     callbacks : list of callables, optional
@@ -186,14 +193,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Lowest training loss so far.
     loss_curve_ : list of float
         Mean mini-batch loss (weighted by batch weight) per epoch, over all
-        fit/partial_fit calls since the model was (re)initialised.
+        fit/partial_fit calls since the model was (re)initialised ('lbfgs': per iteration).
     validation_scores_ : list of float or None
         Accuracy on the validation set per epoch (when there is one).
     validation_loss_curve_ : list of float or None
         Mean cross-entropy (no L2 penalty) on the validation set per epoch.
     best_validation_score_ : float or None
     n_iter_ : int
-        Epochs run by the last call.
+        Epochs run by the last call ('lbfgs': iterations, ``min(nit, max_iter)``).
     t_ : int
         Training samples seen (sklearn's meaning), counted with each applied step.
     n_features_in_ : int
@@ -205,16 +212,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     out_activation_ : str
         'softmax'.
     coefs_, intercepts_ : list of ndarray
-        Views of the network's parameters.
+        Views of the network's parameters; as sklearn's lists, assigning an item or the
+        whole list (shapes fixed) replaces the values (``fastmlp._estimator_layers``).
     stop_training_ : bool
-        The last call ended on a stopping rule or a callback. ``partial_fit``
-        loops should check it (with ``early_stopping`` the best parameters
-        have then been restored).
+        The last call ended on a stopping rule, a callback or (``early_stopping``)
+        a divergence. ``partial_fit`` loops should check it (with ``early_stopping``
+        the best parameters have then been restored).
     """
 
     _loss_name = "cross_entropy"
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -222,12 +230,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Class labels of any type sklearn accepts (ints, strings, ...).
-        X_val, y_val : array-like, optional
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; integer weights are equivalent to repeated rows.
+        X_val, y_val : array-like, optional, keyword-only
             Validation set: scored every epoch (``validation_scores_``,
             ``validation_loss_curve_``) and, with ``early_stopping``, used
             instead of an internal split.
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; integer weights are equivalent to repeated rows.
         comm : mpi4py communicator, optional
             Data-parallel fit over its ranks, each passing its own shard (module docstring).
 
@@ -245,17 +253,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, classes=None, sample_weight=None, X_val=None, y_val=None, *,
+    @available_if(check_stochastic)
+    def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
                     comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         Parameters
         ----------
         X, y : as in ``fit``
+        sample_weight : array-like of shape (n_samples,), optional
         classes : array-like, required on the first call
             All class labels across the calls.
-        sample_weight : array-like of shape (n_samples,), optional
-        X_val, y_val : array-like, optional
+        X_val, y_val : array-like, optional, keyword-only
             Validation set; with ``early_stopping`` and none given, a
             ``validation_fraction`` of this chunk is held out.
 
@@ -303,8 +312,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if incremental and classes is not None:
             classes = unique_labels(np.asarray(classes))
             if not first_pass and not np.array_equal(classes, self.classes_):
-                raise ValueError(f"classes={classes!r} is not the same as on the first call "
-                                 f"to partial_fit, which was {self.classes_!r}")
+                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
+                                 f"partial_fit, was: {self.classes_!r}")   # sklearn's wording
         if first_pass:
             if incremental:
                 if classes is None:
@@ -342,8 +351,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if bad.shape != y.shape:
             bad = np.ones(y.shape, bool)
         if np.any(bad):
-            unseen = np.unique(y[bad])
-            raise ValueError(f"{name} has classes not in classes_ {classes!r}: {unseen!r}")
+            raise ValueError(f"`{name}` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{classes}. '{name}' has {np.unique(y)}.")   # sklearn's wording
         return np.ascontiguousarray(idx_clipped, dtype=np.intp)
 
     def _encode_val_targets(self, y_val, n, classes, dtype):
@@ -358,7 +367,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _evaluate(self, val):
         """(accuracy, mean cross-entropy) on the validation set."""
-        scores = self._net.predict(val.X)
+        scores = predict_rows(self._net, val.X)
         if not np.isfinite(scores).all():
             return np.nan, np.nan
         correct = scores.argmax(axis=1) == val.y
@@ -392,8 +401,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype=None,
-                 callbacks=None, dropout=0.0, batch_norm=False):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, callbacks=None, dropout=0.0, batch_norm=False):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -401,7 +410,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                          verbose=verbose, warm_start=warm_start, momentum=momentum,
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, dtype=dtype,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         dtype=dtype,
                          callbacks=callbacks, dropout=dropout, batch_norm=batch_norm)
         self.loss = loss
 
@@ -411,16 +421,16 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"got {self.loss!r}")
         return super()._checked_params()
 
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, *, comm=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        X_val, y_val : array-like, optional
-            Validation set (R² per epoch; used by ``early_stopping``).
         sample_weight : array-like of shape (n_samples,), optional
+        X_val, y_val : array-like, optional, keyword-only
+            Validation set (R² per epoch; used by ``early_stopping``).
 
         Returns
         -------
@@ -428,7 +438,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
-    def partial_fit(self, X, y, sample_weight=None, X_val=None, y_val=None, *, comm=None):
+    @available_if(check_stochastic)
+    def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         As ``MLPClassifier.partial_fit`` (without ``classes``): nothing changes if
@@ -471,7 +482,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def _evaluate(self, val):
         """(R², half mean squared error averaged over outputs) on the validation set."""
         from sklearn.metrics import r2_score
-        pred = self._net.predict(val.X)
+        pred = predict_rows(self._net, val.X)
         if not np.isfinite(pred).all():
             return np.nan, np.nan
         sq = np.mean((pred.astype(np.float64) - val.y) ** 2, axis=1)

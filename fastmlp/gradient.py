@@ -9,7 +9,16 @@ import numpy as np
 
 from fastmlp._validation import check_positive_float
 
-__all__ = ["numerical_gradient", "gradient_check"]
+__all__ = ["numerical_gradient", "gradient_check", "GRADCHECK_BOUNDS", "bound_ratio"]
+
+#: Per-element bounds of a gradient check, ``|a - n| <= atol + rtol * |n|`` with ``a`` the
+#: backprop and ``n`` the numerical gradient (shared/TESTING.md), as ``(atol, rtol)``:
+#: "float64", both in float64; "float32", both in float32 (a smoke test only: float32
+#: central differences lose most digits); "float32 vs float64", float32 backprop against
+#: the float64 central difference at the same weights (the meaningful float32 check), where
+#: ``atol`` is relative to the parameter's largest ``|n|``.
+GRADCHECK_BOUNDS = {"float64": (1e-8, 1e-5), "float32": (1e-3, 5e-2),
+                    "float32 vs float64": (1e-5, 1e-3)}
 
 
 def numerical_gradient(f, x, h=1e-4):
@@ -115,3 +124,19 @@ def gradient_check(network, x, t, h=None):
         rel = diff / np.maximum(np.abs(a) + np.abs(n), tiny)
         report[name] = {"mean_abs_diff": float(diff.mean()), "max_rel_error": float(rel.max())}
     return report
+
+
+def bound_ratio(analytic, numeric, bound, where=None):
+    """The largest ``|a - n| / (atol + rtol * |n|)`` over the elements (those where ``where``
+    is true, if given), for ``(atol, rtol) = GRADCHECK_BOUNDS[bound]``: at most 1 when every
+    element is within the bound."""
+    atol, rtol = GRADCHECK_BOUNDS[bound]
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    if a.shape != n.shape:
+        raise ValueError(f"analytic has shape {a.shape} but numeric has {n.shape}")
+    if bound == "float32 vs float64":
+        atol = atol * float(np.abs(n).max(initial=0.0))
+    allowed = np.maximum(atol + rtol * np.abs(n), np.finfo(np.float64).tiny)   # all-zero n
+    ratio = np.abs(a - n) / allowed
+    return float(np.max(ratio if where is None else ratio[where], initial=0.0))

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._describe import layer_repr
 from ._regularization import BatchNormalization, Dropout
 from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
                           pair_dtype)
@@ -76,6 +77,8 @@ def _result(out):
 class MulLayer:
     """out = x * y for x, y of one shape (scalars too); backward gives (dout * y, dout * x)."""
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.x = None
         self.y = None
@@ -104,6 +107,8 @@ class AddLayer:
     check ``dout``.
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.shape = None
         self.dtype = None
@@ -123,6 +128,8 @@ class AddLayer:
 
 class Relu:
     """max(x, 0); ``mask`` marks the entries x <= 0, as in the book."""
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.mask = None
@@ -147,6 +154,8 @@ class Relu:
 class Sigmoid:
     """1 / (1 + exp(-x)), computed without overflow; ``out`` kept for backward."""
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.out = None
 
@@ -165,6 +174,8 @@ class Sigmoid:
 class Tanh:
     """tanh(x), elementwise; ``out`` kept for backward, which gives ``dout * (1 - out**2)``
     (computed as ``dout * ((1 - out) * (1 + out))``, exact in ``1 - out`` near saturation)."""
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.out = None
@@ -190,6 +201,8 @@ class Identity:
     record the last forward output, so backward can check ``dout``.
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.shape = None
         self.dtype = None
@@ -212,6 +225,8 @@ class Affine:
     network's parameter arrays in place is seen here. Their dtype decides
     the dtype of the computation.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self, W, b):
         self.W, self.b = self._checked_params(W, b)
@@ -268,6 +283,8 @@ class SoftmaxWithLoss:
     of any size: no overflow and no log(0).
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.loss = None
         self.y = None
@@ -292,6 +309,8 @@ class SoftmaxWithLoss:
 
 class MSELoss:
     """Identity output with mean squared error: 0.5 * sum((y - t)^2) / N."""
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.loss = None

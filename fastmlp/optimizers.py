@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 
 from . import _backend, _optim_state, threads
+from ._describe import optimizer_repr
 from ._sigint import deferred_sigint
 from ._params import Params
 from ._validation import as_float, check_positive_float, lookup
@@ -58,6 +59,8 @@ class Optimizer:
 
     #: the allowed values of a ``variant`` attribute (Nesterov), else ()
     variants = ()
+
+    __repr__ = optimizer_repr
 
     def __init__(self, lr):
         self.lr = check_positive_float(lr, "lr")

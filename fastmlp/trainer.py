@@ -1,42 +1,44 @@
 """The book's training loop (``common/trainer.py``): mini-batches, epochs, accuracy history.
 
-Differences from the book, all deliberate:
+Two ways to draw the mini-batches (``sampling``):
 
-- mini-batches are drawn **without replacement** from a shuffled stream
-  (a fresh permutation of the training set each time it is used up), so
-  every sample is seen once per epoch; the stream is a
-  ``numpy.random.Generator``: ``seed=None`` seeds it with one draw from
-  numpy's global random state (scikit-learn's ``random_state=None``
-  convention: ``np.random.seed(s)`` before the run repeats it), an int
-  gives it a stream of its own;
-- the per-epoch accuracies are measured at the *end* of each epoch (the
-  book measures after the first step of each epoch and so never records
-  the trained network), so ``test_acc_list[-1]`` is the final accuracy;
-- ``train_loss_list`` holds each mini-batch's loss computed in the forward
-  pass of its own step, before the update (the book runs one more forward
-  pass after the update to get it);
-- everything is validated up front, data is converted to the network's
-  dtype once, and a loss that becomes NaN or infinite stops training with a
-  :class:`DivergenceError` before the offending update;
-- a tqdm progress bar instead of one printed line per step, and an optional
-  per-epoch learning-rate decay;
-- Ctrl-C is safe: a step (update, ``train_loss_list``, ``current_iter``, the
-  position in the shuffled stream and, after an epoch's last step, the
-  epoch's accuracies, ``current_epoch`` and learning-rate decay) is recorded
-  whole or not at all, so after a ``KeyboardInterrupt`` the trainer is exactly
-  as after its last whole step and ``train()`` resumes as if never
-  interrupted.
+- ``'book'`` (default), the book's run, step for step: each step draws
+  ``mini_batch_size`` samples *with* replacement (``choice(N, batch_size)``,
+  from numpy's global state when ``seed=None``, exactly the book's
+  ``np.random.choice``), applies the update, then records the batch's loss
+  after the update (``network.loss``, one more fused forward pass, as the
+  book); the accuracies are measured after steps 0, ``iter_per_epoch``,
+  ``2 * iter_per_epoch``, ... (the book's ``current_iter % iter_per_epoch ==
+  0``; where ``iter_per_epoch`` is not whole the book measures only after
+  step 0, fastmlp after each ``ceil(k * iter_per_epoch)``). With the same
+  weights and seed the run equals the book's to rounding.
+- ``'epoch'``: each epoch a fresh permutation, so every sample is seen once
+  per epoch; the loss recorded is the one computed in the step's own forward
+  pass, before the update (no extra pass); the accuracies are measured at
+  the *end* of each epoch, so ``test_acc_list[-1]`` is the trained network's.
+  This is what ``fastmlp train``, checkpoints and the data-parallel trainer use.
+
+Beyond the book, in both: everything is validated up front, data is converted
+to the network's dtype once, a loss that becomes NaN or infinite stops
+training with a :class:`DivergenceError` before the offending update, a tqdm
+progress bar instead of the book's printed loss per step, an optional
+learning-rate decay, and Ctrl-C is safe: a step (update,
+``train_loss_list``, ``current_iter``, the stream's position and, after an
+epoch's evaluation, the accuracies, ``current_epoch`` and the decay) is
+recorded whole or not at all, so after a ``KeyboardInterrupt`` the trainer is
+exactly as after its last whole step and ``train()`` resumes as if never
+interrupted.
 """
 import math
 import numbers
 
 import numpy as np
 
-from . import _sigint
+from . import _describe, _sigint
 from ._networks import MultiLayerNet
 from . import optimizers as _optimizers
-from ._random import check_seed, generator
-from ._loop import DivergenceError, Loop, ShuffledStream, progress_bar, step, write_line
+from ._random import check_seed, generator, normal_source
+from ._loop import DivergenceError, Loop, SampledStream, ShuffledStream, progress_bar, step, write_line
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -45,6 +47,7 @@ __all__ = ["Trainer", "DivergenceError"]
 # per-epoch evaluation on large data sets.
 EVAL_CHUNK_ROWS = 2048
 _FINITE_CHECK_ROWS = 4096   # rows per chunk of the NaN/inf check of the data
+_SAMPLINGS = {"book": "book", "epoch": "epoch"}
 
 
 def _network_dtype(network):
@@ -110,19 +113,27 @@ class Trainer:
     lr_decay : float, optional
         Multiply the optimizer's learning rate by this factor in ``(0, 1]``
         at the end of every epoch: with ``lr=0.09, lr_decay=0.9`` the first
-        epoch trains at 0.09 and the second at 0.081.
+        epoch trains at 0.09 and the second at 0.081 (``'book'`` sampling:
+        at each evaluation but the first, after that step's update).
     seed : None, int, numpy.random.Generator or RandomState
-        The shuffling's stream. None: a Generator seeded by one draw from numpy's
-        global random state (so ``np.random.seed(s)`` before constructing the
-        Trainer repeats the run); an int: ``numpy.random.default_rng(seed)``; a
-        Generator: used as it is; a RandomState: one draw from it seeds the stream.
+        The batches' stream. None: numpy's global random state (so
+        ``np.random.seed(s)`` before the run repeats it; with ``'book'``
+        sampling every draw is the book's ``np.random.choice``, with
+        ``'epoch'`` one draw seeds a Generator); an int:
+        ``numpy.random.default_rng(seed)``; a Generator: used as it is; a
+        RandomState: drawn from (``'epoch'``: one draw seeds the stream).
+    sampling : {'book', 'epoch'}, default 'book'
+        How batches are drawn, when the loss is recorded and when the
+        accuracies are measured (see the module docstring): ``'book'`` as the
+        book's Trainer, ``'epoch'`` once per sample per epoch.
 
     Attributes
     ----------
     train_loss_list : list of float
-        The loss of every step's mini-batch.
+        The loss of every step's mini-batch (``'book'``: after the step's
+        update, as the book; ``'epoch'``: before it).
     train_acc_list, test_acc_list : list of float
-        Accuracies at the end of each epoch.
+        Accuracies at each epoch's evaluation.
     optimizer : object
         The optimizer instance (its ``lr`` reflects any decay so far).
     iter_per_epoch : float
@@ -146,9 +157,16 @@ class Trainer:
         (the network, an optimizer object, the seed Generator, the data).
     """
 
+    #: whether a verbose ``train()`` ends with the book's "Final Test Accuracy" lines (a front
+    #: door that prints a summary of its own, as ``fastmlp train``, turns them off)
+    print_final_accuracy = True
+
+    def __repr__(self):
+        return _describe.trainer_repr(self)
+
     def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
                  optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
-                 verbose=True, lr_decay=None, seed=None):
+                 verbose=True, lr_decay=None, seed=None, *, sampling="book"):
         # --- validate everything before keeping anything
         _check_network(network)
         dtype = _network_dtype(network)
@@ -175,8 +193,9 @@ class Trainer:
         optimizer = self._make_optimizer(optimizer, optimizer_param)
         if lr_decay is not None and not isinstance(getattr(optimizer, "lr", None), numbers.Real):
             raise TypeError("lr_decay needs an optimizer with a numeric 'lr' attribute")
+        sampling = lookup(_SAMPLINGS, sampling, "sampling")
         check_seed(seed)   # the draw from a global state comes last, after every check
-        rng = generator(seed)
+        rng = normal_source(seed) if sampling == "book" else generator(seed)
 
         # --- state
         self.network = network
@@ -189,6 +208,8 @@ class Trainer:
         self.verbose = bool(verbose)
         self.lr_decay = lr_decay
         self.optimizer = optimizer
+        self.sampling = sampling
+        self._loss_after_update = None   # 'book': the pending step's loss after its update
 
         self.train_size = train_size
         self.iter_per_epoch = max(train_size / mini_batch_size, 1)
@@ -256,6 +277,8 @@ class Trainer:
 
     def _make_stream(self, x_train, t_train, batch_size, rng, dtype):
         """The mini-batch sampler (a subclass's: a data-parallel rank's share of each batch)."""
+        if self.sampling == "book":
+            return SampledStream(x_train, t_train, batch_size, rng, dtype)
         return ShuffledStream(x_train, t_train, batch_size, rng, dtype)
 
     # ------------------------------------------------------------------ steps
@@ -305,14 +328,16 @@ class Trainer:
         and ``loss(x, t)`` (one more forward pass, before the update)."""
         network, optimizer = self.network, self.optimizer
         if isinstance(network, MultiLayerNet):   # compiled or reference
-            return step(network, optimizer, x, t)
-        own_step = getattr(network, "train_step", None)
-        if callable(own_step):
-            return own_step(x, t, optimizer)
-        grads = network.gradient(x, t)
-        loss = float(network.loss(x, t))
-        if math.isfinite(loss):
-            optimizer.update(network.params, grads)
+            loss = step(network, optimizer, x, t)
+        elif callable(getattr(network, "train_step", None)):
+            loss = network.train_step(x, t, optimizer)
+        else:
+            grads = network.gradient(x, t)
+            loss = float(network.loss(x, t))
+            if math.isfinite(loss):
+                optimizer.update(network.params, grads)
+        if self.sampling == "book" and math.isfinite(loss):
+            self._loss_after_update = float(network.loss(x, t))   # what the book records
         return loss
 
     # the Loop's front-door hooks ----------------------------------------
@@ -322,10 +347,14 @@ class Trainer:
 
     def record_step(self, batch, loss):
         """The bookkeeping of an applied step (inside the step's critical section)."""
+        if self.sampling == "book":
+            loss, self._loss_after_update = self._loss_after_update, None
         self.train_loss_list.append(loss)
         self.current_iter += 1
 
     def epoch_end_due(self, batch=None):
+        if self.sampling == "book":   # after steps 0, ceil(ipe), ceil(2 ipe), ... as the book
+            return self.current_iter - 1 == math.ceil(self.current_epoch * self.iter_per_epoch)
         return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
 
     def diverged(self, loss):
@@ -364,7 +393,7 @@ class Trainer:
                 self._full_test_acc_at = self.current_iter
             self.train_acc_list.append(train_acc)
             self.test_acc_list.append(test_acc)
-            if self.lr_decay is not None:   # public: read when used
+            if self.lr_decay is not None and (self.sampling == "epoch" or self.current_epoch > 1):
                 _optimizers.EpochDecayLR(self.lr_decay).epoch_end(self.optimizer, self.current_iter)
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{self.train_loss_list[-1]:.4f}", test_acc=f"{test_acc:.4f}",
@@ -425,7 +454,7 @@ class Trainer:
         else:
             test_acc = self._accuracy(self.x_test, self.t_test)
         self.final_test_acc = test_acc
-        if self.verbose:
+        if self.verbose and self.print_final_accuracy:
             print("=============== Final Test Accuracy ===============")
             print(f"test acc:{test_acc:.4f}")
         return test_acc

@@ -20,11 +20,13 @@
  * produced (not flushed), and NaN stays NaN (the clamps compare false on NaN and the
  * arithmetic carries it). No branches, no errno, no floating-point exceptions relied upon.
  *
- * float32 is computed in double (the float is widened, exp taken in double, the result rounded
- * once to float), so a float32 exp, sigmoid or tanh is within 0.5 + 2^-8 ulp: correctly
- * rounded except where the true value lies within 2^-8 ulp of a tie;
- * float32's overflow (x > 88.72) and underflow (subnormals, then +0 below -103.97) come out of
- * that last rounding.
+ * float32 exp (softmax) is computed in double (the float is widened, exp taken in double, the
+ * result rounded once to float), so it is within 0.5 + 2^-8 ulp: correctly rounded except
+ * where the true value lies within 2^-8 ulp of a tie; float32's overflow (x > 88.72) and
+ * underflow (subnormals, then +0 below -103.97) come out of that last rounding. float32
+ * sigmoid and tanh, the hidden layers' passes, run in float arithmetic (fastmlp_sigmoid1_f,
+ * fastmlp_tanh1_f below) with twice the SIMD lanes and float division: beside 2-thread GEMMs
+ * the double path cost a float32 sigmoid network 0.86x a ReLU one's samples/s.
  *
  * Measured error (tests/exp_ulps.c: `cc -O3 -fno-math-errno -ffp-contract=off -Ikernels
  * tests/exp_ulps.c -lm && ./a.out 1 100000000`; GCC 12.2, glibc 2.36, 2026-11-29, on this
@@ -37,8 +39,9 @@
  *     exactly where expf gives NaN; every float32 in [88.6, 88.8] (overflow) and [-104.5, -87]
  *     (subnormal results, then 0) gives inf, 0 and subnormals exactly where exp in double
  *     rounded to float does, within 1 ulp of it (test_fast_exp.py);
- *   float32 sigmoid and tanh, every 101st bit pattern (42,524,429), vs the double libm
- *     formula rounded to float: max 1 ulp for both (179 and 398 differ);
+ *   float32 sigmoid and tanh (in float), all 2^32 bit patterns (`./a.out 1 1000`, 2026-11-30),
+ *     vs the double libm formula rounded to float: max 2 ulps for both (125,478,705 and
+ *     149,025,424 differ, almost all by 1), NaN exactly where it gives NaN;
  *   float64 exp, 130,000,035 inputs (10^8 uniform in [-745.2, 709.8], 10^7 each in [-1, 1],
  *     [-745.2, -708.4] (subnormal results) and [-25, 25], and 35 edges: +-0, +-inf, NaN,
  *     both sides of the overflow and underflow thresholds, subnormal inputs): max 1 ulp
@@ -143,12 +146,76 @@ static inline double fastmlp_sigmoid1(double x, double lo, double hi, int wide) 
     return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
+/* float32 sigmoid and tanh in float arithmetic: twice the SIMD lanes of the double path and
+ * float division (the hidden-layer passes run beside multi-threaded GEMMs, so their cost shows).
+ * The same method in float: k = round(y / ln2) (the 1.5 * 2^23 shift), Cody-Waite with a
+ * 15-bit LN2_HI_F (k * LN2_HI_F exact for |k| < 512), expm1(r) = r + r^2 * P(r) with P the
+ * Taylor terms 1/2! .. 1/7! (truncation below 0.1 ulp on |r| <= 0.347), 2^k from exponent bits
+ * (two factors where the result may be subnormal). Errors: see the header comment. */
+#define FASTMLP_LOG2E_F 1.44269504f
+#define FASTMLP_LN2_HI_F 0.693145751953125f        /* 0x3f317200 */
+#define FASTMLP_LN2_LO_F 1.42860677e-06f           /* ln 2 - LN2_HI_F */
+#define FASTMLP_SHIFT_F 12582912.0f                /* 1.5 * 2^23 */
+
+typedef union { float f; uint32_t u; } fastmlp_bits_f;
+
+static inline float fastmlp_expm1_poly_f(float r) {   /* (e^r - 1 - r) / r^2, Estrin */
+    float r2 = r * r;
+    float lo = (0.5f + 0.16666667f * r) + (0.041666668f + 0.008333334f * r) * r2;
+    float hi = 0.0013888889f + 0.0001984127f * r;
+    return lo + hi * (r2 * r2);
+}
+
+/* 2^k for an integer-valued float k in [-126, 127]. */
+static inline float fastmlp_pow2_f(float k) {
+    fastmlp_bits_f t, s;
+    t.f = k + FASTMLP_SHIFT_F;
+    s.u = (t.u - 0x4b400000u + 127u) << 23;   /* bits of SHIFT_F: 0x4b400000 */
+    return s.f;
+}
+
+/* sigmoid(x) in float: e = exp(-|x|) (clamped at lo = -104, where it rounds to +0; a
+ * subnormal e is rounded once, through two factors 2^k1 * 2^k2). */
+static inline float fastmlp_sigmoid1_f(float x, float lo) {
+    float y = -__builtin_fabsf(x);
+    y = y < lo ? lo : y;             /* NaN passes */
+    float k = (y * FASTMLP_LOG2E_F + FASTMLP_SHIFT_F) - FASTMLP_SHIFT_F;   /* [-150, 0] */
+    float r = (y - k * FASTMLP_LN2_HI_F) - k * FASTMLP_LN2_LO_F;
+    float e = 1.0f + (r + (r * r) * fastmlp_expm1_poly_f(r));
+    float k1 = (k * 0.5f + FASTMLP_SHIFT_F) - FASTMLP_SHIFT_F;
+    e = (e * fastmlp_pow2_f(k1)) * fastmlp_pow2_f(k - k1);
+    return (x >= 0 ? 1.0f : e) / (1.0f + e);
+}
+
+/* tanh(x) in float: -m / (2 + m), m = expm1(-2|x|) (clamped at tlo = -18: tanh(9) rounds
+ * to 1 in float, and 2^k stays normal). */
+static inline float fastmlp_tanh1_f(float x, float tlo) {
+    float y = -2.0f * __builtin_fabsf(x);
+    y = y < tlo ? tlo : y;
+    float k = (y * FASTMLP_LOG2E_F + FASTMLP_SHIFT_F) - FASTMLP_SHIFT_F;   /* [-26, 0] */
+    float r = (y - k * FASTMLP_LN2_HI_F) - k * FASTMLP_LN2_LO_F;
+    float q = r + (r * r) * fastmlp_expm1_poly_f(r);
+    float s = fastmlp_pow2_f(k);
+    float m = s * q + (s - 1.0f);
+    return __builtin_copysignf(-m / (2.0f + m), x);
+}
+
+/* The per-type element functions the passes call: float32 in float, float64 in double. */
+static inline float fastmlp_sigmoid_elt_f(float x, double lo, double hi) {
+    (void)hi; return fastmlp_sigmoid1_f(x, (float)lo);
+}
+static inline double fastmlp_sigmoid_elt_d(double x, double lo, double hi) {
+    return fastmlp_sigmoid1(x, lo, hi, 1);
+}
+static inline float fastmlp_tanh_elt_f(float x, double tlo) { return fastmlp_tanh1_f(x, (float)tlo); }
+static inline double fastmlp_tanh_elt_d(double x, double tlo) { return fastmlp_tanh1(x, tlo, 1); }
+
 /* The clamp bounds of exp (lo, hi) and tanh (tlo), opaque to the optimiser, for results of
  * type T: exp(-746) and exp(-104) round to 0 in double and float, exp(710) and exp(89)
  * overflow. ``wide``: T is double (the long polynomial and the split 2^k). */
 #define FASTMLP_EXP_BOUNDS(T)                                                               \
     const int wide = sizeof(T) == sizeof(double);                                           \
-    double lo = wide ? -746.0 : -104.0, hi = wide ? 710.0 : 89.0, tlo = -44.0;              \
+    double lo = wide ? -746.0 : -104.0, hi = wide ? 710.0 : 89.0, tlo = wide ? -44.0 : -18.0; \
     FASTMLP_OPAQUE(lo); FASTMLP_OPAQUE(hi); FASTMLP_OPAQUE(tlo); (void)tlo
 
 #define FASTMLP_DEFINE_EXP_PASSES(T, S)                                                      \
@@ -163,14 +230,14 @@ FASTMLP_CLONES static void fastmlp_sigmoid_##S(const T *x, T *out, ptrdiff_t sta
                                                ptrdiff_t end) {                             \
     FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = start; i < end; i++)                                                 \
-        out[i] = (T)fastmlp_sigmoid1((double)x[i], lo, hi, wide);                                         \
+        out[i] = fastmlp_sigmoid_elt_##S(x[i], lo, hi);                                     \
 }                                                                                           \
 /* out = tanh(x) over [start, end); out may be x. */                                        \
 FASTMLP_CLONES static void fastmlp_tanh_##S(const T *x, T *out, ptrdiff_t start,            \
                                             ptrdiff_t end) {                                \
     FASTMLP_EXP_BOUNDS(T);                                                                     \
     for (ptrdiff_t i = start; i < end; i++)                                                 \
-        out[i] = (T)fastmlp_tanh1((double)x[i], tlo, wide);                                            \
+        out[i] = fastmlp_tanh_elt_##S(x[i], tlo);                                          \
 }                                                                                           \
 /* dx = dout * ((1 - out) * (1 + out)) over [start, end): tanh's derivative from its output,  \
  * in T (1 - out is exact for out >= 0.5, unlike 1 - out^2). dx may be dout. */            \
@@ -193,7 +260,7 @@ FASTMLP_CLONES static void fastmlp_bias_sigmoid_##S(T *h, const T *b, ptrdiff_t 
     for (ptrdiff_t i = 0; i < n; i++)                                                       \
         for (ptrdiff_t j = 0; j < m; j++) {                                                 \
             T v = h[i * m + j] + b[j];                                                      \
-            h[i * m + j] = (T)fastmlp_sigmoid1((double)v, lo, hi, wide);                                  \
+            h[i * m + j] = fastmlp_sigmoid_elt_##S(v, lo, hi);                              \
         }                                                                                   \
 }                                                                                           \
 /* h = tanh(h + b) per row of n x m. */                                                     \
@@ -203,7 +270,7 @@ FASTMLP_CLONES static void fastmlp_bias_tanh_##S(T *h, const T *b, ptrdiff_t n, 
     for (ptrdiff_t i = 0; i < n; i++)                                                       \
         for (ptrdiff_t j = 0; j < m; j++) {                                                 \
             T v = h[i * m + j] + b[j];                                                      \
-            h[i * m + j] = (T)fastmlp_tanh1((double)v, tlo, wide);                                     \
+            h[i * m + j] = fastmlp_tanh_elt_##S(v, tlo);                                   \
         }                                                                                   \
 }
 

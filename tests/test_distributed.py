@@ -137,7 +137,8 @@ def _single_process(cfg):
     net = module.MultiLayerNet(12, [9, 7], 3, weight_decay_lambda=cfg["wd"],
                                dtype=cfg.get("dtype", "float64"), seed=0)
     tr = fastmlp.Trainer(net, x, t, x[:25], t[:25], epochs=50, mini_batch_size=cfg["batch"],
-                         optimizer=cfg["opt"], optimizer_param={"lr": 0.05}, verbose=False, seed=3)
+                         optimizer=cfg["opt"], optimizer_param={"lr": 0.05}, verbose=False, seed=3,
+                         sampling="epoch")
     for _ in range(cfg["steps"]):
         tr.train_step()
     return net.params, tr

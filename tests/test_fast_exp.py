@@ -2,8 +2,10 @@
 
 Bounds (stated in ulps of the true value, from long double, numpy's ``np.exp``/``np.tanh``
 on ``np.longdouble``, 64-bit significand on x86-64, so the reference itself is ~2^-11 ulp
-of a double from the truth): float32 exp, sigmoid and tanh are computed in double and
-rounded once, so they are within 1 ulp of the correctly rounded value (0 almost always);
+of a double from the truth): float32 exp is computed in double and rounded once, so it is
+within 1 ulp of the correctly rounded value (0 almost always); float32 sigmoid and tanh are
+computed in float, within 2 ulps of the double formula rounded to float over all 2^32
+inputs, so within 2.5 of the truth;
 float64 exp within 1 ulp (measured max 0.95), sigmoid within 2.5 and tanh within 3
 (measured 2.1 and 2.5; see the header's comment for the exhaustive and sampled runs,
 which test_ulp_program repeats on a stride of the float32 range).
@@ -30,8 +32,8 @@ HAVE_LONG_DOUBLE = np.finfo(LD).nmant >= 63   # x86-64's 80-bit long double
 needs_long_double = pytest.mark.skipif(not HAVE_LONG_DOUBLE,
                                        reason="long double is no wider than double here")
 BOUND_ULPS = {"exp": {np.float32: 1.0, np.float64: 1.0},
-              "sigmoid": {np.float32: 1.0, np.float64: 2.5},
-              "tanh": {np.float32: 1.0, np.float64: 3.0}}
+              "sigmoid": {np.float32: 2.5, np.float64: 2.5},
+              "tanh": {np.float32: 2.5, np.float64: 3.0}}
 
 
 def ulps_from_true(got, true, dtype):
@@ -197,7 +199,7 @@ def test_ulp_program(tmp_path):
     assert int(got["float32_inputs"]) == -(-2**32 // 4099)
     for name in ("exp", "sigmoid", "tanh"):
         assert int(got[f"float32_{name}_nan_mismatch"]) == 0
-        assert int(got[f"float32_{name}_max_ulps"]) <= 1
+        assert int(got[f"float32_{name}_max_ulps"]) <= (1 if name == "exp" else 2)
     assert int(got["float64_exp_nan_mismatch"]) == 0
     assert int(got["float64_exp_max_ulps_vs_libm"]) <= 1
     if HAVE_LONG_DOUBLE:

@@ -215,7 +215,8 @@ def _make_trainer(name, kw, data, lr_decay=0.9):
     net = MultiLayerNet(12, [16, 16], 4, seed=1)
     x, t, xt, tt = data
     return Trainer(net, x, t, xt, tt, epochs=4, mini_batch_size=16, optimizer=name,
-                   optimizer_param=dict(kw), verbose=False, lr_decay=lr_decay, seed=3)
+                   optimizer_param=dict(kw), verbose=False, lr_decay=lr_decay, seed=3,
+                   sampling="epoch")
 
 
 def _decayed(lr, epochs, decay=0.9):

@@ -54,7 +54,7 @@ def describe(model, optimizer=None):
             out[name] = repr(value)
         if hasattr(model, "classes_"):
             out["classes"] = [model.classes_.dtype.str, [str(c) for c in model.classes_]]
-        later = {"dropout": 0.0, "batch_norm": False}   # parameters newer than the files
+        later = {"dropout": 0.0, "batch_norm": False, "max_fun": 15000}   # newer than the files
         out["params"] = {k: repr(v) for k, v in sorted(model.get_params().items())
                          if (k != "random_state" or isinstance(v, (int, type(None))))
                          and not (k in later and v == later[k])}

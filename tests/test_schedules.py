@@ -154,7 +154,7 @@ def test_trainer_lr_decay_is_epoch_decay():
     t = np.eye(10)[y]
     tr = Trainer(MultiLayerNet(64, [10], 10, seed=0), x, t, x[:20], t[:20], epochs=3,
                  mini_batch_size=20, optimizer="SGD", optimizer_param={"lr": 0.09},
-                 lr_decay=0.9, verbose=False, seed=0)
+                 lr_decay=0.9, verbose=False, seed=0, sampling="epoch")
     sched, opt = EpochDecayLR(0.9), _Opt(0.09)
     for step in range(tr.max_iter):
         assert tr.optimizer.lr == opt.lr

@@ -132,7 +132,8 @@ def test_each_sample_once_per_pass(batch):
     n = 10
     x, t = index_data(n)
     net = RecordingNet()
-    Trainer(net, x, t, x, t, epochs=3, mini_batch_size=batch, verbose=False, seed=5).train()
+    Trainer(net, x, t, x, t, epochs=3, mini_batch_size=batch, verbose=False, seed=5,
+            sampling="epoch").train()
     stream = np.concatenate(net.batches)
     assert all(len(b) == batch for b in net.batches)
     for start in range(0, len(stream) - n + 1, n):
@@ -169,7 +170,7 @@ def test_lr_decay_per_epoch(digits):
     x, t, xt, tt = small(digits, n_train=100)
     net = ReferenceNet(64, [10], 10, seed=0)
     tr = Trainer(net, x, t, xt, tt, epochs=3, mini_batch_size=20, optimizer="SGD",
-                 optimizer_param={"lr": 0.09}, lr_decay=0.9, verbose=False, seed=0)
+                 optimizer_param={"lr": 0.09}, lr_decay=0.9, verbose=False, seed=0, sampling="epoch")
     seen = []
     for _ in range(tr.max_iter):
         seen.append(tr.optimizer.lr)
@@ -179,7 +180,7 @@ def test_lr_decay_per_epoch(digits):
     # the decayed rate is the one the update uses: replay epoch 2's first step by hand
     net2 = ReferenceNet(64, [10], 10, seed=0)
     tr2 = Trainer(net2, x, t, xt, tt, epochs=3, mini_batch_size=20, optimizer="SGD",
-                  optimizer_param={"lr": 0.09}, lr_decay=0.9, verbose=False, seed=0)
+                  optimizer_param={"lr": 0.09}, lr_decay=0.9, verbose=False, seed=0, sampling="epoch")
     for _ in range(5):
         tr2.train_step()
     before = snapshot(net2.params)
@@ -192,7 +193,8 @@ def test_lr_decay_per_epoch(digits):
 def test_lr_decay_with_adam(digits):
     x, t, xt, tt = small(digits, n_train=100)
     tr = Trainer(ReferenceNet(64, [10], 10, seed=0), x, t, xt, tt, epochs=2, mini_batch_size=50,
-                 optimizer="adam", optimizer_param={"lr": 0.01}, lr_decay=0.5, verbose=False)
+                 optimizer="adam", optimizer_param={"lr": 0.01}, lr_decay=0.5, verbose=False,
+                 sampling="epoch")
     tr.train()
     assert tr.optimizer.lr == 0.0025
 
@@ -203,7 +205,8 @@ def test_loss_list_is_the_loss_before_each_update(digits):
     for net_class in (CompiledNet, ReferenceNet):
         net = net_class(64, [10], 10, seed=3, weight_decay_lambda=0.1)
         expected = net.loss(x, t)
-        tr = Trainer(net, x, t, xt, tt, epochs=1, mini_batch_size=120, verbose=False, seed=0)
+        tr = Trainer(net, x, t, xt, tt, epochs=1, mini_batch_size=120, verbose=False, seed=0,
+                     sampling="epoch")
         tr.train_step()
         assert tr.train_loss_list == [pytest.approx(expected, rel=1e-12)]
 
@@ -224,7 +227,7 @@ def test_accuracy_measured_in_chunks(digits, monkeypatch):
     x, t, xt, tt = small(digits, n_train=300, n_test=300)
     net = CompiledNet(64, [20], 10, seed=0)
     monkeypatch.setattr(trainer_module, "EVAL_CHUNK_ROWS", 64)
-    tr = Trainer(net, x, t, xt, tt, epochs=1, mini_batch_size=30, verbose=False)
+    tr = Trainer(net, x, t, xt, tt, epochs=1, mini_batch_size=30, verbose=False, sampling="epoch")
     tr.train()
     assert tr.train_acc_list == [net.accuracy(x, t)]
     assert tr.test_acc_list == [net.accuracy(xt, tt)]
@@ -275,7 +278,8 @@ def test_one_hot_targets(digits):
     eye = np.eye(10, dtype=np.float32)
     net = CompiledNet(64, [20], 10, seed=0)
     tr = Trainer(net, x[:300], eye[t[:300]], xt[:100], eye[tt[:100]], epochs=2, mini_batch_size=30,
-                 optimizer="adam", optimizer_param={"lr": 0.01}, verbose=False, seed=0)
+                 optimizer="adam", optimizer_param={"lr": 0.01}, verbose=False, seed=0,
+                 sampling="epoch")
     assert tr.train() == tr.test_acc_list[-1] > 0.5
 
 
@@ -324,7 +328,8 @@ def test_divergence_names_the_step_and_keeps_last_good_params(digits, net_class,
     x, t, xt, tt = small(digits, n_train=200, n_test=50)
     net = net_class(64, [20], 10, seed=0, dtype=dtype, weight_decay_lambda=1.0)
     tr = Trainer(net, x, t, xt, tt, epochs=100, mini_batch_size=20, optimizer="Momentum",
-                 optimizer_param={"lr": 10.0, "momentum": 0.5}, verbose=False, seed=0)
+                 optimizer_param={"lr": 10.0, "momentum": 0.5}, verbose=False, seed=0,
+                 sampling="epoch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow warnings on the way
         with pytest.raises(DivergenceError) as info:
@@ -438,6 +443,6 @@ def test_optimizer_object_accepted():
     x, t = index_data(10)
     opt = optimizers.Nesterov(lr=0.5)
     tr = Trainer(RecordingNet(), x, t, x, t, epochs=1, mini_batch_size=5, optimizer=opt,
-                 lr_decay=0.5, verbose=False)
+                 lr_decay=0.5, verbose=False, sampling="epoch")
     tr.train()
     assert tr.optimizer is opt and opt.lr == 0.25

@@ -51,6 +51,9 @@ def _run(args):
               "processes compete for the CPU, and BLAS thread pools that wait for a descheduled "
               "thread make every figure noisy (compare ratios within this run only)")
     info["peers"] = peer_versions(names)
+    if not args.only:   # by default, the peers that import: leave out the others' columns
+        info["absent_peers"] = [n for n in names if info["peers"].get(n, "") is None]
+        names = [n for n in names if n not in info["absent_peers"]]
     if args.predict and "fastmlp" in names:
         info["peers"].update(peer_versions(["onnxruntime"]))
     blas_threads = info["blas"].get("num_threads")

@@ -1,11 +1,26 @@
 """What ``fastmlp bench`` prints and draws: the header, the three tables, the chart.
 
-Plain-text tables padded to their widest cell; the bar chart itself is drawn
-by ``fastmlp._plot`` (the one plotting module, shared with ``fastmlp train``).
+Plain-text tables padded to their widest cell, prose wrapped at WIDTH columns;
+the bar chart itself is drawn by ``fastmlp._plot`` (the one plotting module,
+shared with ``fastmlp train``).
 """
+import textwrap
+
 from .. import _plot
 from .configs import LR, ONNX_THREADS, PEER_LABELS, PEERS, SKLEARN_BATCHES
 from .options import BenchError
+
+
+WIDTH = 100   # columns of the printed prose (a table of fastmlp and numpy fits too)
+# column headers: the numpy peer is fastmlp.reference, as the header lines say
+_COLUMNS = dict(PEER_LABELS, numpy="numpy")
+_INSTALL = {"torch": "pip install torch", "sklearn": 'pip install "fastmlp[sklearn]"'}
+
+
+def _wrap(text):
+    """``text`` wrapped at WIDTH columns, continuation lines indented."""
+    return "\n".join(textwrap.fill(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
+                     for line in text.splitlines())
 
 
 def _fmt_rate(v):
@@ -56,7 +71,7 @@ def train_table(rows, names):
     others = [n for n in names if n != "fastmlp"]
     acts = _several_activations(rows)
     header = (["network @batch", "dtype"] + (["activation"] if acts else []) + ["GEMM limit"]
-              + [PEER_LABELS[n] for n in names]
+              + [_COLUMNS[n] for n in names]
               + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
     body = []
     for row in rows:
@@ -75,7 +90,7 @@ def activation_table(rows, names):
     groups = {}
     for row in rows:
         groups.setdefault((row["network"], row["batch"], row["dtype"]), []).append(row)
-    header = ["network @batch", "dtype", "activation"] + [PEER_LABELS[n] for n in names]
+    header = ["network @batch", "dtype", "activation"] + [_COLUMNS[n] for n in names]
     body = []
     for (network, batch, dtype), group in groups.items():
         base = group[0]
@@ -101,7 +116,7 @@ def _peer_cells(row, names, others, share):
 
 def alternation_table(rows, names):
     """The alternation multiples of the float32 rows ("" when there are none)."""
-    header = ["network @batch", "dtype"] + [PEER_LABELS[n] for n in names]
+    header = ["network @batch", "dtype"] + [_COLUMNS[n] for n in names]
     body = []
     for row in rows:
         if not any("alternation" in row["results"].get(n, {}) for n in names):
@@ -116,7 +131,7 @@ def predict_table(rows, names):
     """The inference table: samples/s per network, dtype and batch; fastmlp's speedups."""
     names = [n for n in names if any(n in r["results"] for r in rows)]
     others = [n for n in names if n != "fastmlp"]
-    header = (["network", "dtype", "batch"] + [PEER_LABELS[n] for n in names]
+    header = (["network", "dtype", "batch"] + [_COLUMNS[n] for n in names]
               + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
     body = []
     for row in rows:
@@ -144,33 +159,37 @@ def header_text(info, settings):
         f"peers interleaved; samples/s of one SGD step (lr {LR}); "
         f"(%) = share of the GEMM-bound limit",
     ]
+    if info.get("absent_peers"):
+        lines.append("not installed, so left out: " + ", ".join(
+            f"{PEER_LABELS[n]} ({_INSTALL.get(n, 'pip install ' + n)})"
+            for n in info["absent_peers"]))
     if info["env"]:
         lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in info["env"].items()))
     if info.get("load_average"):
         lines.append("load average at start (1, 5, 15 min): "
                      + ", ".join(f"{v:.2f}" for v in info["load_average"]))
-    return "\n".join(lines)
+    return _wrap("\n".join(lines))
 
 
 def print_tables(info, names, train_rows, predict_rows, alternate, predict):
     """Print the tables after the run, then the CPU other processes took during it."""
     print()
-    print("Training: samples/s of one SGD step (share of the GEMM-bound limit); "
-          "busy: the most CPU other processes took during a repeat")
+    print(_wrap("Training: samples/s of one SGD step (share of the GEMM-bound limit); numpy: "
+                "fastmlp.reference; busy: the most CPU other processes took during a repeat"))
     print(train_table(train_rows, names))
     for n in names:
         reasons = {r["results"][n]["unavailable"] for r in train_rows
                    if "unavailable" in r["results"].get(n, {})}
         for reason in sorted(reasons):
-            print(f"  {PEER_LABELS[n]} unavailable: {reason}")
+            print(_wrap(f"  {PEER_LABELS[n]} unavailable: {reason}"))
     if "sklearn" in names:
         print(f"  (scikit-learn: partial_fit on {SKLEARN_BATCHES} batches per call, "
               f"counted as {SKLEARN_BATCHES} steps)")
     table = activation_table(train_rows, names)
     if table:
         print()
-        print("Activations: samples/s as a multiple of the same network's at the first "
-              "activation (same repeats, interleaved)")
+        print(_wrap("Activations: samples/s as a multiple of the same network's at the first "
+                    "activation (same repeats, interleaved)"))
         print(table)
     if alternate:
         table = alternation_table(train_rows, names)
@@ -191,8 +210,9 @@ def print_tables(info, names, train_rows, predict_rows, alternate, predict):
 
     share = info["other_processes_cpu_share"]
     if share is not None:
-        print(f"\nother processes used {100 * share:.0f}% of the {info['cores']} cores during "
-              "this run" + (" (a busy machine: figures are noisy)" if share > 0.1 else ""))
+        print("\n" + _wrap(f"other processes used {100 * share:.0f}% of the {info['cores']} cores "
+                          "during this run"
+                          + (" (a busy machine: figures are noisy)" if share > 0.1 else "")))
 
 
 def plot(result, path):

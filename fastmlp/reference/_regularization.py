@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from fastmlp._describe import layer_repr
 from fastmlp._streams import as_stream, draw_key
 from fastmlp._validation import as_float, check_called
 
@@ -66,6 +67,8 @@ class Dropout:
     mask : ndarray of bool or None
     """
 
+    __repr__ = layer_repr
+
     def __init__(self, dropout_ratio=0.5, *, rng=None):
         self.dropout_ratio = _ratio(dropout_ratio, "dropout_ratio")
         self.rng = as_stream(rng)
@@ -104,6 +107,8 @@ class BatchNormalization:
     input_shape, running_mean, running_var, batch_size, xc, xn, std, dgamma, dbeta
         As the book's layer.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
         self.gamma = as_float(gamma, "gamma", ndim=1)

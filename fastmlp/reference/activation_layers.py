@@ -7,6 +7,7 @@ state changes, no write into an array given.
 """
 import numpy as np
 
+from fastmlp._describe import layer_repr
 from fastmlp._validation import as_float, check_called
 from fastmlp.reference.functions import tanh
 
@@ -29,6 +30,8 @@ class Tanh:
     out : ndarray or None
         The last forward output; ``backward`` uses ``1 - out**2``.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.out = None
@@ -74,6 +77,8 @@ class Identity:
     dtype : numpy dtype type or None
         Dtype of the last forward output.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.shape = None

@@ -28,6 +28,7 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
+from fastmlp._describe import layer_repr
 from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.functions import sigmoid
@@ -79,6 +80,8 @@ class MulLayer:
     x, y : ndarray or None
         The inputs of the last ``forward``, as converted.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.x = None
@@ -134,6 +137,8 @@ class AddLayer:
         Dtype of the last forward output.
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.shape = None
         self.dtype = None
@@ -184,6 +189,8 @@ class Relu:
         ``x <= 0`` for the last ``forward`` input (the book's mask).
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.mask = None
         self._dtype = None
@@ -228,6 +235,8 @@ class Sigmoid:
     out : ndarray or None
         The last forward output; ``backward`` uses ``out * (1 - out)``.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.out = None
@@ -285,6 +294,8 @@ class Affine:
     dW, db : ndarray or None
         Gradients set by ``backward``.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self, W, b):
         W = as_float(W, "W", ndim=2)
@@ -357,6 +368,8 @@ class SoftmaxWithLoss:
     adds 1e-7 inside the log; the two agree to about ``1e-7 / y_true``.
     """
 
+    __repr__ = layer_repr
+
     def __init__(self):
         self.loss = None
         self.y = None
@@ -424,6 +437,8 @@ class MSELoss:
     loss : float or None
         The last loss.
     """
+
+    __repr__ = layer_repr
 
     def __init__(self):
         self.loss = None

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from fastmlp import _optim_state
+from fastmlp._describe import optimizer_repr
 from fastmlp._validation import check_positive_float, lookup
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_optimizer"]
@@ -50,6 +51,7 @@ class _Base:
     state_names = ()
     counts_steps = False
     variants = ()
+    __repr__ = optimizer_repr
 
     def fused_lr(self):
         """None: the oracle always runs its own numpy update."""
