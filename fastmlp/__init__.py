@@ -10,6 +10,7 @@ from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
 from .threads import get_num_threads, set_num_threads
 from .io import load, save
+from .interop import export_onnx, from_torch_state_dict
 from ._loop import DivergenceError
 from .trainer import Trainer
 from ._version import __version__
@@ -37,4 +38,4 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "export_onnx", "from_torch_state_dict", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]

@@ -15,8 +15,8 @@ arrays, of which dtype and shape, the record implies, so that io can match the
 array table before it reads a byte of array data. The checks (:func:`record`,
 :func:`size`, :func:`count`, :func:`number`, :func:`choice`,
 :func:`construct`) are shared with the estimator's record
-(``fastmlp._estimator_record``). Version 1 files keep their exact bytes: the
-records are written in the same key order, with the same names, as before.
+(``fastmlp._estimator_record``). The records keep the names version 1 files used,
+so both versions read through the same checks.
 """
 import inspect
 import math
