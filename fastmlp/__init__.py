@@ -5,14 +5,15 @@ The layer classes keep the interface of "Deep Learning from Scratch"
 matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
 the same API in plain numpy, the oracle the tests compare against.
 """
+import logging as _logging
+
 from . import datasets, functions, layers, optimizers, util
 from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
-import logging as _logging
-
 from .threads import get_num_threads, set_num_threads, threadpool_limits
 from ._oversubscription import OversubscriptionWarning
 from .io import load, save
+from .interop import export_onnx, from_torch_state_dict
 from ._loop import DivergenceError
 from .trainer import Trainer
 from ._version import __version__
@@ -44,4 +45,4 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "threadpool_limits", "OversubscriptionWarning", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "export_onnx", "from_torch_state_dict", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "threadpool_limits", "OversubscriptionWarning", "show_config"]

@@ -244,6 +244,27 @@ def softmax_ce_backward(y, labels, onehot, dout=1.0, out=None):
     return out
 
 
+#: The fused kernels' output codes by the networks' ``loss_name`` (kernels/mlp.pyx ``Output``).
+OUTPUT_CODES = {name: code for code, name in enumerate(mlp.OUTPUT_NAMES)}
+
+
+def output_forward_backward(loss_name, x, labels, targets, sample_weight=None):
+    """``(y, d, summed loss)`` of the output layer ``loss_name`` on the logits ``x`` (N, C):
+    y the output (softmax, identity, sigmoid or exp), d = w * (y - t) / N (the same
+    code the fused network kernels run)."""
+    y = np.array(x, dtype=x.dtype, order="C")
+    d = np.empty_like(y)
+    if targets is not None:
+        targets = contiguous(targets, x.dtype)
+    if sample_weight is not None:
+        sample_weight = contiguous(sample_weight, x.dtype)
+    if labels is not None:
+        labels = contiguous(labels, np.intp)
+    loss = mlp.output_forward_backward(OUTPUT_CODES[loss_name], labels, targets, sample_weight,
+                                       y, d)
+    return y, d, loss
+
+
 def mse_forward(y, t):
     """``0.5 * sum((y - t)^2) / N`` with N = y.shape[0]."""
     y, t = contiguous(y, y.dtype), contiguous(t, y.dtype)

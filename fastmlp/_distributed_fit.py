@@ -18,9 +18,9 @@ on every rank; only rank 0 prints. mpi4py is imported here, not with fastmlp.
 """
 import numpy as np
 
+from . import _estimator_outputs as _outputs
 from . import distributed
 from ._estimator_epochs import FitEpochs
-from ._estimator_params import log_softmax
 from ._loop import Batch, Loop, step
 
 MPI_MISSING = ('fit(..., comm=...) needs mpi4py and an MPI library: pip install '
@@ -262,7 +262,7 @@ class DistributedFitEpochs(FitEpochs):
     def evaluate(self, val):
         if self.est._loss_name == "cross_entropy":
             return _classifier_scores(self.fc, self.est._net, val)
-        return _regressor_scores(self.fc, self.est._net, val)
+        return _regressor_scores(self.fc, self.est, val)
 
     def agree_stop(self, stop, message, epoch):
         anyone = bool(self.fc.comm.allreduce(int(bool(stop)), op=self.fc.MPI.MAX))
@@ -272,35 +272,35 @@ class DistributedFitEpochs(FitEpochs):
 
 
 def _classifier_scores(fc, net, val):
-    """(accuracy, mean cross-entropy) over every rank's validation rows."""
+    """(accuracy, mean log-loss) over every rank's validation rows."""
     sums = np.zeros(4)
     if val.n:
         scores = net.predict(val.X)
         if not np.isfinite(scores).all():
             sums[3] = 1.0
         else:
-            correct = scores.argmax(axis=1) == val.y
-            logp = log_softmax(scores)[np.arange(val.n), val.y]
+            correct, loss = _outputs.class_rows(scores, val.y)
             if val.w is None:
-                sums[:3] = correct.sum(), -logp.sum(), val.n
+                sums[:3] = correct.sum(), loss.sum(), val.n
             else:
-                sums[:3] = np.dot(val.w, correct), -np.dot(val.w, logp), val.w.sum()
+                sums[:3] = np.dot(val.w, correct), np.dot(val.w, loss), val.w.sum()
     sums = fc.allreduce(sums)
     if sums[3]:
         return np.nan, np.nan
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
-def _regressor_scores(fc, net, val):
-    """(R² averaged over the outputs, half the mean squared error) over every rank's
-    validation rows (two all-reduces: the weighted means, then the sums of squares)."""
+def _regressor_scores(fc, est, val):
+    """(R² averaged over the outputs, the data loss as ``loss_curve_`` counts it) over every
+    rank's validation rows (two all-reduces: the weighted means, then the sums of squares)."""
     n_out = val.y.shape[1]
     w = np.ones(val.n) if val.w is None else val.w.astype(np.float64)
     y = val.y.astype(np.float64)
     first = np.zeros(2 + n_out)
-    pred = None
+    pred = scores = None
     if val.n:
-        pred = net.predict(val.X).astype(np.float64)
+        scores = est._net.predict(val.X)
+        pred = _outputs.regression_outputs(est, scores).astype(np.float64)
         first[0] = 0.0 if np.isfinite(pred).all() else 1.0
         first[1] = w.sum()
         first[2:] = w @ y
@@ -311,7 +311,7 @@ def _regressor_scores(fc, net, val):
     second = np.zeros(1 + 2 * n_out)
     if val.n:
         sq = (pred - y) ** 2
-        second[0] = w @ sq.mean(axis=1)
+        second[0] = w @ _outputs.regression_rows(est, scores, y)
         second[1:1 + n_out] = w @ sq
         second[1 + n_out:] = w @ (y - mean) ** 2
     second = fc.allreduce(second)
@@ -319,4 +319,4 @@ def _regressor_scores(fc, net, val):
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(tot > 0, 1.0 - res / np.where(tot > 0, tot, 1.0),
                       np.where(res == 0, 1.0, 0.0))
-    return float(r2.mean()), 0.5 * float(second[0] / first[1])
+    return float(r2.mean()), float(second[0] / first[1])

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from . import _estimator_outputs as _outputs
 from . import _estimator_record as _record
 from . import _sigint, threads
 from . import optimizers as _optim
@@ -32,7 +33,7 @@ class Data:
 class BaseMLP(BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor (not for direct use)."""
 
-    _loss_name = None        # 'cross_entropy' | 'mse'
+    _loss_name = None        # the family's first output: 'cross_entropy' | 'mse'
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -111,10 +112,10 @@ class BaseMLP(BaseEstimator):
 
     # -- the network -------------------------------------------------------------
 
-    def _build_network(self, n_features, n_outputs, params, dtype, rng):
-        """A compiled MultiLayerNet with sklearn's Glorot-uniform initialisation drawn from ``rng``
-        (a MultiLayerNetExtend with ``dropout`` > 0 or ``batch_norm``: its masks from a stream
-        seeded by ``rng`` after the weights)."""
+    def _build_network(self, n_features, n_outputs, params, dtype, rng, loss):
+        """A compiled MultiLayerNet with output ``loss`` and sklearn's Glorot-uniform
+        initialisation drawn from ``rng`` (a MultiLayerNetExtend with ``dropout`` > 0 or
+        ``batch_norm``: its masks from a stream seeded by ``rng`` after the weights)."""
         extend = params["dropout"] > 0 or params["batch_norm"]
         if extend:
             net = MultiLayerNetExtend(n_features, params["hidden"], n_outputs,
@@ -122,12 +123,11 @@ class BaseMLP(BaseEstimator):
                                       use_dropout=params["dropout"] > 0,
                                       dropout_ration=params["dropout"],
                                       use_batchnorm=params["batch_norm"], dtype=dtype, seed=0,
-                                      loss=self._loss_name)
+                                      loss=loss)
         else:
             net = MultiLayerNet(n_features, params["hidden"], n_outputs,
                                 activation=params["activation"], weight_init_std=0.0,
-                                weight_decay_lambda=0.0, dtype=dtype, seed=0,
-                                loss=self._loss_name)
+                                weight_decay_lambda=0.0, dtype=dtype, seed=0, loss=loss)
         factor = 2.0 if params["activation"] == "sigmoid" else 6.0
         sizes = [n_features, *params["hidden"], n_outputs]
         for i, (fan_in, fan_out) in enumerate(pairwise(sizes), start=1):
@@ -341,14 +341,14 @@ class BaseMLP(BaseEstimator):
 
     def _fresh_fit_state(self, target_info, dtype, params, n_features, rng, split_seed):
         """The attributes of a model started from scratch (a new network), as a dict."""
-        state = self._target_state(target_info)
-        n_outputs = state["n_outputs_"]
+        state = self._target_state(target_info)   # n_outputs_, out_activation_ (classes_)
+        loss = _outputs.NETWORK_LOSS[state["out_activation_"]]
         state.update({
             "_dtype": dtype, "_rng": rng, "_split_seed": split_seed,
-            "_net": self._build_network(n_features, n_outputs, params, dtype, rng),
+            "_net": self._build_network(n_features, state["n_outputs_"], params, dtype, rng,
+                                        loss),
             "_optimizer": None,
             "n_layers_": len(params["hidden"]) + 2,
-            "out_activation_": "softmax" if self._loss_name == "cross_entropy" else "identity",
             "n_iter_": 0, "t_": 0, "loss_": None, "loss_curve_": [], "best_loss_": np.inf,
             "validation_scores_": None, "validation_loss_curve_": None,
             "best_validation_score_": None, "stop_training_": False,
@@ -365,8 +365,9 @@ class BaseMLP(BaseEstimator):
         arrays = [train.X, train.y] + ([train.w] if train.w is not None else [])
         fraction = params["validation_fraction"]
         stratify = None
-        if self._loss_name == "cross_entropy":
-            counts = np.bincount(train.y, minlength=len(classes))
+        if self._loss_name == "cross_entropy" and (train.y.ndim == 1 or train.y.shape[1] == 1):
+            labels = train.y.reshape(-1).astype(np.intp)   # multilabel: not stratified (sklearn)
+            counts = np.bincount(labels, minlength=len(classes))
             present = counts > 0
             if len(classes) == 2 and counts[present].min() < 2:
                 rare = classes[np.flatnonzero(present & (counts < 2))].tolist()
@@ -377,7 +378,7 @@ class BaseMLP(BaseEstimator):
                     f"members of each class. Classes with too few members: {rare}. Pass "
                     f"X_val and y_val, or set early_stopping=False.")
             if counts[present].min() >= 2:
-                stratify = train.y
+                stratify = labels
 
         def split(stratify):
             try:

@@ -27,8 +27,8 @@ class FitEpochs:
         self.est, self.val, self.params, self.incremental = est, val, params, incremental
         self.alpha = params["alpha"]
         n_outputs = est.n_outputs_
-        # sklearn averages the squared error over the outputs too
-        self.output_scale = n_outputs if est._loss_name == "mse" and n_outputs > 1 else None
+        # sklearn averages the squared error over the outputs too (other losses: summed)
+        self.output_scale = n_outputs if est._net.loss_name == "mse" and n_outputs > 1 else None
         self.n_epochs = 1 if incremental else est.max_iter
         self.verbose = int(est.verbose)
         self.loop = self._make_loop(train)

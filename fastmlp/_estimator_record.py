@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ._estimator_outputs import OUT_ACTIVATIONS, REGRESSION_LOSSES
 from ._estimator_params import check_random_state, is_int, is_real
 from ._records import (count, jfloat, network_from_record, network_plan,
                        network_record, number, optimizer_from_record, optimizer_plan,
@@ -40,6 +41,11 @@ _STATE_KEYS = ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "validatio
 
 def _is_classifier(est_or_cls):
     return est_or_cls._loss_name == "cross_entropy"
+
+
+def _n_classes(out_activation, n_outputs):
+    """The number of classes a classifier with this output has (None: 1 or 2)."""
+    return None if out_activation == "logistic" and n_outputs == 1 else n_outputs
 
 
 # ----------------------------------------------------------------------------- fastmlp.save
@@ -136,7 +142,9 @@ def from_record(cls, rec, arrays):
     est.stop_training_ = bool(st["stop_training_"])
     if _is_classifier(cls):
         est.classes_ = _decode_classes(st["classes"], arrays)
-        if len(est.classes_) != est.n_outputs_:
+        n_classes = _n_classes(est.out_activation_, est.n_outputs_)
+        if est.classes_.ndim != 1 or len(est.classes_) not in (
+                (1, 2) if n_classes is None else (n_classes,)):
             raise ValueError("classes_ does not match the number of outputs")
     if net.input_size != est.n_features_in_ or net.output_size != est.n_outputs_:
         raise ValueError("the network's sizes do not match n_features_in_ / n_outputs_")
@@ -168,8 +176,10 @@ def check_record(cls, rec):
     net_cls, config, params = network_plan(rec["network"])
     if net_cls is not MultiLayerNet:
         raise ValueError("an estimator's network must be fastmlp's compiled MultiLayerNet")
-    if config["loss"] != cls._loss_name:
-        raise ValueError(f"a {rec['class']}'s network must have loss {cls._loss_name!r}")
+    losses = (("cross_entropy", "logistic") if _is_classifier(cls)
+              else (REGRESSION_LOSSES[est.loss],))
+    if config["loss"] not in losses:
+        raise ValueError(f"a {rec['class']}'s network must have loss {' or '.join(losses)}")
     arrays = prefixed("network", params)
     st = record(rec["state"], _STATE_KEYS, "the estimator state", optional=("classes",))
     _check_state(cls, rec, st, config)
@@ -178,14 +188,15 @@ def check_record(cls, rec):
         if best != list(params):
             raise ValueError("best_params does not list the network's parameters")
         arrays.update(prefixed("best", params))
-    n_outputs = config["output_size"]
+    n_classes = _n_classes(st["out_activation_"], config["output_size"])
     if _is_classifier(cls):
         classes = st.get("classes")
         if isinstance(classes, dict) and set(classes) == {"array"} and classes["array"] == "classes":
-            arrays["classes"] = (None, (n_outputs,))
+            arrays["classes"] = (None, None if n_classes is None else (n_classes,))
         elif isinstance(classes, dict) and set(classes) == {"strings"}:
             labels = classes["strings"]
-            if not isinstance(labels, list) or len(labels) != n_outputs or not all(
+            if not isinstance(labels, list) or len(labels) not in (
+                    (1, 2) if n_classes is None else (n_classes,)) or not all(
                     isinstance(c, str) for c in labels):
                 raise ValueError("the class labels must be one string per output")
         else:
@@ -221,9 +232,10 @@ def _check_state(cls, rec, st, config):
                          f"({n_features}, {n_outputs})")
     if st["n_layers_"] != len(config["hidden_size_list"]) + 2:
         raise ValueError("n_layers_ does not match the network")
-    out = "softmax" if _is_classifier(cls) else "identity"
+    out = OUT_ACTIVATIONS[config["loss"]]
     if st["out_activation_"] != out:
-        raise ValueError(f"out_activation_ must be {out!r} for a {rec['class']}")
+        raise ValueError(f"out_activation_ must be {out!r} for a {rec['class']} whose network "
+                         f"has loss {config['loss']!r}")
     names = st["feature_names_in_"]
     if names is not None and (not isinstance(names, list) or len(names) != n_features
                               or not all(isinstance(n, str) for n in names)):

@@ -33,7 +33,9 @@ __all__ = ["FusedMLP", "gradient_layout", "pack_parameters", "packed_views"]
 
 _ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")   # index = the kernel's code
 _LAYER_CLASSES = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
-                  layers.SoftmaxWithLoss, layers.MSELoss)
+                  (layers.SoftmaxWithLoss, layers.MSELoss, layers.SigmoidWithLoss,
+                   layers.PoissonLoss))   # activations and outputs in the order of their codes
+_SOFTMAX_CE = _backend.OUTPUT_CODES["cross_entropy"]   # the one output on class labels
 _ALIGN = 64   # bytes: every workspace buffer starts on a cache line
 
 
@@ -268,7 +270,7 @@ class FusedMLP:
             ws = Workspace(key, packed)
         n_classes = plan.sizes[-1]
         labels = onehot = None
-        if plan.output == 1:   # mse
+        if plan.output != _SOFTMAX_CE:   # float targets
             onehot = net._check_t(t, x.shape[0])
         elif not _backend.copy_labels(t, ws.labels, n_classes):   # the usual case, in C
             labels, onehot = check_targets(t, x.shape[0], n_classes, plan.dtype, copy=False)

@@ -28,7 +28,8 @@ from ._validation import as_float, check_targets
 __all__ = ["FusedExtend"]
 
 _CORE = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identity),
-         layers.SoftmaxWithLoss, layers.MSELoss)   # as _fused's: activations in code order
+         (layers.SoftmaxWithLoss, layers.MSELoss, layers.SigmoidWithLoss,
+          layers.PoissonLoss))   # as _fused's: activations and outputs in code order
 _ALIGN = 64
 
 
@@ -229,7 +230,7 @@ class FusedExtend:
             ws = Workspace(key)
         n_classes = plan.sizes[-1]
         labels = onehot = None
-        if plan.output == 1:
+        if plan.output != _backend.OUTPUT_CODES["cross_entropy"]:   # float targets
             onehot = net._check_t(t, x.shape[0])
         elif not _backend.copy_labels(t, ws.labels, n_classes):
             labels, onehot = check_targets(t, x.shape[0], n_classes, dtype, copy=False)

@@ -8,8 +8,8 @@ fused whole-network path; ``fastmlp.reference.networks``: pure numpy), so the
 book's logic lives here once and the reference stays free of compiled code.
 A concrete ``TwoLayerNet`` is ``(_networks.TwoLayerNet, <its MultiLayerNet>)``.
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
-``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
-book's ``forward``/``backward`` methods.
+``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()``, ``MSELoss()``,
+``SigmoidWithLoss()`` and ``PoissonLoss()`` with the book's ``forward``/``backward`` methods.
 
 Differences from the book: a ``seed`` (None draws as the book does, from numpy's
 global random state; an int keeps its own stream), a ``dtype`` (float32 or float64) for the
@@ -27,14 +27,15 @@ from fastmlp import _describe, gradient as _gradient
 from fastmlp._params import Params
 from fastmlp._random import normal_source
 from fastmlp._validation import (as_float, check_dtype, check_positive_float, check_positive_int,
-                                 check_targets, check_x)
+                                 check_target_range, check_targets, check_x)
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
 _AFFINE_NAME = re.compile(r"^Affine([1-9][0-9]*)$")
-_LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss"}
+_LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss",
+                "logistic": "SigmoidWithLoss", "poisson": "PoissonLoss"}
 _HE = ("relu", "he")
 _XAVIER = ("sigmoid", "xavier", "tanh")
 
@@ -82,10 +83,10 @@ class MultiLayerNet:
     seed : None, int, numpy.random.Generator or RandomState, keyword-only
         None: numpy's global state, drawn as the book's ``np.random.randn`` (so after
         ``np.random.seed(s)``, the book's weights); an int: ``default_rng(seed)``.
-    loss : {'cross_entropy', 'mse'}, keyword-only, default 'cross_entropy'
-        The last layer: ``SoftmaxWithLoss`` on class targets (the book's), or
-        ``MSELoss`` (identity output) on float targets of shape
-        ``(N, output_size)``, for regression.
+    loss : {'cross_entropy', 'mse', 'logistic', 'poisson'}, keyword-only, default 'cross_entropy'
+        The last layer: ``SoftmaxWithLoss`` on class targets (the book's), or on float
+        targets ``(N, output_size)`` ``MSELoss`` (identity output), ``SigmoidWithLoss``
+        (binary cross-entropy per unit, t in [0, 1]) or ``PoissonLoss`` (exp, t >= 0).
 
     Attributes
     ----------
@@ -122,7 +123,7 @@ class MultiLayerNet:
                                                    allow_zero=True)
         dtype = check_dtype(dtype)
         if loss not in _LOSS_LAYERS:
-            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+            raise ValueError(f"loss must be one of {list(_LOSS_LAYERS)}, got {loss!r}")
         module = type(self).layers_module
         if module is None:
             raise TypeError(
@@ -276,12 +277,12 @@ class MultiLayerNet:
         return x, self._check_t(t, x.shape[0])
 
     def _check_t(self, t, n_samples):
-        """Labels (intp) or one-hot rows for cross-entropy; finite (N, output_size) floats for mse."""
-        if self.loss_name == "mse":
+        """Labels (intp) or one-hot rows for cross-entropy; else finite (N, output_size) floats."""
+        if self.loss_name != "cross_entropy":
             t = as_float(t, "t", dtype=self.dtype, ndim=2, finite=True)
             if t.shape != (n_samples, self.output_size):
                 raise ValueError(f"t must have shape {(n_samples, self.output_size)}, got {t.shape}")
-            return t
+            return check_target_range(t, self.loss_name)
         labels, onehot = check_targets(t, n_samples, self.output_size, self.dtype)
         return labels if labels is not None else onehot
 
@@ -364,7 +365,7 @@ class MultiLayerNet:
         float
         """
         if self.loss_name != "cross_entropy":
-            raise TypeError("accuracy needs class targets: this network has loss='mse'")
+            raise TypeError(f"accuracy needs class targets: this network has loss={self.loss_name!r}")
         x = self._check_x(x, finite=False)
         labels, onehot = check_targets(t, x.shape[0], self.output_size, self.dtype)
         if labels is None:

@@ -15,8 +15,8 @@ arrays, of which dtype and shape, the record implies, so that io can match the
 array table before it reads a byte of array data. The checks (:func:`record`,
 :func:`size`, :func:`count`, :func:`number`, :func:`choice`,
 :func:`construct`) are shared with the estimator's record
-(``fastmlp._estimator_record``). Version 1 files keep their exact bytes: the
-records are written in the same key order, with the same names, as before.
+(``fastmlp._estimator_record``). The records keep the names version 1 files used,
+so both versions read through the same checks.
 """
 import inspect
 import math
@@ -262,7 +262,8 @@ def _network_plan(rec, extended):
                   "weight_decay_lambda": number(cfg["weight_decay_lambda"],
                                                 "network weight_decay_lambda", 0.0),
                   "dtype": dtype,
-                  "loss": choice(cfg["loss"], ("cross_entropy", "mse"), "network loss")}
+                  "loss": choice(cfg["loss"], ("cross_entropy", "mse", "logistic", "poisson"),
+                                 "network loss")}
     if extend:
         ratio = number(cfg["dropout_ration"], "network dropout_ration", 0.0)
         if ratio > 1.0:

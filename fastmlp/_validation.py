@@ -121,6 +121,19 @@ def check_targets(t, n_samples, n_classes, dtype, name="t", copy=True):
     raise ValueError(f"{name} must be labels (N,) or one-hot (N, C), got shape {arr.shape}")
 
 
+def check_target_range(t, loss, name="t"):
+    """Raise ValueError unless the float targets ``t`` suit ``loss``: in [0, 1] for
+    'logistic' (sigmoid + binary cross-entropy), >= 0 for 'poisson' (exp + Poisson
+    deviance); any value for the others."""
+    if loss == "logistic" and ((t < 0) | (t > 1)).any():
+        raise ValueError(f"{name} must lie in [0, 1] for the logistic output, got range "
+                         f"[{t.min()}, {t.max()}]")
+    if loss == "poisson" and (t < 0).any():
+        raise ValueError(f"{name} must be >= 0 for the Poisson output (a count or rate), "
+                         f"got minimum {t.min()}")
+    return t
+
+
 def check_same_shape(a, b, name_a, name_b):
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {a.shape} and {b.shape}")

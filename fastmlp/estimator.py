@@ -32,9 +32,11 @@ Differences from sklearn's MLP, all deliberate:
 
 - solver 'lbfgs' is sklearn's (``_estimator_lbfgs``) plus ``loss_curve_`` per iteration;
   sparse X (CSR/CSC) is densified a block of rows at a time (``_sparse_rows``);
-- binary classification uses a two-unit softmax output (sklearn: one
-  logistic unit), so the last entry of ``coefs_`` has 2 columns; the model
-  family is the same; multilabel targets are not supported;
+- the output layers are sklearn's (``fastmlp._estimator_outputs``): softmax for more than
+  two classes, one logistic unit for two (``coefs_[-1]`` has one column), a logistic unit
+  per label for a multilabel indicator ``y``, exp for ``MLPRegressor(loss='poisson')``;
+  their losses are computed from the logits, exact where sklearn clips probabilities
+  to ``[eps, 1 - eps]`` (they differ only for logits beyond about +-36 in float64);
 - random numbers come from a ``numpy.random.Generator`` (an int
   ``random_state`` seeds ``default_rng``; None, as in sklearn, draws from
   numpy's global random state, here one draw that seeds the Generator): the
@@ -95,9 +97,10 @@ without it; creating an estimator then raises ``ImportError`` saying
 """
 import numpy as np
 
+from . import _estimator_outputs as _outputs
 from ._estimator_base import BaseMLP
 from ._estimator_lbfgs import check_stochastic
-from ._estimator_params import ClassifierMixin, RegressorMixin, available_if, log_softmax
+from ._estimator_params import ClassifierMixin, RegressorMixin, available_if
 from ._sparse_rows import predict_rows
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -106,7 +109,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 class MLPClassifier(ClassifierMixin, BaseMLP):
     """Multi-layer perceptron classifier on fastmlp's compiled kernels.
 
-    Minimises the mean cross-entropy of a softmax output plus
+    Minimises the mean cross-entropy of a softmax output (one logistic unit for two
+    classes, one per label for a multilabel indicator ``y``, as sklearn's) plus
     ``0.5 * alpha * sum(W**2) / batch_weight`` (sklearn's objective) with a
     stochastic solver or L-BFGS. Parameters follow ``sklearn.neural_network.MLPClassifier``.
 
@@ -208,10 +212,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     feature_names_in_ : ndarray of str
         When X has string column names.
     n_outputs_ : int
-        Output units (number of classes).
+        Output units: the number of classes (labels), 1 for two classes.
     n_layers_ : int
     out_activation_ : str
-        'softmax'.
+        'softmax', or 'logistic' for two classes and multilabel ``y``.
     coefs_, intercepts_ : list of ndarray
         Views of the network's parameters; as sklearn's lists, assigning an item or the
         whole list (shapes fixed) replaces the values (``fastmlp._estimator_layers``).
@@ -229,8 +233,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels of any type sklearn accepts (ints, strings, ...).
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type sklearn accepts (ints, strings, ...), or a 0/1
+            multilabel indicator matrix.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights; integer weights are equivalent to repeated rows.
         X_val, y_val : array-like, optional, keyword-only
@@ -282,14 +287,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                          comm=comm)
 
     def predict(self, X):
-        """Class labels, shape (n_samples,)."""
-        scores = self._forward(X)
-        return self.classes_[scores.argmax(axis=1)]
+        """Class labels, shape (n_samples,); the 0/1 indicator (n_samples, n_labels) for a
+        multilabel model."""
+        return _outputs.class_predictions(self, self._forward(X))
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        from .functions import softmax
-        return softmax(self._forward(X))
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order
+        (two columns ``[1 - p, p]`` for a binary model, one per label for a multilabel one)."""
+        return _outputs.class_probabilities(self, self._forward(X))
 
     def predict_log_proba(self, X):
         """``log(predict_proba(X))``."""
@@ -302,85 +307,41 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return {"multi_output": True}  # 2-D y gets the clear error of _encode_targets
 
     def _encode_targets(self, y, first_pass, incremental, classes, dtype, dist=None):
-        from sklearn.utils.multiclass import check_classification_targets, unique_labels
-        from sklearn.utils.validation import column_or_1d
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        if y.ndim != 1:
-            raise ValueError(f"multilabel and multi-output targets are not supported by fastmlp's "
-                             f"MLPClassifier: y must be 1-D class labels, got shape {y.shape}")
-        if incremental and classes is not None:
-            classes = unique_labels(np.asarray(classes))
-            if not first_pass and not np.array_equal(classes, self.classes_):
-                raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
-                                 f"partial_fit, was: {self.classes_!r}")   # sklearn's wording
-        if first_pass:
-            if incremental:
-                if classes is None:
-                    raise ValueError("classes must be passed on the first call to partial_fit.")
-                known = classes
-                if dist is not None:
-                    dist.same_classes(known)
-            else:
-                known = unique_labels(y)
-                if dist is not None:   # the classes of every rank's shard
-                    known = dist.union_labels(known)
-        else:
-            known = self.classes_
-            if self.warm_start and not incremental:
-                seen = unique_labels(y)
-                if dist is not None:
-                    seen = dist.union_labels(seen)
-                if not np.array_equal(seen, known):
-                    raise ValueError(f"warm_start can only be used where `y` has the same classes "
-                                     f"as in the previous call to fit. Previously got {known}, "
-                                     f"`y` has {seen}")
-        labels = self._labels_of(y, known, "y")
-        return labels, known
+        y, multilabel, known, out = _outputs.class_targets(self, y, first_pass, incremental,
+                                                           classes, dist)
+        n_outputs = len(known) if multilabel or out == "softmax" else 1
+        targets = _outputs.encode_classes(y, multilabel, known, out, dtype)
+        return targets, (known, out, n_outputs)
 
-    @staticmethod
-    def _labels_of(y, classes, name):
-        y = np.asarray(y)
-        try:
-            idx = np.searchsorted(classes, y)
-            idx_clipped = np.minimum(idx, len(classes) - 1)
-            bad = np.asarray(classes[idx_clipped] != y)
-        except TypeError:  # e.g. numbers against string classes
-            raise ValueError(f"{name} labels ({y.dtype}) cannot be compared with classes_ "
-                             f"{classes!r}") from None
-        if bad.shape != y.shape:
-            bad = np.ones(y.shape, bool)
-        if np.any(bad):
-            raise ValueError(f"`{name}` has classes not in `self.classes_`. `self.classes_` has "
-                             f"{classes}. '{name}' has {np.unique(y)}.")   # sklearn's wording
-        return np.ascontiguousarray(idx_clipped, dtype=np.intp)
-
-    def _encode_val_targets(self, y_val, n, classes, dtype):
+    def _encode_val_targets(self, y_val, n, target_info, dtype):
         from sklearn.utils.validation import column_or_1d
-        y_val = column_or_1d(np.asarray(y_val), warn=True)
+        known, out, n_outputs = target_info
+        multilabel = out == "logistic" and n_outputs > 1
+        y_val = np.asarray(y_val)
+        if not multilabel:
+            y_val = column_or_1d(y_val, warn=True)
         if y_val.shape[0] != n:
             raise ValueError(f"y_val has {y_val.shape[0]} labels but X_val has {n} rows")
-        return self._labels_of(y_val, classes, "y_val")
+        return _outputs.encode_classes(y_val, multilabel, known, out, dtype, "y_val")
 
-    def _target_state(self, classes):
-        return {"classes_": classes, "n_outputs_": len(classes)}
+    def _target_state(self, target_info):
+        known, out, n_outputs = target_info
+        return {"classes_": known, "n_outputs_": n_outputs, "out_activation_": out}
 
     def _evaluate(self, val):
-        """(accuracy, mean cross-entropy) on the validation set."""
+        """(accuracy, mean log-loss) on the validation set (multilabel: subset accuracy)."""
         scores = predict_rows(self._net, val.X)
         if not np.isfinite(scores).all():
             return np.nan, np.nan
-        correct = scores.argmax(axis=1) == val.y
-        logp = log_softmax(scores)[np.arange(val.n), val.y]
+        correct, loss = _outputs.class_rows(scores, val.y)
         if val.w is None:
-            return float(correct.mean()), float(-logp.mean())
+            return float(correct.mean()), float(loss.mean())
         w = val.w / val.w.sum()
-        return float(np.dot(w, correct)), float(-np.dot(w, logp))
+        return float(np.dot(w, correct)), float(np.dot(w, loss))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
 
 
@@ -389,10 +350,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     Minimises half the mean squared error (averaged over samples and
     outputs, as sklearn's ``loss_curve_`` reports it) plus
-    ``0.5 * alpha * sum(W**2) / batch_weight``, with an identity output.
-    Parameters and attributes as :class:`MLPClassifier` (``loss`` may only be
-    'squared_error'); ``validation_scores_`` holds R² and
-    ``validation_loss_curve_`` half the mean squared error.
+    ``0.5 * alpha * sum(W**2) / batch_weight``, with an identity output; or with
+    ``loss='poisson'`` half the Poisson deviance (summed over the outputs, averaged over
+    the samples, as sklearn's) with an exp output (log link; ``y`` must be >= 0).
+    Parameters and attributes as :class:`MLPClassifier`; ``validation_scores_`` holds R²
+    and ``validation_loss_curve_`` the data loss as ``loss_curve_`` counts it.
     """
 
     _loss_name = "mse"
@@ -417,8 +379,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.loss = loss
 
     def _checked_params(self):
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error' (fastmlp has no 'poisson'), "
+        if self.loss not in _outputs.REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {list(_outputs.REGRESSION_LOSSES)}, "
                              f"got {self.loss!r}")
         return super()._checked_params()
 
@@ -450,7 +412,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def predict(self, X):
         """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
-        out = self._forward(X)
+        out = _outputs.regression_outputs(self, self._forward(X))
         return out.ravel() if out.shape[1] == 1 else out
 
     # -- targets
@@ -462,32 +424,40 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        targets = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
+        loss = _outputs.REGRESSION_LOSSES[self.loss]
+        if not first_pass and loss != self._net.loss_name:
+            raise ValueError(f"loss={self.loss!r} differs from the loss the network was built "
+                             f"for; continuing (warm_start / partial_fit) needs the same loss. "
+                             f"Set warm_start=False to start over.")
+        targets = _outputs.regression_targets(y, loss, dtype)
         n_outputs = targets.shape[1]
         if not first_pass and n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the model was fitted with "
                              f"{self.n_outputs_}")
-        return targets, n_outputs
+        return targets, (n_outputs, _outputs.OUT_ACTIVATIONS[loss])
 
-    def _encode_val_targets(self, y_val, n, n_outputs, dtype):
+    def _encode_val_targets(self, y_val, n, target_info, dtype):
         from sklearn.utils.validation import check_array
+        n_outputs, out = target_info
         y_val = check_array(y_val, ensure_2d=False, dtype=dtype, input_name="y_val")
-        y_val = np.ascontiguousarray(y_val.reshape(y_val.shape[0], -1), dtype=dtype)
+        y_val = _outputs.regression_targets(y_val, _outputs.NETWORK_LOSS[out], dtype, "y_val")
         if y_val.shape != (n, n_outputs):
             raise ValueError(f"y_val must have shape {(n, n_outputs)}, got {y_val.shape}")
         return y_val
 
-    def _target_state(self, n_outputs):
-        return {"n_outputs_": n_outputs}
+    def _target_state(self, target_info):
+        n_outputs, out = target_info
+        return {"n_outputs_": n_outputs, "out_activation_": out}
 
     def _evaluate(self, val):
-        """(R², half mean squared error averaged over outputs) on the validation set."""
+        """(R², the data loss as ``loss_curve_`` counts it) on the validation set."""
         from sklearn.metrics import r2_score
-        pred = predict_rows(self._net, val.X)
+        scores = predict_rows(self._net, val.X)
+        pred = _outputs.regression_outputs(self, scores)
         if not np.isfinite(pred).all():
             return np.nan, np.nan
-        sq = np.mean((pred.astype(np.float64) - val.y) ** 2, axis=1)
-        val_loss = 0.5 * (float(sq.mean()) if val.w is None else float(np.average(sq, weights=val.w)))
+        rows = _outputs.regression_rows(self, scores, val.y)
+        val_loss = float(rows.mean()) if val.w is None else float(np.average(rows, weights=val.w))
         return float(r2_score(val.y, pred, sample_weight=val.w)), val_loss
 
     def __sklearn_tags__(self):

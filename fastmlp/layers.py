@@ -19,8 +19,8 @@ import numpy as np
 from . import _backend
 from ._describe import layer_repr
 from ._regularization import BatchNormalization, Dropout
-from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
-                          pair_dtype)
+from ._validation import (as_array, as_float, check_called, check_same_shape, check_target_range,
+                          check_targets, pair_dtype)
 
 
 def _check_dout(dout, shape, dtype):
@@ -335,5 +335,51 @@ class MSELoss:
 
 IdentityWithLoss = MSELoss
 
+
+class _LinkLoss:
+    """An output with its canonical loss on float targets t (N, K) of the logits' shape:
+    forward(x, t) gives the mean over rows of the loss summed over units, computed from
+    the logits x by the fused kernels' code; backward gives (y - t) * dout / N."""
+
+    _loss_name = None
+
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        x = as_float(x, "x", ndim=2)
+        t = check_target_range(as_float(t, "t", dtype=x.dtype, finite=True), self._loss_name)
+        check_same_shape(x, t, "x", "t")
+        self.y, _, loss = _backend.output_forward_backward(self._loss_name, x, None, t)
+        self.t, self.loss = t, loss / x.shape[0]
+        return self.loss
+
+    def backward(self, dout=1):
+        name = type(self).__name__
+        check_called(self.y, name)
+        y = _cached_float(self.y, f"{name}.y", ndim=2)
+        t = _cached_float(self.t, f"{name}.t", dtype=y.dtype)
+        check_same_shape(y, t, f"{name}.y", f"{name}.t")
+        return _backend.mse_backward(y, t, _check_scalar_dout(dout))
+
+
+class SigmoidWithLoss(_LinkLoss):
+    """Sigmoid outputs with binary cross-entropy per unit (binary and multilabel
+    classification): loss ``sum(max(x, 0) - t * x + log1p(exp(-|x|))) / N``, exact and
+    finite for logits of any size; ``t`` in [0, 1]."""
+
+    _loss_name = "logistic"
+
+
+class PoissonLoss(_LinkLoss):
+    """Exp outputs (log link) with half the Poisson deviance, scikit-learn's
+    ``MLPRegressor(loss='poisson')``: ``sum(t * log(t) - t * x - t + exp(x)) / N``
+    (``t * log(t)`` is 0 at ``t = 0``); ``t >= 0``."""
+
+    _loss_name = "poisson"
+
 __all__ = ["MulLayer", "AddLayer", "Relu", "Sigmoid", "Tanh", "Identity", "Affine",
-           "SoftmaxWithLoss", "MSELoss", "IdentityWithLoss", "Dropout", "BatchNormalization"]
+           "SoftmaxWithLoss", "MSELoss", "IdentityWithLoss", "SigmoidWithLoss", "PoissonLoss",
+           "Dropout", "BatchNormalization"]

@@ -64,7 +64,8 @@ class MultiLayerNet(_networks.MultiLayerNet):
 
     def loss(self, x, t):
         """Mean cross-entropy of ``softmax(predict(x))`` (0.5 * squared error for
-        ``loss='mse'``) plus the weight-decay term, in one compiled forward pass.
+        ``loss='mse'``, binary cross-entropy per unit for 'logistic', half the Poisson
+        deviance for 'poisson') plus the weight-decay term, in one compiled forward pass.
 
         Parameters
         ----------

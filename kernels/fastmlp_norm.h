@@ -105,6 +105,88 @@ FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, cons
             }                                                                                \
     }                                                                                        \
 }                                                                                            \
+/* fastmlp_bn_train fused with what surrounds it in a network's ReLU layer, in one set of     \
+ * passes with the same operations in the same order (the same bits as the separate passes): \
+ * v = x + b (the Affine's bias), batch normalisation of v, u = gamma * xn + beta, out =      \
+ * relu(u) with mask = (u <= 0), then, when dmask is given, dropout: out *= keep, dmask =    \
+ * keep (keep from the hash of key and the flat index, as fastmlp_dropout_forward). out may   \
+ * be x; xc, xn must not alias x. */                                                          \
+FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(const T *x, const T *b, const T *gamma,  \
+        const T *beta, double eps, double momentum, ptrdiff_t n, ptrdiff_t m, T *out,        \
+        unsigned char *mask, unsigned char *dmask, uint64_t key, uint32_t threshold, T *xc,  \
+        T *xn, T *std, T *mean, T *running_mean, T *running_var) {                           \
+    const T nn = (T)n, e = (T)eps, mom = (T)momentum, rest = (T)(1.0 - momentum);           \
+    const uint32_t klo = (uint32_t)key, khi = (uint32_t)(key >> 32);                         \
+    ptrdiff_t i, j;                                                                          \
+    for (j = 0; j < m; j++) {                                                                \
+        mean[j] = 0;                                                                         \
+        std[j] = 0;                                                                          \
+    }                                                                                        \
+    for (i = 0; i < n; i++)                                                                  \
+        for (j = 0; j < m; j++)                                                              \
+            mean[j] += (T)(x[i * m + j] + b[j]);                                             \
+    for (j = 0; j < m; j++)                                                                  \
+        mean[j] = mean[j] / nn;                                                              \
+    for (i = 0; i < n; i++)                                                                  \
+        for (j = 0; j < m; j++) {                                                            \
+            T c = (T)(x[i * m + j] + b[j]) - mean[j];                                        \
+            xc[i * m + j] = c;                                                               \
+            std[j] += c * c;                                                                 \
+        }                                                                                    \
+    for (j = 0; j < m; j++) {                                                                \
+        T var = std[j] / nn;                                                                 \
+        running_mean[j] = mom * running_mean[j] + rest * mean[j];                            \
+        running_var[j] = mom * running_var[j] + rest * var;                                  \
+        std[j] = SQRT(var + e);                                                              \
+    }                                                                                        \
+    for (i = 0; i < n; i++)                                                                  \
+        for (j = 0; j < m; j++) {                                                            \
+            ptrdiff_t k = i * m + j;                                                         \
+            T v = xc[k] / std[j];                                                            \
+            T u = (T)(gamma[j] * v) + beta[j];                                               \
+            T r = u <= 0 ? 0 : u;                                                            \
+            xn[k] = v;                                                                       \
+            mask[k] = u <= 0;                                                                \
+            if (dmask != NULL) {                                                             \
+                uint32_t h = fastmlp_mix32(fastmlp_mix32((uint32_t)k ^ klo) ^ khi);          \
+                T keep = h > threshold ? 1 : 0;                                              \
+                dmask[k] = h > threshold;                                                    \
+                r = r * keep;                                                                \
+            }                                                                                \
+            out[k] = r;                                                                      \
+        }                                                                                    \
+}                                                                                            \
+/* fastmlp_bn_backward fused with the dropout (dmask, may be NULL) and ReLU (mask) backward  \
+ * before it: d = mask ? 0 : d * dmask, then batch normalisation's backward, in place.        \
+ * The same bits as the three separate passes. work (3m) is scratch. */                     \
+FASTMLP_CLONES static void fastmlp_bn_relu_backward_##S(T *d, const unsigned char *mask,      \
+        const unsigned char *dmask, const T *xn, const T *gamma, const T *std, ptrdiff_t n,  \
+        ptrdiff_t m, T *dgamma, T *dbeta, T *work) {                                         \
+    const T nn = (T)n;                                                                       \
+    T *a = work, *bb = work + m, *c = work + 2 * m;                                          \
+    ptrdiff_t i, j;                                                                          \
+    for (j = 0; j < m; j++) {                                                                \
+        dbeta[j] = 0;                                                                        \
+        dgamma[j] = 0;                                                                       \
+    }                                                                                        \
+    for (i = 0; i < n; i++)                                                                  \
+        for (j = 0; j < m; j++) {                                                            \
+            ptrdiff_t k = i * m + j;                                                         \
+            T g = dmask != NULL ? d[k] * (T)dmask[k] : d[k];                                 \
+            g = mask[k] ? 0 : g;                                                             \
+            d[k] = g;                                                                        \
+            dbeta[j] += g;                                                                   \
+            dgamma[j] += xn[k] * g;                                                          \
+        }                                                                                    \
+    for (j = 0; j < m; j++) {                                                                \
+        a[j] = gamma[j] / std[j];                                                            \
+        bb[j] = dbeta[j] / nn;                                                               \
+        c[j] = dgamma[j] / nn;                                                               \
+    }                                                                                        \
+    for (i = 0; i < n; i++)                                                                  \
+        for (j = 0; j < m; j++)                                                              \
+            d[i * m + j] = a[j] * (d[i * m + j] - bb[j] - xn[i * m + j] * c[j]);             \
+}                                                                                            \
 /* Inference-mode batch normalisation: out = gamma * ((x - rmean) / sqrt(rvar + eps))       \
  * + beta per column (beta NULL: without it); scale (m) scratch; out may be x. */           \
 FASTMLP_CLONES static void fastmlp_bn_infer_##S(const T *x, const T *gamma, const T *beta,   \

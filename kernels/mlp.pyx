@@ -5,11 +5,12 @@ preallocated buffers as lists of C-contiguous arrays of one float dtype; the
 Python side has checked every shape. Per layer: one GEMM, then one fused
 pass (bias + activation + mask) forward; backward one or two GEMMs and one
 fused pass (activation derivative), the first layer's dx skipped. The
-softmax, loss and (y - t)/N come out of one pass per row. Every reduction
+output (softmax, identity, sigmoid or exp), loss and w * (y - t)/N come out
+of one pass per row. Every reduction
 (db, loss) runs in a fixed order, so the bits never depend on threads.
 """
 from cython cimport floating
-from libc.math cimport isfinite, log
+from libc.math cimport exp, fabs, isfinite, log, log1p
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -41,6 +42,11 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "identity")
 cdef enum Output:
     SOFTMAX_CE = 0    # softmax + cross-entropy on labels or one-hot rows
     MSE = 1           # identity + 0.5 * squared error on float targets
+    LOGISTIC = 2      # sigmoid + binary cross-entropy per unit, on 0/1 (or [0, 1]) targets
+    POISSON = 3       # exp + half Poisson deviance per unit, on targets >= 0
+
+# the networks' ``loss_name`` of each output, indexed by code
+OUTPUT_NAMES = ("cross_entropy", "mse", "logistic", "poisson")
 
 
 cdef inline void* _data(object a):
@@ -130,6 +136,92 @@ cdef double _mse(const floating *y, floating *d, const floating *t, const floati
             diff = y[i * c + j] - t[i * c + j]
             d[i * c + j] = diff * scale
             loss += 0.5 * w * diff * diff
+    return loss
+
+
+cdef double _logistic(floating *y, floating *d, const floating *t, const floating *weights,
+                      Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """y = sigmoid(logits) in place, d = w * (y - t) / n; return the summed binary
+    cross-entropy sum(w * (max(z, 0) - t * z + log1p(exp(-|z|)))), computed from the
+    logits z: exact and finite for any z (no log(0), no overflow)."""
+    cdef Py_ssize_t i, j
+    cdef double w, z, e, p, loss = 0
+    for i in range(n):
+        w = 1 if weights == NULL else weights[i]
+        for j in range(c):
+            z = y[i * c + j]
+            e = exp(-fabs(z))          # in (0, 1]
+            loss += w * ((z if z > 0 else 0) - t[i * c + j] * z + log1p(e))
+            p = 1 / (1 + e) if z >= 0 else e / (1 + e)
+            y[i * c + j] = p
+            d[i * c + j] = (p - t[i * c + j]) * w / n
+    return loss
+
+
+cdef double _poisson(floating *y, floating *d, const floating *t, const floating *weights,
+                     Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """y = exp(logits) in place, d = w * (y - t) / n; return the summed half Poisson
+    deviance sum(w * (t * log(t) - t * z - t + exp(z))) (t * log(t) = 0 at t = 0), as
+    scikit-learn's MLPRegressor(loss='poisson') defines it, from the logits z (finite
+    for any z until exp(z) overflows)."""
+    cdef Py_ssize_t i, j
+    cdef double w, z, mu, tt, loss = 0
+    for i in range(n):
+        w = 1 if weights == NULL else weights[i]
+        for j in range(c):
+            z = y[i * c + j]
+            tt = t[i * c + j]
+            mu = exp(z)
+            loss += w * ((tt * (log(tt) - z) - tt if tt > 0 else 0) + mu)
+            y[i * c + j] = mu
+            d[i * c + j] = (mu - tt) * w / n
+    return loss
+
+
+cdef double _output_loss(int output, floating *y, floating *d, const Py_ssize_t *labels,
+                         const floating *targets, const floating *weights, Py_ssize_t n,
+                         Py_ssize_t c) noexcept nogil:
+    """The output layer of code ``output`` on the logits y (n, c), in place: y becomes the
+    output, d = w * (y - t) / n its gradient w.r.t. the logits; returns the summed loss."""
+    if output == SOFTMAX_CE:
+        return _softmax_ce(y, d, labels, targets, weights, n, c)
+    if output == LOGISTIC:
+        return _logistic(y, d, targets, weights, n, c)
+    if output == POISSON:
+        return _poisson(y, d, targets, weights, n, c)
+    return _mse(y, d, targets, weights, n, c)
+
+
+def output_forward_backward(int output, object labels, object targets, object sample_weight,
+                            object y, object d):
+    """The output layer of code ``output`` alone: y (N, C) holds the logits on entry and
+    the output on return, d = w * (y - t) / N; returns the summed loss (divide by N for the
+    mean). labels (N,) intp (softmax only) or targets (N, C) of y's dtype; sample_weight
+    (N,) or None. Every array is checked first (ValueError)."""
+    if output < SOFTMAX_CE or output > POISSON:
+        raise ValueError(f"unknown output code {output}")
+    if not isinstance(y, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>y) != 2:
+        raise ValueError("y must be a 2-D array")
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>y)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("y must be float32 or float64")
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(<cnp.ndarray>y)[0], c = _cols(y)
+    _check(y, "y", -1, typenum, n, c, True)
+    _check(d, "d", -1, typenum, n, c, True)
+    _check_targets(labels, targets, sample_weight, output, typenum, n, c)
+    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef void *tp = NULL if targets is None else _data(targets)
+    cdef void *wp = NULL if sample_weight is None else _data(sample_weight)
+    cdef void *yp = _data(y)
+    cdef void *dp = _data(d)
+    cdef double loss
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            loss = _output_loss(output, <float*>yp, <float*>dp, lp, <const float*>tp,
+                                <const float*>wp, n, c)
+        else:
+            loss = _output_loss(output, <double*>yp, <double*>dp, lp, <const double*>tp,
+                                <const double*>wp, n, c)
     return loss
 
 
@@ -268,18 +360,33 @@ cdef void _dropout_forward(Layer *layer, floating *h, Py_ssize_t n) noexcept nog
 cdef void _bn_backward(Layer *layer, floating *d, Py_ssize_t n, floating sgd_lr) noexcept nogil:
     """d = the gradient before batch normalisation (in place), dgamma and dbeta; with a
     fused SGD step also gamma -= lr * dgamma, beta -= lr * dbeta (after their last use)."""
-    cdef Py_ssize_t j
     cdef floating *gamma = <floating*>layer.gamma
-    cdef floating *beta = <floating*>layer.beta
     cdef floating *dgamma = <floating*>layer.dgamma
     cdef floating *dbeta = <floating*>layer.dbeta
     _norm.bn_backward(<const floating*>d, <const floating*>layer.xn, <const floating*>gamma,
                       <const floating*>layer.std, n, layer.m, d, dgamma, dbeta,
                       <floating*>layer.work)
+    _bn_sgd(layer, sgd_lr)
+
+
+cdef void _bn_sgd(Layer *layer, floating sgd_lr) noexcept nogil:
+    """The fused SGD step of gamma and beta (after their last use), when sgd_lr != 0."""
+    cdef Py_ssize_t j
+    cdef floating *gamma = <floating*>layer.gamma
+    cdef floating *beta = <floating*>layer.beta
+    cdef floating *dgamma = <floating*>layer.dgamma
+    cdef floating *dbeta = <floating*>layer.dbeta
     if sgd_lr != 0:
         for j in range(layer.m):
             gamma[j] -= sgd_lr * dgamma[j]
             beta[j] -= sgd_lr * dbeta[j]
+
+
+cdef inline bint _bn_relu_fusable(const Layer *layer, int act) noexcept nogil:
+    """A training-mode batch-normalised ReLU layer with its mask (and dropout drawn or
+    none): bias, normalisation, ReLU and dropout run fused (fastmlp_norm.h)."""
+    return (layer.bn == 1 and act == RELU and layer.mask != NULL
+            and (layer.drop == 0 or layer.drop == 1))
 
 
 cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
@@ -291,7 +398,17 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
         gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
              <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
         if i < L - 1:
-            if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
+            if _bn_relu_fusable(&layers[i], act):   # the same bits in fewer passes
+                _norm.bn_relu_train(<const floating*>layers[i].h, <const floating*>layers[i].b,
+                                    <const floating*>layers[i].gamma,
+                                    <const floating*>layers[i].beta, layers[i].eps,
+                                    layers[i].momentum, n, layers[i].m, <floating*>layers[i].h,
+                                    layers[i].mask, layers[i].dmask if layers[i].drop else NULL,
+                                    layers[i].key, layers[i].threshold, <floating*>layers[i].xc,
+                                    <floating*>layers[i].xn, <floating*>layers[i].std,
+                                    <floating*>layers[i].mean, <floating*>layers[i].rmean,
+                                    <floating*>layers[i].rvar)
+            elif layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
                 bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
                 _bn_forward(&layers[i], <floating*>layers[i].h, n)
                 _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
@@ -299,7 +416,7 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
             else:
                 _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
                                  layers[i].mask, n, layers[i].m, act)
-            if layers[i].drop:
+            if layers[i].drop and not _bn_relu_fusable(&layers[i], act):
                 _dropout_forward(&layers[i], <floating*>layers[i].h, n)
         else:
             bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
@@ -326,12 +443,8 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
     cdef floating *db
     cdef const floating *a
     cdef floating decay = 1 - sgd_lr * weight_decay
-    if output == SOFTMAX_CE:
-        loss = _softmax_ce(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels, onehot,
-                           weights, n, layers[L - 1].m)
-    else:
-        loss = _mse(<floating*>layers[L - 1].h, <floating*>layers[L - 1].d, onehot, weights,
-                    n, layers[L - 1].m)
+    loss = _output_loss(output, <floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels,
+                        onehot, weights, n, layers[L - 1].m)
     if sgd_lr != 0 and not isfinite(loss):
         return loss
     for i in range(L - 1, -1, -1):
@@ -339,7 +452,17 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         d, W, dW = <floating*>layers[i].d, <floating*>layers[i].W, <floating*>layers[i].dW
         b, db = <floating*>layers[i].b, <floating*>layers[i].db
         a = x if i == 0 else <const floating*>layers[i - 1].h
-        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
+        if i > 0 and _bn_relu_fusable(&layers[i - 1], act):   # one set of passes, same bits
+            gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
+            _norm.bn_relu_backward(<floating*>layers[i - 1].d, layers[i - 1].mask,
+                                   layers[i - 1].dmask if layers[i - 1].drop else NULL,
+                                   <const floating*>layers[i - 1].xn,
+                                   <const floating*>layers[i - 1].gamma,
+                                   <const floating*>layers[i - 1].std, n, k,
+                                   <floating*>layers[i - 1].dgamma,
+                                   <floating*>layers[i - 1].dbeta, <floating*>layers[i - 1].work)
+            _bn_sgd(&layers[i - 1], sgd_lr)
+        elif i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
             if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' would see 0
                 _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
@@ -456,11 +579,12 @@ def mlp_predict(x, list Ws, list bs, list hs, int act, list bn=None, list drop=N
 
 cdef int _check_targets(object labels, object targets, object sample_weight, int output,
                         int typenum, Py_ssize_t n, Py_ssize_t c) except -1:
-    """labels: (n,) intp in [0, c); or targets: (n, c) of typenum; sample_weight: (n,) or None."""
+    """labels: (n,) intp in [0, c) (softmax only); or targets: (n, c) of typenum;
+    sample_weight: (n,) or None."""
     cdef Py_ssize_t i
     cdef const Py_ssize_t *lp
-    if (labels is None) == (targets is None) or (output == MSE and targets is None):
-        raise ValueError("pass labels or targets (targets for the MSE output)")
+    if (labels is None) == (targets is None) or (output != SOFTMAX_CE and targets is None):
+        raise ValueError("pass labels or targets (targets for every output but softmax)")
     if labels is not None:
         _check(labels, "labels", -1, cnp.NPY_INTP, n, -1, False)
         lp = <const Py_ssize_t*>_data(labels)
@@ -484,11 +608,12 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     x (N, D); labels (N,) intp, or None; targets (N, C) one-hot rows or
     regression targets, or None; sample_weight (N,) or None (all 1); per
     layer i: Ws[i] (K, M), bs[i] (M,), hs[i] (N, M) outputs (the last ends as
-    the softmax for output 0, the identity for output 1), masks[i] (N, M)
+    the output: softmax, identity, sigmoid or exp by code), masks[i] (N, M)
     uint8 for hidden ReLU layers (else None), ds[i] (N, M) output gradients
     (the last is w * (y - t) / N), dWs[i], dbs[i] the parameter gradients
     (dW includes weight_decay * W). output: 0 softmax + cross-entropy,
-    1 identity + 0.5 * squared error. sgd_lr > 0 fuses an SGD step into the
+    1 identity + 0.5 * squared error, 2 sigmoid + binary cross-entropy, 3 exp + half
+    Poisson deviance (targets for all but 0). sgd_lr > 0 fuses an SGD step into the
     backward pass: Ws and bs are updated in place and dWs is left untouched.
     bn, drop: batch normalisation and dropout of the hidden layers (training mode, see
     _attach_extras); with sgd_lr > 0 gamma and beta take their SGD step too.
@@ -496,7 +621,7 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     """
     if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
-    if output != SOFTMAX_CE and output != MSE:
+    if output < SOFTMAX_CE or output > POISSON:
         raise ValueError(f"unknown output code {output}")
     if act == RELU and (masks is None or any(m is None for m in masks[:len(masks) - 1])):
         raise ValueError("a ReLU network needs a mask for every hidden layer")
@@ -559,12 +684,12 @@ def mlp_loss(x, labels, targets, list Ws, list bs, list hs, list masks, list ds,
 
     Returns (mean data loss, sum of W**2 over all layers when sum_sq_weights else 0).
     Buffers as for mlp_gradient (hs, masks, ds; no parameter gradients): hs[-1] ends as
-    the softmax (output 0) or the identity (output 1), ds[-1] as (y - t) / N. Every
+    the output (softmax, identity, sigmoid or exp by code), ds[-1] as (y - t) / N. Every
     array and label is checked before the GIL is released.
     """
     if act < RELU or act > IDENTITY:
         raise ValueError(f"unknown activation code {act}")
-    if output != SOFTMAX_CE and output != MSE:
+    if output < SOFTMAX_CE or output > POISSON:
         raise ValueError(f"unknown output code {output}")
     if act == RELU and (masks is None or any(m is None for m in masks[:len(masks) - 1])):
         raise ValueError("a ReLU network needs a mask for every hidden layer")
@@ -588,20 +713,12 @@ def mlp_loss(x, labels, targets, list Ws, list bs, list hs, list masks, list ds,
         with nogil:
             if single:
                 _forward(<const float*>xp, layers, L, n, act)
-                if output == SOFTMAX_CE:
-                    loss = _softmax_ce(<float*>layers[L - 1].h, <float*>layers[L - 1].d, lp,
-                                       <const float*>tp, NULL, n, c)
-                else:
-                    loss = _mse(<const float*>layers[L - 1].h, <float*>layers[L - 1].d,
-                                <const float*>tp, NULL, n, c)
+                loss = _output_loss(output, <float*>layers[L - 1].h, <float*>layers[L - 1].d,
+                                    lp, <const float*>tp, NULL, n, c)
             else:
                 _forward(<const double*>xp, layers, L, n, act)
-                if output == SOFTMAX_CE:
-                    loss = _softmax_ce(<double*>layers[L - 1].h, <double*>layers[L - 1].d, lp,
-                                       <const double*>tp, NULL, n, c)
-                else:
-                    loss = _mse(<const double*>layers[L - 1].h, <double*>layers[L - 1].d,
-                                <const double*>tp, NULL, n, c)
+                loss = _output_loss(output, <double*>layers[L - 1].h, <double*>layers[L - 1].d,
+                                    lp, <const double*>tp, NULL, n, c)
             if sum_sq_weights:
                 sum_sq = _sum_sq_weights(layers, L, single)
     finally:
@@ -684,13 +801,14 @@ def fusable(object net, tuple classes, bint writeable):
     on the instance); its ``last_layer`` is a loss the kernel has; and
     its public attributes (``input_size``, ``hidden_size_list``, ``output_size``,
     ``dtype``, ``activation``, ``loss_name``, ``hidden_layer_num``) describe exactly
-    that network. ``classes`` = (Affine, (Relu, Sigmoid, Tanh, Identity), SoftmaxWithLoss,
-    MSELoss): the activation classes in the order of their codes.
+    that network. ``classes`` = (Affine, (Relu, Sigmoid, Tanh, Identity), (SoftmaxWithLoss,
+    MSELoss, SigmoidWithLoss, PoissonLoss)): the activation and loss classes in the order
+    of their codes.
     """
     cdef Py_ssize_t i, L, width = -1
     cdef int typenum = -1, act = RELU, output
     cdef cnp.npy_intp *dims
-    affine_type, activation_types, ce_type, mse_type = classes
+    affine_type, activation_types, output_types = classes
     layer_dict = net.layers
     if type(layer_dict) is not dict and not isinstance(layer_dict, dict):
         return None
@@ -701,10 +819,9 @@ def fusable(object net, tuple classes, bint writeable):
     last_layer = net.last_layer
     if _own_methods(last_layer):
         return None
-    if type(last_layer) is ce_type:
-        output = SOFTMAX_CE
-    elif type(last_layer) is mse_type:
-        output = MSE
+    for output in range(len(output_types)):
+        if type(last_layer) is output_types[output]:
+            break
     else:
         return None
     if L > 1:
@@ -752,7 +869,7 @@ def fusable(object net, tuple classes, bint writeable):
         return None
     if (net.input_size != sizes[0] or net.output_size != sizes[n_affine]
             or net.hidden_size_list != sizes[1:n_affine] or net.hidden_layer_num != n_affine - 1
-            or net.loss_name != ("cross_entropy" if output == SOFTMAX_CE else "mse")
+            or net.loss_name != OUTPUT_NAMES[output]
             or (n_affine > 1 and net.activation != ACTIVATION_NAMES[act])):
         return None
     return Ws, bs, tuple(sizes), act, output

@@ -3,6 +3,7 @@
 No timing is asserted: the figures only have to be positive and finite.
 """
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -78,6 +79,9 @@ def test_predict_rows(tmp_path):
     assert [r["batch"] for r in result["predict"]] == PREDICT_BATCHES
     for row in result["predict"]:
         assert _positive(row["results"]["fastmlp"]["samples_per_s"])
+        if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+            assert _positive(row["results"]["onnxruntime"]["samples_per_s"])
+            assert _positive(row["fastmlp_speedup"]["onnxruntime"])
 
 
 def test_plot_writes_png(smallest_run, tmp_path):

@@ -88,12 +88,19 @@ def _run(k, configs, tmp_path):
     return [json.loads(Path(f"{prefix}_{r}.json").read_text()) for r in range(k)], proc.stdout
 
 
-def _data(tmp_path, name, sizes, regressor=False, weighted=False, val=False, labels=None):
+def _data(tmp_path, name, sizes, regressor=False, weighted=False, val=False, labels=None,
+          output=None):
+    """A data set split into shards of ``sizes``; ``output`` 'binary', 'multilabel' or
+    'poisson' (counts) for those outputs' targets."""
     rng = np.random.default_rng(len(sizes) * 100 + sum(sizes))
     n = sum(sizes)
     X = rng.standard_normal((n, 5))
     y = (X @ rng.standard_normal((5, 2))).tolist() if regressor else \
         (labels if labels is not None else rng.integers(0, 3, n).tolist())
+    if output is not None:
+        y = {"binary": lambda: (X[:, 0] > 0).astype(int),
+             "multilabel": lambda: (X[:, :3] + rng.standard_normal((n, 3)) > 0).astype(int),
+             "poisson": lambda: rng.poisson(np.exp(0.4 * X[:, :2]))}[output]().tolist()
     ends = np.cumsum([0] + list(sizes))
     data = {"X": X.tolist(), "y": y, "bounds": [[int(a), int(b)] for a, b in zip(ends, ends[1:])],
             "w": rng.uniform(0.2, 3.0, n).tolist() if weighted else None}
@@ -101,7 +108,7 @@ def _data(tmp_path, name, sizes, regressor=False, weighted=False, val=False, lab
         vs = [4 + r for r in range(len(sizes))]
         vends = np.cumsum([0] + vs)
         data["X_val"] = rng.standard_normal((sum(vs), 5)).tolist()
-        data["y_val"] = rng.integers(0, 3, sum(vs)).tolist()
+        data["y_val"] = rng.integers(0, 2 if output == "binary" else 3, sum(vs)).tolist()
         data["val_bounds"] = [[int(a), int(b)] for a, b in zip(vends, vends[1:])]
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(data))
@@ -178,6 +185,14 @@ def _configs(tmp_path, sizes):
     path, datas["reg"] = _data(tmp_path, f"reg{k}", sizes, regressor=True, weighted=True)
     cfgs["reg"] = {"data": path, "regressor": True,
                    "params": dict(BASE, solver="adam", shuffle=False, learning_rate_init=0.01)}
+    # sklearn's other outputs: one logistic unit, a logistic unit per label, exp (Poisson)
+    for output, solver, val in (("binary", "sgd", True), ("multilabel", "adam", False),
+                                ("poisson", "adam", False)):
+        path, datas[output] = _data(tmp_path, f"{output}{k}", sizes, weighted=True, val=val,
+                                    output=output)
+        extra = {"loss": "poisson", "learning_rate_init": 0.01} if output == "poisson" else {}
+        cfgs[output] = {"data": path, "regressor": output == "poisson",
+                        "params": dict(BASE, solver=solver, shuffle=False, **extra)}
     for name in list(cfgs):
         datas.setdefault(name, datas[name.replace("_shuffled", "")])
     return cfgs, datas

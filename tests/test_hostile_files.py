@@ -1,13 +1,16 @@
 """Issue #10, "no file can hurt you": hostile inputs to fastmlp.load, fastmlp.save and load_mnist.
 
 (a) every truncation point and (b) a seeded sample of single-byte flips of a saved
-network file and a saved fitted MLPClassifier file: each loads bit for bit or raises
-a ValueError naming the file, never anything else; (c) crafted files — a deflate
-bomb member, oversized declared shapes, path-like, duplicate and too many members,
-a huge header, garbage, special files — each fails with a clear ValueError inside a
-memory and time bound enforced in a subprocess (RLIMIT_AS and ru_maxrss, a
+network file and a saved fitted MLPClassifier file, in format 2 (safetensors) and in
+format 1 (ZIP, tests/data/io_v1): each loads bit for bit or raises a ValueError naming
+the file, never anything else; (c) crafted files — format 1: a deflate bomb member,
+oversized declared shapes, path-like, duplicate and too many members, a huge header,
+garbage, special files; format 2: a huge or lying header length, truncated data,
+overlapping and out-of-range offsets, wrong and unknown dtypes, huge shapes, NaN and
+duplicate keys in the metadata JSON, deep nesting — each fails with a clear ValueError
+inside a memory and time bound enforced in a subprocess (RLIMIT_AS and ru_maxrss, a
 timeout); (d) header values the constructors reject, and (e) a deleted optimizer
-record, are ValueErrors at load; (f) save never writes through a planted symlink
+record, are ValueErrors at load (both formats); (f) save never writes through a planted symlink
 and leaves no temporary behind; (g) load_mnist gzip bombs are bounded and named.
 """
 import gzip
@@ -31,6 +34,8 @@ import fastmlp
 from fastmlp import optimizers
 from fastmlp.datasets._mnist import _write_idx
 from fastmlp.io import load, save
+
+from _model_files import V1_ESTIMATOR, V1_NETWORK, rewrite
 
 LINUX = sys.platform.startswith("linux")
 MEMORY_LIMIT = 3 << 29      # RLIMIT_AS in the child: 1.5 GiB over its address space after import
@@ -66,7 +71,11 @@ def _estimator_file(path):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("saved")
-    return {"network": _network_file(d / "net.fmlp"), "estimator": _estimator_file(d / "est.fmlp")}
+    return {"network": _network_file(d / "net.fmlp"), "estimator": _estimator_file(d / "est.fmlp"),
+            "network_v1": V1_NETWORK, "estimator_v1": V1_ESTIMATOR}
+
+
+KINDS = ["network", "estimator", "network_v1", "estimator_v1"]
 
 
 def _state(obj):
@@ -121,7 +130,7 @@ def _loads_identically_or_value_error(path, expected, label):
 
 # ----------------------------------------------------------------------------- (a) truncation
 
-@pytest.mark.parametrize("kind", ["network", "estimator"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_truncation_point(files, kind, tmp_path):
     data = files[kind].read_bytes()
     expected = _state(load(files[kind], with_optimizer=True))
@@ -137,7 +146,7 @@ def test_every_truncation_point(files, kind, tmp_path):
 
 # ----------------------------------------------------------------------------- (b) flips
 
-@pytest.mark.parametrize("kind", ["network", "estimator"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_seeded_single_byte_flips(files, kind, tmp_path):
     data = files[kind].read_bytes()
     expected = _state(load(files[kind], with_optimizer=True))
@@ -152,7 +161,7 @@ def test_seeded_single_byte_flips(files, kind, tmp_path):
         scratch.write(bytes(damaged))
         caught += not _loads_identically_or_value_error(path, expected, f"byte {pos} ^ {xor}")
     scratch.close()
-    assert caught > n // 2   # only metadata (timestamps, attributes) can change harmlessly
+    assert caught > n // 2   # only metadata (timestamps, JSON whitespace) can change harmlessly
 
 
 # ----------------------------------------------------------------------------- crafting helpers
@@ -309,8 +318,8 @@ needs_linux = pytest.mark.skipif(not LINUX, reason="RLIMIT_AS, /proc and special
 
 
 @needs_linux
-def test_crafted_model_files_fail_within_bounds(files, tmp_path):
-    net_file = files["network"]
+def test_crafted_v1_files_fail_within_bounds(files, tmp_path):
+    net_file = files["network_v1"]
     contents = _members(net_file)
     cases = []
 
@@ -411,10 +420,112 @@ def test_crafted_model_files_fail_within_bounds(files, tmp_path):
     assert len(report) >= 25
 
 
+def _st_parts(path):
+    """(header dict, data bytes) of a safetensors file."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _st_bytes(header, data, length=None):
+    """A safetensors file: ``header`` (a dict, or raw JSON bytes) and ``data``; the length
+    field says ``length`` when given."""
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(text) if length is None else length) + text + data
+
+
+def _with_metadata_text(header, text):
+    h = json.loads(json.dumps(header))
+    h["__metadata__"] = {"fastmlp": text}
+    return h
+
+
+@needs_linux
+def test_crafted_v2_files_fail_within_bounds(files, tmp_path):
+    """Format 2 files whose safetensors frame or fastmlp metadata lies."""
+    header, data = _st_parts(files["network"])
+    cases = []
+
+    def case(name, regex, content):
+        path = tmp_path / name
+        path.write_bytes(content)
+        cases.append(("load", path, regex))
+
+    def tensor_edit(name, **changes):
+        h = json.loads(json.dumps(header))
+        h[name].update(changes)
+        return h
+
+    # The header length field: huge, beyond the file, beyond the 16 MiB bound.
+    for i, n in enumerate([2**64 - 1, 2**63, 2**40, len(data) + 10**6]):
+        case(f"length_{i}.safetensors", "header claims", _st_bytes(header, data, n))
+    big = json.dumps(header).encode() + b" " * (17 << 20)
+    case("header_17MiB.safetensors", "header claims", _st_bytes(big, data))
+    # A header of the JSON that costs most memory per byte, just over the bound.
+    case("huge_header.safetensors", "header claims",
+         _st_bytes(b"[" + b"[]," * (6 << 20) + b"[]]", b""))
+    # Truncated data, and data beyond what the header covers.
+    whole = files["network"].read_bytes()
+    case("truncated.safetensors", "not a valid safetensors", whole[:-5])
+    case("trailing.safetensors", "not a valid safetensors", whole + b"\0" * 8)
+    # Offsets: overlapping, out of range, reversed.
+    w1 = header["network/W1"]["data_offsets"]
+    case("overlap.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/b1", data_offsets=w1), data))
+    case("out_of_range.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", data_offsets=[w1[0], 10**12]), data))
+    case("reversed.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", data_offsets=w1[::-1]), data))
+    # Dtypes: one the sizes rule out, one of the same size (I32 for F32), unknown ones.
+    case("f64_for_f32.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", dtype="F64"), data))
+    case("i32_for_f32.safetensors", "network/W1: the tensor is I32",
+         _st_bytes(tensor_edit("network/W1", dtype="I32"), data))
+    case("bf16.safetensors", "not a valid safetensors|network/W1",
+         _st_bytes(tensor_edit("network/W1", dtype="BF16", shape=[4, 6]), data))
+    case("object_dtype.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", dtype="O"), data))
+    # Shapes: huge ones (an overflow, and a product the data cannot hold).
+    case("huge_shape.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", shape=[2**40, 2**40]), data))
+    case("big_shape.safetensors", "not a valid safetensors",
+         _st_bytes(tensor_edit("network/W1", shape=[10**7, 10**6]), data))
+    # The fastmlp metadata: missing, extra entry, not JSON, NaN, duplicate keys, nested.
+    text = header["__metadata__"]["fastmlp"]
+    plain = {k: v for k, v in header.items() if k != "__metadata__"}
+    case("no_metadata.safetensors", "not a fastmlp model file", _st_bytes(plain, data))
+    extra = json.loads(json.dumps(header))
+    extra["__metadata__"]["other"] = "1"
+    case("extra_metadata.safetensors", "not a fastmlp model file", _st_bytes(extra, data))
+    case("metadata_not_json.safetensors", "not valid JSON",
+         _st_bytes(_with_metadata_text(header, text[:-3]), data))
+    case("metadata_nan.safetensors", "NaN",
+         _st_bytes(_with_metadata_text(header, text.replace('"lr":0.01', '"lr":NaN')), data))
+    case("metadata_infinity.safetensors", "Infinity",
+         _st_bytes(_with_metadata_text(header, text.replace('"lr":0.01', '"lr":-Infinity')),
+                   data))
+    case("metadata_duplicate_key.safetensors", "repeats a key",
+         _st_bytes(_with_metadata_text(header, text.replace('"lr":0.01', '"lr":0.01,"lr":0.5')),
+                   data))
+    case("metadata_nested.safetensors", "nested too deeply",
+         _st_bytes(_with_metadata_text(header, "[" * 200_000 + "]" * 200_000), data))
+    case("metadata_big_int.safetensors", "not valid JSON",
+         _st_bytes(_with_metadata_text(header, text.replace('"lr":0.01', '"lr":1' + "0" * 5000)),
+                   data))
+    case("metadata_altered.safetensors", "checksum",
+         _st_bytes(_with_metadata_text(header, text.replace('"lr":0.01', '"lr":0.5')), data))
+    assert '"lr":0.01' in text
+    report = _run_bounded(cases)
+    assert len(report) == len(cases)
+
+
 # ----------------------------------------------------------------------------- (d) header values
 
-def _network_with(tmp_path, files, mutate, members=None, drop=()):
-    return _rewrite(files["network"], tmp_path / "edited.fmlp", mutate, members, drop)
+VERSIONS = pytest.mark.parametrize("suffix", ["", "_v1"], ids=["v2", "v1"])
+
+
+def _network_with(tmp_path, files, mutate, suffix="", arrays=None, drop=()):
+    return rewrite(files["network" + suffix], tmp_path / "edited.fmlp", mutate, arrays, drop)
 
 
 def _text_state(h):
@@ -451,26 +562,27 @@ HEADER_VALUES = {
 }
 
 
+@VERSIONS
 @pytest.mark.parametrize("case", sorted(HEADER_VALUES))
-def test_header_values_constructors_reject(files, tmp_path, case):
+def test_header_values_constructors_reject(files, tmp_path, case, suffix):
     mutate, field = HEADER_VALUES[case]
-    path = _network_with(tmp_path, files, mutate)
+    path = _network_with(tmp_path, files, mutate, suffix)
     with pytest.raises(ValueError, match=field) as err:
         load(path, with_optimizer=True)
     assert str(path) in str(err.value)
 
 
-def test_text_dtype_optimizer_state(files, tmp_path):
+@VERSIONS
+def test_text_dtype_optimizer_state(files, tmp_path, suffix):
     state = np.array(["abcde"] * 12).reshape(4, 3)
-    path = _network_with(tmp_path, files, _text_state,
-                         members={"arrays/optimizer/m/W1.npy": _npy(state)})
+    path = _network_with(tmp_path, files, _text_state, suffix, arrays={"optimizer/m/W1": state})
     with pytest.raises(ValueError, match="optimizer/m/W1") as err:
         load(path, with_optimizer=True)
     assert str(path) in str(err.value)
 
 
-def _estimator_with(tmp_path, files, mutate):
-    return _rewrite(files["estimator"], tmp_path / "edited.fmlp", mutate)
+def _estimator_with(tmp_path, files, mutate, suffix=""):
+    return rewrite(files["estimator" + suffix], tmp_path / "edited.fmlp", mutate)
 
 
 ESTIMATOR_VALUES = {
@@ -478,7 +590,7 @@ ESTIMATOR_VALUES = {
     "negative_alpha": (lambda h: h["model"]["params"].update(alpha=-1.0), "alpha"),
     "negative_learning_rate": (lambda h: h["model"]["params"].update(learning_rate_init=-0.1),
                                "learning_rate_init"),
-    "unknown_solver": (lambda h: h["model"]["params"].update(solver="lbfgs"), "solver"),
+    "unknown_solver": (lambda h: h["model"]["params"].update(solver="newton"), "solver"),
     "unknown_param": (lambda h: h["model"]["params"].update(evil=1), "evil"),
     "negative_random_state": (lambda h: h["model"]["params"].update(random_state=-5),
                               "random_state|negative"),
@@ -497,22 +609,24 @@ ESTIMATOR_VALUES = {
 }
 
 
+@VERSIONS
 @pytest.mark.parametrize("case", sorted(ESTIMATOR_VALUES))
-def test_estimator_header_values_rejected(files, tmp_path, case):
+def test_estimator_header_values_rejected(files, tmp_path, case, suffix):
     mutate, field = ESTIMATOR_VALUES[case]
-    path = _estimator_with(tmp_path, files, mutate)
+    path = _estimator_with(tmp_path, files, mutate, suffix)
     with pytest.raises(ValueError, match=field) as err:
         load(path)
     assert str(path) in str(err.value)
 
 
-def test_huge_header_values_allocate_nothing(files, tmp_path):
+@VERSIONS
+def test_huge_header_values_allocate_nothing(files, tmp_path, suffix):
     """Old code built the network the header named before matching it against the arrays."""
     import tracemalloc
 
     def huge(h):
         h["model"]["config"].update(input_size=20_000, hidden_size_list=[20_000])
-    path = _network_with(tmp_path, files, huge)
+    path = _network_with(tmp_path, files, huge, suffix)
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match="W1"):
@@ -525,25 +639,26 @@ def test_huge_header_values_allocate_nothing(files, tmp_path):
 
 # ----------------------------------------------------------------------------- (e) optimizer
 
-def test_deleted_optimizer_record_is_an_error(files, tmp_path):
-    contents = _members(files["network"])
-    state = [n for n in contents if n.startswith("arrays/optimizer/")]
+@VERSIONS
+def test_deleted_optimizer_record_is_an_error(files, tmp_path, suffix):
+    state = []
 
     def drop(h):
         del h["optimizer"]
         for n in list(h["arrays"]):
             if n.startswith("optimizer/"):
                 del h["arrays"][n]
-    path = _network_with(tmp_path, files, drop, drop=state)
+                state.append(n)
+    path = _network_with(tmp_path, files, drop, suffix, drop=state)
     with pytest.raises(ValueError, match="optimizer") as err:
         load(path, with_optimizer=True)
     assert str(path) in str(err.value)
     # With the record gone but its arrays kept: an error too, not a silent drop.
-    path = _network_with(tmp_path, files, lambda h: h.pop("optimizer"))
+    path = _network_with(tmp_path, files, lambda h: h.pop("optimizer"), suffix)
     with pytest.raises(ValueError, match="optimizer"):
         load(path, with_optimizer=True)
     # A record set to null while its arrays remain.
-    path = _network_with(tmp_path, files, lambda h: h.update(optimizer=None))
+    path = _network_with(tmp_path, files, lambda h: h.update(optimizer=None), suffix)
     with pytest.raises(ValueError, match="optimizer"):
         load(path, with_optimizer=True)
 
@@ -602,16 +717,15 @@ def test_save_leaves_no_temporary_after_an_error(tmp_path, monkeypatch, error):
     old = _net(0)
     save(old, target)
     before = target.read_bytes()
-    calls = []
-    real = zipfile.ZipFile.writestr
+    from fastmlp import _format_v2
+    real = _format_v2.write
 
-    def failing(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise error("interrupted mid-write")
-        return real(self, *args, **kwargs)
+    def failing(fh, header, arrays):
+        real(fh, header, arrays)
+        fh.truncate(fh.tell() // 2)           # half a file written, then the failure
+        raise error("interrupted mid-write")
 
-    monkeypatch.setattr(zipfile.ZipFile, "writestr", failing)
+    monkeypatch.setattr(_format_v2, "write", failing)
     with pytest.raises(error):
         save(_net(1), target)
     assert os.listdir(tmp_path) == ["model.fmlp"]

@@ -1,6 +1,5 @@
 """fastmlp.io.save / load: bitwise round trips, and a clear ValueError for every damaged file."""
 import hashlib
-import io
 import json
 import pickle
 import warnings
@@ -13,6 +12,8 @@ import fastmlp
 from fastmlp import optimizers, reference
 from fastmlp.io import FORMAT_VERSION, load, save
 from fastmlp.reference import optimizers as ref_optimizers
+
+from _model_files import V1_NETWORK, canonical, read, rewrite, version_of
 
 DTYPES = [np.float32, np.float64]
 
@@ -175,30 +176,30 @@ def test_unfitted_estimator_is_not_saved(tmp_path):
 
 
 # ----------------------------------------------------------------------------- damaged files
+# Each test runs on a file of the current format (2, safetensors) and on a version 1 file
+# (a ZIP archive) written by fastmlp 0.1 (tests/data/io_v1).
 
-@pytest.fixture
-def saved(tmp_path):
-    net, opt = _trained(fastmlp.MultiLayerNet(4, [3], 2, seed=0, dtype=np.float32))
+@pytest.fixture(params=[2, 1], ids=["v2", "v1"])
+def saved(tmp_path, request):
+    """(path, network it holds, its optimizer's step count)."""
     path = tmp_path / "model.fmlp"
+    if request.param == 1:
+        path.write_bytes(V1_NETWORK.read_bytes())
+        net, opt = load(V1_NETWORK, with_optimizer=True)   # tests/test_io_compat.py checks it
+        return path, net, opt.iter
+    net, opt = _trained(fastmlp.MultiLayerNet(4, [3], 2, seed=0, dtype=np.float32))
     save(net, path, optimizer=opt)
-    return path, net
+    return path, net, opt.iter
 
 
-def _rewrite(path, header=None, members=None, drop=()):
-    """A copy of the archive at ``path`` with the header changed and members replaced/added."""
-    with zipfile.ZipFile(path) as zf:
-        contents = {n: zf.read(n) for n in zf.namelist() if n not in drop}
-    if header is not None:
-        contents["header.json"] = json.dumps(header).encode()
-    contents.update(members or {})
-    with zipfile.ZipFile(path, "w") as zf:
-        for n, data in contents.items():
-            zf.writestr(n, data)
+def _rewrite(path, header=None, arrays=None, drop=()):
+    """The file at ``path`` with the header replaced and arrays replaced/added/dropped."""
+    rewrite(path, path, None if header is None else (lambda h: (h.clear(), h.update(header))),
+            arrays, drop)
 
 
 def _header(path):
-    with zipfile.ZipFile(path) as zf:
-        return json.loads(zf.read("header.json"))
+    return read(path)[0]
 
 
 def test_missing_file(tmp_path):
@@ -223,8 +224,17 @@ def test_zip_of_something_else(tmp_path):
         load(path)
 
 
+def test_safetensors_of_something_else(tmp_path):
+    """Plain safetensors weights (no fastmlp header): refused, pointing at the torch import."""
+    from safetensors.numpy import save_file
+    path = tmp_path / "w.safetensors"
+    save_file({"0.weight": np.ones((2, 3), np.float32)}, str(path))
+    with pytest.raises(ValueError, match="not a fastmlp model file.*from_torch_state_dict"):
+        load(path)
+
+
 def test_truncated_anywhere(saved):
-    path, _ = saved
+    path, _, _ = saved
     data = path.read_bytes()
     for cut in sorted(set(range(0, len(data), max(1, len(data) // 97))) | {len(data) - 1}):
         path.write_bytes(data[:cut])
@@ -233,17 +243,19 @@ def test_truncated_anywhere(saved):
 
 
 def test_every_flipped_byte_is_caught_or_harmless(saved):
-    """Flip each byte of the file in turn: load raises ValueError (zip CRC, SHA-256, header
-    checks), or — for bytes the reader never trusts, such as timestamps — gives the same model.
-    Every byte of the first member's header and of the central directory, ~400 spread
-    over the rest."""
-    path, net = saved
+    """Flip each byte of the file in turn: load raises ValueError (checksums, header
+    checks), or — for bytes the reader never trusts, such as ZIP timestamps or JSON
+    whitespace — gives the same model. Every byte of the header (v2) or of the first
+    member's header and the central directory (v1), ~400 spread over the rest."""
+    path, net, _ = saved
     data = path.read_bytes()
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     expected = net.predict(x).tobytes()
-    central = data.find(b"PK\x01\x02")
-    positions = sorted(set(range(64)) | set(range(central, len(data)))
-                       | set(range(0, len(data), max(1, len(data) // 400))))
+    if data[:2] == b"PK":
+        header = set(range(64)) | set(range(data.find(b"PK\x01\x02"), len(data)))
+    else:
+        header = set(range(8 + int.from_bytes(data[:8], "little")))
+    positions = sorted(header | set(range(0, len(data), max(1, len(data) // 400))))
     harmless = 0
     for i in positions:
         damaged = bytearray(data)
@@ -258,21 +270,18 @@ def test_every_flipped_byte_is_caught_or_harmless(saved):
     assert harmless < len(positions) // 2  # metadata only: most flips are caught
 
 
-def test_altered_array_with_valid_zip_crc_fails_checksum(saved):
-    path, _ = saved
-    with zipfile.ZipFile(path) as zf:
-        arr = np.load(io.BytesIO(zf.read("arrays/network/W1.npy")))
-    arr = arr.copy()
+def test_altered_array_fails_checksum(saved):
+    """An array changed while the container stays valid (v1: ZIP CRC recomputed)."""
+    path, _, _ = saved
+    arr = read(path)[1]["network/W1"].copy()
     arr[0, 0] += 1
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    _rewrite(path, members={"arrays/network/W1.npy": buf.getvalue()})
+    _rewrite(path, arrays={"network/W1": arr})
     with pytest.raises(ValueError, match="SHA-256"):
         load(path)
 
 
 def test_header_shape_disagreeing_with_array(saved):
-    path, _ = saved
+    path, _, _ = saved
     header = _header(path)
     header["arrays"]["network/b1"]["shape"] = [4]
     _rewrite(path, header=header)
@@ -281,17 +290,29 @@ def test_header_shape_disagreeing_with_array(saved):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"format_version": FORMAT_VERSION + 1}, "version 2.*upgrade"),
+    ({"format_version": FORMAT_VERSION + 1}, f"version {FORMAT_VERSION + 1}.*upgrade"),
     ({"format_version": "1"}, "format_version"),
     ({"format": "keras"}, "not a fastmlp model file"),
     ({"kind": "toaster"}, "kind"),
 ])
 def test_wrong_version_or_format(saved, change, match):
-    path, _ = saved
+    path, _, _ = saved
     header = _header(path)
     header.update(change)
     _rewrite(path, header=header)
     with pytest.raises(ValueError, match=match):
+        load(path)
+
+
+def test_container_and_version_must_agree(saved):
+    """A ZIP holds version 1 and a safetensors file version 2; anything else is altered."""
+    path, _, _ = saved
+    header = _header(path)
+    v1 = header["format_version"] == 1
+    header["format_version"] = 2 if v1 else 1
+    _rewrite(path, header=header)
+    with pytest.raises(ValueError, match="ZIP archive holds format version 1" if v1
+                       else "safetensors file holds format version 2"):
         load(path)
 
 
@@ -304,7 +325,7 @@ def test_wrong_version_or_format(saved, change, match):
     lambda h: h["optimizer"].update({"class": "builtins.eval"}),
 ], ids=["class", "implementation", "activation", "dtype", "no-config", "optimizer-class"])
 def test_invalid_model_description(saved, mutate):
-    path, _ = saved
+    path, _, _ = saved
     header = _header(path)
     mutate(header)
     _rewrite(path, header=header)
@@ -313,20 +334,27 @@ def test_invalid_model_description(saved, mutate):
 
 
 def test_pickle_member_is_rejected(saved):
-    path, _ = saved
-    _rewrite(path, members={"model.pkl": pickle.dumps({"evil": True})})
-    with pytest.raises(ValueError, match="unexpected members.*model.pkl"):
+    path, _, _ = saved
+    evil = pickle.dumps({"evil": True})
+    if version_of(path) == 1:
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr("model.pkl", evil)
+        match = "unexpected members.*model.pkl"
+    else:
+        _rewrite(path, arrays={"model_pkl": np.frombuffer(evil, np.uint8)})
+        match = "model_pkl.*not the array table"
+    with pytest.raises(ValueError, match=match):
         load(path)
 
 
-def test_object_array_member_is_rejected(saved):
-    """An .npy member that holds a pickled object array, declared honestly or disguised."""
-    path, _ = saved
-    buf = io.BytesIO()
-    np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+def test_object_array_is_rejected(saved):
+    """An array table entry of object dtype (v1: an .npy member holding a pickled object
+    array), declared honestly or disguised."""
+    path, _, _ = saved
     header = _header(path)
     header["arrays"]["network/b1"]["dtype"] = "|O"
-    _rewrite(path, header=header, members={"arrays/network/b1.npy": buf.getvalue()})
+    evil = {"network/b1": np.array([{"evil": 1}], dtype=object)} if version_of(path) == 1 else {}
+    _rewrite(path, header=header, arrays=evil)
     with pytest.raises(ValueError, match="not allowed"):
         load(path)
     header["arrays"]["network/b1"]["dtype"] = "<f4"
@@ -337,7 +365,7 @@ def test_object_array_member_is_rejected(saved):
 
 
 def test_load_never_unpickles(saved, monkeypatch):
-    path, net = saved
+    path, net, steps = saved
 
     def refuse(*args, **kwargs):
         raise AssertionError("pickle was called")
@@ -347,19 +375,29 @@ def test_load_never_unpickles(saved, monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     back, opt = load(path, with_optimizer=True)
     np.testing.assert_array_equal(back.params["W1"], net.params["W1"])
-    assert opt.iter == 3
+    assert opt.iter == steps
 
 
-def test_members_carry_their_checksums(saved):
-    """The header's SHA-256 is over the array's C-order bytes (documented format)."""
-    path, _ = saved
-    header = _header(path)
-    with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == sorted(
-            ["header.json"] + [f"arrays/{n}.npy" for n in header["arrays"]])
-        for name, spec in header["arrays"].items():
-            arr = np.load(io.BytesIO(zf.read(f"arrays/{name}.npy")), allow_pickle=False)
-            assert hashlib.sha256(arr.tobytes()).hexdigest() == spec["sha256"]
-            assert arr.dtype.str == spec["dtype"] and list(arr.shape) == spec["shape"]
-    assert header["format"] == "fastmlp" and header["format_version"] == 1
+def test_file_is_safetensors_with_checksums(tmp_path):
+    """The documented format: any safetensors reader sees the arrays; the header is the one
+    metadata entry, its SHA-256 over its canonical JSON, each array's over its bytes."""
+    from safetensors import safe_open
+    net, opt = _trained(fastmlp.MultiLayerNet(4, [3], 2, seed=0, dtype=np.float32))
+    path = tmp_path / "model.safetensors"
+    save(net, path, optimizer=opt)
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata()
+        tensors = {n: f.get_tensor(n) for n in f.keys()}
+    assert list(metadata) == ["fastmlp"]
+    header = json.loads(metadata["fastmlp"])
+    digest = header.pop("sha256")
+    assert hashlib.sha256(canonical(header).encode()).hexdigest() == digest
+    assert sorted(tensors) == sorted(header["arrays"])
+    for name, spec in header["arrays"].items():
+        arr = tensors[name]
+        assert hashlib.sha256(arr.tobytes()).hexdigest() == spec["sha256"]
+        assert arr.dtype.str == spec["dtype"] and list(arr.shape) == spec["shape"]
+    for k, p in net.params.items():
+        assert tensors[f"network/{k}"].tobytes() == p.tobytes()
+    assert header["format"] == "fastmlp" and header["format_version"] == 2
     assert header["kind"] == "network" and header["model"]["implementation"] == "compiled"

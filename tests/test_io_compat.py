@@ -1,5 +1,6 @@
-"""Files written by fastmlp before persistence became a protocol (commit 41a6801) still load
-bit for bit, and saving what they hold writes the same bytes again.
+"""Format version 1 files (ZIP archives written by fastmlp before persistence became a
+protocol, commit 41a6801) still load bit for bit, and what they hold saves to a version 2
+file (safetensors) that loads bit for bit too.
 
 ``tests/data/io_v1/`` holds small files written by that code, and ``manifest.json``
 what its ``load`` gave back (SHA-256 of every parameter and state array, the
@@ -18,6 +19,7 @@ import warnings
 import numpy as np
 
 DATA = pathlib.Path(__file__).parent / "data" / "io_v1"
+DATA_V2 = pathlib.Path(__file__).parent / "data" / "io_v2"   # the same models, format 2
 
 NETWORK_FILES = ["net_multi_adam_f32", "net_two_momentum_f64", "net_ref_rmsprop",
                  "net_mse_nesterov_fresh", "net_ref_two_adam", "net_adagrad", "net_ref_sgd",
@@ -92,7 +94,11 @@ def _manifest():
     return json.loads((DATA / "manifest.json").read_text())
 
 
-def test_old_network_files_load_bit_for_bit_and_save_the_same_bytes(tmp_path):
+def _is_v2(path):
+    return path.read_bytes()[:2] != b"PK"
+
+
+def test_old_network_files_load_bit_for_bit_and_resave_as_v2(tmp_path):
     from fastmlp.io import load, save
     manifest = _manifest()
     for name in NETWORK_FILES:
@@ -100,10 +106,11 @@ def test_old_network_files_load_bit_for_bit_and_save_the_same_bytes(tmp_path):
         net, opt = load(path, with_optimizer=True)
         assert describe(net, opt) == manifest[name], name
         save(net, tmp_path / name, optimizer=opt)
-        assert (tmp_path / name).read_bytes() == path.read_bytes(), name
+        assert _is_v2(tmp_path / name)
+        assert describe(*load(tmp_path / name, with_optimizer=True)) == manifest[name], name
 
 
-def test_old_estimator_files_load_bit_for_bit_and_save_the_same_bytes(tmp_path):
+def test_old_estimator_files_load_bit_for_bit_and_resave_as_v2(tmp_path):
     import pickle
 
     import pytest
@@ -115,19 +122,40 @@ def test_old_estimator_files_load_bit_for_bit_and_save_the_same_bytes(tmp_path):
         est = load(path)
         assert describe(est) == manifest[name], name
         save(est, tmp_path / name)
-        assert (tmp_path / name).read_bytes() == path.read_bytes(), name
-        # a pickled copy holds the same model: it saves the same bytes too
+        assert _is_v2(tmp_path / name)
+        assert describe(load(tmp_path / name)) == manifest[name], name
+        # a pickled copy holds the same model: it saves the same bytes
         save(pickle.loads(pickle.dumps(est)), tmp_path / f"{name}.pickled")
-        assert (tmp_path / f"{name}.pickled").read_bytes() == path.read_bytes(), name
+        assert (tmp_path / f"{name}.pickled").read_bytes() == (tmp_path / name).read_bytes()
 
 
-def test_the_same_objects_save_the_same_bytes(tmp_path):
-    """Networks and optimizers built afresh (no training: nothing BLAS-dependent) save
-    the bytes the old code wrote for them."""
-    from fastmlp.io import save
+def test_format_2_files_of_the_first_release_load_bit_for_bit():
+    """``tests/data/io_v2``: the version 1 files saved by the first fastmlp that wrote
+    format 2 (``python tests/test_io_compat.py --v2 tests/data/io_v2``); a later change to
+    the writer must still read them."""
+    import pytest
+    from fastmlp.io import load
+    manifest = _manifest()
+    for name in NETWORK_FILES + ESTIMATOR_FILES:
+        if name in ESTIMATOR_FILES:
+            pytest.importorskip("sklearn")
+        path = DATA_V2 / f"{name}.safetensors"
+        assert _is_v2(path), name
+        got = (describe(*load(path, with_optimizer=True)) if name in NETWORK_FILES
+               else describe(load(path)))
+        assert got == manifest[name], name
+
+
+def test_the_same_objects_hold_the_same_model_in_both_versions(tmp_path):
+    """Networks and optimizers built afresh (no training: nothing BLAS-dependent) hold what
+    the old code's files hold, and save the same bytes every time."""
+    from fastmlp.io import load, save
+    manifest = _manifest()
     for name, (net, opt) in _fresh_networks().items():
         save(net, tmp_path / name, optimizer=opt)
-        assert (tmp_path / name).read_bytes() == (DATA / f"{name}.fmlp").read_bytes(), name
+        save(net, tmp_path / f"{name}.again", optimizer=opt)
+        assert (tmp_path / name).read_bytes() == (tmp_path / f"{name}.again").read_bytes()
+        assert describe(*load(tmp_path / name, with_optimizer=True)) == manifest[name], name
 
 
 # ----------------------------------------------------------------------------- the files
@@ -208,6 +236,7 @@ def _fitted_estimators():
 
 
 def _write(directory):
+    """Only with the old code (see the module docstring): today's save writes version 2."""
     from fastmlp.io import load, save
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -222,5 +251,20 @@ def _write(directory):
     (directory / "manifest.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
 
+def _write_v2(directory):
+    """The version 1 files, loaded and saved by this fastmlp (format 2)."""
+    from fastmlp.io import load, save
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in NETWORK_FILES:
+        net, opt = load(DATA / f"{name}.fmlp", with_optimizer=True)
+        save(net, directory / f"{name}.safetensors", optimizer=opt)
+    for name in ESTIMATOR_FILES:
+        save(load(DATA / f"{name}.fmlp"), directory / f"{name}.safetensors")
+
+
 if __name__ == "__main__":
-    _write(sys.argv[1])
+    if sys.argv[1] == "--v2":
+        _write_v2(sys.argv[2])
+    else:
+        _write(sys.argv[1])

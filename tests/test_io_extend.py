@@ -5,17 +5,14 @@ A running statistic read from a file must have the network's dtype and the layer
 shape, be finite, and (running_var) be non-negative: a negative or NaN variance is
 refused (the book's running variance is a mean of squares, never negative).
 """
-import hashlib
-import io
-import json
-import zipfile
-
 import numpy as np
 import pytest
 
 import fastmlp
 from fastmlp import optimizers, reference
 from fastmlp.io import load, save
+
+from _model_files import read, spec, write
 
 IMPLS = {"compiled": fastmlp.MultiLayerNetExtend, "reference": reference.MultiLayerNetExtend}
 
@@ -101,22 +98,10 @@ def test_with_optimizer(tmp_path, impl):
 
 def _rewrite(src, dst, edit):
     """Copy the file ``src`` to ``dst`` through ``edit(header, arrays)``, checksums renewed."""
-    with zipfile.ZipFile(src) as zf:
-        header = json.loads(zf.read("header.json"))
-        arrays = {n: np.load(io.BytesIO(zf.read(f"arrays/{n}.npy"))) for n in header["arrays"]}
+    header, arrays, version = read(src)
     edit(header, arrays)
-    header["arrays"] = {}
-    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_STORED) as zf:
-        for n, a in arrays.items():
-            a = np.ascontiguousarray(a)
-            header["arrays"][n] = {"dtype": a.dtype.str, "shape": list(a.shape),
-                                   "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
-        zf.writestr("header.json", json.dumps(header))
-        for n, a in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-            zf.writestr(f"arrays/{n}.npy", buf.getvalue())
-    return dst
+    header["arrays"] = {n: spec(a) for n, a in arrays.items()}
+    return write(dst, header, {n: np.ascontiguousarray(a) for n, a in arrays.items()}, version)
 
 
 @pytest.fixture

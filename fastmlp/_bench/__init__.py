@@ -25,7 +25,8 @@ batches cycle through one fixed random data set, as in peers.py.
 
 Options add an alternation test (a training step alternated with a user-side
 numpy product: do the thread pools coexist?) and an inference test (predict
-at batch 1, 100 and 10 000, fastmlp vs ``torch`` under ``no_grad``).
+at batch 1, 100 and 10 000, fastmlp vs ``torch`` under ``no_grad`` and
+``onnxruntime`` on the graph ``fastmlp.export_onnx`` writes, 2 intra-op threads).
 
 The harness, one room per module (private: the command is the public door;
 the pytest-benchmark suites in ``bench/`` import these modules):

@@ -14,7 +14,9 @@ CONFIGS = [([784, 50, 10], 100), ([784, 100, 100, 10], 128),
            ([784, 256, 256, 10], 256), ([784, 1024, 1024, 10], 512)]
 PEERS = ["fastmlp", "numpy", "torch", "sklearn"]
 PEER_LABELS = {"fastmlp": "fastmlp", "numpy": "numpy (fastmlp.reference)",
-               "torch": "PyTorch", "sklearn": "scikit-learn"}
+               "torch": "PyTorch", "sklearn": "scikit-learn",
+               "onnxruntime": "onnxruntime (export_onnx)"}
+ONNX_THREADS = 2          # onnxruntime's intra-op threads at inference (--predict)
 PEER_ALIASES = {"reference": "numpy", "pytorch": "torch", "scikit-learn": "sklearn"}
 DTYPES = ["float32", "float64"]
 DTYPE_ALIASES = {"f32": "float32", "f64": "float64"}

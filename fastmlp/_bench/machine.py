@@ -69,7 +69,8 @@ def machine_info():
 def peer_versions(names):
     """{peer: version or None, peer_error: why} for the optional peers among ``names``."""
     versions = {}
-    for name, module in (("torch", "torch"), ("sklearn", "sklearn")):
+    for name, module in (("torch", "torch"), ("sklearn", "sklearn"),
+                         ("onnxruntime", "onnxruntime")):
         if name in names:
             try:
                 versions[name] = __import__(module).__version__

@@ -57,6 +57,8 @@ def _run(args):
     if not args.only:   # by default, the peers that import: leave out the others' columns
         info["absent_peers"] = [n for n in names if info["peers"].get(n, "") is None]
         names = [n for n in names if n not in info["absent_peers"]]
+    if args.predict and "fastmlp" in names:
+        info["peers"].update(peer_versions(["onnxruntime"]))
     blas_threads = info["blas"].get("num_threads")
     if "torch" in names and info["peers"].get("torch"):
         import torch

@@ -42,7 +42,8 @@ def add_arguments(parser):
                              "two timed alone (1.0: they coexist; >> 1: thread pools fight)")
     parser.add_argument("--predict", action="store_true",
                         help="also time inference at batch 1, 100 and 10000: fastmlp predict "
-                             "vs torch model(x) under no_grad")
+                             "vs torch model(x) under no_grad and onnxruntime on the graph "
+                             "fastmlp.export_onnx writes")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="S",
                         help="on a shared machine: before each repeat wait (at most S seconds) "
                              "until other processes use < 5%% of the CPU, and redo a repeat "

@@ -9,7 +9,7 @@ so a missing one is reported for its column only.
 """
 import numpy as np
 
-from .configs import LR, SKLEARN_BATCHES, batch_start
+from .configs import LR, ONNX_THREADS, SKLEARN_BATCHES, batch_start
 
 
 def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T, activation):
@@ -98,13 +98,18 @@ def predictors(sizes, dtype, names):
     """({peer: predict(x)}, {peer: {"unavailable": why}}) for the inference test.
 
     fastmlp and numpy call ``net.predict``; torch calls ``model(x)`` under
-    ``no_grad``; scikit-learn is not timed at inference.
+    ``no_grad``; with fastmlp, ``onnxruntime`` runs the same network exported by
+    ``fastmlp.export_onnx``; scikit-learn is not timed at inference.
     """
     preds, missing = {}, {}
     if "fastmlp" in names:
         from ..networks import MultiLayerNet
         net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0)
         preds["fastmlp"] = net.predict
+        try:
+            preds["onnxruntime"] = onnx_predictor(sizes, dtype, net.predict)
+        except Exception as exc:  # noqa: BLE001 - onnx or onnxruntime missing, say
+            missing["onnxruntime"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     if "numpy" in names:
         from ..reference import MultiLayerNet as RefNet
         preds["numpy"] = RefNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0).predict
@@ -121,3 +126,37 @@ def predictors(sizes, dtype, names):
         except Exception as exc:  # noqa: BLE001
             missing["torch"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     return preds, missing
+
+
+def onnx_predictor(sizes, dtype, predict):
+    """``predict(x)`` of onnxruntime on fastmlp's network (seed 0) exported by ``export_onnx``:
+    ONNX_THREADS intra-op threads, one inter-op, sequential execution, all graph
+    optimizations. The network is exported with loss 'mse' (same weights), so the graph's
+    one output is ``scores``, the work of fastmlp's ``predict``; checked against ``predict``."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    from ..interop import export_onnx
+    from ..networks import MultiLayerNet
+    net = MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0, loss="mse")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "net.onnx")
+        export_onnx(net, path)
+        with open(path, "rb") as f:
+            graph = f.read()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ONNX_THREADS
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((3, sizes[0])).astype(dtype)
+    tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-9
+    if not np.allclose(session.run(["scores"], {"x": x})[0], predict(x), rtol=tol, atol=tol):
+        raise RuntimeError("the exported graph does not compute fastmlp's predict")
+
+    def run(x, session=session):
+        return session.run(["scores"], {"x": x})[0]
+    return run

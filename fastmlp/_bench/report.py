@@ -7,7 +7,7 @@ shared with ``fastmlp train``).
 import textwrap
 
 from .. import _plot
-from .configs import LR, PEER_LABELS, PEERS, SKLEARN_BATCHES
+from .configs import LR, ONNX_THREADS, PEER_LABELS, PEERS, SKLEARN_BATCHES
 from .options import BenchError
 
 
@@ -199,8 +199,14 @@ def print_tables(info, names, train_rows, predict_rows, alternate, predict):
         print(table or "  (no float32 rows)")
     if predict:
         print()
-        print("Inference: samples/s of predict (fastmlp, numpy) / model(x) under no_grad (torch)")
-        print(predict_table(predict_rows, names))
+        print("Inference: samples/s of predict (fastmlp, numpy) / model(x) under no_grad (torch)"
+              f" / session.run of the export_onnx graph (onnxruntime, {ONNX_THREADS} intra-op threads,"
+              " sequential)")
+        print(predict_table(predict_rows, names + ["onnxruntime"]))
+        reasons = {r["results"]["onnxruntime"]["unavailable"] for r in predict_rows
+                   if "unavailable" in r["results"].get("onnxruntime", {})}
+        for reason in sorted(reasons):
+            print(f"  {PEER_LABELS['onnxruntime']} unavailable: {reason}")
 
     share = info["other_processes_cpu_share"]
     if share is not None:

@@ -30,6 +30,7 @@ from fastmlp._validation import (
 )
 from fastmlp._describe import layer_repr
 from fastmlp.reference.activation_layers import Identity, Tanh
+from fastmlp.reference.output_layers import PoissonLoss, SigmoidWithLoss
 from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.functions import sigmoid
 
@@ -44,6 +45,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "MSELoss",
     "IdentityWithLoss",
+    "SigmoidWithLoss",
+    "PoissonLoss",
     "Dropout",
     "BatchNormalization",
 ]
