@@ -356,7 +356,7 @@ class BaseMLP(BaseEstimator):
         })
         return state
 
-    def _split_validation(self, train, params, split_seed, classes):
+    def _split_validation(self, train, params, split_seed, target_info):
         """``(train, validation)`` for early stopping: a ``validation_fraction`` of ``train``,
         stratified for a classifier. As in sklearn, which stratifies two classes only, a
         binary split that cannot be stratified raises; with more classes fastmlp stratifies
@@ -366,6 +366,7 @@ class BaseMLP(BaseEstimator):
         fraction = params["validation_fraction"]
         stratify = None
         if self._loss_name == "cross_entropy" and (train.y.ndim == 1 or train.y.shape[1] == 1):
+            classes = target_info[0]   # a classifier's (classes, out_activation, n_outputs)
             labels = train.y.reshape(-1).astype(np.intp)   # multilabel: not stratified (sklearn)
             counts = np.bincount(labels, minlength=len(classes))
             present = counts > 0
