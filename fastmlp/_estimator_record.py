@@ -249,12 +249,25 @@ def _check_state(cls, rec, st, config):
             isinstance(key, list) and len(key) == 3 and isinstance(key[0], str)
             and all(k is None or isinstance(k, bool) for k in key[1:]))):
         raise ValueError(f"invalid optimizer_key {key!r:.100}")
+    if key is not None and rec["optimizer"]["class"] != _optimizer_class_of(key):
+        raise ValueError(f"the optimizer record ({rec['optimizer']['class']!r:.30}) is not what "
+                         f"solver {key[0]!r:.30} trains with")
     if st["rng"] is not None and not isinstance(st["rng"], dict):
         raise ValueError("invalid rng state")
     try:
         _rng_from_state(st["rng"])
     except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
         raise ValueError(f"invalid rng state: {type(exc).__name__}: {exc}") from None
+
+
+def _optimizer_class_of(key):
+    """The optimizer record class an estimator's ``optimizer_key`` (solver, nesterov, plain)
+    makes (``BaseMLP._make_optimizer``); None for lbfgs, which keeps no optimizer."""
+    solver, nesterov, plain = key
+    if solver == "sgd":
+        return "SGD" if plain else "SGDNesterov" if nesterov else "Momentum"
+    return {"adam": "Adam", "momentum": "Momentum", "nesterov": "Nesterov",
+            "adagrad": "AdaGrad", "rmsprop": "RMSprop"}.get(solver)
 
 
 # ----------------------------------------------------------------------------- values

@@ -242,3 +242,24 @@ def test_binary_with_dropout_and_batch_norm():
     assert clf.score(X, y) > 0.7
     copy = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(copy.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("solver, other", [("lbfgs", "adam"), ("adam", "sgd")])
+def test_load_refuses_an_optimizer_record_of_another_solver(tmp_path, solver, other):
+    """The optimizer record must be the one the saved solver trains with: an Adam state under
+    solver='lbfgs' (which keeps none), or a plain SGD record under 'adam', is refused."""
+    import json
+    from _model_files import read, rewrite
+    X, y = _problem("binary")
+    path = tmp_path / "m.fastmlp"
+    kw = dict(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    fastmlp.save(_quiet(MLPClassifier(solver=other, momentum=0, **kw).fit, X, y), path)
+    header = read(path)[0]
+    assert f'"optimizer_key": ["{other}"' in json.dumps(header)
+
+    def relabel(h):
+        text = json.dumps(h).replace(f'"optimizer_key": ["{other}"', f'"optimizer_key": ["{solver}"')
+        h.update(json.loads(text.replace(f'"solver": "{other}"', f'"solver": "{solver}"')))
+
+    with pytest.raises(ValueError, match="optimizer record"):
+        fastmlp.load(rewrite(path, tmp_path / "bad.fastmlp", relabel))
