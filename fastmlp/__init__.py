@@ -6,13 +6,13 @@ matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
 the same API in plain numpy, the oracle the tests compare against.
 """
 from . import datasets, functions, layers, optimizers, util
+from ._loop import DivergenceError
+from ._version import __version__
+from .io import load, save
 from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
 from .threads import get_num_threads, set_num_threads
-from .io import load, save
-from ._loop import DivergenceError
 from .trainer import Trainer
-from ._version import __version__
 
 
 def __getattr__(name):
@@ -33,4 +33,6 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet",
+           "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load",
+           "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "show_config"]

@@ -8,8 +8,8 @@ fused whole-network path; ``fastmlp.reference.networks``: pure numpy), so the
 book's logic lives here once and the reference stays free of compiled code.
 A concrete ``TwoLayerNet`` is ``(_networks.TwoLayerNet, <its MultiLayerNet>)``.
 The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
-``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()`` and ``MSELoss()`` with the
-book's ``forward``/``backward`` methods.
+``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()``
+and ``MSELoss()`` with the book's ``forward``/``backward`` methods.
 
 Differences from the book: a ``seed`` (None draws as the book does, from numpy's
 global random state; an int keeps its own stream), a ``dtype`` (float32 or float64) for the

@@ -24,10 +24,10 @@ import numpy as np
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
-from ._shard import ShardedStream, ShardLayout, shard_bounds
-from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from ._networks import MultiLayerNet
 from ._random import generator
+from ._shard import ShardedStream, ShardLayout, shard_bounds
+from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from .trainer import Trainer
 
 __all__ = ["DataParallelTrainer", "shard_bounds", "set_rank_threads"]

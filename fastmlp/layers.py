@@ -18,8 +18,7 @@ import numpy as np
 
 from . import _backend
 from ._regularization import BatchNormalization, Dropout
-from ._validation import (as_array, as_float, check_called, check_same_shape, check_targets,
-                          pair_dtype)
+from ._validation import as_array, as_float, check_called, check_same_shape, check_targets, pair_dtype
 
 
 def _check_dout(dout, shape, dtype):

@@ -31,8 +31,8 @@ import numbers
 import numpy as np
 
 from . import _backend, _optim_state, threads
-from ._sigint import deferred_sigint
 from ._params import Params
+from ._sigint import deferred_sigint
 from ._validation import as_float, check_positive_float, lookup
 
 EPS = 1e-7  # the book's constant in AdaGrad and RMSprop, and Adam's default eps

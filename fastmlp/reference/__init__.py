@@ -26,6 +26,7 @@ from fastmlp.reference.layers import (
     Affine,
     BatchNormalization,
     Dropout,
+    Identity,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -33,7 +34,6 @@ from fastmlp.reference.layers import (
     Sigmoid,
     SoftmaxWithLoss,
     Tanh,
-    Identity,
 )
 from fastmlp.reference.networks import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop

@@ -28,8 +28,8 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
-from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference._regularization import BatchNormalization, Dropout
+from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference.functions import sigmoid
 
 __all__ = [
