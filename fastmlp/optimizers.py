@@ -27,6 +27,7 @@ optimizer's ``lr`` between epochs; the training loop calls them.
 """
 import math
 import numbers
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,20 +45,20 @@ _RULES = _backend.OPTIMIZER_RULES
 class Optimizer:
     """Shared checks and the update loop; subclasses name their compiled ``rule``."""
 
-    rule = None
+    rule: ClassVar[Any] = None
 
     #: whether the rule keeps a step counter ``iter`` (Adam's bias correction)
     counts_steps = False
 
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
-    state_names = ()
+    state_names: ClassVar[tuple[str, ...]] = ()
 
     #: the constructor's hyper-parameters, public attributes checked again at each update:
     #: (name, exclusive upper bound); each a finite real >= 0 (lr and eps > 0)
-    hyper_bounds = (("lr", math.inf),)
+    hyper_bounds: ClassVar[tuple[tuple[str, float], ...]] = (("lr", math.inf),)
 
     #: the allowed values of a ``variant`` attribute (Nesterov), else ()
-    variants = ()
+    variants: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, lr):
         self.lr = check_positive_float(lr, "lr")
