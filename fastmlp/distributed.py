@@ -194,9 +194,10 @@ class DataParallelTrainer(Trainer):
     rows; the correct counts are all-reduced) and ``final_test_acc``. A loss that is not
     finite on any rank raises :class:`~fastmlp.DivergenceError` on all, nothing applied.
 
-    Attributes (beyond the Trainer's)
-    ---------------------------------
-    comm, rank, size : the communicator, this rank and the number of ranks
+    Attributes
+    ----------
+    comm, rank, size : the communicator, this rank and the number of ranks (beyond the
+        Trainer's attributes)
     shard : (lo, hi), this rank's rows of every global batch (None with ``sharded``)
     blas_threads : int, numpy's BLAS threads on this rank
     allreduce_seconds : float, total time in the gradient all-reduce

@@ -11,7 +11,7 @@ from ._validation import as_array, as_float, check_same_shape, check_targets
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    """1 / (1 + exp(-x)), without overflow for large ``|x|``."""
     return _backend.sigmoid_forward(as_float(x, "x"))
 
 
