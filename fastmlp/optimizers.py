@@ -186,7 +186,7 @@ class Optimizer:
         a finite lr > 0), so a network may fuse it into its backward pass; else None."""
         return None
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"hyper": {name: float}, "state": {slot: {param: array}}}``, plus ``"iter"``
         (Adam) and ``"variant"`` (Nesterov): everything needed to resume. Arrays are copies;
         ``state`` is ``{}`` before the first update."""
@@ -320,7 +320,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
               "rmsprop": RMSprop, "adam": Adam}
 
 
-def get_optimizer(name, **params):
+def get_optimizer(name: str, **params: Any) -> Optimizer:
     """An optimizer by its (case-insensitive) name, as the Trainer and CLI name them."""
     return lookup(OPTIMIZERS, name, "optimizer")(**params)
 
