@@ -23,6 +23,8 @@ autodoc_default_options = {
     "exclude-members": "set_fit_request, set_partial_fit_request, set_predict_request, "
                        "set_predict_proba_request, set_score_request, set_output",
 }
+# numpy.typing.ArrayLike by name, not as its expanded Union (the modules postpone annotations)
+autodoc_type_aliases = {"ArrayLike": "numpy.typing.ArrayLike"}
 numpydoc_show_class_members = False   # autodoc lists the members
 numpydoc_validation_checks: set[str] = set()
 

@@ -4,6 +4,8 @@ float32 input stays float32; other real input is computed in float64.
 No function modifies its arguments. ``fastmlp.reference.functions`` holds
 the numpy twins the tests compare these with.
 """
+from __future__ import annotations
+
 from typing import Any
 
 import numpy as np

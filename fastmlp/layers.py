@@ -11,6 +11,8 @@ reentrant: use one instance per thread. Those cached attributes are public
 again as it would check arguments (errors name them, e.g.
 ``SoftmaxWithLoss.t``) before any kernel reads them.
 """
+from __future__ import annotations
+
 import math
 import numbers
 from typing import Any

@@ -6,6 +6,8 @@ file (``im2col``, ``col2im``, ``conv_output_size``) serve the book's CNN
 chapters, not its MLP scripts, and are not here. Plain numpy: neither is a
 hot loop.
 """
+from __future__ import annotations
+
 import numpy as np
 from numpy.typing import ArrayLike
 
