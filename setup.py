@@ -86,10 +86,13 @@ extensions = [
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     for name in KERNELS
 ]
-setup(
-    ext_modules=cythonize(
-        extensions, include_path=["kernels"],
-        compiler_directives={"boundscheck": debug, "wraparound": False, "cdivision": True,
-                             "initializedcheck": debug, "language_level": 3}),
-    cmdclass={"build_ext": BuildExt},
-)
+ext_modules = cythonize(
+    extensions, include_path=["kernels"],
+    compiler_directives={"boundscheck": debug, "wraparound": False, "cdivision": True,
+                         "initializedcheck": debug, "language_level": 3})
+# Cython lists numpy's headers among each extension's dependencies by absolute path (in
+# the build environment): they are not this project's files, so they stay out of the
+# sdist's manifest (setuptools would warn about every one).
+for ext in ext_modules:
+    ext.depends = [dep for dep in ext.depends if not os.path.isabs(dep)]
+setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt})

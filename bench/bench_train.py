@@ -57,12 +57,12 @@ def _quiet_machine(benchmark):
     benchmark.extra_info["other_processes_cpu_share"] = cpu.others(available_cores())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data(dtype):
     return make_data(dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch():
     try:
         import torch

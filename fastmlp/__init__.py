@@ -8,15 +8,15 @@ the same API in plain numpy, the oracle the tests compare against.
 import logging as _logging
 
 from . import datasets, functions, layers, optimizers, util
+from ._loop import DivergenceError
+from ._version import __version__
+from .io import load, save
 from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
-from .threads import get_num_threads, set_num_threads, threadpool_limits
-from ._oversubscription import OversubscriptionWarning
-from .io import load, save
 from .interop import export_onnx, from_torch_state_dict
-from ._loop import DivergenceError
+from ._oversubscription import OversubscriptionWarning
+from .threads import get_num_threads, set_num_threads, threadpool_limits
 from .trainer import Trainer
-from ._version import __version__
 
 # Library diagnostics go to the "fastmlp" logger; shown only where the application
 # configures logging (e.g. logging.basicConfig(level=logging.DEBUG)).
@@ -45,4 +45,8 @@ def show_config():
     print(f"  matrix products: {route} ({_blas.numpy_blas_path()})")
 
 
-__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet", "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load", "export_onnx", "from_torch_state_dict", "MLPClassifier", "MLPRegressor", "get_num_threads", "set_num_threads", "threadpool_limits", "OversubscriptionWarning", "show_config"]
+__all__ = ["layers", "functions", "optimizers", "datasets", "util", "MultiLayerNet",
+           "MultiLayerNetExtend", "TwoLayerNet", "Trainer", "DivergenceError", "save", "load",
+           "export_onnx", "from_torch_state_dict", "MLPClassifier", "MLPRegressor",
+           "get_num_threads", "set_num_threads", "threadpool_limits", "OversubscriptionWarning",
+           "show_config"]

@@ -11,8 +11,7 @@ BLAS and thread pool.
 import numpy as np
 
 from ._blas import USE_BLAS, numpy_blas_path  # noqa: F401 (numpy_blas_path: re-exported)
-from ._kernels import (activations, affine, elementwise, mlp, mse, normalization, optim,
-                       reduce, softmax_ce)
+from ._kernels import activations, affine, elementwise, mlp, mse, normalization, optim, reduce, softmax_ce
 from .threads import kernel_threads
 
 # USE_BLAS (from _blas) is the route the wrappers below take: True, the kernels' own GEMM

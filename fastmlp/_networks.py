@@ -11,15 +11,15 @@ The module must provide ``Affine(W, b)`` (with ``dW`` and ``db`` set by
 ``backward``), ``Relu()``, ``Sigmoid()``, ``Tanh()``, ``Identity()``, ``SoftmaxWithLoss()``, ``MSELoss()``,
 ``SigmoidWithLoss()`` and ``PoissonLoss()`` with the book's ``forward``/``backward`` methods.
 
-Differences from the book: a ``seed`` (None draws as the book does, from numpy's
-global random state; an int keeps its own stream), a ``dtype`` (float32 or float64) for the
-parameters and the computation, arguments validated before any state
-changes, ``accuracy`` reads one-hot targets correctly, ``gradient`` takes the
-weight decay of one call as an argument, and ``config()``/``from_config()``
-describe a network for persistence.
+Differences from the book: a ``seed`` (None draws as the book does, from numpy's global random
+state; an int keeps its own stream), a ``dtype`` (float32 or float64) for the parameters and the
+computation, arguments validated before any state changes, ``accuracy`` reads one-hot targets
+correctly, ``gradient`` takes the weight decay of one call as an argument, and
+``config()``/``from_config()`` describe a network for persistence.
 """
 import re
 from collections import OrderedDict
+from types import ModuleType
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class MultiLayerNet:
     not be used from two threads at once.
     """
 
-    layers_module = None
+    layers_module: ModuleType | None = None
     _activation_layer_name = "Activation_function"
 
     def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
@@ -212,8 +212,8 @@ class MultiLayerNet:
 
     # -- persistence ---------------------------------------------------------
 
-    CONFIG_KEYS = ("input_size", "hidden_size_list", "output_size", "activation",
-                    "weight_decay_lambda", "dtype", "loss")
+    CONFIG_KEYS: tuple[str, ...] = ("input_size", "hidden_size_list", "output_size", "activation",
+                                    "weight_decay_lambda", "dtype", "loss")
 
     def config(self):
         """The constructor arguments that rebuild this network, as a JSON-able dict

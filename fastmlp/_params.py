@@ -4,6 +4,8 @@ Its own module so the network base stays short; no numpy, no compiled code,
 so the reference networks can use it too.
 """
 
+from typing import Any
+
 __all__ = ["Params"]
 
 
@@ -36,7 +38,7 @@ class Params(dict):
             self[key] = default
         return self[key]
 
-    def __ior__(self, other):
+    def __ior__(self, other: Any) -> "Params":  # type: ignore[misc]  # dict.__or__ returns a dict, |= keeps the Params
         self.update(other)
         return self
 

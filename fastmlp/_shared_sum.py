@@ -33,8 +33,8 @@ def shared_memory_wanted(comm, MPI):
         node.Free()
 
 
-_made = []   # every SharedSum made in this process (reused: windows are never freed)
-_lent = weakref.WeakSet()   # the fused paths computing in a window (see lend)
+_made: "list[SharedSum]" = []   # every SharedSum made in this process (reused: windows are never freed)
+_lent: weakref.WeakSet = weakref.WeakSet()   # the fused paths computing in a window (see lend)
 
 
 def lend(fused, row, MPI):
@@ -55,7 +55,7 @@ def lend(fused, row, MPI):
     _lent.add(fused)
 
 
-_finalize_hook = []
+_finalize_hook: list = []   # the MPI keyval of the finalize hook, once made
 
 
 def _at_finalize(comm, keyval, value):

@@ -34,7 +34,7 @@ def pair_dtype(x, y):
     return np.float32 if result_dtype(x) == result_dtype(y) == np.float32 else np.float64
 
 
-def as_array(x, name):
+def as_array(x: object, name: str) -> np.ndarray:
     """``x`` as an ndarray of a real numeric dtype (no copy if already one).
 
     Accepts anything ``np.asarray`` takes: ndarrays, Python scalars, nested
@@ -57,7 +57,7 @@ def as_array(x, name):
     return arr
 
 
-def as_float(x, name, dtype=None, ndim=None, min_ndim=None, finite=False):
+def as_float(x: object, name: str, dtype=None, ndim=None, min_ndim=None, finite=False) -> np.ndarray:
     """``x`` as a float array of ``dtype`` (default: float32 stays, else float64).
 
     Checks ``ndim`` (exact) or ``min_ndim``, non-emptiness and optionally

@@ -24,10 +24,10 @@ import numpy as np
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
 from ._loop import ShuffledStream, step
-from ._shard import ShardedStream, ShardLayout, shard_bounds
-from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from ._networks import MultiLayerNet
 from ._random import generator
+from ._shard import ShardedStream, ShardLayout, shard_bounds
+from ._shared_sum import SharedSum, lend, shared_memory_wanted
 from .trainer import Trainer
 
 __all__ = ["DataParallelTrainer", "shard_bounds", "set_rank_threads"]
@@ -197,9 +197,10 @@ class DataParallelTrainer(Trainer):
     rows; the correct counts are all-reduced) and ``final_test_acc``. A loss that is not
     finite on any rank raises :class:`~fastmlp.DivergenceError` on all, nothing applied.
 
-    Attributes (beyond the Trainer's)
-    ---------------------------------
-    comm, rank, size : the communicator, this rank and the number of ranks
+    Attributes
+    ----------
+    comm, rank, size : the communicator, this rank and the number of ranks (beyond the
+        Trainer's attributes)
     shard : (lo, hi), this rank's rows of every global batch (None with ``sharded``)
     blas_threads : int, numpy's BLAS threads on this rank
     allreduce_seconds : float, total time in the gradient all-reduce

@@ -5,6 +5,9 @@ Scratch" (``common/gradient.py``) for an array of any shape;
 ``gradient_check`` compares a network's backprop gradient against it, as
 the book's ``gradient_check.py`` does, and also reports a relative error.
 """
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from fastmlp._validation import check_positive_float
@@ -21,7 +24,7 @@ GRADCHECK_BOUNDS = {"float64": (1e-8, 1e-5), "float32": (1e-3, 5e-2),
                     "float32 vs float64": (1e-5, 1e-3)}
 
 
-def numerical_gradient(f, x, h=1e-4):
+def numerical_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray, h: float = 1e-4) -> np.ndarray:
     """Central-difference gradient of a scalar function at ``x``.
 
     For every element ``x[i]``, evaluates ``f(x)`` with ``x[i]`` set to
@@ -84,7 +87,8 @@ def numerical_gradient(f, x, h=1e-4):
     return grad
 
 
-def gradient_check(network, x, t, h=None):
+def gradient_check(network: Any, x: np.ndarray, t: np.ndarray,
+                   h: float | None = None) -> dict[str, dict[str, float]]:
     """Compare a network's backprop gradient with its numerical gradient.
 
     Parameters

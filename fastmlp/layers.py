@@ -11,10 +11,14 @@ reentrant: use one instance per thread. Those cached attributes are public
 again as it would check arguments (errors name them, e.g.
 ``SoftmaxWithLoss.t``) before any kernel reads them.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _backend
 from ._describe import layer_repr
@@ -23,7 +27,7 @@ from ._validation import (as_array, as_float, check_called, check_same_shape, ch
                           check_targets, pair_dtype)
 
 
-def _check_dout(dout, shape, dtype):
+def _check_dout(dout, shape, dtype) -> np.ndarray:
     dout = as_float(dout, "dout", dtype=dtype)
     if dout.shape != tuple(shape):
         raise ValueError(f"dout must have shape {tuple(shape)}, got {dout.shape}")
@@ -41,7 +45,7 @@ def _check_scalar_dout(dout):
     return dout
 
 
-def _pair(x, y):
+def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     """x and y as arrays of one float dtype and the same shape (errors name them)."""
     x, y = as_array(x, "x"), as_array(y, "y")
     dtype = pair_dtype(x, y)
@@ -83,13 +87,13 @@ class MulLayer:
         self.x = None
         self.y = None
 
-    def forward(self, x, y):
+    def forward(self, x: ArrayLike, y: ArrayLike) -> Any:
         x, y = _pair(x, y)
         out = _backend.mul_forward(x, y)
         self.x, self.y = x, y
         return _result(out)
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.x, "MulLayer")
         x, y = _cached_float(self.x, "MulLayer.x"), _cached_float(self.y, "MulLayer.y")
         dtype = pair_dtype(x, y)
@@ -113,13 +117,13 @@ class AddLayer:
         self.shape = None
         self.dtype = None
 
-    def forward(self, x, y):
+    def forward(self, x: ArrayLike, y: ArrayLike) -> Any:
         x, y = _pair(x, y)
         out = _backend.add_forward(x, y)
         self.shape, self.dtype = x.shape, x.dtype.type
         return _result(out)
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.shape, "AddLayer")
         shape = _cached_shape(self.shape, "AddLayer.shape")
         dout = _check_dout(dout, shape, _cached_dtype(self.dtype, "AddLayer.dtype"))
@@ -135,13 +139,13 @@ class Relu:
         self.mask = None
         self._dtype = None
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
         out, self.mask = _backend.relu_forward(x)
         self._dtype = x.dtype
         return out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.mask, "Relu")
         mask = self.mask
         if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_):
@@ -159,12 +163,12 @@ class Sigmoid:
     def __init__(self):
         self.out = None
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
         self.out = _backend.sigmoid_forward(x)
         return self.out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.out, "Sigmoid")
         out = _cached_float(self.out, "Sigmoid.out")
         dout = _check_dout(dout, out.shape, out.dtype)
@@ -180,12 +184,12 @@ class Tanh:
     def __init__(self):
         self.out = None
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
         self.out = _backend.tanh_forward(x)
         return self.out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.out, "Tanh")
         out = _cached_float(self.out, "Tanh.out")
         dout = _check_dout(dout, out.shape, out.dtype)
@@ -207,12 +211,12 @@ class Identity:
         self.shape = None
         self.dtype = None
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
         self.shape, self.dtype = x.shape, x.dtype.type
         return x.copy()
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.shape, "Identity")
         shape = _cached_shape(self.shape, "Identity.shape")
         return _check_dout(dout, shape, _cached_dtype(self.dtype, "Identity.dtype")).copy()
@@ -245,7 +249,7 @@ class Affine:
             raise ValueError(f"b must have length {W.shape[1]} (W's columns), got {b.shape[0]}")
         return W, b
 
-    def _check_x(self, x):
+    def _check_x(self, x) -> tuple[np.ndarray, np.ndarray]:
         x = as_float(x, "x", dtype=self.W.dtype, min_ndim=2)
         x2 = x.reshape(x.shape[0], -1)
         if x2.shape[1] != self.W.shape[0]:
@@ -253,14 +257,14 @@ class Affine:
                              f"{self.W.shape[0]}")
         return x, x2
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         W, b = self._checked_params(self.W, self.b)
         x, x2 = self._check_x(x)
         out = _backend.affine_forward(x2, W, b)
         self.original_x_shape, self.x = x.shape, x2
         return out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> Any:
         check_called(self.x, "Affine")
         W, _ = self._checked_params(self.W, self.b)
         x = _cached_float(self.x, "Affine.x", ndim=2)
@@ -290,7 +294,7 @@ class SoftmaxWithLoss:
         self.y = None
         self.t = None
 
-    def forward(self, x, t):
+    def forward(self, x: ArrayLike, t: ArrayLike) -> float:
         x = as_float(x, "x", ndim=2)
         labels, onehot = check_targets(t, x.shape[0], x.shape[1], x.dtype, "t")
         self.y, loss = _backend.softmax_ce_forward(x, labels, onehot)
@@ -298,7 +302,7 @@ class SoftmaxWithLoss:
         self.loss = loss
         return loss
 
-    def backward(self, dout=1):
+    def backward(self, dout: float = 1) -> np.ndarray:
         check_called(self.y, "SoftmaxWithLoss")
         y = _backend.contiguous(_cached_float(self.y, "SoftmaxWithLoss.y", ndim=2), None)
         labels, onehot = check_targets(self.t, y.shape[0], y.shape[1], y.dtype,
@@ -317,7 +321,7 @@ class MSELoss:
         self.y = None
         self.t = None
 
-    def forward(self, y, t):
+    def forward(self, y: ArrayLike, t: ArrayLike) -> float:
         y = as_float(y, "y", ndim=2)
         t = as_float(t, "t", dtype=y.dtype)
         check_same_shape(y, t, "y", "t")
@@ -325,7 +329,7 @@ class MSELoss:
         self.y, self.t = y, t
         return self.loss
 
-    def backward(self, dout=1):
+    def backward(self, dout: float = 1) -> np.ndarray:
         check_called(self.y, "MSELoss")
         y = _cached_float(self.y, "MSELoss.y", ndim=2)
         t = _cached_float(self.t, "MSELoss.t", dtype=y.dtype)

@@ -27,13 +27,14 @@ optimizer's ``lr`` between epochs; the training loop calls them.
 """
 import math
 import numbers
+from typing import Any, ClassVar
 
 import numpy as np
 
 from . import _backend, _optim_state, threads
 from ._describe import optimizer_repr
-from ._sigint import deferred_sigint
 from ._params import Params
+from ._sigint import deferred_sigint
 from ._validation import as_float, check_positive_float, lookup
 
 EPS = 1e-7  # the book's constant in AdaGrad and RMSprop, and Adam's default eps
@@ -45,20 +46,20 @@ _RULES = _backend.OPTIMIZER_RULES
 class Optimizer:
     """Shared checks and the update loop; subclasses name their compiled ``rule``."""
 
-    rule = None
+    rule: ClassVar[Any] = None
 
     #: whether the rule keeps a step counter ``iter`` (Adam's bias correction)
     counts_steps = False
 
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
-    state_names = ()
+    state_names: ClassVar[tuple[str, ...]] = ()
 
     #: the constructor's hyper-parameters, public attributes checked again at each update:
     #: (name, exclusive upper bound); each a finite real >= 0 (lr and eps > 0)
-    hyper_bounds = (("lr", math.inf),)
+    hyper_bounds: ClassVar[tuple[tuple[str, float], ...]] = (("lr", math.inf),)
 
     #: the allowed values of a ``variant`` attribute (Nesterov), else ()
-    variants = ()
+    variants: ClassVar[tuple[str, ...]] = ()
 
     __repr__ = optimizer_repr
 
@@ -188,7 +189,7 @@ class Optimizer:
         a finite lr > 0), so a network may fuse it into its backward pass; else None."""
         return None
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"hyper": {name: float}, "state": {slot: {param: array}}}``, plus ``"iter"``
         (Adam) and ``"variant"`` (Nesterov): everything needed to resume. Arrays are copies;
         ``state`` is ``{}`` before the first update."""
@@ -322,7 +323,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
               "rmsprop": RMSprop, "adam": Adam}
 
 
-def get_optimizer(name, **params):
+def get_optimizer(name: str, **params: Any) -> Optimizer:
     """An optimizer by its (case-insensitive) name, as the Trainer and CLI name them."""
     return lookup(OPTIMIZERS, name, "optimizer")(**params)
 

@@ -6,7 +6,10 @@ file (``im2col``, ``col2im``, ``conv_output_size``) serve the book's CNN
 chapters, not its MLP scripts, and are not here. Plain numpy: neither is a
 hot loop.
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._random import check_seed, generator
 from ._validation import as_array, as_float
@@ -18,7 +21,7 @@ SMOOTH_WINDOW = 11
 SMOOTH_BETA = 2.0
 
 
-def smooth_curve(x):
+def smooth_curve(x: ArrayLike) -> np.ndarray:
     """A loss curve smoothed for plotting: a centred weighted moving average.
 
     Each output value is the average of the 11 values centred on it, weighted by a
@@ -55,7 +58,7 @@ def smooth_curve(x):
     return smoothed[edge:smoothed.shape[0] - edge].astype(x.dtype, copy=False)
 
 
-def shuffle_dataset(x, t, seed=None):
+def shuffle_dataset(x: ArrayLike, t: ArrayLike, seed=None) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``t`` with their rows in one random order (new arrays; the inputs stay).
 
     Parameters

@@ -57,7 +57,7 @@ static void fastmlp_set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dg
     fastmlp_blas_ilp64 = ilp64;
 }
 
-static int fastmlp_has_blas(void) {
+static inline int fastmlp_has_blas(void) {
     return fastmlp_sgemm_ptr != NULL && fastmlp_dgemm_ptr != NULL;
 }
 

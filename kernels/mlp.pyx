@@ -638,7 +638,7 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
         free(layers)
         raise
     cdef void *xp = _data(x)
-    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t*>(NULL if labels is None else _data(labels))
     cdef void *tp = NULL if targets is None else _data(targets)
     cdef void *wp = NULL if sample_weight is None else _data(sample_weight)
     cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
@@ -704,7 +704,7 @@ def mlp_loss(x, labels, targets, list Ws, list bs, list hs, list masks, list ds,
         free(layers)
         raise
     cdef void *xp = _data(x)
-    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t*>(NULL if labels is None else _data(labels))
     cdef void *tp = NULL if targets is None else _data(targets)
     cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
     cdef Py_ssize_t c = layers[L - 1].m

@@ -86,7 +86,7 @@ def test_import_graph_has_no_cycle():
     try:
         list(graphlib.TopologicalSorter(_graph()).static_order())
     except graphlib.CycleError as exc:
-        raise AssertionError("modules importing each other: " + " -> ".join(exc.args[1]))
+        raise AssertionError("modules importing each other: " + " -> ".join(exc.args[1])) from None
 
 
 def _allowed(target, attr, importer):

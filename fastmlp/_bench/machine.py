@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..threads import available_cores   # the cores this process may run on (its affinity)
+from ..threads import available_cores  # the cores this process may run on (its affinity)
 
 __all__ = ["CpuShare", "available_cores", "machine_info", "numpy_blas_info", "peer_versions",
            "wait_idle"]
@@ -30,6 +30,7 @@ def _cpu_model():
 def numpy_blas_info():
     """threadpoolctl's record of the BLAS numpy uses (the one fastmlp multiplies with), or {}."""
     from threadpoolctl import threadpool_info
+
     from .. import _blas
     path = _blas.numpy_blas_path()
     numpy_dir = os.path.dirname(os.path.dirname(np.__file__))

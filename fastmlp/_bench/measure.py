@@ -1,8 +1,9 @@
 """One row of each ``fastmlp bench`` table: the peers and the GEMM limit, timed interleaved.
 
 ``bench_train`` measures one network and dtype at one or more hidden
-activations, all interleaved (the training table, plus the alternation test); ``bench_predict`` one network and dtype at each predict
-batch (the inference table). Each returns plain dicts, the records of the JSON.
+activations, all interleaved (the training table, plus the alternation test);
+``bench_predict`` one network and dtype at each predict batch
+(the inference table). Each returns plain dicts, the records of the JSON.
 """
 from .configs import PREDICT_BATCHES, batch_start, gemm_work, make_data, network_name, user_matmul
 from .machine import CpuShare, available_cores

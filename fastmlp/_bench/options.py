@@ -6,8 +6,19 @@ measurement starts, and reported as a ``BenchError`` (one line, exit status 1).
 import os
 
 from .. import _plot
-from .configs import (ACTIVATION_ALIASES, ACTIVATIONS, CONFIGS, DTYPE_ALIASES, DTYPES, N_ROWS,
-                      PEER_ALIASES, PEERS, PREDICT_BATCHES, SKLEARN_BATCHES, network_name)
+from .configs import (
+    ACTIVATION_ALIASES,
+    ACTIVATIONS,
+    CONFIGS,
+    DTYPE_ALIASES,
+    DTYPES,
+    N_ROWS,
+    PEER_ALIASES,
+    PEERS,
+    PREDICT_BATCHES,
+    SKLEARN_BATCHES,
+    network_name,
+)
 
 
 class BenchError(Exception):

@@ -74,6 +74,7 @@ def sklearn_step(sizes, batch, dtype, X, T, activation="relu"):
     """``MLPClassifier.partial_fit`` on SKLEARN_BATCHES batches per call (counted as that many
     steps: one call per batch would time sklearn's per-call validation)."""
     import warnings
+
     from sklearn.neural_network import MLPClassifier
     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", learning_rate_init=LR,
                         activation="logistic" if activation == "sigmoid" else activation,

@@ -40,8 +40,8 @@ def _split_indices(target, test_fraction):
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def load_digits(normalize=True, flatten=True, one_hot_label=False, test_fraction=0.2,
-                shard=None):
+def load_digits(normalize: bool = True, flatten: bool = True, one_hot_label: bool = False,
+                test_fraction: float = 0.2, shard: tuple[int, int] | None = None) -> tuple:
     """Load the 8x8 handwritten digits (1797 samples, 10 classes).
 
     The data ships with fastmlp, so no download is needed. The train/test

@@ -235,7 +235,8 @@ def _payload(idx):
                          f"more than fits in memory") from None
 
 
-def load_mnist(path, normalize=True, flatten=True, one_hot_label=False, shard=None):
+def load_mnist(path: str | os.PathLike, normalize: bool = True, flatten: bool = True,
+               one_hot_label: bool = False, shard: tuple[int, int] | None = None) -> tuple:
     """Load MNIST (or Fashion-MNIST) from the four IDX files in a directory.
 
     Parameters
@@ -304,7 +305,8 @@ def load_mnist(path, normalize=True, flatten=True, one_hot_label=False, shard=No
     for img, label in (("train_img", "train_label"), ("test_img", "test_label")):
         pair = _load_pair(directory, _FILES[img], _FILES[label], shard if img == "train_img" else None)
         try:
-            splits.append(format_split(*pair, normalize, flatten, one_hot_label, 255))
+            images, labels = pair
+            splits.append(format_split(images, labels, normalize, flatten, one_hot_label, 255))
         except MemoryError:
             raise ValueError(
                 f"{directory / _FILES[img]}: {pair[0].shape[0]} images do not fit in memory "

@@ -26,6 +26,7 @@ from fastmlp.reference.layers import (
     Affine,
     BatchNormalization,
     Dropout,
+    Identity,
     IdentityWithLoss,
     MSELoss,
     MulLayer,
@@ -35,7 +36,6 @@ from fastmlp.reference.layers import (
     SigmoidWithLoss,
     SoftmaxWithLoss,
     Tanh,
-    Identity,
 )
 from fastmlp.reference.networks import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastmlp.reference.optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop

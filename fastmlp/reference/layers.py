@@ -29,9 +29,9 @@ from fastmlp._validation import (
     check_x,
 )
 from fastmlp._describe import layer_repr
-from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference.output_layers import PoissonLoss, SigmoidWithLoss
 from fastmlp.reference._regularization import BatchNormalization, Dropout
+from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference.functions import sigmoid
 
 __all__ = [

@@ -9,18 +9,19 @@ from fastmlp.reference import layers
 
 __all__ = ["MultiLayerNet", "TwoLayerNet", "MultiLayerNetExtend"]
 
+_NOTE = "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+
 
 class MultiLayerNet(_networks.MultiLayerNet):
-    __doc__ = _networks.MultiLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+    __doc__ = (_networks.MultiLayerNet.__doc__ or "") + _NOTE
     layers_module = layers
 
 
 class TwoLayerNet(_networks.TwoLayerNet, MultiLayerNet):
     # the book's two-layer constructor (_networks.TwoLayerNet) over the MultiLayerNet above
-    __doc__ = _networks.TwoLayerNet.__doc__ + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n"
+    __doc__ = (_networks.TwoLayerNet.__doc__ or "") + _NOTE
 
 
 class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend):
-    __doc__ = (_networks_extend.MultiLayerNetExtend.__doc__
-               + "\n    Built on ``fastmlp.reference.layers`` (pure numpy).\n")
+    __doc__ = (_networks_extend.MultiLayerNetExtend.__doc__ or "") + _NOTE
     layers_module = layers

@@ -20,6 +20,7 @@ Each class also describes itself as the compiled one does (``hyper_bounds``,
 Imports only numpy, ``fastmlp._validation`` and ``fastmlp._optim_state``.
 """
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -47,10 +48,10 @@ def _as_arrays(params):
 class _Base:
     """What every twin shares: its self-description, state dicts, no fused SGD."""
 
-    hyper_bounds = (("lr", math.inf),)
-    state_names = ()
+    hyper_bounds: ClassVar[tuple[tuple[str, float], ...]] = (("lr", math.inf),)
+    state_names: ClassVar[tuple[str, ...]] = ()
     counts_steps = False
-    variants = ()
+    variants: ClassVar[tuple[str, ...]] = ()
     __repr__ = optimizer_repr
 
     def fused_lr(self):
