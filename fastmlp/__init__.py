@@ -9,12 +9,12 @@ import logging as _logging
 
 from . import datasets, functions, layers, optimizers, util
 from ._loop import DivergenceError
+from ._oversubscription import OversubscriptionWarning
 from ._version import __version__
+from .interop import export_onnx, from_torch_state_dict
 from .io import load, save
 from .networks import MultiLayerNet, TwoLayerNet
 from .networks_extend import MultiLayerNetExtend
-from .interop import export_onnx, from_torch_state_dict
-from ._oversubscription import OversubscriptionWarning
 from .threads import get_num_threads, set_num_threads, threadpool_limits
 from .trainer import Trainer
 

@@ -28,8 +28,7 @@ REGRESSION_LOSSES = {"squared_error": "mse", "poisson": "poisson"}   # MLPRegres
 def class_targets(est, y, first_pass, incremental, classes, dist=None):
     """``(y, multilabel, known classes, out_activation)`` for a classifier's fit, checked
     against the fitted model when continuing (warm_start, partial_fit)."""
-    from sklearn.utils.multiclass import (check_classification_targets, type_of_target,
-                                          unique_labels)
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import column_or_1d
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)

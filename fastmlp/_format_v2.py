@@ -20,8 +20,7 @@ import struct
 
 import numpy as np
 
-from ._model_file import (FORMAT_VERSION, Invalid, array_table, check_digest, check_header,
-                          check_table, plan)
+from ._model_file import FORMAT_VERSION, Invalid, array_table, check_digest, check_header, check_table, plan
 
 __all__ = ["read", "read_tensors", "write"]
 

@@ -14,9 +14,18 @@ import sys
 
 import numpy as np
 
-from ._records import (MAX_SIZE, count, network_arrays, network_from_record, network_record,
-                       optimizer_from_record, optimizer_plan, optimizer_record, prefixed,
-                       record)
+from ._records import (
+    MAX_SIZE,
+    count,
+    network_arrays,
+    network_from_record,
+    network_record,
+    optimizer_from_record,
+    optimizer_plan,
+    optimizer_record,
+    prefixed,
+    record,
+)
 from ._version import __version__
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Invalid", "array_table", "build", "check_header",

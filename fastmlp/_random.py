@@ -50,9 +50,9 @@ def generator(seed, name="seed", error=TypeError):
 
 
 def normal_source(seed, name="seed", error=TypeError):
-    """What a network draws its initial weights from (an object with
-    ``standard_normal(size)``) and the book-style Trainer its batches (``choice``). None: numpy's global state (``np.random``, the book's
-    ``randn``); a RandomState: itself; an int or a Generator: as :func:`generator`."""
+    """What a network draws its initial weights from (``standard_normal(size)``) and the
+    book-style Trainer its batches (``choice``). None: numpy's global state (``np.random``,
+    the book's ``randn``); a RandomState: itself; an int or a Generator: as :func:`generator`."""
     seed = check_seed(seed, name, error)
     if seed is None:
         return np.random   # the module's functions draw from the global RandomState

@@ -23,8 +23,15 @@ from numpy.typing import ArrayLike
 from . import _backend
 from ._describe import layer_repr
 from ._regularization import BatchNormalization, Dropout
-from ._validation import (as_array, as_float, check_called, check_same_shape, check_target_range,
-                          check_targets, pair_dtype)
+from ._validation import (
+    as_array,
+    as_float,
+    check_called,
+    check_same_shape,
+    check_target_range,
+    check_targets,
+    pair_dtype,
+)
 
 
 def _check_dout(dout, shape, dtype) -> np.ndarray:
@@ -345,7 +352,7 @@ class _LinkLoss:
     forward(x, t) gives the mean over rows of the loss summed over units, computed from
     the logits x by the fused kernels' code; backward gives (y - t) * dout / N."""
 
-    _loss_name = None
+    _loss_name: str | None = None   # the subclass's output code name
 
     def __init__(self):
         self.loss = None

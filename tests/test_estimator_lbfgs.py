@@ -144,12 +144,12 @@ def test_partial_fit_unavailable_as_in_sklearn():
     as the classifier."""
     sk = SkClassifier(solver="lbfgs")
     with pytest.raises(AttributeError) as sk_exc:
-        sk.partial_fit
+        sk.partial_fit  # noqa: B018
     for our_cls in (MLPClassifier, MLPRegressor):
         ours = our_cls(solver="lbfgs")
         assert not hasattr(ours, "partial_fit")
         with pytest.raises(AttributeError) as our_exc:
-            ours.partial_fit
+            ours.partial_fit  # noqa: B018
         assert str(our_exc.value) == str(sk_exc.value).replace("MLPClassifier", our_cls.__name__)
         assert str(our_exc.value.__cause__) == str(sk_exc.value.__cause__)
         assert "lbfgs is not stochastic" in str(our_exc.value.__cause__)

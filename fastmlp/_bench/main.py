@@ -11,13 +11,13 @@ import json
 import os
 import sys
 
+from .._oversubscription import oversubscribed
 from .configs import LR, N_ROWS, SKLEARN_BATCHES, network_name
 from .machine import CpuShare, machine_info, peer_versions, wait_idle
 from .measure import bench_predict, bench_train
 from .options import BenchError, resolve
 from .report import header_text, plot, print_tables, summary
 from .timing import BUSY_LIMIT
-from .._oversubscription import oversubscribed
 
 
 def _log(text):

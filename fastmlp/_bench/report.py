@@ -10,7 +10,6 @@ from .. import _plot
 from .configs import LR, ONNX_THREADS, PEER_LABELS, PEERS, SKLEARN_BATCHES
 from .options import BenchError
 
-
 WIDTH = 100   # columns of the printed prose (a table of fastmlp and numpy fits too)
 # column headers: the numpy peer is fastmlp.reference, as the header lines say
 _COLUMNS = dict(PEER_LABELS, numpy="numpy")

@@ -20,6 +20,7 @@ from two threads at once.
 """
 import numpy as np
 
+from fastmlp._describe import layer_repr
 from fastmlp._validation import (
     as_array,
     as_float,
@@ -28,11 +29,10 @@ from fastmlp._validation import (
     check_targets,
     check_x,
 )
-from fastmlp._describe import layer_repr
-from fastmlp.reference.output_layers import PoissonLoss, SigmoidWithLoss
 from fastmlp.reference._regularization import BatchNormalization, Dropout
 from fastmlp.reference.activation_layers import Identity, Tanh
 from fastmlp.reference.functions import sigmoid
+from fastmlp.reference.output_layers import PoissonLoss, SigmoidWithLoss
 
 __all__ = [
     "MulLayer",

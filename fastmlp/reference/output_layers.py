@@ -30,7 +30,7 @@ def poisson_loss(x, t):
 
 
 class _LinkLoss:
-    _loss_name = None
+    _loss_name: str | None = None   # the subclass's output code name
 
     def __init__(self):
         self.loss = None
