@@ -1,16 +1,32 @@
-"""fastmlp.MLPClassifier vs sklearn.neural_network.MLPClassifier on digits, side by side.
+"""fastmlp.MLPClassifier vs sklearn.neural_network.MLPClassifier, side by side.
 
-Same hyper-parameters, same train/test split, fits alternated within each
-repeat so both see the same machine load. Repeat r uses random_state=r for
-both; the table shows the median fit time and the mean test accuracy over the
-repeats. With ``--solver lbfgs`` sklearn starts from fastmlp's initial weights (its
-``_init_coef`` is handed them), so both run the same deterministic full-batch fit and the
-table also shows both final losses. Usage:
+Measures issue #14's target in one command: for every (dataset, dtype, solver) cell,
+fit time of both, the speed-up sklearn_time / fastmlp_time and test accuracy of both.
 
-    python bench/bench_estimator.py [--repeats 3] [--threads N] [--max-iter 200] [--solver adam lbfgs]
+Datasets: ``digits`` is fastmlp's embedded digits (1438 train / 359 test rows, scaled
+to [0, 1]); ``synthetic`` is ``sklearn.datasets.make_classification(n_samples=20000,
+n_features=50, n_informative=30, n_classes=5, random_state=0)``, split 80/20 by
+``train_test_split(random_state=0, stratify=y)`` and standardised with the training
+rows' mean and std. Both libraries get the same split, cast to the cell's dtype
+(fastmlp also gets ``dtype=``). ``--max-iter`` defaults to 200 on digits and 20 on
+synthetic (so a full matrix at ``--repeats 3`` takes minutes, not hours); a value given
+applies to every dataset.
+
+Same hyper-parameters, fits alternated within each repeat (fastmlp, sklearn, fastmlp,
+...) so both see the same machine load. Repeat r uses random_state=r for both; a cell
+shows the median fit time and the mean test accuracy over the repeats. With lbfgs
+sklearn starts from fastmlp's initial weights (its ``_init_coef`` is handed them), so
+both run the same deterministic full-batch fit and the cell also shows both final
+losses. The last line gives the minimum speed-up and whether every cell passes the
+rule: speed-up >= 2 and |accuracy difference| <= 0.01. Usage:
+
+    python bench/bench_estimator.py [--repeats 3] [--threads N] [--max-iter N] [--solver adam lbfgs]
+    python bench/bench_estimator.py --dataset digits synthetic --dtype float32 float64 \
+        --solver sgd adam lbfgs --json bench_estimator.json      # issue #14's whole matrix
     python bench/bench_estimator.py --step-budget   # one step's cost, piece by piece (1 thread)
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -21,77 +37,146 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+DEFAULT_MAX_ITER = {"digits": 200, "synthetic": 20}
+MIN_SPEEDUP, MAX_ACCURACY_GAP = 2.0, 0.01
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="limit BLAS/OpenMP threads of both (threadpoolctl); default: unchanged")
-    parser.add_argument("--max-iter", type=int, default=200)
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="epochs (lbfgs: iterations); default 200 on digits, 20 on synthetic")
     parser.add_argument("--hidden", type=int, nargs="+", default=[100])
-    parser.add_argument("--solver", nargs="+", default=["adam"],
-                        help="one row pair per solver (adam, sgd, lbfgs)")
+    parser.add_argument("--solver", nargs="+", default=["adam"], choices=["sgd", "adam", "lbfgs"],
+                        help="solvers to compare (default adam)")
+    parser.add_argument("--dataset", nargs="+", default=["digits"], choices=list(DEFAULT_MAX_ITER),
+                        help="datasets to compare on (default digits)")
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"],
+                        choices=["float32", "float64"], help="dtypes to fit in (default both)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the table here")
     parser.add_argument("--step-budget", action="store_true",
                         help="time one training step's pieces (64-100-10 @200, one thread)")
     args = parser.parse_args(argv)
     if args.step_budget:
         return step_budget()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
 
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier as SkMLP
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import fastmlp
-    from fastmlp.datasets import load_digits
-    from fastmlp.estimator import MLPClassifier as FastMLP
 
-    # fastmlp's embedded digits, the book's ((x_train, t_train), (x_test, t_test)), scaled to [0, 1]
-    (X_tr, y_tr), (X_te, y_te) = load_digits(normalize=True)
-    X_tr, X_te = np.asarray(X_tr, np.float64), np.asarray(X_te, np.float64)
-    hp = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.max_iter)
     if args.threads:
         fastmlp.set_num_threads(args.threads)
         limiter = threadpool_limits(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average {load:.2f} on {os.cpu_count()} cores; numpy BLAS threads: "
           f"{[i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']}")
-    print(f"digits: train {X_tr.shape}, test {X_te.shape}; {hp}; threads="
-          f"{args.threads or 'default'}; repeats={args.repeats} (random_state=0..{args.repeats - 1}: "
-          f"median time, mean accuracy)")
+    print(f"hidden_layer_sizes={tuple(args.hidden)}; threads={args.threads or 'default'}; "
+          f"repeats={args.repeats} (random_state=0..{args.repeats - 1}: median time, mean accuracy)")
     rows = []
-    for solver, dtype in ((s, d) for s in args.solver for d in (np.float64, np.float32)):
-        a, b = X_tr.astype(dtype), X_te.astype(dtype)
-        times = {"fastmlp": [], "sklearn": []}
-        acc = {"fastmlp": [], "sklearn": []}
-        epochs = {"fastmlp": [], "sklearn": []}
-        losses = {"fastmlp": [], "sklearn": []}
-        for seed in range(args.repeats):
-            initial = []
-            for name, cls in (("fastmlp", FastMLP), ("sklearn", SkMLP)):
-                model = cls(random_state=seed, solver=solver, **hp)
-                if solver == "lbfgs":
-                    _same_start(model, initial, first=name == "fastmlp")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    t0 = time.perf_counter()
-                    model.fit(a, y_tr)
-                    times[name].append(time.perf_counter() - t0)
-                acc[name].append(model.score(b, y_te))
-                epochs[name].append(model.n_iter_)
-                losses[name].append(model.loss_)
-        tf, ts = statistics.median(times["fastmlp"]), statistics.median(times["sklearn"])
-        rows.append((solver, np.dtype(dtype).name, tf, ts, ts / tf,
-                     statistics.mean(acc["fastmlp"]), statistics.mean(acc["sklearn"]),
-                     statistics.median(epochs["fastmlp"]), statistics.median(epochs["sklearn"]),
-                     statistics.mean(losses["fastmlp"]), statistics.mean(losses["sklearn"])))
-    print(f"{'solver':7} {'dtype':8} {'fastmlp s':>10} {'sklearn s':>10} {'speed-up':>9} "
-          f"{'fastmlp acc':>12} {'sklearn acc':>12} {'epochs f/s':>11} {'loss_ f / s':>21}")
-    for r in rows:
-        print(f"{r[0]:7} {r[1]:8} {r[2]:10.3f} {r[3]:10.3f} {r[4]:8.1f}x {r[5]:12.4f} "
-              f"{r[6]:12.4f} {r[7]:>5}/{r[8]:<5} {r[9]:10.6f}/{r[10]:<10.6f}")
+    for dataset in args.dataset:
+        X_tr, y_tr, X_te, y_te = load_dataset(dataset)
+        max_iter = args.max_iter if args.max_iter is not None else DEFAULT_MAX_ITER[dataset]
+        print(f"{dataset}: train {X_tr.shape}, test {X_te.shape}; max_iter={max_iter}")
+        hp = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=max_iter)
+        for solver in args.solver:
+            for dtype in args.dtype:
+                data = (X_tr.astype(dtype), y_tr, X_te.astype(dtype), y_te)
+                rows.append(compare_cell(dataset, dtype, solver, hp, data, args.repeats))
+                r = rows[-1]
+                print(f"  done {dataset} {dtype} {solver}: speed-up {r['speedup']:.2f}x", flush=True)
     if args.threads:
         limiter.restore_original_limits()
+    summary = print_table(rows)
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "step_budget")}
+        settings["max_iter"] = {d: args.max_iter if args.max_iter is not None
+                                else DEFAULT_MAX_ITER[d] for d in args.dataset}
+        with open(args.json, "w") as f:
+            json.dump({"settings": settings, "rows": rows, "summary": summary}, f, indent=1)
     return rows
+
+
+def load_dataset(name):
+    """(X_train, y_train, X_test, y_test) in float64; see the module docstring."""
+    if name == "digits":
+        from fastmlp.datasets import load_digits
+
+        (X_tr, y_tr), (X_te, y_te) = load_digits(normalize=True)
+        return np.asarray(X_tr, np.float64), y_tr, np.asarray(X_te, np.float64), y_te
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(n_samples=20000, n_features=50, n_informative=30,
+                               n_classes=5, random_state=0)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+    mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
+    return (X_tr - mean) / std, y_tr, (X_te - mean) / std, y_te
+
+
+def compare_cell(dataset, dtype, solver, hp, data, repeats):
+    """One table row: both libraries fit ``repeats`` times, alternately, on the same data."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastmlp.estimator import MLPClassifier as FastMLP
+
+    X_tr, y_tr, X_te, y_te = data
+    names = ("fastmlp", "sklearn")
+    times, acc, epochs, losses = ({n: [] for n in names} for _ in range(4))
+    for seed in range(repeats):
+        initial = []
+        for name in names:
+            if name == "fastmlp":
+                model = FastMLP(random_state=seed, solver=solver, dtype=np.dtype(dtype).type, **hp)
+            else:
+                model = SkMLP(random_state=seed, solver=solver, **hp)
+            if solver == "lbfgs":
+                _same_start(model, initial, first=name == "fastmlp")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                t0 = time.perf_counter()
+                model.fit(X_tr, y_tr)
+                times[name].append(time.perf_counter() - t0)
+            acc[name].append(float(model.score(X_te, y_te)))
+            epochs[name].append(int(model.n_iter_))
+            losses[name].append(float(model.loss_))
+    tf, ts = statistics.median(times["fastmlp"]), statistics.median(times["sklearn"])
+    row = dict(dataset=dataset, dtype=dtype, solver=solver, n_train=len(X_tr),
+               max_iter=hp["max_iter"], fastmlp_s=tf, sklearn_s=ts, speedup=ts / tf,
+               fastmlp_acc=statistics.mean(acc["fastmlp"]),
+               sklearn_acc=statistics.mean(acc["sklearn"]),
+               fastmlp_epochs=statistics.median(epochs["fastmlp"]),
+               sklearn_epochs=statistics.median(epochs["sklearn"]),
+               fastmlp_loss=statistics.mean(losses["fastmlp"]),
+               sklearn_loss=statistics.mean(losses["sklearn"]),
+               fastmlp_times=times["fastmlp"], sklearn_times=times["sklearn"])
+    row["passes"] = bool(row["speedup"] >= MIN_SPEEDUP
+                         and abs(row["fastmlp_acc"] - row["sklearn_acc"]) <= MAX_ACCURACY_GAP)
+    return row
+
+
+def print_table(rows):
+    """Print the rows and the summary line; return the summary as a dict."""
+    print(f"{'dataset':9} {'solver':6} {'dtype':8} {'fastmlp s':>10} {'sklearn s':>10} "
+          f"{'speed-up':>9} {'fastmlp acc':>12} {'sklearn acc':>12} {'epochs f/s':>11} "
+          f"{'loss_ f / s':>21} pass")
+    for r in rows:
+        print(f"{r['dataset']:9} {r['solver']:6} {r['dtype']:8} {r['fastmlp_s']:10.3f} "
+              f"{r['sklearn_s']:10.3f} {r['speedup']:8.2f}x {r['fastmlp_acc']:12.4f} "
+              f"{r['sklearn_acc']:12.4f} {r['fastmlp_epochs']:>5}/{r['sklearn_epochs']:<5} "
+              f"{r['fastmlp_loss']:10.6f}/{r['sklearn_loss']:<10.6f} "
+              f"{'yes' if r['passes'] else 'no'}")
+    summary = {"min_speedup": min(r["speedup"] for r in rows),
+               "all_pass": all(r["passes"] for r in rows),
+               "rule": f"speed-up >= {MIN_SPEEDUP:g} and |fastmlp acc - sklearn acc| <= "
+                       f"{MAX_ACCURACY_GAP:g} in every cell"}
+    print(f"minimum speed-up {summary['min_speedup']:.2f}x over {len(rows)} cells; "
+          f"target ({summary['rule']}): {'MET' if summary['all_pass'] else 'NOT met'}")
+    return summary
 
 
 def _same_start(model, initial, first):
