@@ -209,7 +209,7 @@ def output_forward_backward(int output, object labels, object targets, object sa
     _check(y, "y", -1, typenum, n, c, True)
     _check(d, "d", -1, typenum, n, c, True)
     _check_targets(labels, targets, sample_weight, output, typenum, n, c)
-    cdef const Py_ssize_t *lp = NULL if labels is None else <const Py_ssize_t*>_data(labels)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t*>(NULL if labels is None else _data(labels))
     cdef void *tp = NULL if targets is None else _data(targets)
     cdef void *wp = NULL if sample_weight is None else _data(sample_weight)
     cdef void *yp = _data(y)

@@ -6,6 +6,13 @@ reductions (GEMM, db, losses) use the forward-error bound
 ops ``rtol 4u`` (Relu/Add/Mul bitwise), integer-valued data bitwise.
 """
 import os
+import signal
+
+# A run started in the background by a non-interactive shell inherits SIGINT ignored, and
+# then neither this process nor its children (which inherit an ignored signal) can see a
+# Ctrl-C: the interrupt tests need Python's own handler, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # scikit-learn's estimator checks test numpy input through the array API only with
 # this set (its own CI sets it); it must be set before scipy is first imported.
