@@ -126,7 +126,7 @@ def worker_single():
             make = lambda: fastmlp.Trainer(   # noqa: E731
                 net, x, t, x[:batch], t[:batch], epochs=1000, mini_batch_size=batch,
                 optimizer_param={"lr": 0.01}, evaluate_sample_num_per_epoch=batch,
-                verbose=False, seed=0)
+                verbose=False, seed=0, sampling="epoch")   # the data-parallel trainer's batches
             rows.append({"single_samples_s": _train(make, batch)[0]})
     return rows
 
