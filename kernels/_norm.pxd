@@ -34,54 +34,6 @@ cdef extern from "fastmlp_norm.h" nogil:
     void fastmlp_bn_backward_d(const double *dout, const double *xn, const double *gamma,
                                const double *std, Py_ssize_t n, Py_ssize_t m, double *dx,
                                double *dgamma, double *dbeta, double *work)
-    void fastmlp_bn_relu_train_f(const float *x, const float *b, const float *gamma,
-                                 const float *beta, double eps, double momentum, Py_ssize_t n,
-                                 Py_ssize_t m, float *out, unsigned char *mask,
-                                 unsigned char *dmask, uint64_t key, uint32_t threshold,
-                                 float *xc, float *xn, float *std, float *mean,
-                                 float *running_mean, float *running_var)
-    void fastmlp_bn_relu_train_d(const double *x, const double *b, const double *gamma,
-                                 const double *beta, double eps, double momentum, Py_ssize_t n,
-                                 Py_ssize_t m, double *out, unsigned char *mask,
-                                 unsigned char *dmask, uint64_t key, uint32_t threshold,
-                                 double *xc, double *xn, double *std, double *mean,
-                                 double *running_mean, double *running_var)
-    void fastmlp_bn_relu_backward_f(float *d, const unsigned char *mask,
-                                    const unsigned char *dmask, const float *xn,
-                                    const float *gamma, const float *std, Py_ssize_t n,
-                                    Py_ssize_t m, float *dgamma, float *dbeta, float *work)
-    void fastmlp_bn_relu_backward_d(double *d, const unsigned char *mask,
-                                    const unsigned char *dmask, const double *xn,
-                                    const double *gamma, const double *std, Py_ssize_t n,
-                                    Py_ssize_t m, double *dgamma, double *dbeta, double *work)
-
-
-cdef inline void bn_relu_train(const floating *x, const floating *b, const floating *gamma,
-                               const floating *beta, double eps, double momentum, Py_ssize_t n,
-                               Py_ssize_t m, floating *out, unsigned char *mask,
-                               unsigned char *dmask, uint64_t key, uint32_t threshold,
-                               floating *xc, floating *xn, floating *std, floating *mean,
-                               floating *running_mean, floating *running_var) noexcept nogil:
-    """Bias, training-mode batch normalisation, ReLU and (dmask given) dropout in one set of
-    passes; see fastmlp_norm.h."""
-    if floating is float:
-        fastmlp_bn_relu_train_f(x, b, gamma, beta, eps, momentum, n, m, out, mask, dmask, key,
-                                threshold, xc, xn, std, mean, running_mean, running_var)
-    else:
-        fastmlp_bn_relu_train_d(x, b, gamma, beta, eps, momentum, n, m, out, mask, dmask, key,
-                                threshold, xc, xn, std, mean, running_mean, running_var)
-
-
-cdef inline void bn_relu_backward(floating *d, const unsigned char *mask,
-                                  const unsigned char *dmask, const floating *xn,
-                                  const floating *gamma, const floating *std, Py_ssize_t n,
-                                  Py_ssize_t m, floating *dgamma, floating *dbeta,
-                                  floating *work) noexcept nogil:
-    """Dropout (dmask may be NULL), ReLU and batch-normalisation backward in place."""
-    if floating is float:
-        fastmlp_bn_relu_backward_f(d, mask, dmask, xn, gamma, std, n, m, dgamma, dbeta, work)
-    else:
-        fastmlp_bn_relu_backward_d(d, mask, dmask, xn, gamma, std, n, m, dgamma, dbeta, work)
 
 
 cdef inline uint32_t dropout_threshold(double ratio) noexcept nogil:

@@ -360,33 +360,18 @@ cdef void _dropout_forward(Layer *layer, floating *h, Py_ssize_t n) noexcept nog
 cdef void _bn_backward(Layer *layer, floating *d, Py_ssize_t n, floating sgd_lr) noexcept nogil:
     """d = the gradient before batch normalisation (in place), dgamma and dbeta; with a
     fused SGD step also gamma -= lr * dgamma, beta -= lr * dbeta (after their last use)."""
-    cdef floating *gamma = <floating*>layer.gamma
-    cdef floating *dgamma = <floating*>layer.dgamma
-    cdef floating *dbeta = <floating*>layer.dbeta
-    _norm.bn_backward(<const floating*>d, <const floating*>layer.xn, <const floating*>gamma,
-                      <const floating*>layer.std, n, layer.m, d, dgamma, dbeta,
-                      <floating*>layer.work)
-    _bn_sgd(layer, sgd_lr)
-
-
-cdef void _bn_sgd(Layer *layer, floating sgd_lr) noexcept nogil:
-    """The fused SGD step of gamma and beta (after their last use), when sgd_lr != 0."""
     cdef Py_ssize_t j
     cdef floating *gamma = <floating*>layer.gamma
     cdef floating *beta = <floating*>layer.beta
     cdef floating *dgamma = <floating*>layer.dgamma
     cdef floating *dbeta = <floating*>layer.dbeta
+    _norm.bn_backward(<const floating*>d, <const floating*>layer.xn, <const floating*>gamma,
+                      <const floating*>layer.std, n, layer.m, d, dgamma, dbeta,
+                      <floating*>layer.work)
     if sgd_lr != 0:
         for j in range(layer.m):
             gamma[j] -= sgd_lr * dgamma[j]
             beta[j] -= sgd_lr * dbeta[j]
-
-
-cdef inline bint _bn_relu_fusable(const Layer *layer, int act) noexcept nogil:
-    """A training-mode batch-normalised ReLU layer with its mask (and dropout drawn or
-    none): bias, normalisation, ReLU and dropout run fused (fastmlp_norm.h)."""
-    return (layer.bn == 1 and act == RELU and layer.mask != NULL
-            and (layer.drop == 0 or layer.drop == 1))
 
 
 cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
@@ -398,17 +383,7 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
         gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
              <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
         if i < L - 1:
-            if _bn_relu_fusable(&layers[i], act):   # the same bits in fewer passes
-                _norm.bn_relu_train(<const floating*>layers[i].h, <const floating*>layers[i].b,
-                                    <const floating*>layers[i].gamma,
-                                    <const floating*>layers[i].beta, layers[i].eps,
-                                    layers[i].momentum, n, layers[i].m, <floating*>layers[i].h,
-                                    layers[i].mask, layers[i].dmask if layers[i].drop else NULL,
-                                    layers[i].key, layers[i].threshold, <floating*>layers[i].xc,
-                                    <floating*>layers[i].xn, <floating*>layers[i].std,
-                                    <floating*>layers[i].mean, <floating*>layers[i].rmean,
-                                    <floating*>layers[i].rvar)
-            elif layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
+            if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
                 bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
                 _bn_forward(&layers[i], <floating*>layers[i].h, n)
                 _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
@@ -416,7 +391,7 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
             else:
                 _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
                                  layers[i].mask, n, layers[i].m, act)
-            if layers[i].drop and not _bn_relu_fusable(&layers[i], act):
+            if layers[i].drop:
                 _dropout_forward(&layers[i], <floating*>layers[i].h, n)
         else:
             bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
@@ -452,17 +427,7 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         d, W, dW = <floating*>layers[i].d, <floating*>layers[i].W, <floating*>layers[i].dW
         b, db = <floating*>layers[i].b, <floating*>layers[i].db
         a = x if i == 0 else <const floating*>layers[i - 1].h
-        if i > 0 and _bn_relu_fusable(&layers[i - 1], act):   # one set of passes, same bits
-            gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
-            _norm.bn_relu_backward(<floating*>layers[i - 1].d, layers[i - 1].mask,
-                                   layers[i - 1].dmask if layers[i - 1].drop else NULL,
-                                   <const floating*>layers[i - 1].xn,
-                                   <const floating*>layers[i - 1].gamma,
-                                   <const floating*>layers[i - 1].std, n, k,
-                                   <floating*>layers[i - 1].dgamma,
-                                   <floating*>layers[i - 1].dbeta, <floating*>layers[i - 1].work)
-            _bn_sgd(&layers[i - 1], sgd_lr)
-        elif i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
+        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
             if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' would see 0
                 _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
