@@ -4,8 +4,10 @@ and ``fastmlp bench``'s warnings.
 A thread pool (numpy's OpenBLAS, OpenMP) waits at the end of every call for its slowest
 thread; when other processes keep the cores busy, that thread is often descheduled and the
 call takes many times longer (~10x for a small fit here, see ``shared/bench/THREADS.md``).
-The rule: the 1-minute load average of the *other* processes plus the threads about to be
-used exceeds the cores available to this process by more than :data:`MARGIN`. The load and
+The rule: the 1-minute load average of the *other* processes (capped by the tasks runnable
+right now, where the platform says: a load that has just ended, such as the compile of a
+fresh install, lingers in the average for a minute) plus the threads about to be used
+exceeds the cores available to this process by more than :data:`MARGIN`. The load and
 the cores can be passed in, so the rule is testable without a busy machine.
 """
 import logging
@@ -53,7 +55,20 @@ def other_load():
     except OSError:
         return None
     own = (time.process_time() - _start_cpu) / max(time.monotonic() - _start_wall, 60.0)
-    return max(0.0, load - own)
+    others = max(0.0, load - own)
+    now = _runnable_others()
+    return others if now is None else min(others, float(now))
+
+
+def _runnable_others():
+    """Tasks runnable right now besides the calling thread (Linux's ``/proc/loadavg``), or
+    None where that is not available."""
+    try:
+        with open("/proc/loadavg") as fh:
+            runnable = int(fh.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, runnable - 1)
 
 
 def oversubscribed(threads, load=None, cores=None):

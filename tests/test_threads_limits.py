@@ -174,6 +174,7 @@ def test_rule(threads, load, cores, expected):
 
 def test_other_load_leaves_out_this_process(monkeypatch):
     """Load 1.5, of which this process kept half a core busy over two minutes: 1.0 left."""
+    monkeypatch.setattr(O, "_runnable_others", lambda: None)   # no current count: the average
     monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
     monkeypatch.setattr(O, "_start_wall", time.monotonic() - 120.0)
     monkeypatch.setattr(O, "_start_cpu", time.process_time() - 60.0)
@@ -184,6 +185,25 @@ def test_other_load_leaves_out_this_process(monkeypatch):
     assert O.other_load() == pytest.approx(1.5 - 1 / 60, abs=0.01)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert O.other_load() == 0.0      # never negative
+
+
+def test_a_load_that_has_ended_does_not_count(monkeypatch):
+    """The average still holds a compile that finished a moment ago; nothing else runs now:
+    no load. With 3 other tasks runnable now, the average (1.5) is the load."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    monkeypatch.setattr(O, "_start_wall", time.monotonic() - 120.0)
+    monkeypatch.setattr(O, "_start_cpu", time.process_time())
+    monkeypatch.setattr(O, "_runnable_others", lambda: 0)
+    assert O.other_load() == 0.0
+    assert O.oversubscribed(2, cores=2) is None
+    monkeypatch.setattr(O, "_runnable_others", lambda: 3)
+    assert O.other_load() == pytest.approx(1.5, abs=0.01)
+    assert O.oversubscribed(2, cores=2) is not None
+
+
+def test_runnable_count_is_read_where_the_platform_has_it():
+    now = O._runnable_others()
+    assert now is None if not os.path.exists("/proc/loadavg") else (isinstance(now, int) and now >= 0)
 
 
 def test_no_load_average_never_warns(monkeypatch):
