@@ -175,6 +175,20 @@ def _machine_load_does_not_warn():
     yield
 
 
+def numpy_blas_threads():
+    """numpy's BLAS thread count as threadpoolctl reports it (the library fastmlp uses)."""
+    from threadpoolctl import threadpool_info
+    path = _blas.numpy_blas_path()
+    counts = [i["num_threads"] for i in threadpool_info() if i["filepath"] == path]
+    return counts[0] if counts else None
+
+
+def set_numpy_blas(n):
+    """Limit numpy's BLAS (only it: not scipy's bundled copy) to ``n`` threads."""
+    from threadpoolctl import ThreadpoolController
+    ThreadpoolController().select(filepath=_blas.numpy_blas_path()).limit(limits=n)
+
+
 @pytest.fixture
 def restore_threads():
     """Put fastmlp's thread setting and numpy's BLAS pool back as they were."""

@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import numpy_blas_threads as _numpy_blas_threads
+from conftest import set_numpy_blas as _set_numpy_blas
 from conftest import DTYPES, assert_bits_identical
 from threadpoolctl import ThreadpoolController, threadpool_info
 
@@ -324,17 +326,6 @@ def test_separate_layers_from_python_threads(restore_threads):
 
 # ---------------------------------------------------------------- bounds, None, fits
 
-
-
-def _numpy_blas_threads():
-    """numpy's BLAS thread count as threadpoolctl reports it (the library fastmlp uses)."""
-    path = _blas.numpy_blas_path()
-    counts = [i["num_threads"] for i in threadpool_info() if i["filepath"] == path]
-    return counts[0] if counts else None
-
-
-def _set_numpy_blas(n):
-    ThreadpoolController().select(filepath=_blas.numpy_blas_path()).limit(limits=n)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import ThreadpoolController, threadpool_info
+from conftest import numpy_blas_threads as _numpy_blas_threads
+from conftest import set_numpy_blas as _set_numpy_blas
 
 import fastmlp
 from fastmlp import _blas
@@ -19,16 +20,6 @@ from fastmlp import _oversubscription as O
 from fastmlp import threads as T
 from fastmlp._kernels import threads as omp
 from fastmlp.cli import main
-
-
-def _numpy_blas_threads():
-    path = _blas.numpy_blas_path()
-    counts = [i["num_threads"] for i in threadpool_info() if i["filepath"] == path]
-    return counts[0] if counts else None
-
-
-def _set_numpy_blas(n):
-    ThreadpoolController().select(filepath=_blas.numpy_blas_path()).limit(limits=n)
 
 
 def _omp(n):
