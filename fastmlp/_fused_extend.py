@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _backend, layers
 from ._regularization import BN_EPS, check_momentum, check_ratio
-from ._streams import as_stream, draw_key
+from ._streams import as_stream, draw_key, rewind, rewindable, saved_states
 from ._validation import as_float, check_targets
 
 __all__ = ["FusedExtend"]
@@ -78,7 +78,7 @@ class Workspace:
         for name, shape_of in (("xc", lambda m: (n, m)), ("xn", lambda m: (n, m)),
                                ("std", lambda m: (m,)), ("mean", lambda m: (m,)),
                                ("work", lambda m: (3 * m,)), ("dgamma", lambda m: (m,)),
-                               ("dbeta", lambda m: (m,)), ("saved", lambda m: (2, m))):
+                               ("dbeta", lambda m: (m,))):
             plan[name] = [(shape_of(m), dtype) for m, b in zip(hidden, has_bn) if b]
         sizes_bytes = {k: [-(-math.prod(s) * np.dtype(dt).itemsize // _ALIGN) * _ALIGN
                            for s, dt in v] for k, v in plan.items()}
@@ -205,19 +205,20 @@ class FusedExtend:
     def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
         """Check the batch, run forward + backward in training mode (with ``sgd_lr`` > 0 the
         SGD step on every W, b, gamma, beta), record the layers' attributes; return the loss."""
-        # with dropout, x is checked for NaN/inf first: a failed call must not have drawn
-        # from the masks' streams (without, a non-finite x shows in the loss after the pass)
-        x = net._check_x(x, finite=any(d is not None for d in plan.drop))
+        for d in plan.drop:   # an int becomes the layer's own stream once, not every pass
+            if d is not None:
+                d.rng = as_stream(d.rng, "Dropout.rng")
+        streams = [None if d is None else d.rng for d in plan.drop]
+        # A failed call must not have drawn from the masks' streams: Generators are
+        # rewound after a pass that found NaN/inf in x (the kernel checks x in O(n));
+        # numpy's global state and a RandomState cost more to save than checking x first.
+        x = net._check_x(x, finite=not rewindable(streams))
         decay = net._decay(weight_decay)
         dtype = plan.dtype
         momenta = [None if b is None else check_momentum(b.momentum, "BatchNormalization.momentum")
                    for b in plan.bn]
         ratios = [None if d is None else check_ratio(d.dropout_ratio, "Dropout.dropout_ratio")
                   for d in plan.drop]
-        for d in plan.drop:   # an int becomes the layer's own stream once, not every pass
-            if d is not None:
-                d.rng = as_stream(d.rng, "Dropout.rng")
-        streams = [None if d is None else d.rng for d in plan.drop]
         if sample_weight is not None:
             sample_weight = as_float(sample_weight, "sample_weight", dtype=dtype, ndim=1,
                                      finite=True)
@@ -243,24 +244,21 @@ class FusedExtend:
         x = _own(x)
         if sample_weight is not None:
             sample_weight = _own(sample_weight)
-        bn_args, running = [], []
+        bn_args = []
         for i, b in enumerate(plan.bn):
             slot = ws.bn_slots[i]
             if b is None:
                 bn_args.append(None)
                 continue
             mean, var = self._running(i, b, dtype, plan.sizes[i + 1])
-            running.append((mean, var, ws.saved[slot]))
             bn_args.append((b.gamma, b.beta, ws.xc[slot], ws.xn[slot], ws.std[slot],
                             ws.mean[slot], mean, var, ws.dgamma[slot], ws.dbeta[slot],
                             ws.work[slot], momenta[i], BN_EPS))
-        drop_args = []
+        drop_args, saved_streams = [], saved_states(streams)
         for i, d in enumerate(plan.drop):   # keys drawn in forward order, as the layers do
             slot = ws.drop_slots[i]
             drop_args.append(None if d is None else
                              (ws.dmasks[slot], draw_key(streams[i]), ratios[i]))
-        for mean, var, saved in running:
-            saved[0], saved[1] = mean, var
         self.workspace = ws
         if sgd_lr and any(np.may_share_memory(a, p) for a in (x, t, sample_weight)
                           if a is not None for p in plan.Ws + plan.bs):
@@ -270,8 +268,7 @@ class FusedExtend:
                                              plan.activation, plan.output, decay, sgd_lr,
                                              bn_args, drop_args)
         if not math.isfinite(loss) and not np.isfinite(x).all():
-            for mean, var, saved in running:   # nothing changed: statistics as they were
-                mean[...], var[...] = saved[0], saved[1]
+            rewind(saved_streams)   # the kernel stopped before any statistic or mask
             raise ValueError("x contains NaN or infinity")
         total = loss + 0.5 * decay * sum_sq
         _record(net, plan, x, t, ws, loss, total)

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["as_stream", "draw_key"]
+__all__ = ["as_stream", "draw_key", "rewindable", "rewind", "saved_states"]
 
 KEY_BOUND = 2 ** 63   # keys are drawn uniformly from [0, KEY_BOUND)
 
@@ -39,3 +39,22 @@ def draw_key(rng):
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(0, KEY_BOUND, dtype=np.int64))
     return int(rng.integers(0, KEY_BOUND, dtype=np.int64))
+
+
+def rewindable(streams):
+    """True when every stream in ``streams`` (None entries: no dropout) is a Generator,
+    whose state is cheap to save: a failed pass can then :func:`rewind` its draws instead
+    of checking its input before drawing (numpy's global state and a RandomState copy a
+    624-word state; for them the caller checks first)."""
+    return all(isinstance(s, np.random.Generator) for s in streams if s is not None)
+
+
+def saved_states(streams):
+    """``[(generator, state)]`` of the Generators in ``streams``, for :func:`rewind`."""
+    return [(s, s.bit_generator.state) for s in streams if isinstance(s, np.random.Generator)]
+
+
+def rewind(saved):
+    """Put each Generator of :func:`saved_states` back where it was."""
+    for stream, state in saved:
+        stream.bit_generator.state = state

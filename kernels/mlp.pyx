@@ -10,7 +10,7 @@ of one pass per row. Every reduction
 (db, loss) runs in a fixed order, so the bits never depend on threads.
 """
 from cython cimport floating
-from libc.math cimport exp, fabs, isfinite, log, log1p
+from libc.math cimport NAN, exp, fabs, isfinite, log, log1p
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -374,14 +374,37 @@ cdef void _bn_backward(Layer *layer, floating *d, Py_ssize_t n, floating sgd_lr)
             beta[j] -= sgd_lr * dbeta[j]
 
 
-cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
-                   int act) noexcept nogil:
-    """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated."""
+cdef bint _x_finite(const floating *x, const floating *h, Py_ssize_t n, Py_ssize_t k,
+                    Py_ssize_t m) noexcept nogil:
+    """False when x (n, k) holds a NaN or an infinity, read in O(n) from h = x @ W: a
+    non-finite x[i, l] makes x[i, l] * W[l, 0] non-finite whatever W[l, 0] is (inf * 0 is
+    NaN), so every h[i, 0] of such a row is too. Only when some h[i, 0] is non-finite
+    (the weights could be) is x itself scanned."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(h[i * m]):
+            break
+    else:
+        return True
+    for i in range(n * k):
+        if not isfinite(x[i]):
+            return False
+    return True
+
+
+cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
+                  int act, bint check_x=False) noexcept nogil:
+    """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated.
+    With check_x, returns 1 right after the first product, before any batch statistic
+    or mask is touched, when x holds a NaN or an infinity (else 0)."""
     cdef Py_ssize_t i
     cdef const floating *a = x
     for i in range(L):
         gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
              <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
+        if i == 0 and check_x and not _x_finite(x, <const floating*>layers[0].h, n,
+                                                layers[0].k, layers[0].m):
+            return 1
         if i < L - 1:
             if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
                 bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
@@ -396,6 +419,7 @@ cdef void _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
         else:
             bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
         a = <const floating*>layers[i].h
+    return 0
 
 
 cdef double _backward(const floating *x, const Py_ssize_t *labels, const floating *onehot,
@@ -582,6 +606,8 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     backward pass: Ws and bs are updated in place and dWs is left untouched.
     bn, drop: batch normalisation and dropout of the hidden layers (training mode, see
     _attach_extras); with sgd_lr > 0 gamma and beta take their SGD step too.
+    A NaN or infinity in x gives a NaN loss with nothing updated (parameters, running
+    statistics, masks) and only the first layer's output written.
     Every array (and every label) is checked before the GIL is released.
     """
     if act < RELU or act > IDENTITY:
@@ -609,15 +635,21 @@ def mlp_gradient(x, labels, targets, sample_weight, list Ws, list bs, list hs, l
     cdef bint single = cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32
     cdef double loss, sum_sq = 0
     try:
-        with nogil:
+        with nogil:   # a non-finite x: a NaN loss and nothing written past the first product
             if single:
-                _forward(<const float*>xp, layers, L, n, act)
-                loss = _backward(<const float*>xp, lp, <const float*>tp, <const float*>wp, output,
-                                 layers, L, n, act, <float>weight_decay, <float>sgd_lr, &sum_sq)
+                if _forward(<const float*>xp, layers, L, n, act, True):
+                    loss = NAN
+                else:
+                    loss = _backward(<const float*>xp, lp, <const float*>tp, <const float*>wp,
+                                     output, layers, L, n, act, <float>weight_decay,
+                                     <float>sgd_lr, &sum_sq)
             else:
-                _forward(<const double*>xp, layers, L, n, act)
-                loss = _backward(<const double*>xp, lp, <const double*>tp, <const double*>wp,
-                                 output, layers, L, n, act, weight_decay, sgd_lr, &sum_sq)
+                if _forward(<const double*>xp, layers, L, n, act, True):
+                    loss = NAN
+                else:
+                    loss = _backward(<const double*>xp, lp, <const double*>tp,
+                                     <const double*>wp, output, layers, L, n, act,
+                                     weight_decay, sgd_lr, &sum_sq)
     finally:
         free(layers)
     return loss / n, sum_sq

@@ -239,3 +239,25 @@ def test_an_int_stream_is_seeded_once_not_every_pass():
     first = net.layers["Dropout1"].mask.copy()
     net.gradient(x, np.arange(16) % 3)
     assert not np.array_equal(first, net.layers["Dropout1"].mask)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_refused_fused_step_rewinds_the_masks_streams(bad):
+    """The fused step draws its mask keys before the kernel finds NaN/inf in x: the
+    Generators are put back, so the next good step draws what it would have drawn."""
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    bad_x = x.copy()
+    bad_x[2, 1] = bad
+    a, b = _extend(), _extend()
+    states = [layer.rng.bit_generator.state for layer in a.layers.values()
+              if type(layer).__name__ == "Dropout"]
+    assert states, "the network has no dropout layer"
+    with pytest.raises(ValueError, match="x"):
+        a.fused_sgd_step(bad_x, [0, 1, 2, 0], 0.1)
+    assert [layer.rng.bit_generator.state for layer in a.layers.values()
+            if type(layer).__name__ == "Dropout"] == states
+    a.fused_sgd_step(x, [0, 1, 2, 0], 0.1)
+    b.fused_sgd_step(x, [0, 1, 2, 0], 0.1)
+    for key in b.params:
+        assert_bitwise(a.params[key], b.params[key])
+    assert_bitwise(a.layers["Dropout1"].mask, b.layers["Dropout1"].mask)

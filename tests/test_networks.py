@@ -136,6 +136,48 @@ def test_train_step_with_non_finite_loss_changes_nothing():
         np.testing.assert_array_equal(net.params[key], before[key])
 
 
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from([np.float32, np.float64]),
+       activation=st.sampled_from(["relu", "sigmoid", "tanh", "identity"]),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]), row=st.integers(0, 4),
+       col=st.integers(0, 8))
+def test_a_non_finite_x_is_refused_even_where_the_loss_stays_finite(dtype, activation, bad,
+                                                                   row, col):
+    """The compiled step finds NaN/inf in x from the first product (O(N), not a scan of x):
+    with W1's row of that feature positive, a ReLU sends -inf to 0 and the loss stays finite
+    while dW1 is NaN; the step must still refuse x and leave every parameter as it was."""
+    net = fastmlp.MultiLayerNet(9, [7, 6], 4, activation=activation, dtype=dtype, seed=1)
+    net.params["W1"][col] = np.abs(net.params["W1"][col]) + 0.1
+    before = {k: v.copy() for k, v in net.params.items()}
+    x = np.random.default_rng(row).standard_normal((5, 9)).astype(dtype)
+    x[row, col] = bad
+    t = [0, 1, 2, 3, 0]
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.train_step(x, t, fastmlp.optimizers.SGD(lr=0.1))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.gradient(x, t)
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+
+
+def test_non_finite_weights_are_not_taken_for_a_non_finite_x():
+    """A NaN in W1's first column makes the whole first column of x @ W1 NaN: the kernel
+    then scans x itself, finds it finite, and runs the step (its loss is NaN, as the
+    reference's, and the non-finite loss changes nothing)."""
+    net = fastmlp.MultiLayerNet(9, [7], 4, seed=0)
+    net.params["W1"][3, 0] = np.nan
+    before = {k: v.copy() for k, v in net.params.items()}
+    x = np.random.default_rng(0).standard_normal((5, 9))
+    t = [0, 1, 2, 3, 0]
+    ref = R.MultiLayerNet(9, [7], 4)
+    for key in before:
+        ref.params[key][...] = before[key]
+    assert np.isnan(ref.loss(x, t))
+    assert np.isnan(net.train_step(x, t, fastmlp.optimizers.SGD(lr=0.1)))
+    for key in before:
+        np.testing.assert_array_equal(net.params[key], before[key])
+
+
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_integer_sample_weights_equal_repeated_rows(loss):
     rng = np.random.default_rng(4)
