@@ -20,14 +20,16 @@ from .report import WIDTH, header_text, plot, print_tables, summary
 from .timing import BUSY_LIMIT
 
 
-class _Progress:
-    """The progress on stderr, keeping count of the column it is at so that a row's
-    figures go on the same line while it stays within WIDTH, else on the next one."""
+class Progress:
+    """The progress on stderr, keeping count of the column it is at so that nothing passes
+    WIDTH: a row's figures go on the same line while they fit, else on the next one."""
 
     def __init__(self):
         self.column, self.after_item = 0, False
 
     def __call__(self, text):
+        if "\n" not in text and self.column + len(text) > WIDTH:   # e.g. many repeats' dots
+            text = "\n    " + text
         print(text, end="", file=sys.stderr, flush=True)
         last = text.rfind("\n")
         self.column = len(text) - last - 1 if last >= 0 else self.column + len(text)
@@ -92,7 +94,7 @@ def _run(args):
                 "wait_idle": args.wait_idle}
     print(header_text(info, settings), flush=True)
 
-    log = _Progress()
+    log = Progress()
     idle = None
     if args.wait_idle:
         def idle():

@@ -35,8 +35,9 @@ def _wrap(text):
 
 def _divide():
     """"÷" (fastmlp's samples/s over a peer's), or "/" where stdout cannot encode it."""
+    encoding = getattr(sys.stdout, "encoding", None)   # None: a text buffer, takes any text
     try:
-        "÷".encode(getattr(sys.stdout, "encoding", None) or "ascii")
+        "÷".encode(encoding or "utf-8")
     except (UnicodeEncodeError, LookupError):
         return "/"
     return "÷"
