@@ -34,7 +34,8 @@ def _wrap(text):
 
 
 def _divide():
-    """"÷" (fastmlp's samples/s over a peer's), or "/" where stdout cannot encode it."""
+    """The sign of fastmlp's speedup columns: ÷ (÷torch: fastmlp's samples/s over torch's),
+    or / where stdout cannot encode it."""
     encoding = getattr(sys.stdout, "encoding", None)   # None: a text buffer, takes any text
     try:
         "÷".encode(encoding or "utf-8")
@@ -128,17 +129,20 @@ def _several_activations(rows):
 
 def _rates(rows, names, caption, limit=False):
     """Each peer's samples/s, after the GEMM-bound limit's with ``limit``."""
-    return Columns(["GEMM limit"] * limit + [SHORT[n] for n in names],
-                   [([_fmt_rate(r["gemm_limit"])] if limit else [])
-                    + [_rate(r["results"].get(n)) for n in names] for r in rows], caption)
+    header = [SHORT[n] for n in names]
+    cells = [[_rate(r["results"].get(n)) for n in names] for r in rows]
+    if limit:
+        header = ["GEMM limit"] + header
+        cells = [[_fmt_rate(r["gemm_limit"])] + c for c, r in zip(cells, rows)]
+    return Columns(header, cells, caption)
 
 
 def _speedup_columns(rows, names):
     """fastmlp's samples/s over each other peer's ("" columns when fastmlp is not measured)."""
     others = [n for n in names if n != "fastmlp"] if "fastmlp" in names else []
     div = _divide()
-    cells = [[f"{r.get('fastmlp_speedup', {})[n]:.2f}x" if n in r.get("fastmlp_speedup", {})
-              else "-" for n in others] for r in rows]
+    speedups = [r.get("fastmlp_speedup", {}) for r in rows]
+    cells = [[f"{sp[n]:.2f}x" if n in sp else "-" for n in others] for sp in speedups]
     caption = (f"{div}{SHORT[others[0]]}: fastmlp's samples/s over {SHORT[others[0]]}'s"
                if others else "")
     return Columns([div + SHORT[n] for n in others], cells, caption)
