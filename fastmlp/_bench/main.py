@@ -16,12 +16,31 @@ from .configs import LR, N_ROWS, SKLEARN_BATCHES, network_name
 from .machine import CpuShare, machine_info, peer_versions, wait_idle
 from .measure import bench_predict, bench_train
 from .options import BenchError, resolve
-from .report import header_text, plot, print_tables, summary
+from .report import WIDTH, header_text, plot, print_tables, summary
 from .timing import BUSY_LIMIT
 
 
-def _log(text):
-    print(text, end="", file=sys.stderr, flush=True)
+class Progress:
+    """The progress on stderr, keeping count of the column it is at so that nothing passes
+    WIDTH: a row's figures go on the same line while they fit, else on the next one."""
+
+    def __init__(self):
+        self.column, self.after_item = 0, False
+
+    def __call__(self, text):
+        if "\n" not in text and self.column + len(text) > WIDTH:   # e.g. many repeats' dots
+            text = "\n    " + text
+        print(text, end="", file=sys.stderr, flush=True)
+        last = text.rfind("\n")
+        self.column = len(text) - last - 1 if last >= 0 else self.column + len(text)
+        self.after_item = self.after_item and last < 0
+
+    def item(self, text):
+        """``text`` on this line (after "; " if another item is there), or on a new indented
+        line where it would pass WIDTH."""
+        sep = "; " if self.after_item else " "
+        self(sep + text if self.column + len(sep) + len(text) <= WIDTH else "\n    " + text)
+        self.after_item = True
 
 
 def run(args):
@@ -75,12 +94,13 @@ def _run(args):
                 "wait_idle": args.wait_idle}
     print(header_text(info, settings), flush=True)
 
+    log = Progress()
     idle = None
     if args.wait_idle:
         def idle():
             share = wait_idle(BUSY_LIMIT, args.wait_idle)
             if share is not None and share >= BUSY_LIMIT:
-                _log("!")   # waited in vain: this repeat runs on a busy machine
+                log("!")   # waited in vain: this repeat runs on a busy machine
     cpu = CpuShare()
     train_rows, predict_rows = [], []
 
@@ -99,20 +119,23 @@ def _run(args):
 
     for sizes, batch in configs:
         for dtype in dtypes:
-            _log(f"{network_name(sizes)} @{batch} {dtype} ")
+            log(f"{network_name(sizes)} @{batch} {dtype} ")
             rows = bench_train(sizes, batch, dtype, names, seconds, args.repeats, args.alternate,
-                               _log, idle, activations)
+                               log, idle, activations)
             train_rows.extend(rows)
-            _log(" " + "; ".join((f"{r['activation']}: " if len(rows) > 1 else "") + summary(r)
-                                 for r in rows) + "\n")
+            for r in rows:
+                log.item((f"{r['activation']}: " if len(rows) > 1 else "") + summary(r))
+            log("\n")
             save_partial()
     if args.predict:
         for sizes, _ in configs:
             for dtype in dtypes:
-                _log(f"predict {network_name(sizes)} {dtype} ")
-                rows = bench_predict(sizes, dtype, names, seconds, args.repeats, _log, idle)
+                log(f"predict {network_name(sizes)} {dtype} ")
+                rows = bench_predict(sizes, dtype, names, seconds, args.repeats, log, idle)
                 predict_rows.extend(rows)
-                _log(" " + "; ".join(f"@{r['batch']}: " + summary(r) for r in rows) + "\n")
+                for r in rows:
+                    log.item(f"@{r['batch']}: " + summary(r))
+                log("\n")
                 save_partial()
 
     info["other_processes_cpu_share"] = cpu.others(info["cores"])

@@ -1,25 +1,47 @@
-"""What ``fastmlp bench`` prints and draws: the header, the three tables, the chart.
+"""What ``fastmlp bench`` prints and draws: the header, the tables, the chart.
 
-Plain-text tables padded to their widest cell, prose wrapped at WIDTH columns;
-the bar chart itself is drawn by ``fastmlp._plot`` (the one plotting module,
-shared with ``fastmlp train``).
+Everything printed fits WIDTH columns: prose is wrapped, tables use short peer
+names (a legend line under each says what they stand for), have no column for a
+peer without a figure, and a table too wide is split between column groups,
+repeating the row labels. The bar chart itself is drawn by ``fastmlp._plot``
+(the one plotting module, shared with ``fastmlp train``).
 """
+import sys
 import textwrap
 
 from .. import _plot
 from .configs import LR, ONNX_THREADS, PEER_LABELS, PEERS, SKLEARN_BATCHES
 from .options import BenchError
 
-WIDTH = 100   # columns of the printed prose (a table of fastmlp and numpy fits too)
-# column headers: the numpy peer is fastmlp.reference, as the header lines say
-_COLUMNS = dict(PEER_LABELS, numpy="numpy")
+WIDTH = 100   # columns of everything printed: prose, tables, progress lines
+# short column names, explained in a legend line under each table
+SHORT = {"fastmlp": "fastmlp", "numpy": "numpy", "torch": "torch", "sklearn": "sklearn",
+         "onnxruntime": "ort"}
+_TRAIN_LEGEND = {"numpy": "fastmlp.reference", "torch": "PyTorch",
+                 "sklearn": f"scikit-learn, partial_fit on {SKLEARN_BATCHES} batches per call, "
+                            f"counted as {SKLEARN_BATCHES} steps"}
+_PREDICT_LEGEND = {"numpy": "fastmlp.reference", "torch": "PyTorch, model(x) under no_grad",
+                   "onnxruntime": f"onnxruntime, session.run of the export_onnx graph "
+                                  f"({ONNX_THREADS} intra-op threads, sequential)"}
 _INSTALL = {"torch": "pip install torch", "sklearn": 'pip install "fastmlp[sklearn]"'}
+_BUSY = "busy: the most CPU other processes took during a repeat"
 
 
 def _wrap(text):
     """``text`` wrapped at WIDTH columns, continuation lines indented."""
     return "\n".join(textwrap.fill(line, WIDTH, subsequent_indent="    ", break_on_hyphens=False)
                      for line in text.splitlines())
+
+
+def _divide():
+    """The sign of fastmlp's speedup columns: ÷ (÷torch: fastmlp's samples/s over torch's),
+    or / where stdout cannot encode it."""
+    encoding = getattr(sys.stdout, "encoding", None)   # None: a text buffer, takes any text
+    try:
+        "÷".encode(encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return "/"
+    return "÷"
 
 
 def _fmt_rate(v):
@@ -37,15 +59,55 @@ def format_table(header, rows, align=None):
     return "\n".join(lines)
 
 
-def _cell(res, share=True):
+class Columns:
+    """A group of columns that stays together: its headers, its cells (one list per row)
+    and what they mean (a phrase of the table's caption, "" for none)."""
+
+    def __init__(self, header, cells, caption=""):
+        self.header, self.cells, self.caption = header, cells, caption
+
+
+def _joined(labels, groups):
+    """The label columns and ``groups`` side by side: (header, rows)."""
+    header = labels.header + [h for g in groups for h in g.header]
+    rows = [lab + [c for g in groups for c in g.cells[i]] for i, lab in enumerate(labels.cells)]
+    return header, rows
+
+
+def fit_tables(title, labels, tables):
+    """``tables`` (lists of Columns, each printed after the ``labels`` columns) as text, each
+    under a caption ``title`` + its groups' phrases. A table wider than WIDTH is split
+    between groups: its last group moves to the front of the next table (a new one if
+    need be), so every table repeats the row labels and fits WIDTH when any one group does."""
+    tables = [list(t) for t in tables]
+    i = 0
+    while i < len(tables):
+        while len(tables[i]) > 1 and _width(labels, tables[i]) > WIDTH:
+            if i + 1 == len(tables):
+                tables.append([])
+            tables[i + 1].insert(0, tables[i].pop())
+        i += 1
+    out = []
+    for groups in tables:
+        caption = "; ".join(g.caption for g in groups if g.caption)
+        out.append(_wrap(f"{title}: {caption}") + "\n" + format_table(*_joined(labels, groups)))
+    return "\n\n".join(out)
+
+
+def _width(labels, groups):
+    return max(map(len, format_table(*_joined(labels, groups)).splitlines()))
+
+
+def measured(rows, names):
+    """The peers of ``names`` with a figure in at least one of ``rows``: the others get no
+    column (a peer that is not installed or failed everywhere)."""
+    return [n for n in names if any("samples_per_s" in r["results"].get(n, {}) for r in rows)]
+
+
+def _rate(res):
     if res is None:
         return "-"
-    if "samples_per_s" not in res:
-        return "n/a"
-    text = _fmt_rate(res["samples_per_s"])
-    if share and "of_limit" in res:
-        text += f" ({100 * res['of_limit']:.0f}%)"
-    return text
+    return _fmt_rate(res["samples_per_s"]) if "samples_per_s" in res else "n/a"
 
 
 def _busy(row):
@@ -55,8 +117,9 @@ def _busy(row):
 
 
 def summary(row):
-    """One line of progress: each peer's samples/s (share of the limit), others' CPU share."""
-    parts = [f"{n} {_cell(r)}" for n, r in row["results"].items() if "samples_per_s" in r]
+    """One row's figures for the progress lines: each peer's samples/s, others' CPU share."""
+    parts = [f"{SHORT.get(n, n)} {_rate(r)}" for n, r in row["results"].items()
+             if "samples_per_s" in r]
     return ", ".join(parts) + f", busy {_busy(row)}"
 
 
@@ -64,21 +127,59 @@ def _several_activations(rows):
     return len({r.get("activation", "relu") for r in rows}) > 1
 
 
+def _rates(rows, names, caption, limit=False):
+    """Each peer's samples/s, after the GEMM-bound limit's with ``limit``."""
+    header = [SHORT[n] for n in names]
+    cells = [[_rate(r["results"].get(n)) for n in names] for r in rows]
+    if limit:
+        header = ["GEMM limit"] + header
+        cells = [[_fmt_rate(r["gemm_limit"])] + c for c, r in zip(cells, rows)]
+    return Columns(header, cells, caption)
+
+
+def _speedup_columns(rows, names):
+    """fastmlp's samples/s over each other peer's ("" columns when fastmlp is not measured)."""
+    others = [n for n in names if n != "fastmlp"] if "fastmlp" in names else []
+    div = _divide()
+    speedups = [r.get("fastmlp_speedup", {}) for r in rows]
+    cells = [[f"{sp[n]:.2f}x" if n in sp else "-" for n in others] for sp in speedups]
+    caption = (f"{div}{SHORT[others[0]]}: fastmlp's samples/s over {SHORT[others[0]]}'s"
+               if others else "")
+    return Columns([div + SHORT[n] for n in others], cells, caption)
+
+
+def _busy_column(rows):
+    return Columns(["busy"], [[_busy(r)] for r in rows], _BUSY)
+
+
+def _legend(names, meanings):
+    """One line naming what each short column name stands for ("" when none needs it)."""
+    parts = [f"{SHORT[n]}: {meanings[n]}" for n in names if n in meanings]
+    return _wrap("; ".join(parts)) if parts else ""
+
+
+def _train_labels(rows, several):
+    return Columns(["network @batch", "dtype"] + (["activation"] if several else []),
+                   [[f"{r['network']} @{r['batch']}", r["dtype"]]
+                    + ([r.get("activation", "relu")] if several else []) for r in rows])
+
+
 def train_table(rows, names):
-    """The training table: GEMM limit, each peer (share of the limit), fastmlp's speedups;
-    an activation column when the rows have several."""
-    others = [n for n in names if n != "fastmlp"]
-    acts = _several_activations(rows)
-    header = (["network @batch", "dtype"] + (["activation"] if acts else []) + ["GEMM limit"]
-              + [_COLUMNS[n] for n in names]
-              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
-    body = []
-    for row in rows:
-        cells = ([f"{row['network']} @{row['batch']}", row["dtype"]]
-                 + ([row.get("activation", "relu")] if acts else [])
-                 + [_fmt_rate(row["gemm_limit"])])
-        body.append(cells + _peer_cells(row, names, others, share=True))
-    return format_table(header, body)
+    """The training tables: samples/s of each peer beside the GEMM-bound limit, then each
+    peer's share of that limit and fastmlp's speedups (split further where too wide), then
+    the legend; an activation column when the rows have several."""
+    names = measured(rows, names)
+    rates = _rates(rows, names, "samples/s of one SGD step, beside the GEMM-bound limit "
+                                "(the step's matrix products alone at numpy's BLAS rate)",
+                   limit=True)
+    shares = Columns([SHORT[n] for n in names],
+                     [[f"{100 * r['results'][n]['of_limit']:.0f}%"
+                       if "of_limit" in r["results"].get(n, {}) else "-" for n in names]
+                      for r in rows], "each peer's share of the GEMM-bound limit")
+    text = fit_tables("Training", _train_labels(rows, _several_activations(rows)),
+                      [[rates, _busy_column(rows)], [shares, _speedup_columns(rows, names)]])
+    legend = _legend(names, _TRAIN_LEGEND)
+    return text + ("\n" + legend if legend else "")
 
 
 def activation_table(rows, names):
@@ -86,10 +187,11 @@ def activation_table(rows, names):
     first activation measured (timed interleaved in the same repeats); "" for one activation."""
     if not _several_activations(rows):
         return ""
+    names = measured(rows, names)
     groups = {}
     for row in rows:
         groups.setdefault((row["network"], row["batch"], row["dtype"]), []).append(row)
-    header = ["network @batch", "dtype", "activation"] + [_COLUMNS[n] for n in names]
+    header = ["network @batch", "dtype", "activation"] + [SHORT[n] for n in names]
     body = []
     for (network, batch, dtype), group in groups.items():
         base = group[0]
@@ -104,18 +206,9 @@ def activation_table(rows, names):
     return format_table(header, body)
 
 
-def _peer_cells(row, names, others, share):
-    """A row's cells after its labels: each peer's rate, fastmlp's speedups, the busy share."""
-    cells = [_cell(row["results"].get(n), share=share) for n in names]
-    if "fastmlp" in names:
-        sp = row.get("fastmlp_speedup", {})
-        cells += [f"{sp[n]:.2f}x" if n in sp else "-" for n in others]
-    return cells + [_busy(row)]
-
-
 def alternation_table(rows, names):
     """The alternation multiples of the float32 rows ("" when there are none)."""
-    header = ["network @batch", "dtype"] + [_COLUMNS[n] for n in names]
+    names = [n for n in names if any("alternation" in r["results"].get(n, {}) for r in rows)]
     body = []
     for row in rows:
         if not any("alternation" in row["results"].get(n, {}) for n in names):
@@ -123,20 +216,31 @@ def alternation_table(rows, names):
         body.append([f"{row['network']} @{row['batch']}", row["dtype"]]
                     + [f"{row['results'][n]['alternation']:.2f}"
                        if "alternation" in row["results"].get(n, {}) else "-" for n in names])
+    header = ["network @batch", "dtype"] + [SHORT[n] for n in names]
     return format_table(header, body) if body else ""
 
 
 def predict_table(rows, names):
-    """The inference table: samples/s per network, dtype and batch; fastmlp's speedups."""
-    names = [n for n in names if any(n in r["results"] for r in rows)]
-    others = [n for n in names if n != "fastmlp"]
-    header = (["network", "dtype", "batch"] + [_COLUMNS[n] for n in names]
-              + ([f"fastmlp / {n}" for n in others] if "fastmlp" in names else []) + ["busy"])
-    body = []
-    for row in rows:
-        cells = [row["network"], row["dtype"], str(row["batch"])]
-        body.append(cells + _peer_cells(row, names, others, share=False))
-    return format_table(header, body)
+    """The inference table: samples/s per network, dtype and batch, fastmlp's speedups and
+    the busy share (in a second table when too wide), then the legend."""
+    names = measured(rows, names)
+    labels = Columns(["network", "dtype", "batch"],
+                     [[r["network"], r["dtype"], str(r["batch"])] for r in rows])
+    rates = _rates(rows, names, "samples/s of predict")
+    text = fit_tables("Inference", labels,
+                      [[rates, _speedup_columns(rows, names), _busy_column(rows)]])
+    legend = _legend(names, _PREDICT_LEGEND)
+    return text + ("\n" + legend if legend else "")
+
+
+def _unavailable(rows, names):
+    """A line per peer and reason it could not run in some of ``rows``."""
+    lines = []
+    for n in names:
+        reasons = {r["results"][n]["unavailable"] for r in rows
+                   if "unavailable" in r["results"].get(n, {})}
+        lines += [_wrap(f"  {PEER_LABELS[n]} unavailable: {why}") for why in sorted(reasons)]
+    return lines
 
 
 def header_text(info, settings):
@@ -155,8 +259,7 @@ def header_text(info, settings):
         f"fastmlp: GEMMs on {info['fastmlp_gemm']}, OpenMP {'on' if info['openmp'] else 'off'}, "
         f"{info['fastmlp_threads']} threads",
         f"timing: median of {settings['repeats']} runs of {settings['seconds']:g} s per cell, "
-        f"peers interleaved; samples/s of one SGD step (lr {LR}); "
-        f"(%) = share of the GEMM-bound limit",
+        f"peers interleaved; training: samples/s of one SGD step (lr {LR})",
     ]
     if info.get("absent_peers"):
         lines.append("not installed, so left out: " + ", ".join(
@@ -173,17 +276,9 @@ def header_text(info, settings):
 def print_tables(info, names, train_rows, predict_rows, alternate, predict):
     """Print the tables after the run, then the CPU other processes took during it."""
     print()
-    print(_wrap("Training: samples/s of one SGD step (share of the GEMM-bound limit); numpy: "
-                "fastmlp.reference; busy: the most CPU other processes took during a repeat"))
     print(train_table(train_rows, names))
-    for n in names:
-        reasons = {r["results"][n]["unavailable"] for r in train_rows
-                   if "unavailable" in r["results"].get(n, {})}
-        for reason in sorted(reasons):
-            print(_wrap(f"  {PEER_LABELS[n]} unavailable: {reason}"))
-    if "sklearn" in names:
-        print(f"  (scikit-learn: partial_fit on {SKLEARN_BATCHES} batches per call, "
-              f"counted as {SKLEARN_BATCHES} steps)")
+    for line in _unavailable(train_rows, names):
+        print(line)
     table = activation_table(train_rows, names)
     if table:
         print()
@@ -198,14 +293,9 @@ def print_tables(info, names, train_rows, predict_rows, alternate, predict):
         print(table or "  (no float32 rows)")
     if predict:
         print()
-        print("Inference: samples/s of predict (fastmlp, numpy) / model(x) under no_grad (torch)"
-              f" / session.run of the export_onnx graph (onnxruntime, {ONNX_THREADS} intra-op threads,"
-              " sequential)")
         print(predict_table(predict_rows, names + ["onnxruntime"]))
-        reasons = {r["results"]["onnxruntime"]["unavailable"] for r in predict_rows
-                   if "unavailable" in r["results"].get("onnxruntime", {})}
-        for reason in sorted(reasons):
-            print(f"  {PEER_LABELS['onnxruntime']} unavailable: {reason}")
+        for line in _unavailable(predict_rows, names + ["onnxruntime"]):
+            print(line)
 
     share = info["other_processes_cpu_share"]
     if share is not None:
