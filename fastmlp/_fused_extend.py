@@ -260,8 +260,7 @@ class FusedExtend:
             drop_args.append(None if d is None else
                              (ws.dmasks[slot], draw_key(streams[i]), ratios[i]))
         self.workspace = ws
-        if sgd_lr and any(np.may_share_memory(a, p) for a in (x, t, sample_weight)
-                          if a is not None for p in plan.Ws + plan.bs):
+        if sgd_lr and _reads_a_parameter(plan, (x, t, sample_weight), ws.labels):
             x, t = np.array(x), np.array(t)
         loss, sum_sq = _backend.mlp_gradient(x, labels, onehot, sample_weight, plan.Ws, plan.bs,
                                              ws.hs, ws.masks, ws.ds, ws.dWs, ws.dbs,
@@ -273,6 +272,13 @@ class FusedExtend:
         total = loss + 0.5 * decay * sum_sq
         _record(net, plan, x, t, ws, loss, total)
         return total
+
+
+def _reads_a_parameter(plan, arrays, own):
+    """True when one of ``arrays`` (None entries skipped; ``own``, the workspace's label
+    buffer, never is) may share memory with a weight or bias the fused step updates."""
+    return any(_backend.mlp_overlaps(p, a) for a in arrays if a is not None and a is not own
+               for p in plan.Ws + plan.bs)
 
 
 def _own_methods(layer):

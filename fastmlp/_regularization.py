@@ -24,6 +24,8 @@ BN_EPS = 10e-7
 
 def check_ratio(value, name):
     """A drop ratio: a real number in [0, 1]."""
+    if type(value) is float and 0.0 <= value <= 1.0:   # the common case, checked per step
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number in [0, 1], got {type(value).__name__}")
     value = float(value)

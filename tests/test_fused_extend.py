@@ -261,3 +261,18 @@ def test_a_refused_fused_step_rewinds_the_masks_streams(bad):
     for key in b.params:
         assert_bitwise(a.params[key], b.params[key])
     assert_bitwise(a.layers["Dropout1"].mask, b.layers["Dropout1"].mask)
+
+
+@pytest.mark.parametrize("which", ["W1", "b1", "W2"])
+def test_a_fused_step_reading_its_own_weights_computes_as_with_a_copy(which):
+    """x may be a view of a parameter the step updates in place: the step must read x as
+    it was (the fused path then copies it), so it equals the step on a copy of x."""
+    a = fastmlp.MultiLayerNetExtend(6, [6, 6], 3, use_batchnorm=True, use_dropout=True, seed=4)
+    b = fastmlp.MultiLayerNetExtend(6, [6, 6], 3, use_batchnorm=True, use_dropout=True, seed=4)
+    x = a.params[which]
+    x = x.reshape(1, 6) if x.ndim == 1 else x
+    t = np.arange(len(x)) % 3
+    b.fused_sgd_step(x.copy(), t, 0.1)
+    a.fused_sgd_step(x, t, 0.1)
+    for key in b.params:
+        assert_bitwise(a.params[key], b.params[key])
