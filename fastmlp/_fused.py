@@ -292,7 +292,7 @@ def _own(a, plan, sgd_lr):
     """``a`` as an aligned C-contiguous array, copied when a fused update would change
     it while the kernel reads it (``a`` shares memory with a weight or bias)."""
     if (not (a.flags.c_contiguous and a.flags.aligned)
-            or (sgd_lr and any(np.may_share_memory(a, p) for p in plan.Ws + plan.bs))):
+            or (sgd_lr and any(_backend.mlp_overlaps(p, a) for p in plan.Ws + plan.bs))):
         return np.array(a, order="C")
     return a
 
