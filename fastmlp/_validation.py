@@ -121,7 +121,7 @@ def check_targets(t, n_samples, n_classes, dtype, name="t", copy=True):
     raise ValueError(f"{name} must be labels (N,) or one-hot (N, C), got shape {arr.shape}")
 
 
-def check_target_range(t, loss, name="t"):
+def check_target_range(t: np.ndarray, loss: str | None, name: str = "t") -> np.ndarray:
     """Raise ValueError unless the float targets ``t`` suit ``loss``: in [0, 1] for
     'logistic' (sigmoid + binary cross-entropy), >= 0 for 'poisson' (exp + Poisson
     deviance); any value for the others."""
