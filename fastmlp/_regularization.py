@@ -17,8 +17,8 @@ from numpy.typing import ArrayLike
 
 from . import _backend
 from ._describe import layer_repr
-from ._typing import FloatArray
 from ._streams import as_stream, draw_key
+from ._typing import FloatArray
 from ._validation import as_float, check_called
 
 __all__ = ["Dropout", "BatchNormalization", "BN_EPS", "check_ratio", "check_momentum"]

@@ -27,7 +27,6 @@ run ``gradient`` from two threads at once; ``predict`` is safe from many.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
