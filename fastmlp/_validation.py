@@ -6,13 +6,14 @@ numpy-only, so both the compiled path and the reference can use it.
 """
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_dtype(dtype, name="dtype"):
+def check_dtype(dtype: Any, name: str = "dtype") -> type[np.floating[Any]]:
     """Return ``dtype`` as np.float32 or np.float64, else raise ValueError."""
     try:
         dt = np.dtype(dtype)
