@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FloatArray", "IntArray", "ParamDict", "PathLike", "Seed", "SupportsUpdate"]
+__all__ = ["FloatArray", "IntArray", "ParamDict", "PathLike", "Seed", "Split", "SupportsUpdate"]
 
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 """A float32 or float64 array (fastmlp computes in one of the two)."""
@@ -22,6 +22,9 @@ IntArray: TypeAlias = npt.NDArray[np.integer[Any]]
 
 ParamDict: TypeAlias = dict[str, FloatArray]
 """Parameters or gradients by name (``W1``, ``b1``, ...), as the book's ``params``."""
+
+Split: TypeAlias = tuple[npt.NDArray[Any], npt.NDArray[Any]]
+"""A data set's ``(x, t)``: samples (float32, or uint8 unnormalised) and labels or one-hot rows."""
 
 Seed: TypeAlias = int | np.random.Generator | np.random.RandomState | None
 """None (numpy's global state), an int (its own stream), a Generator or a RandomState."""
