@@ -7,12 +7,14 @@ these name what fastmlp returns or holds, and the ``seed`` convention of
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FloatArray", "IntArray", "ParamDict", "PathLike", "Seed", "Split", "SupportsUpdate"]
+__all__ = ["EpochCallback", "FloatArray", "IntArray", "MatrixLike", "ParamDict", "PathLike", "Seed",
+           "Split", "SupportsUpdate"]
 
 FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]
 """A float32 or float64 array (fastmlp computes in one of the two)."""
@@ -28,6 +30,13 @@ Split: TypeAlias = tuple[npt.NDArray[Any], npt.NDArray[Any]]
 
 Seed: TypeAlias = int | np.random.Generator | np.random.RandomState | None
 """None (numpy's global state), an int (its own stream), a Generator or a RandomState."""
+
+MatrixLike: TypeAlias = Any
+"""An estimator's X: array_like or a scipy.sparse matrix (scipy has no type information,
+so this is not checked statically)."""
+
+EpochCallback: TypeAlias = Callable[[Any, int, dict[str, float]], Any]
+"""An estimator's ``callbacks`` entry: ``cb(estimator, epoch, logs)``; True stops training."""
 
 PathLike: TypeAlias = str | os.PathLike[str]
 """A file name: a str or an ``os.PathLike`` (``pathlib.Path``)."""
