@@ -7,6 +7,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -25,10 +26,13 @@ from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
 
 
+_Est = TypeVar("_Est", bound="BaseMLP")
+
+
 class Data:
     """One training or validation set, converted once: X (C-contiguous, model dtype), targets, weights."""
 
-    def __init__(self, X, y, weights):
+    def __init__(self, X: Any, y: np.ndarray, weights: np.ndarray | None) -> None:
         self.X, self.y, self.w = X, y, weights
         self.n = X.shape[0]
 
@@ -460,11 +464,11 @@ class BaseMLP(BaseEstimator):
 
     # -- persistence (pickle and fastmlp.save) ---------------------------------------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         return _record.pickled_state(state)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state, net_state = _record.split_pickled_state(state)
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
@@ -472,23 +476,24 @@ class BaseMLP(BaseEstimator):
             self.__dict__.update(state)
         _record.restore_unpickled(self, net_state)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
 
-    def to_record(self, arrays):
+    def to_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         """The fitted estimator as a JSON-able record, its arrays added to ``arrays``
         (``fastmlp.save``; the format is in ``fastmlp._estimator_record``)."""
         return _record.to_record(self, arrays)
 
     @classmethod
-    def check_record(cls, rec):
+    def check_record(cls, rec: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Check a record read by ``fastmlp.load`` before anything is allocated; returns the
         arrays it needs, ``{name: (dtype or None, shape or None)}``."""
         return _record.check_record(cls, rec)
 
     @classmethod
-    def from_record(cls, rec, arrays):
+    def from_record(cls: type[_Est], rec: dict[str, Any],
+                    arrays: dict[str, np.ndarray]) -> _Est:
         """The estimator a checked record and its arrays describe (``fastmlp.load``)."""
         return _record.from_record(cls, rec, arrays)

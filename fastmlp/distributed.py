@@ -95,10 +95,11 @@ class NoRows:
     """The network of a step in which this rank holds no rows of the batch: zero gradients
     and zero loss, so that it still joins the step's all-reduce and applies its update."""
 
-    def __init__(self, params, reducer):
+    def __init__(self, params: dict[str, np.ndarray], reducer: PackedAllReduce) -> None:
         self.params, self._reducer, self.last_loss = params, reducer, 0.0
 
-    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+    def gradient(self, x: ArrayLike, t: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                 weight_decay: float | None = None) -> dict[str, np.ndarray]:
         return self._reducer.zero_gradients()
 
 
@@ -132,12 +133,13 @@ class PackedAllReduce:
             lend(fused, self._packed, self.MPI)   # its next workspace computes in place
         self.seconds = 0.0
 
-    def zero_gradients(self):
+    def zero_gradients(self) -> dict[str, np.ndarray]:
         """The packed buffer's gradient views, zeroed (a rank without rows)."""
         self._packed.fill(0)
         return dict(self._views)
 
-    def __call__(self, network, grads, scale, scalars):
+    def __call__(self, network: MultiLayerNet, grads: dict[str, np.ndarray], scale: float,
+                 scalars: tuple[float, ...]) -> list[float]:
         """Sum ``scale * grads`` and ``scale * scalars`` over the ranks; the sums are left in
         ``grads`` (its entries may become the packed buffer's views); returns the scalars'."""
         ws = getattr(getattr(network, "_fused", None), "workspace", None)

@@ -351,7 +351,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         w = val.w / val.w.sum()
         return float(np.dot(w, correct)), float(np.dot(w, loss))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -480,7 +480,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         val_loss = float(rows.mean()) if val.w is None else float(np.average(rows, weights=val.w))
         return float(r2_score(val.y, pred, sample_weight=val.w)), val_loss
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
