@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from . import _backend
 from ._describe import layer_repr
 from ._streams import as_stream, draw_key
-from ._typing import FloatArray
+from ._typing import FloatArray, Seed
 from ._validation import as_float, check_called
 
 __all__ = ["Dropout", "BatchNormalization", "BN_EPS", "check_ratio", "check_momentum"]
@@ -76,7 +76,7 @@ class Dropout:
     __repr__ = layer_repr
 
     def __init__(self, dropout_ratio: float = 0.5, *,
-                 rng: int | np.random.Generator | np.random.RandomState | None = None) -> None:
+                 rng: Seed | np.random.SeedSequence = None) -> None:
         self.dropout_ratio = check_ratio(dropout_ratio, "dropout_ratio")
         self.rng = as_stream(rng)
         self.mask: np.ndarray | None = None

@@ -229,7 +229,7 @@ class Trainer:
         self.current_iter = 0
         self.current_epoch = 0
         self.final_test_acc: float | None = None
-        self._full_test_acc_at: int | None = None  # current_iter of the last whole-test-set evaluation
+        self._full_test_acc_at: int | None = None  # current_iter of the last whole-test-set eval
 
         self.train_loss_list: list[float] = []
         self.train_acc_list: list[float] = []
