@@ -365,7 +365,7 @@ class _LinkLoss:
         check_same_shape(x, t, "x", "t")
         self.y, _, loss = _backend.output_forward_backward(self._loss_name, x, None, t)
         self.t, self.loss = t, loss / x.shape[0]
-        return loss / x.shape[0]
+        return self.loss
 
     def backward(self, dout: float = 1) -> np.ndarray:
         name = type(self).__name__
