@@ -5,7 +5,10 @@ The layer classes keep the interface of "Deep Learning from Scratch"
 matrix products in the BLAS numpy itself uses. ``fastmlp.reference`` holds
 the same API in plain numpy, the oracle the tests compare against.
 """
+from __future__ import annotations
+
 import logging as _logging
+from typing import TYPE_CHECKING, Any
 
 from . import datasets, functions, layers, optimizers, util
 from ._loop import DivergenceError
@@ -22,8 +25,12 @@ from .trainer import Trainer
 # configures logging (e.g. logging.basicConfig(level=logging.DEBUG)).
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
+if TYPE_CHECKING:   # imported on first use at run time (__getattr__); typed for checkers
+    from . import reference as reference
+    from .estimator import MLPClassifier, MLPRegressor
 
-def __getattr__(name):
+
+def __getattr__(name: str) -> Any:
     """The estimators need scikit-learn, so they are imported on first use; the numpy
     reference (``fastmlp.reference``) is imported on first use too, off the import path."""
     if name in ("MLPClassifier", "MLPRegressor"):
@@ -35,7 +42,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 
-def show_config():
+def show_config() -> None:
     """Print how fastmlp was built and which BLAS it multiplies with."""
     from . import _blas, threads
     print(f"fastmlp {__version__}")

@@ -1,11 +1,16 @@
 """The machinery shared by fastmlp's ``MLPClassifier`` and ``MLPRegressor``: building the
 network and optimizer, validating a fit's data and committing its new state at once (so a
 failing fit changes nothing), then training on the one loop (``_estimator_epochs``)."""
+from __future__ import annotations
+
 import math
 import warnings
+from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import _estimator_outputs as _outputs
 from . import _estimator_record as _record
@@ -16,14 +21,18 @@ from ._estimator_layers import layer_attribute
 from ._estimator_lbfgs import LbfgsFit
 from ._estimator_params import FEATURE_ATTRS, BaseEstimator, as_weights, checked_params, make_rng
 from ._sparse_rows import as_row_sparse, is_sparse, predict_rows
+from ._typing import EpochCallback, Seed
 from .networks import MultiLayerNet
 from .networks_extend import MultiLayerNetExtend, extensions
+
+
+_Est = TypeVar("_Est", bound="BaseMLP")
 
 
 class Data:
     """One training or validation set, converted once: X (C-contiguous, model dtype), targets, weights."""
 
-    def __init__(self, X, y, weights):
+    def __init__(self, X: Any, y: np.ndarray, weights: np.ndarray | None) -> None:
         self.X, self.y, self.w = X, y, weights
         self.n = X.shape[0]
 
@@ -35,13 +44,17 @@ class BaseMLP(BaseEstimator):
 
     _loss_name = None        # the family's first output: 'cross_entropy' | 'mse'
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, callbacks=None, dropout=0.0, batch_norm=False):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu",
+                 *, solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Seed = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10, max_fun: int = 15000, dtype: DTypeLike | None = None,
+                 callbacks: Sequence[EpochCallback] | None = None, dropout: float = 0.0,
+                 batch_norm: bool = False) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -451,11 +464,11 @@ class BaseMLP(BaseEstimator):
 
     # -- persistence (pickle and fastmlp.save) ---------------------------------------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         return _record.pickled_state(state)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         state, net_state = _record.split_pickled_state(state)
         if hasattr(super(), "__setstate__"):
             super().__setstate__(state)
@@ -463,23 +476,24 @@ class BaseMLP(BaseEstimator):
             self.__dict__.update(state)
         _record.restore_unpickled(self, net_state)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
 
-    def to_record(self, arrays):
+    def to_record(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         """The fitted estimator as a JSON-able record, its arrays added to ``arrays``
         (``fastmlp.save``; the format is in ``fastmlp._estimator_record``)."""
         return _record.to_record(self, arrays)
 
     @classmethod
-    def check_record(cls, rec):
+    def check_record(cls, rec: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """Check a record read by ``fastmlp.load`` before anything is allocated; returns the
         arrays it needs, ``{name: (dtype or None, shape or None)}``."""
         return _record.check_record(cls, rec)
 
     @classmethod
-    def from_record(cls, rec, arrays):
+    def from_record(cls: type[_Est], rec: dict[str, Any],
+                    arrays: dict[str, np.ndarray]) -> _Est:
         """The estimator a checked record and its arrays describe (``fastmlp.load``)."""
         return _record.from_record(cls, rec, arrays)

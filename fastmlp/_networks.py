@@ -17,46 +17,31 @@ computation, arguments validated before any state changes, ``accuracy`` reads on
 correctly, ``gradient`` takes the weight decay of one call as an argument, and
 ``config()``/``from_config()`` describe a network for persistence.
 """
+from __future__ import annotations
+
 import re
 from collections import OrderedDict
-from types import ModuleType
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from fastmlp import _describe, gradient as _gradient
 from fastmlp._params import Params
-from fastmlp._random import normal_source
+from fastmlp._random import check_weight_init_std, init_scale, normal_source
+from fastmlp._typing import FloatArray, ParamDict, Seed
 from fastmlp._validation import (as_float, check_dtype, check_positive_float, check_positive_int,
                                  check_target_range, check_targets, check_x)
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
+_Net = TypeVar("_Net", bound="MultiLayerNet")
 
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
 _PARAM_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
 _AFFINE_NAME = re.compile(r"^Affine([1-9][0-9]*)$")
 _LOSS_LAYERS = {"cross_entropy": "SoftmaxWithLoss", "mse": "MSELoss",
                 "logistic": "SigmoidWithLoss", "poisson": "PoissonLoss"}
-_HE = ("relu", "he")
-_XAVIER = ("sigmoid", "xavier", "tanh")
-
-
-def _init_scale(weight_init_std, n_in):
-    """Standard deviation of the weights of a layer with ``n_in`` inputs."""
-    if isinstance(weight_init_std, str):
-        if weight_init_std.lower() in _HE:
-            return np.sqrt(2.0 / n_in)
-        return np.sqrt(1.0 / n_in)
-    return weight_init_std
-
-
-def _check_weight_init_std(weight_init_std):
-    if isinstance(weight_init_std, str):
-        if weight_init_std.lower() not in _HE + _XAVIER:
-            raise ValueError(
-                "weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier', 'tanh' or a number, "
-                f"got {weight_init_std!r}")
-        return weight_init_std.lower()
-    return check_positive_float(weight_init_std, "weight_init_std", allow_zero=True)
 
 
 class MultiLayerNet:
@@ -104,12 +89,13 @@ class MultiLayerNet:
     not be used from two threads at once.
     """
 
-    layers_module: ModuleType | None = None
+    layers_module: Any = None   # a layers module; None here (the constructor refuses it)
     _activation_layer_name = "Activation_function"
 
-    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
-                 weight_init_std="relu", weight_decay_lambda=0, *, dtype=np.float64, seed=None,
-                 loss="cross_entropy"):
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, *, dtype: DTypeLike = np.float64,
+                 seed: Seed = None, loss: str = "cross_entropy") -> None:
         input_size = check_positive_int(input_size, "input_size")
         if isinstance(hidden_size_list, (str, bytes)) or not hasattr(hidden_size_list, "__iter__"):
             raise TypeError(
@@ -118,7 +104,7 @@ class MultiLayerNet:
         output_size = check_positive_int(output_size, "output_size")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
-        weight_init_std = _check_weight_init_std(weight_init_std)
+        weight_init_std = check_weight_init_std(weight_init_std)
         weight_decay_lambda = check_positive_float(weight_decay_lambda, "weight_decay_lambda",
                                                    allow_zero=True)
         dtype = check_dtype(dtype)
@@ -144,7 +130,7 @@ class MultiLayerNet:
         self.last_loss = None   # loss of the last gradient() call, weight decay included
         self.last_layer = getattr(module, _LOSS_LAYERS[loss])()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return _describe.network_repr(self)
 
     # -- construction ------------------------------------------------------
@@ -154,7 +140,7 @@ class MultiLayerNet:
         sizes = [self.input_size, *self.hidden_size_list, self.output_size]
         params = {}
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            scale = _init_scale(weight_init_std, n_in)
+            scale = init_scale(weight_init_std, n_in)
             params[f"W{i}"] = (scale * rng.standard_normal((n_in, n_out))).astype(self.dtype)
             params[f"b{i}"] = np.zeros(n_out, dtype=self.dtype)
         return params
@@ -179,12 +165,12 @@ class MultiLayerNet:
         return names
 
     @property
-    def params(self):
+    def params(self) -> ParamDict:
         """``W1, b1, ...``; an entry assigned here is what the layers compute with."""
         return self._params
 
     @params.setter
-    def params(self, params):
+    def params(self, params: Mapping[str, FloatArray]) -> None:
         if not hasattr(params, "items"):
             raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
         self._params = Params(self, params)
@@ -202,12 +188,12 @@ class MultiLayerNet:
             setattr(layer, match.group(1), value)
 
     @property
-    def lastLayer(self):  # noqa: N802 -- the book's name in two_layer_net.py
+    def lastLayer(self) -> Any:  # noqa: N802 -- the book's name in two_layer_net.py
         """The loss layer (the book's name in ``two_layer_net.py``); same as ``last_layer``."""
         return self.last_layer
 
     @lastLayer.setter
-    def lastLayer(self, layer):  # noqa: N802
+    def lastLayer(self, layer: Any) -> None:  # noqa: N802
         self.last_layer = layer
 
     # -- persistence ---------------------------------------------------------
@@ -215,7 +201,7 @@ class MultiLayerNet:
     CONFIG_KEYS: tuple[str, ...] = ("input_size", "hidden_size_list", "output_size", "activation",
                                     "weight_decay_lambda", "dtype", "loss")
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this network, as a JSON-able dict
         (``fastmlp.save`` writes it; the weights are in ``params``)."""
         return {"input_size": self.input_size, "hidden_size_list": list(self.hidden_size_list),
@@ -224,7 +210,8 @@ class MultiLayerNet:
                 "dtype": np.dtype(check_dtype(self.dtype)).name, "loss": self.loss_name}
 
     @classmethod
-    def from_config(cls, config, params=None):
+    def from_config(cls: type[_Net], config: dict[str, Any],
+                    params: Mapping[str, FloatArray] | None = None) -> _Net:
         """The network ``config`` (exactly :meth:`config`'s keys, values checked by the
         constructor) describes, seed 0 and zero weights; ``params`` (name -> ndarray, all
         of them, shapes and float widths checked before any is copied) copied in."""
@@ -261,17 +248,17 @@ class MultiLayerNet:
 
     # -- validation ----------------------------------------------------------
 
-    def _check_x(self, x, finite):
+    def _check_x(self, x: ArrayLike, finite: bool) -> FloatArray:
         dtype = self.dtype   # public, so checked again
         if dtype is not np.float64 and dtype is not np.float32:
             dtype = check_dtype(dtype)
-        x = check_x(x, dtype=dtype, finite=finite)
-        if x.shape[1] != self.input_size:
-            raise ValueError(
-                f"x has {x.shape[1]} features per sample but the network has input_size={self.input_size}")
-        return x
+        checked: FloatArray = check_x(x, dtype=dtype, finite=finite)
+        if checked.shape[1] != self.input_size:
+            raise ValueError(f"x has {checked.shape[1]} features per sample but the network "
+                             f"has input_size={self.input_size}")
+        return checked
 
-    def _check_xt(self, x, t):
+    def _check_xt(self, x: ArrayLike, t: ArrayLike) -> tuple[FloatArray, np.ndarray]:
         """Validated ``(x, t)`` for the loss: finite float ``x``; labels (intp) or one-hot ``t``."""
         x = self._check_x(x, finite=True)
         return x, self._check_t(t, x.shape[0])
@@ -324,7 +311,7 @@ class MultiLayerNet:
         total = sum(float(np.sum(affine.W ** 2)) for affine in self._affine_layers())
         return 0.5 * decay * total
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> FloatArray:
         """Scores (logits, before softmax) for a batch.
 
         Parameters
@@ -337,7 +324,7 @@ class MultiLayerNet:
         """
         return self._predict(self._check_x(x, finite=False))
 
-    def loss(self, x, t):
+    def loss(self, x: ArrayLike, t: ArrayLike) -> float:
         """Mean cross-entropy of ``softmax(predict(x))`` plus the weight-decay term.
 
         Parameters
@@ -352,7 +339,7 @@ class MultiLayerNet:
         x, t = self._check_xt(x, t)
         return self._loss(x, t)
 
-    def accuracy(self, x, t):
+    def accuracy(self, x: ArrayLike, t: ArrayLike) -> float:
         """Fraction of samples whose highest score is the true class.
 
         Parameters
@@ -373,7 +360,7 @@ class MultiLayerNet:
         predicted = self.predict(x).argmax(axis=1)   # the subclass's predict (fused when compiled)
         return float(np.count_nonzero(predicted == labels) / x.shape[0])
 
-    def numerical_gradient(self, x, t, h=None):
+    def numerical_gradient(self, x: ArrayLike, t: ArrayLike, h: float | None = None) -> ParamDict:
         """Gradient of ``loss`` by central differences, one parameter element at a time.
 
         Slow (two forward passes per parameter element): for checking only.
@@ -413,7 +400,8 @@ class MultiLayerNet:
             return 1e-2
         return 1e-5 * max(1.0, float(np.abs(param).max()))
 
-    def gradient(self, x, t, *, weight_decay=None):
+    def gradient(self, x: ArrayLike, t: ArrayLike, *,
+                 weight_decay: float | None = None) -> ParamDict:
         """Gradient of ``loss`` by backpropagation.
 
         Parameters
@@ -480,8 +468,9 @@ class TwoLayerNet(MultiLayerNet):
 
     _activation_layer_name = "Relu"
 
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01, *,
-                 dtype=np.float64, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, output_size: int,
+                 weight_init_std: float = 0.01, *, dtype: DTypeLike = np.float64,
+                 seed: Seed = None) -> None:
         hidden_size = check_positive_int(hidden_size, "hidden_size")
         if isinstance(weight_init_std, str):
             raise TypeError(f"weight_init_std must be a number, got {weight_init_std!r}")
@@ -492,7 +481,7 @@ class TwoLayerNet(MultiLayerNet):
 
     CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "dtype")
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this network, as a JSON-able dict."""
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "output_size": self.output_size, "dtype": np.dtype(check_dtype(self.dtype)).name}

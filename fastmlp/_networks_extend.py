@@ -13,13 +13,19 @@ normalisation, ``gamma{i}`` (ones) and ``beta{i}`` (zeros), in the book's order.
 The dropout masks come from the network's stream ``rng``: the Generator the
 weights were drawn from (``seed``), shared by every ``Dropout`` layer.
 """
+from __future__ import annotations
+
 import numbers
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from fastmlp import _networks
 from fastmlp import gradient as _gradient
+from fastmlp._typing import FloatArray, ParamDict, Seed
 from fastmlp._validation import check_positive_float
 
 __all__ = ["MultiLayerNetExtend"]
@@ -76,10 +82,12 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
     new dropout masks).
     """
 
-    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
-                 weight_init_std="relu", weight_decay_lambda=0, use_dropout=False,
-                 dropout_ration=0.5, use_batchnorm=False, *, dtype=np.float64, seed=None,
-                 loss="cross_entropy"):
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, use_dropout: bool = False,
+                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
+                 dtype: DTypeLike = np.float64, seed: Seed = None,
+                 loss: str = "cross_entropy") -> None:
         self.use_dropout = _check_flag(use_dropout, "use_dropout")
         self.dropout_ration = _check_ratio(dropout_ration, "dropout_ration")
         self.use_batchnorm = _check_flag(use_batchnorm, "use_batchnorm")
@@ -136,14 +144,14 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
     CONFIG_KEYS = _networks.MultiLayerNet.CONFIG_KEYS + ("use_dropout", "dropout_ration",
                                                          "use_batchnorm")
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return dict(super().config(), use_dropout=bool(self.use_dropout),
                     dropout_ration=float(self.dropout_ration),
                     use_batchnorm=bool(self.use_batchnorm))
 
     # -- streams and statistics (for the estimators' pickles) -------------------
 
-    def set_stream(self, rng):
+    def set_stream(self, rng: np.random.Generator | int | None) -> None:
         """Draw the dropout masks from ``rng`` (a Generator, an int seed, or None: numpy's
         global random state) from now on: ``rng`` and every Dropout layer's stream."""
         if rng is not None and not isinstance(rng, np.random.Generator):
@@ -153,14 +161,15 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
             if isinstance(layer, self.layers_module.Dropout):
                 layer.rng = rng
 
-    def running_statistics(self):
+    def running_statistics(self) -> list[tuple[FloatArray | None, FloatArray | None]]:
         """``[(running_mean, running_var), ...]`` of the batch-norm layers, in order (copies;
         None before their first forward pass)."""
         return [(None if b.running_mean is None else np.array(b.running_mean),
                  None if b.running_var is None else np.array(b.running_var))
                 for b in self._bn_layers()]
 
-    def set_running_statistics(self, stats):
+    def set_running_statistics(
+            self, stats: Sequence[tuple[ArrayLike | None, ArrayLike | None]]) -> None:
         """Give the batch-norm layers these ``(running_mean, running_var)`` (copied)."""
         layers = self._bn_layers()
         if len(stats) != len(layers):
@@ -192,12 +201,12 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
     def _has_mode_layers(self):
         return any(self._is_mode_layer(name, layer) for name, layer in self.layers.items())
 
-    def predict(self, x, train_flg=False):
+    def predict(self, x: ArrayLike, train_flg: bool = False) -> FloatArray:
         """Scores (logits) for a batch; ``train_flg`` as the book's (dropout masks drawn,
         batch statistics used and the running ones updated)."""
         return self._predict(self._check_x(x, finite=False), train_flg)
 
-    def loss(self, x, t, train_flg=False):
+    def loss(self, x: ArrayLike, t: ArrayLike, train_flg: bool = False) -> float:
         """The data loss of ``predict(x, train_flg)`` plus the weight-decay term."""
         x, t = self._check_xt(x, t)
         return self._loss(x, t, train_flg=train_flg)
@@ -215,7 +224,7 @@ class MultiLayerNetExtend(_networks.MultiLayerNet):
                     out[key] = grads[key]
         return out
 
-    def numerical_gradient(self, x, t, h=None):
+    def numerical_gradient(self, x: ArrayLike, t: ArrayLike, h: float | None = None) -> ParamDict:
         """Central differences of ``loss(x, t, train_flg=True)`` per parameter element (the
         book's: with dropout every evaluation draws new masks). Steps as ``MultiLayerNet``'s."""
         x, t = self._check_xt(x, t)

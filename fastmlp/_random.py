@@ -10,13 +10,16 @@ Where fastmlp needs a ``Generator`` (shuffling, sampling), ``None`` and a
 (:func:`generator`). The networks' initial weights with ``None`` or a
 ``RandomState`` are drawn from that state itself (:func:`normal_source`), as the
 book's ``np.random.randn``: after ``np.random.seed(s)`` a network starts from the
-book's weights, bit for bit in float64.
+book's weights, bit for bit in float64. The scale of those weights
+(``weight_init_std``: He, Xavier or a number) is here too (:func:`init_scale`).
 """
 import numbers
 
 import numpy as np
 
-__all__ = ["check_seed", "generator", "normal_source"]
+from fastmlp._validation import check_positive_float
+
+__all__ = ["check_seed", "check_weight_init_std", "generator", "init_scale", "normal_source"]
 
 _LEGACY_SEED_HIGH = 2**31 - 1   # a Generator's seed drawn from a RandomState: [0, 2**31 - 1)
 
@@ -59,3 +62,28 @@ def normal_source(seed, name="seed", error=TypeError):
     if isinstance(seed, np.random.RandomState):
         return seed
     return generator(seed, name, error)
+
+
+_HE = ("relu", "he")
+_XAVIER = ("sigmoid", "xavier", "tanh")
+
+
+def init_scale(weight_init_std: str | float, n_in: int) -> float:
+    """Standard deviation of the initial weights of a layer with ``n_in`` inputs: He's
+    ``sqrt(2 / n_in)`` for 'relu'/'he', Xavier's ``sqrt(1 / n_in)`` for the other names."""
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() in _HE:
+            return float(np.sqrt(2.0 / n_in))
+        return float(np.sqrt(1.0 / n_in))
+    return weight_init_std
+
+
+def check_weight_init_std(weight_init_std: object) -> str | float:
+    """``weight_init_std`` checked: one of the names (lower-cased) or a number >= 0."""
+    if isinstance(weight_init_std, str):
+        if weight_init_std.lower() not in _HE + _XAVIER:
+            raise ValueError(
+                "weight_init_std must be 'relu', 'he', 'sigmoid', 'xavier', 'tanh' or a number, "
+                f"got {weight_init_std!r}")
+        return weight_init_std.lower()
+    return check_positive_float(weight_init_std, "weight_init_std", allow_zero=True)

@@ -6,14 +6,19 @@ fastmlp layer (inputs validated before any attribute changes, float32 stays
 float32, no caller's array written). The numpy twins are in
 ``fastmlp.reference.layers``.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _backend
 from ._describe import layer_repr
 from ._streams import as_stream, draw_key
+from ._typing import FloatArray, Seed
 from ._validation import as_float, check_called
 
 __all__ = ["Dropout", "BatchNormalization", "BN_EPS", "check_ratio", "check_momentum"]
@@ -22,7 +27,7 @@ __all__ = ["Dropout", "BatchNormalization", "BN_EPS", "check_ratio", "check_mome
 BN_EPS = 10e-7
 
 
-def check_ratio(value, name):
+def check_ratio(value: object, name: str) -> float:
     """A drop ratio: a real number in [0, 1]."""
     if type(value) is float and 0.0 <= value <= 1.0:   # the common case, checked per step
         return value
@@ -34,7 +39,7 @@ def check_ratio(value, name):
     return value
 
 
-def check_momentum(value, name):
+def check_momentum(value: object, name: str) -> float:
     """A running-average momentum: a real number in [0, 1]."""
     return check_ratio(value, name)
 
@@ -72,13 +77,14 @@ class Dropout:
 
     __repr__ = layer_repr
 
-    def __init__(self, dropout_ratio=0.5, *, rng=None):
+    def __init__(self, dropout_ratio: float = 0.5, *,
+                 rng: Seed | np.random.SeedSequence = None) -> None:
         self.dropout_ratio = check_ratio(dropout_ratio, "dropout_ratio")
         self.rng = as_stream(rng)
-        self.mask = None
-        self._dtype = None
+        self.mask: np.ndarray | None = None
+        self._dtype: Any = None
 
-    def forward(self, x, train_flg=True):
+    def forward(self, x: ArrayLike, train_flg: bool = True) -> FloatArray:
         x = as_float(x, "x")
         ratio = check_ratio(self.dropout_ratio, "Dropout.dropout_ratio")
         if not train_flg:
@@ -88,7 +94,7 @@ class Dropout:
         self.mask, self._dtype = mask, x.dtype.type
         return out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> FloatArray:
         check_called(self.mask, "Dropout")
         mask = self.mask
         if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_):
@@ -132,11 +138,13 @@ class BatchNormalization:
 
     __repr__ = layer_repr
 
-    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+    def __init__(self, gamma: ArrayLike, beta: ArrayLike, momentum: float = 0.9,
+                 running_mean: ArrayLike | None = None,
+                 running_var: ArrayLike | None = None) -> None:
         gamma, beta = self._checked_params(gamma, beta)
         self.gamma, self.beta = gamma, beta
         self.momentum = check_momentum(momentum, "momentum")
-        self.input_shape = None
+        self.input_shape: tuple[int, ...] | None = None
         self.running_mean = self._checked_running(running_mean, "running_mean", gamma)
         self.running_var = self._checked_running(running_var, "running_var", gamma)
         self.batch_size = None
@@ -164,7 +172,7 @@ class BatchNormalization:
             raise ValueError(f"{name} must have shape {gamma.shape} (gamma's), got {value.shape}")
         return np.array(value, order="C", copy=copy)
 
-    def _check_x(self, x, gamma):
+    def _check_x(self, x: ArrayLike, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = as_float(x, "x", dtype=gamma.dtype)
         if x.ndim not in (2, 4):
             raise ValueError(f"x must be (N, D) or (N, C, H, W), got shape {x.shape}")
@@ -174,7 +182,7 @@ class BatchNormalization:
                              f"{gamma.shape[0]}")
         return x, x2
 
-    def forward(self, x, train_flg=True):
+    def forward(self, x: ArrayLike, train_flg: bool = True) -> FloatArray:
         gamma, beta = self._checked_params(self.gamma, self.beta, "BatchNormalization.")
         x, x2 = self._check_x(x, gamma)
         mean = self._checked_running(self.running_mean, "BatchNormalization.running_mean",
@@ -197,7 +205,7 @@ class BatchNormalization:
         self.running_mean, self.running_var = mean, var
         return out.reshape(x.shape)
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> FloatArray:
         check_called(self.xn, "BatchNormalization")
         gamma, _ = self._checked_params(self.gamma, self.beta, "BatchNormalization.")
         xn = as_float(self.xn, "BatchNormalization.xn", dtype=gamma.dtype, ndim=2)

@@ -6,13 +6,14 @@ numpy-only, so both the compiled path and the reference can use it.
 """
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_dtype(dtype, name="dtype"):
+def check_dtype(dtype: Any, name: str = "dtype") -> type[np.floating[Any]]:
     """Return ``dtype`` as np.float32 or np.float64, else raise ValueError."""
     try:
         dt = np.dtype(dtype)
@@ -121,7 +122,7 @@ def check_targets(t, n_samples, n_classes, dtype, name="t", copy=True):
     raise ValueError(f"{name} must be labels (N,) or one-hot (N, C), got shape {arr.shape}")
 
 
-def check_target_range(t, loss, name="t"):
+def check_target_range(t: np.ndarray, loss: str | None, name: str = "t") -> np.ndarray:
     """Raise ValueError unless the float targets ``t`` suit ``loss``: in [0, 1] for
     'logistic' (sigmoid + binary cross-entropy), >= 0 for 'poisson' (exp + Poisson
     deviance); any value for the others."""

@@ -16,10 +16,15 @@ when a rank raises (plain ``python`` leaves the other ranks waiting in a collect
 Needs ``pip install "fastmlp[mpi]"`` (mpi4py and MPICH's wheel) or mpi4py built
 against a system MPI; ``import fastmlp`` works without them.
 """
+from __future__ import annotations
+
 import os
 import zlib
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import threads as _threads
 from ._fused import gradient_layout, packed_views
@@ -28,6 +33,7 @@ from ._networks import MultiLayerNet
 from ._random import generator
 from ._shard import ShardedStream, ShardLayout, shard_bounds
 from ._shared_sum import SharedSum, lend, shared_memory_wanted
+from ._typing import Seed, SupportsUpdate
 from .trainer import Trainer
 
 __all__ = ["DataParallelTrainer", "shard_bounds", "set_rank_threads"]
@@ -36,7 +42,7 @@ _MPI_MISSING = ('fastmlp.distributed needs mpi4py and an MPI library: pip instal
                 '"fastmlp[mpi]" (mpi4py and MPICH), or mpi4py built against your system MPI')
 
 
-def import_mpi(message=_MPI_MISSING):
+def import_mpi(message: str = _MPI_MISSING) -> Any:
     """mpi4py's MPI module (imported here, not with fastmlp: it initialises MPI); without
     it an ImportError saying ``message`` (which names the extra)."""
     try:
@@ -46,7 +52,7 @@ def import_mpi(message=_MPI_MISSING):
     return MPI
 
 
-def set_rank_threads(comm=None):
+def set_rank_threads(comm: Any = None) -> int:
     """Give this rank its share of the cores it shares with ranks on the same machine.
 
     The ranks of ``comm`` on this node (``comm.Split_type(MPI.COMM_TYPE_SHARED)``) that may
@@ -73,12 +79,13 @@ def set_rank_threads(comm=None):
         node.Free()
 
 
-def check_same_parameters(comm, params, when="now"):
+def check_same_parameters(comm: Any, params: Mapping[str, np.ndarray],
+                          when: str = "now") -> None:
     """Raise RuntimeError on every rank unless all ranks of ``comm`` hold bitwise the same
     ``params`` (a dict of arrays): one CRC-32 per rank (a pass over memory), all-gathered."""
     crc = 0
     for a in params.values():
-        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8), crc)
+        crc = zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data, crc)
     crcs = comm.allgather(crc)
     if len(set(crcs)) != 1:
         raise RuntimeError(f"the ranks' parameters differ {when} (CRC-32 per rank: {crcs})")
@@ -88,10 +95,11 @@ class NoRows:
     """The network of a step in which this rank holds no rows of the batch: zero gradients
     and zero loss, so that it still joins the step's all-reduce and applies its update."""
 
-    def __init__(self, params, reducer):
+    def __init__(self, params: dict[str, np.ndarray], reducer: PackedAllReduce) -> None:
         self.params, self._reducer, self.last_loss = params, reducer, 0.0
 
-    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+    def gradient(self, x: ArrayLike, t: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                 weight_decay: float | None = None) -> dict[str, np.ndarray]:
         return self._reducer.zero_gradients()
 
 
@@ -125,12 +133,13 @@ class PackedAllReduce:
             lend(fused, self._packed, self.MPI)   # its next workspace computes in place
         self.seconds = 0.0
 
-    def zero_gradients(self):
+    def zero_gradients(self) -> dict[str, np.ndarray]:
         """The packed buffer's gradient views, zeroed (a rank without rows)."""
         self._packed.fill(0)
         return dict(self._views)
 
-    def __call__(self, network, grads, scale, scalars):
+    def __call__(self, network: MultiLayerNet, grads: dict[str, np.ndarray], scale: float,
+                 scalars: tuple[float, ...]) -> list[float]:
         """Sum ``scale * grads`` and ``scale * scalars`` over the ranks; the sums are left in
         ``grads`` (its entries may become the packed buffer's views); returns the scalars'."""
         ws = getattr(getattr(network, "_fused", None), "workspace", None)
@@ -206,10 +215,13 @@ class DataParallelTrainer(Trainer):
     allreduce_seconds : float, total time in the gradient all-reduce
     """
 
-    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
-                 optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
-                 verbose=True, lr_decay=None, seed=None, *, comm=None, set_threads=True,
-                 sharded=False):
+    def __init__(self, network: MultiLayerNet, x_train: ArrayLike, t_train: ArrayLike,
+                 x_test: ArrayLike, t_test: ArrayLike, epochs: int = 20,
+                 mini_batch_size: int = 100, optimizer: str | SupportsUpdate = "SGD",
+                 optimizer_param: Mapping[str, Any] | None = None,
+                 evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True,
+                 lr_decay: float | None = None, seed: Seed = None, *, comm: Any = None,
+                 set_threads: bool = True, sharded: bool = False) -> None:
         MPI = import_mpi()
         self._MPI = MPI
         comm = MPI.COMM_WORLD if comm is None else comm
@@ -226,9 +238,9 @@ class DataParallelTrainer(Trainer):
             # None (numpy's global state on rank 0), a Generator or a RandomState: one int
             seed = int(generator(seed).integers(2**63))
         seed = comm.bcast(seed if self.rank == 0 else None, root=0)
-        self.layout = (ShardLayout(comm.allgather(len(x_train)), self.rank) if sharded
-                       else None)
-        self.shard = None   # with whole data: this rank's rows of every global batch
+        self.layout = (ShardLayout(comm.allgather(len(x_train)),  # type: ignore[arg-type]
+                                   self.rank) if sharded else None)
+        self.shard: tuple[int, int] | None = None   # whole data: this rank's rows of each batch
         if not sharded and isinstance(mini_batch_size, (int, np.integer)):
             self.shard = shard_bounds(int(mini_batch_size), self.rank, self.size)
         super().__init__(network, x_train, t_train, x_test, t_test, epochs=epochs,
@@ -266,13 +278,13 @@ class DataParallelTrainer(Trainer):
             raise ValueError(f"ranks {differ} differ from rank 0 in network, data shapes or "
                              f"training settings: {everyone[differ[0]]} vs {everyone[0]}")
 
-    def check_parameters(self, when="now"):
+    def check_parameters(self, when: str = "now") -> None:
         """Raise RuntimeError on every rank unless all ranks hold bitwise the same
         parameters (a CRC-32 per rank, all-gathered)."""
         check_same_parameters(self.comm, self.network.params, when)
 
     @property
-    def allreduce_seconds(self):
+    def allreduce_seconds(self) -> float:
         """Total time spent in the gradient all-reduce."""
         return self._reducer.seconds
 
@@ -316,6 +328,6 @@ class DataParallelTrainer(Trainer):
         self.comm.Allreduce(self._MPI.IN_PLACE, count, op=self._MPI.SUM)
         return int(count[0])
 
-    def end_epoch(self, critical):
+    def end_epoch(self, critical: Any) -> None:
         super().end_epoch(critical)
         self.check_parameters(f"at the end of epoch {self.current_epoch}")

@@ -95,15 +95,24 @@ scikit-learn (>= 1.6) is an optional dependency: ``import fastmlp`` works
 without it; creating an estimator then raises ``ImportError`` saying
 ``pip install fastmlp[sklearn]``.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _estimator_outputs as _outputs
 from ._estimator_base import BaseMLP
 from ._estimator_lbfgs import check_stochastic
 from ._estimator_params import ClassifierMixin, RegressorMixin, available_if
 from ._sparse_rows import predict_rows
+from ._typing import EpochCallback, FloatArray, MatrixLike, Seed
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+_Est = TypeVar("_Est", bound=BaseMLP)
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
@@ -227,7 +236,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _loss_name = "cross_entropy"
 
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
+    def fit(self: _Est, X: MatrixLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+            X_val: MatrixLike = None, y_val: ArrayLike | None = None, comm: Any = None) -> _Est:
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -260,8 +270,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
     @available_if(check_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None, *, X_val=None, y_val=None,
-                    comm=None):
+    def partial_fit(self: _Est, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None, classes: ArrayLike | None = None, *,
+                    X_val: MatrixLike = None, y_val: ArrayLike | None = None,
+                    comm: Any = None) -> _Est:
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         Parameters
@@ -286,17 +298,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, classes=classes,
                          comm=comm)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> np.ndarray:
         """Class labels, shape (n_samples,); the 0/1 indicator (n_samples, n_labels) for a
         multilabel model."""
         return _outputs.class_predictions(self, self._forward(X))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: MatrixLike) -> FloatArray:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order
         (two columns ``[1 - p, p]`` for a binary model, one per label for a multilabel one)."""
         return _outputs.class_probabilities(self, self._forward(X))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: MatrixLike) -> FloatArray:
         """``log(predict_proba(X))``."""
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
@@ -339,7 +351,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         w = val.w / val.w.sum()
         return float(np.dot(w, correct)), float(np.dot(w, loss))
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -359,13 +371,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _loss_name = "mse"
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, callbacks=None, dropout=0.0, batch_norm=False):
+    def __init__(self, loss: str = "squared_error",
+                 hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001, batch_size: int | str = "auto",
+                 learning_rate: str = "constant", learning_rate_init: float = 0.001,
+                 power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Seed = None, tol: float = 1e-4, verbose: bool = False,
+                 warm_start: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
+                 early_stopping: bool = False, validation_fraction: float = 0.1,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10, max_fun: int = 15000, dtype: DTypeLike | None = None,
+                 callbacks: Sequence[EpochCallback] | None = None, dropout: float = 0.0,
+                 batch_norm: bool = False) -> None:
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -384,7 +401,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                              f"got {self.loss!r}")
         return super()._checked_params()
 
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
+    def fit(self: _Est, X: MatrixLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+            X_val: MatrixLike = None, y_val: ArrayLike | None = None, comm: Any = None) -> _Est:
         """Train on (X, y) for up to ``max_iter`` epochs.
 
         Parameters
@@ -402,7 +420,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=False, comm=comm)
 
     @available_if(check_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, comm=None):
+    def partial_fit(self: _Est, X: MatrixLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None, *, X_val: MatrixLike = None,
+                    y_val: ArrayLike | None = None, comm: Any = None) -> _Est:
         """One epoch over (X, y), keeping the parameters and the optimizer state.
 
         As ``MLPClassifier.partial_fit`` (without ``classes``): nothing changes if
@@ -410,7 +430,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val, incremental=True, comm=comm)
 
-    def predict(self, X):
+    def predict(self, X: MatrixLike) -> FloatArray:
         """Predictions, shape (n_samples,) for one output, else (n_samples, n_outputs)."""
         out = _outputs.regression_outputs(self, self._forward(X))
         return out.ravel() if out.shape[1] == 1 else out
@@ -460,7 +480,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         val_loss = float(rows.mean()) if val.w is None else float(np.average(rows, weights=val.w))
         return float(r2_score(val.y, pred, sample_weight=val.w)), val_loss
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastmlp._validation import check_positive_float
 
@@ -130,7 +131,8 @@ def gradient_check(network: Any, x: np.ndarray, t: np.ndarray,
     return report
 
 
-def bound_ratio(analytic, numeric, bound, where=None):
+def bound_ratio(analytic: ArrayLike, numeric: ArrayLike, bound: str,
+                where: ArrayLike | None = None) -> float:
     """The largest ``|a - n| / (atol + rtol * |n|)`` over the elements (those where ``where``
     is true, if given), for ``(atol, rtol) = GRADCHECK_BOUNDS[bound]``: at most 1 when every
     element is within the bound."""

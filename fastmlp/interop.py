@@ -7,19 +7,27 @@ runtime runs; it needs the ``onnx`` package (``pip install "fastmlp[onnx]"``).
 ``state_dict`` of a PyTorch ``nn.Sequential`` of ``Linear`` layers and activations (as numpy
 arrays, or a ``.safetensors`` file of them); it needs neither torch nor onnx.
 """
+from __future__ import annotations
+
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ._files import open_regular, replace_atomically
 from ._format_v2 import read_tensors
 from ._model_file import is_estimator
 from ._records import network_classes
 from ._regularization import BN_EPS
+from ._typing import FloatArray, PathLike
 from ._validation import check_dtype
 from ._version import __version__
+
+if TYPE_CHECKING:   # for the annotations only
+    from .networks import MultiLayerNet
 
 __all__ = ["export_onnx", "from_torch_state_dict"]
 
@@ -29,7 +37,8 @@ _ONNX_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "iden
 
 # ----------------------------------------------------------------------------- export
 
-def inference_layers(model):
+def inference_layers(model: Any) -> tuple[list[tuple[FloatArray, FloatArray]], str,
+                                            dict[str, str]]:
     """What ``model`` computes at inference, as plain affine layers.
 
     Returns ``(layers, activation, outputs)``: ``layers`` the ``(W, b)`` of each affine
@@ -108,7 +117,7 @@ def _onnx_model(model):
     return onnx_model
 
 
-def export_onnx(model, path):
+def export_onnx(model: Any, path: PathLike) -> None:
     """Write ``model``'s inference graph to ``path`` as ONNX (needs the ``onnx`` package).
 
     Parameters
@@ -212,7 +221,9 @@ def _linear_layers(arrays):
     return layers
 
 
-def from_torch_state_dict(state_dict, activation="relu", *, loss="cross_entropy", dtype=None):
+def from_torch_state_dict(state_dict: Mapping[str, Any] | PathLike, activation: str = "relu", *,
+                          loss: str = "cross_entropy",
+                          dtype: DTypeLike | None = None) -> MultiLayerNet:
     """A ``MultiLayerNet`` with the weights of a PyTorch ``nn.Sequential`` of ``Linear`` layers.
 
     Parameters

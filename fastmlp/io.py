@@ -51,13 +51,17 @@ naming the file (never a raw safetensors, zip, JSON, struct or memory error);
 ``tempfile.mkstemp`` (``O_EXCL``: it never follows a planted symlink), fsyncs it
 and renames it over the target, removing it on any failure (Ctrl-C included).
 """
+from __future__ import annotations
+
 import json
 import os
 import struct
 import zipfile
 import zlib
+from typing import Any, Literal, overload
 
 from . import _format_v1, _format_v2
+from ._typing import PathLike, SupportsUpdate
 from ._files import open_regular, replace_atomically
 from ._model_file import (FORMAT_NAME, FORMAT_VERSION, Invalid, build, check_before_writing,
                           make_header)
@@ -65,7 +69,7 @@ from ._model_file import (FORMAT_NAME, FORMAT_VERSION, Invalid, build, check_bef
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
 
-def save(model, path, optimizer=None):
+def save(model: Any, path: PathLike, optimizer: SupportsUpdate | None = None) -> None:
     """Write ``model`` (and optionally an optimizer's state) to ``path``; no pickle involved.
 
     Parameters
@@ -100,7 +104,15 @@ _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, UnicodeD
                 IndexError, TypeError, ValueError, AttributeError, OSError, RecursionError)
 
 
-def load(path, *, with_optimizer=False):
+@overload
+def load(path: PathLike, *, with_optimizer: Literal[False] = False) -> Any: ...
+@overload
+def load(path: PathLike, *, with_optimizer: Literal[True]) -> tuple[Any, Any]: ...
+@overload
+def load(path: PathLike, *, with_optimizer: bool) -> Any: ...
+
+
+def load(path: PathLike, *, with_optimizer: bool = False) -> Any:
     """Read a model written by :func:`save` (format version 2, or version 1 of fastmlp 0.1).
 
     Parameters

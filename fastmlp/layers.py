@@ -90,9 +90,9 @@ class MulLayer:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.x = None
-        self.y = None
+    def __init__(self) -> None:
+        self.x: np.ndarray | None = None
+        self.y: np.ndarray | None = None
 
     def forward(self, x: ArrayLike, y: ArrayLike) -> Any:
         x, y = _pair(x, y)
@@ -120,9 +120,9 @@ class AddLayer:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.shape = None
-        self.dtype = None
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: Any = None
 
     def forward(self, x: ArrayLike, y: ArrayLike) -> Any:
         x, y = _pair(x, y)
@@ -142,9 +142,9 @@ class Relu:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.mask = None
-        self._dtype = None
+    def __init__(self) -> None:
+        self.mask: np.ndarray | None = None
+        self._dtype: np.dtype | None = None
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
@@ -167,13 +167,13 @@ class Sigmoid:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.out = None
+    def __init__(self) -> None:
+        self.out: np.ndarray | None = None
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
-        self.out = _backend.sigmoid_forward(x)
-        return self.out
+        self.out = out = _backend.sigmoid_forward(x)
+        return out
 
     def backward(self, dout: ArrayLike) -> Any:
         check_called(self.out, "Sigmoid")
@@ -188,13 +188,13 @@ class Tanh:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.out = None
+    def __init__(self) -> None:
+        self.out: np.ndarray | None = None
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
-        self.out = _backend.tanh_forward(x)
-        return self.out
+        self.out = out = _backend.tanh_forward(x)
+        return out
 
     def backward(self, dout: ArrayLike) -> Any:
         check_called(self.out, "Tanh")
@@ -214,9 +214,9 @@ class Identity:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.shape = None
-        self.dtype = None
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: Any = None
 
     def forward(self, x: ArrayLike) -> np.ndarray:
         x = as_float(x, "x")
@@ -239,12 +239,12 @@ class Affine:
 
     __repr__ = layer_repr
 
-    def __init__(self, W, b):
+    def __init__(self, W: ArrayLike, b: ArrayLike) -> None:
         self.W, self.b = self._checked_params(W, b)
-        self.x = None
-        self.original_x_shape = None
-        self.dW = None
-        self.db = None
+        self.x: np.ndarray | None = None
+        self.original_x_shape: tuple[int, ...] | None = None
+        self.dW: np.ndarray | None = None
+        self.db: np.ndarray | None = None
 
     @staticmethod
     def _checked_params(W, b):
@@ -296,10 +296,10 @@ class SoftmaxWithLoss:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
+    def __init__(self) -> None:
+        self.loss: float | None = None
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
 
     def forward(self, x: ArrayLike, t: ArrayLike) -> float:
         x = as_float(x, "x", ndim=2)
@@ -323,18 +323,18 @@ class MSELoss:
 
     __repr__ = layer_repr
 
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
+    def __init__(self) -> None:
+        self.loss: float | None = None
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
 
     def forward(self, y: ArrayLike, t: ArrayLike) -> float:
         y = as_float(y, "y", ndim=2)
         t = as_float(t, "t", dtype=y.dtype)
         check_same_shape(y, t, "y", "t")
-        self.loss = _backend.mse_forward(y, t)
+        self.loss = loss = _backend.mse_forward(y, t)
         self.y, self.t = y, t
-        return self.loss
+        return loss
 
     def backward(self, dout: float = 1) -> np.ndarray:
         check_called(self.y, "MSELoss")
@@ -354,12 +354,12 @@ class _LinkLoss:
 
     _loss_name: str | None = None   # the subclass's output code name
 
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
+    def __init__(self) -> None:
+        self.loss: float | None = None
+        self.y: np.ndarray | None = None
+        self.t: np.ndarray | None = None
 
-    def forward(self, x, t):
+    def forward(self, x: ArrayLike, t: ArrayLike) -> float:
         x = as_float(x, "x", ndim=2)
         t = check_target_range(as_float(t, "t", dtype=x.dtype, finite=True), self._loss_name)
         check_same_shape(x, t, "x", "t")
@@ -367,7 +367,7 @@ class _LinkLoss:
         self.t, self.loss = t, loss / x.shape[0]
         return self.loss
 
-    def backward(self, dout=1):
+    def backward(self, dout: float = 1) -> np.ndarray:
         name = type(self).__name__
         check_called(self.y, name)
         y = _cached_float(self.y, f"{name}.y", ndim=2)

@@ -24,11 +24,16 @@ The arrays ``gradient`` returns are those buffers: the next call to
 ``gradient`` overwrites them (copy them to keep them). One network must not
 run ``gradient`` from two threads at once; ``predict`` is safe from many.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _loop, _networks, layers
 from ._fused import FusedMLP
+from ._typing import FloatArray, ParamDict, Seed, SupportsUpdate
 from ._validation import check_positive_float, check_targets
 
 __all__ = ["MultiLayerNet", "TwoLayerNet"]
@@ -38,14 +43,15 @@ class MultiLayerNet(_networks.MultiLayerNet):
     __doc__ = _networks.MultiLayerNet.__doc__
     layers_module = layers
 
-    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
-                 weight_init_std="relu", weight_decay_lambda=0, *, dtype=np.float64, seed=None,
-                 loss="cross_entropy"):
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, *, dtype: DTypeLike = np.float64,
+                 seed: Seed = None, loss: str = "cross_entropy") -> None:
         super().__init__(input_size, hidden_size_list, output_size, activation,
                          weight_init_std, weight_decay_lambda, dtype=dtype, seed=seed, loss=loss)
         self._fused = FusedMLP()   # the compiled whole-network path and its buffers
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> FloatArray:
         """Scores (logits, before softmax) for a batch.
 
         Parameters
@@ -62,7 +68,7 @@ class MultiLayerNet(_networks.MultiLayerNet):
             return self._predict(x)
         return self._fused.predict(fused, x)
 
-    def loss(self, x, t):
+    def loss(self, x: ArrayLike, t: ArrayLike) -> float:
         """Mean cross-entropy of ``softmax(predict(x))`` (0.5 * squared error for
         ``loss='mse'``, binary cross-entropy per unit for 'logistic', half the Poisson
         deviance for 'poisson') plus the weight-decay term, in one compiled forward pass.
@@ -81,7 +87,7 @@ class MultiLayerNet(_networks.MultiLayerNet):
             return super().loss(x, t)
         return self._fused.loss(self, fused, x, t)
 
-    def accuracy(self, x, t):
+    def accuracy(self, x: ArrayLike, t: ArrayLike) -> float:
         """Fraction of samples whose highest score is the true class, in one compiled
         forward pass that counts the hits.
 
@@ -103,7 +109,8 @@ class MultiLayerNet(_networks.MultiLayerNet):
             labels = onehot.argmax(axis=1)
         return float(self._fused.count_correct(fused, x, labels) / x.shape[0])
 
-    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+    def gradient(self, x: ArrayLike, t: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                 weight_decay: float | None = None) -> ParamDict:
         """Gradient of ``loss`` by backpropagation, the whole network in one compiled call.
 
         Parameters
@@ -133,7 +140,9 @@ class MultiLayerNet(_networks.MultiLayerNet):
         self._fused.run(self, fused, x, t, sample_weight, weight_decay)
         return self._fused.gradients()
 
-    def fused_sgd_step(self, x, t, lr, sample_weight=None, weight_decay=None):
+    def fused_sgd_step(self, x: ArrayLike, t: ArrayLike, lr: float,
+                       sample_weight: ArrayLike | None = None,
+                       weight_decay: float | None = None) -> float | None:
         """Forward, backward and ``p -= lr * grad`` in one compiled pass, if it applies.
 
         Each W is updated by its own gradient GEMM; no gradient is stored (the
@@ -170,7 +179,9 @@ class MultiLayerNet(_networks.MultiLayerNet):
                 return False
         return True
 
-    def train_step(self, x, t, optimizer, sample_weight=None, *, weight_decay=None):
+    def train_step(self, x: ArrayLike, t: ArrayLike, optimizer: SupportsUpdate,
+                   sample_weight: ArrayLike | None = None, *,
+                   weight_decay: float | None = None) -> float:
         """One training step, ``optimizer.update(params, gradient(x, t))``, at full speed.
 
         Fused (see :meth:`fused_sgd_step`) when the optimizer is plain SGD;

@@ -13,16 +13,23 @@ As with ``MultiLayerNet``, the arrays ``gradient`` returns are buffers that the
 next call overwrites, and the batch-norm layers' running statistics are updated
 in place by the fused path (the layer path, like the book's, rebinds new arrays).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _networks_extend, layers, networks
 from ._fused_extend import FusedExtend
+from ._typing import FloatArray, ParamDict, Seed
 from ._validation import check_positive_float
 
 __all__ = ["MultiLayerNetExtend", "extensions"]
 
 
-def extensions(net):
+def extensions(net: Any) -> tuple[float, bool]:
     """``(dropout ratio, batch_norm)`` of a network: (0.0, False) for a plain one."""
     dropout = float(net.dropout_ration) if getattr(net, "use_dropout", False) else 0.0
     return dropout, bool(getattr(net, "use_batchnorm", False))
@@ -32,16 +39,18 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
     __doc__ = _networks_extend.MultiLayerNetExtend.__doc__
     layers_module = layers
 
-    def __init__(self, input_size, hidden_size_list, output_size, activation="relu",
-                 weight_init_std="relu", weight_decay_lambda=0, use_dropout=False,
-                 dropout_ration=0.5, use_batchnorm=False, *, dtype=np.float64, seed=None,
-                 loss="cross_entropy"):
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, use_dropout: bool = False,
+                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
+                 dtype: DTypeLike = np.float64, seed: Seed = None,
+                 loss: str = "cross_entropy") -> None:
         super().__init__(input_size, hidden_size_list, output_size, activation, weight_init_std,
                          weight_decay_lambda, use_dropout, dropout_ration, use_batchnorm,
                          dtype=dtype, seed=seed, loss=loss)
         self._fused_extend = FusedExtend()
 
-    def predict(self, x, train_flg=False):
+    def predict(self, x: ArrayLike, train_flg: bool = False) -> FloatArray:
         """Scores (logits) for a batch; ``train_flg`` as the book's (see the class notes)."""
         if not self._has_mode_layers():
             return networks.MultiLayerNet.predict(self, x)
@@ -51,7 +60,8 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
             return self._predict(x, train_flg)
         return self._fused_extend.predict(self, fused, x)
 
-    def gradient(self, x, t, sample_weight=None, *, weight_decay=None):
+    def gradient(self, x: ArrayLike, t: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                 weight_decay: float | None = None) -> ParamDict:
         """Gradient of ``loss(x, t, train_flg=True)`` by backpropagation, the whole network in
         one compiled call: ``W1, b1, gamma1, beta1, ...`` (the book's keys), buffers that the
         next call overwrites. Arguments as ``MultiLayerNet.gradient``."""
@@ -67,7 +77,9 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
         self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay)
         return self._fused_extend.gradients(fused)
 
-    def fused_sgd_step(self, x, t, lr, sample_weight=None, weight_decay=None):
+    def fused_sgd_step(self, x: ArrayLike, t: ArrayLike, lr: float,
+                       sample_weight: ArrayLike | None = None,
+                       weight_decay: float | None = None) -> float | None:
         """Forward, backward and ``p -= lr * grad`` for every W, b, gamma and beta in one
         compiled pass; None when it does not apply (see ``MultiLayerNet.fused_sgd_step``)."""
         if not self._has_mode_layers():

@@ -25,11 +25,15 @@ C-contiguous, other mappings) defer SIGINT while they copy the results back
 (``ConstantLR``, ``InverseScalingLR``, ``AdaptiveLR``, ``EpochDecayLR``) set an
 optimizer's ``lr`` between epochs; the training loop calls them.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _backend, _optim_state, threads
 from ._describe import optimizer_repr
@@ -50,6 +54,7 @@ class Optimizer:
 
     #: whether the rule keeps a step counter ``iter`` (Adam's bias correction)
     counts_steps = False
+    iter: int   # the step counter, set by the rules that count steps (Adam)
 
     #: names of the per-parameter state arrays this rule keeps (e.g. ``("v",)``)
     state_names: ClassVar[tuple[str, ...]] = ()
@@ -63,7 +68,7 @@ class Optimizer:
 
     __repr__ = optimizer_repr
 
-    def __init__(self, lr):
+    def __init__(self, lr: float) -> None:
         self.lr = check_positive_float(lr, "lr")
         for name in self.state_names:
             setattr(self, name, None)
@@ -128,7 +133,7 @@ class Optimizer:
                                  f"no longer matches); use a new optimizer")
         return checked, values
 
-    def update(self, params, grads):
+    def update(self, params: MutableMapping[str, Any], grads: Mapping[str, ArrayLike]) -> None:
         """Update every array in ``params`` in place from ``grads`` (same keys and shapes)."""
         self._check_hyper()
         ready = None
@@ -163,9 +168,10 @@ class Optimizer:
         work = [np.array(p, order="C") for p in values.values()]
         work_states = [[states[name][k].copy() for k in keys] for name in self.state_names]
         rule, lr, momentum, decay_rate, beta1, beta2, eps = self._rule_args()
-        _backend.optimizer_update(rule, work, [grads[k] for k in keys],
-                                  *(work_states + [None, None])[:2], lr=lr, momentum=momentum,
-                                  decay_rate=decay_rate, beta1=beta1, beta2=beta2, eps=eps)
+        state1, state2, *_ = [*work_states, None, None]
+        _backend.optimizer_update(rule, work, [grads[k] for k in keys], state1, state2, lr=lr,
+                                  momentum=momentum, decay_rate=decay_rate, beta1=beta1,
+                                  beta2=beta2, eps=eps)
         with deferred_sigint() as critical, critical:
             for key, w in zip(keys, work):
                 if values[key] is params[key]:
@@ -184,7 +190,7 @@ class Optimizer:
         next step; pure (Adam's ``iter`` is advanced by ``update``, next to the kernel call)."""
         return self.rule, self.lr, 0.0, 0.0, 0.0, 0.0, 0.0
 
-    def fused_lr(self):
+    def fused_lr(self) -> float | None:
         """The float lr when this update is exactly ``p -= lr * g`` (fastmlp's plain SGD with
         a finite lr > 0), so a network may fuse it into its backward pass; else None."""
         return None
@@ -195,7 +201,7 @@ class Optimizer:
         ``state`` is ``{}`` before the first update."""
         return _optim_state.state_dict(self)
 
-    def load_state_dict(self, d):
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
         """Take hyper-parameters, step count and state from ``d`` (as :meth:`state_dict`
         gives it); everything is checked before anything changes, arrays are copied."""
         _optim_state.load_state_dict(self, d)
@@ -205,10 +211,10 @@ class SGD(Optimizer):
     """param -= lr * grad."""
     rule = _RULES["sgd"]
 
-    def __init__(self, lr=0.01):
+    def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def fused_lr(self):
+    def fused_lr(self) -> float | None:
         # only this exact class: a subclass may change what update() does
         lr = self.lr
         return lr if type(self) is SGD and type(lr) is float and 0 < lr < math.inf else None
@@ -220,7 +226,7 @@ class Momentum(Optimizer):
     state_names = ("v",)
     hyper_bounds = (("lr", math.inf), ("momentum", math.inf))
 
-    def __init__(self, lr=0.01, momentum=0.9):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
         self.momentum = check_positive_float(momentum, "momentum", allow_zero=True)
 
@@ -247,7 +253,7 @@ class Nesterov(Momentum):
     variants = ("book", "sklearn")
     _VARIANT_RULES = {"book": _RULES["nesterov"], "sklearn": _RULES["nesterov_sklearn"]}
 
-    def __init__(self, lr=0.01, momentum=0.9, *, variant="book"):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, *, variant: str = "book") -> None:
         super().__init__(lr, momentum)
         self.variant = _optim_state.check_variant(self, variant)
 
@@ -265,7 +271,7 @@ class AdaGrad(Optimizer):
     rule = _RULES["adagrad"]
     state_names = ("h",)
 
-    def __init__(self, lr=0.01):
+    def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
     def _rule_args(self):
@@ -279,7 +285,7 @@ class RMSprop(Optimizer):
 
     hyper_bounds = (("lr", math.inf), ("decay_rate", 1.0))
 
-    def __init__(self, lr=0.01, decay_rate=0.99):
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         super().__init__(lr)
         self.decay_rate = check_positive_float(decay_rate, "decay_rate", allow_zero=True)
         if self.decay_rate >= 1:
@@ -301,7 +307,8 @@ class Adam(Optimizer):
     counts_steps = True
     hyper_bounds = (("lr", math.inf), ("beta1", 1.0), ("beta2", 1.0), ("eps", math.inf))
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, *, eps=EPS):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, *,
+                 eps: float = EPS) -> None:
         super().__init__(lr)
         self.beta1 = check_positive_float(beta1, "beta1", allow_zero=True)
         self.beta2 = check_positive_float(beta2, "beta2", allow_zero=True)
@@ -334,14 +341,14 @@ class ConstantLR:
     """lr stays at the value a fit starts with (sklearn's learning_rate='constant', and
     its Adam whatever learning_rate says)."""
 
-    def start_lr(self, lr0, samples_seen, incremental):
+    def start_lr(self, lr0: float, samples_seen: int, incremental: bool) -> float | None:
         """The lr at the start of a fit call: ``lr0``."""
         return lr0
 
-    def epoch_end(self, optimizer, samples_seen):
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
         """Nothing changes after an epoch."""
 
-    def plateau(self, optimizer):
+    def plateau(self, optimizer: Optimizer) -> bool:
         """No improvement for too long: stop (False)."""
         return False
 
@@ -351,18 +358,18 @@ class InverseScalingLR(ConstantLR):
     at the start of each fit call and after each epoch (``samples_seen``: the estimator's
     ``t_``)."""
 
-    def __init__(self, lr0, power_t):
+    def __init__(self, lr0: float, power_t: float) -> None:
         self.lr0 = check_positive_float(lr0, "lr0")
         if isinstance(power_t, (bool, np.bool_)) or not isinstance(power_t, numbers.Real) \
                 or not float(power_t) >= 0:   # +inf allowed, as the estimator allows it
             raise ValueError(f"power_t must be a real number >= 0, got {power_t!r:.60}")
-        self.power_t = float(power_t)
+        self.power_t: float = float(power_t)
 
-    def start_lr(self, lr0, samples_seen, incremental):
+    def start_lr(self, lr0: float, samples_seen: int, incremental: bool) -> float | None:
         """``lr0 / (samples_seen + 1) ** power_t`` (the given lr0: this fit's)."""
         return lr0 / (samples_seen + 1) ** self.power_t
 
-    def epoch_end(self, optimizer, samples_seen):
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
         """Set ``optimizer.lr = lr0 / (samples_seen + 1) ** power_t``."""
         optimizer.lr = self.lr0 / (samples_seen + 1) ** self.power_t
 
@@ -371,15 +378,15 @@ class AdaptiveLR(ConstantLR):
     """sklearn's learning_rate='adaptive': on a plateau divide lr by ``divisor`` while it is
     above ``min_lr``, else stop. A fit restarts from lr0; ``partial_fit`` keeps the lr."""
 
-    def __init__(self, divisor=5.0, min_lr=1e-6):
+    def __init__(self, divisor: float = 5.0, min_lr: float = 1e-6) -> None:
         self.divisor = check_positive_float(divisor, "divisor")
         self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
 
-    def start_lr(self, lr0, samples_seen, incremental):
+    def start_lr(self, lr0: float, samples_seen: int, incremental: bool) -> float | None:
         """``lr0`` for a fit, None (keep the optimizer's current lr) for an incremental call."""
         return None if incremental else lr0
 
-    def plateau(self, optimizer):
+    def plateau(self, optimizer: Optimizer) -> bool:
         """If ``optimizer.lr > min_lr``: ``lr /= divisor`` and True (keep training); else False."""
         if optimizer.lr > self.min_lr:
             optimizer.lr /= self.divisor
@@ -390,12 +397,12 @@ class AdaptiveLR(ConstantLR):
 class EpochDecayLR(ConstantLR):
     """The Trainer's ``lr_decay``: ``lr *= factor`` after every epoch, factor in (0, 1]."""
 
-    def __init__(self, factor):
+    def __init__(self, factor: float) -> None:
         self.factor = check_positive_float(factor, "factor")
         if self.factor > 1:
             raise ValueError(f"factor must be in (0, 1], got {factor}")
 
-    def epoch_end(self, optimizer, samples_seen):
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
         """``optimizer.lr *= factor``."""
         optimizer.lr *= self.factor
 

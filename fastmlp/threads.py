@@ -27,10 +27,13 @@ State kept here (one process-wide setting, like numpy's BLAS pool itself), under
   threads, which do not exist in it, forever). So once fastmlp may have handed its
   kernels more than one thread, a forked child keeps its kernels on one thread.
 """
+from __future__ import annotations
+
 import logging
 import os
 import threading
 import warnings
+from typing import Any, Literal
 
 from . import _blas
 from ._kernels import threads as _omp
@@ -65,24 +68,24 @@ SMALL_STEP_FLOPS = 16e6
 
 _log = logging.getLogger(__name__)   # thread decisions, at DEBUG level
 _lock = threading.RLock()
-_requested = None          # set by set_num_threads; None means the default
+_requested: int | None = None   # set by set_num_threads; None means the default
 _generation = 0            # bumped by every set_num_threads call
-_originals = None          # (numpy BLAS threads or None, OpenMP max threads) before fastmlp
+_originals: Any = None     # (numpy BLAS threads or None, OpenMP max threads) before fastmlp
 _controller = None         # threadpoolctl controller of numpy's BLAS, looked up once
 _warned_no_openmp = False
 _teams_started = False     # fastmlp may have run an OpenMP team in this process
 _fork_serial = False       # forked after that: kernels stay on one thread
 _warned_fork_serial = False
 _step_users = 0            # fits inside blas_threads_for_step's limit now
-_step_token = None         # from _limit_blas_temporarily, while that limit is on
+_step_token: Any = None    # from _limit_blas_temporarily, while that limit is on
 
 
-def openmp_enabled():
+def openmp_enabled() -> bool:
     """True when the compiled kernels were built with OpenMP."""
     return _omp.openmp_enabled()
 
 
-def available_cores():
+def available_cores() -> int:
     """The cores this process may run on (its CPU affinity), at least 1."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -98,7 +101,7 @@ def _default_threads():
     return available_cores()
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads fastmlp's kernels may use.
 
     The value given to :func:`set_num_threads`, else the available cores
@@ -121,7 +124,7 @@ def get_num_threads():
     return n
 
 
-def kernel_threads(n_elements):
+def kernel_threads(n_elements: int) -> int:
     """Threads for an elementwise kernel over ``n_elements`` items: 1 unless it is safe
     (:data:`OPENMP_SHARES_BLAS_POOL`) and pays (:data:`PARALLEL_MIN_ELEMENTS`), else
     :func:`get_num_threads`."""
@@ -176,7 +179,7 @@ def _save_originals():
         _originals = (_blas_threads(), _omp.omp_max_threads())
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Use ``n`` threads in fastmlp's kernels and in numpy's BLAS.
 
     fastmlp multiplies matrices with the BLAS numpy itself is linked against,
@@ -248,7 +251,7 @@ def set_num_threads(n):
         _log.debug("set_num_threads(%d): numpy's BLAS and OpenMP on %d threads", n, n)
 
 
-def threads_in_use():
+def threads_in_use() -> int:
     """The threads a training step started now would use: numpy's BLAS pool's count (where
     the products run; fastmlp's elementwise kernels run serially beside a pthreads BLAS or
     share its OpenMP pool), or :func:`get_num_threads` when that pool cannot be read."""
@@ -272,14 +275,14 @@ class threadpool_limits:
     ``[1, MAX_THREADS]``). Not reentrant: one ``with`` per instance.
     """
 
-    def __init__(self, n):
+    def __init__(self, n: int) -> None:
         n = check_positive_int(n, "n")
         if n > MAX_THREADS:
             raise ValueError(f"n must be <= {MAX_THREADS} (fastmlp.threads.MAX_THREADS), got {n}")
         self.n = n
-        self._saved = None
+        self._saved: tuple[Any, ...] | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> threadpool_limits:
         global _requested, _generation
         with _lock:
             if self._saved is not None:
@@ -295,7 +298,7 @@ class threadpool_limits:
         _log.debug("threadpool_limits(%d): numpy's BLAS and OpenMP on %d threads", self.n, self.n)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _requested, _originals, _generation, _step_token
         with _lock:
             if self._saved is None:
@@ -316,7 +319,7 @@ class threadpool_limits:
 
 # ---------------------------------------------------------------- processes sharing cores
 
-def threads_per_process(sharing, cores=None):
+def threads_per_process(sharing: int, cores: int | None = None) -> int:
     """Threads for one of ``sharing`` processes that run on the same cores.
 
     The cores available to this process (:func:`available_cores`, its CPU affinity) divided
@@ -340,7 +343,7 @@ def threads_per_process(sharing, cores=None):
     return max(1, cores // sharing)
 
 
-def set_threads_for_processes(sharing, warn=True):
+def set_threads_for_processes(sharing: int, warn: bool = True) -> int:
     """Give this process its share of the cores: :func:`threads_per_process` threads for
     numpy's BLAS and fastmlp's kernels (through :func:`set_num_threads`).
 
@@ -415,7 +418,7 @@ def _end_temporary_limit(token):
         return True
 
 
-def blas_threads_for_step(step_flops):
+def blas_threads_for_step(step_flops: float) -> _StepBlasLimit:
     """Context manager: numpy's BLAS on one thread while a fit with small steps trains.
 
     ``step_flops`` is the cost of one training step's matrix products (6 * batch *
@@ -444,11 +447,11 @@ def blas_threads_for_step(step_flops):
 class _StepBlasLimit:
     """What :func:`blas_threads_for_step` returns; ``active`` False: a no-op."""
 
-    def __init__(self, active):
+    def __init__(self, active: bool) -> None:
         self._active = active
-        self._pid = None   # the process that entered, until it leaves
+        self._pid: int | None = None   # the process that entered, until it leaves
 
-    def __enter__(self):
+    def __enter__(self) -> _StepBlasLimit:
         global _step_users, _step_token
         if self._active:
             with _lock:
@@ -458,7 +461,7 @@ class _StepBlasLimit:
                 self._pid = os.getpid()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         global _step_users, _step_token
         pid, self._pid = self._pid, None
         if pid is None or pid != os.getpid():  # inactive, left already, or forked since

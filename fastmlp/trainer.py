@@ -29,10 +29,15 @@ recorded whole or not at all, so after a ``KeyboardInterrupt`` the trainer is
 exactly as after its last whole step and ``train()`` resumes as if never
 interrupted.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _describe, _sigint
 from ._networks import MultiLayerNet
@@ -40,6 +45,7 @@ from . import optimizers as _optimizers
 from ._random import check_seed, generator, normal_source
 from ._loop import DivergenceError, Loop, SampledStream, ShuffledStream, step
 from ._progress import Progress
+from ._typing import Seed, SupportsUpdate
 from ._validation import as_array, as_float, check_positive_float, check_positive_int, check_targets, lookup
 
 __all__ = ["Trainer", "DivergenceError"]
@@ -163,12 +169,16 @@ class Trainer:
     #: door that prints a summary of its own, as ``fastmlp train``, turns them off)
     print_final_accuracy = True
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return _describe.trainer_repr(self)
 
-    def __init__(self, network, x_train, t_train, x_test, t_test, epochs=20, mini_batch_size=100,
-                 optimizer="SGD", optimizer_param=None, evaluate_sample_num_per_epoch=None,
-                 verbose=True, lr_decay=None, seed=None, *, sampling="book"):
+    def __init__(self, network: Any, x_train: ArrayLike, t_train: ArrayLike, x_test: ArrayLike,
+                 t_test: ArrayLike, epochs: int = 20, mini_batch_size: int = 100,
+                 optimizer: str | SupportsUpdate = "SGD",
+                 optimizer_param: Mapping[str, Any] | None = None,
+                 evaluate_sample_num_per_epoch: int | None = None, verbose: bool = True,
+                 lr_decay: float | None = None, seed: Seed = None, *,
+                 sampling: str = "book") -> None:
         # --- validate everything before keeping anything
         _check_network(network)
         dtype = _network_dtype(network)
@@ -209,30 +219,31 @@ class Trainer:
         self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
         self.verbose = bool(verbose)
         self.lr_decay = lr_decay
-        self.optimizer = optimizer
+        self.optimizer: Any = optimizer   # an Optimizer, or any object with update() (and lr)
         self.sampling = sampling
-        self._loss_after_update = None   # 'book': the pending step's loss after its update
+        self._loss_after_update: Any = None   # 'book': the pending step's loss after its update
 
         self.train_size = train_size
         self.iter_per_epoch = max(train_size / mini_batch_size, 1)
         self.max_iter = int(epochs * self.iter_per_epoch)
         self.current_iter = 0
         self.current_epoch = 0
-        self.final_test_acc = None
-        self._full_test_acc_at = None  # current_iter of the last whole-test-set evaluation
+        self.final_test_acc: float | None = None
+        self._full_test_acc_at: int | None = None  # current_iter of the last whole-test-set eval
 
-        self.train_loss_list = []
-        self.train_acc_list = []
-        self.test_acc_list = []
+        self.train_loss_list: list[float] = []
+        self.train_acc_list: list[float] = []
+        self.test_acc_list: list[float] = []
 
         self._stream = self._make_stream(x_train, t_train, mini_batch_size, rng, dtype)
         self._loop = Loop(self._stream, self, self._take_step)
-        self._bar = None
+        self._bar: Progress | None = None
 
     # ------------------------------------------------------------------ checks
 
     @staticmethod
-    def _check_data(network, x, t, dtype, x_name, t_name):
+    def _check_data(network: Any, x: ArrayLike, t: ArrayLike, dtype: Any, x_name: str,
+                    t_name: str) -> tuple[np.ndarray, np.ndarray]:
         """``x`` as a C-contiguous finite array of the network's dtype; ``t`` as labels or one-hot."""
         x = as_array(x, x_name)  # rejects complex, object and non-arrays before converting
         # float32/float64 data stays in its own dtype (batches are converted as they are
@@ -291,7 +302,7 @@ class Trainer:
         batch = self._stream.draw(_sigint.critical_section() if critical is None else critical)
         return batch.x, batch.t
 
-    def train_step(self):
+    def train_step(self) -> float:
         """Run one step: next mini-batch, gradient, update; at an epoch's end, evaluate.
 
         Returns
@@ -344,22 +355,22 @@ class Trainer:
 
     # the Loop's front-door hooks ----------------------------------------
 
-    def batch_weight_decay(self, batch):
+    def batch_weight_decay(self, batch: Any) -> float | None:
         return None   # the network's own weight_decay_lambda
 
-    def record_step(self, batch, loss):
+    def record_step(self, batch: Any, loss: float) -> None:
         """The bookkeeping of an applied step (inside the step's critical section)."""
         if self.sampling == "book":
             loss, self._loss_after_update = self._loss_after_update, None
         self.train_loss_list.append(loss)
         self.current_iter += 1
 
-    def epoch_end_due(self, batch=None):
+    def epoch_end_due(self, batch: Any = None) -> bool:
         if self.sampling == "book":   # after steps 0, ceil(ipe), ceil(2 ipe), ... as the book
             return self.current_iter - 1 == math.ceil(self.current_epoch * self.iter_per_epoch)
         return self.current_iter >= int((self.current_epoch + 1) * self.iter_per_epoch)
 
-    def diverged(self, loss):
+    def diverged(self, loss: float) -> None:
         number = self.current_iter + 1
         epoch = self.current_epoch + 1
         lr = getattr(self.optimizer, "lr", None)
@@ -380,7 +391,7 @@ class Trainer:
             correct += round(float(self.network.accuracy(x[start:stop], t[start:stop])) * (stop - start))
         return correct / n
 
-    def end_epoch(self, critical):
+    def end_epoch(self, critical: Any) -> None:
         """Measure the accuracies and record the epoch's end (called inside the critical
         section of the epoch's last step)."""
         k = self.evaluate_sample_num_per_epoch
@@ -422,7 +433,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self):
+    def train(self) -> float:
         """Run the remaining steps up to ``max_iter``, then measure the test accuracy.
 
         Resumable: after a :class:`DivergenceError` (say, once the learning

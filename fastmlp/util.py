@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._random import check_seed, generator
+from ._typing import Seed
 from ._validation import as_array, as_float
 
 __all__ = ["smooth_curve", "shuffle_dataset"]
@@ -58,7 +59,8 @@ def smooth_curve(x: ArrayLike) -> np.ndarray:
     return smoothed[edge:smoothed.shape[0] - edge].astype(x.dtype, copy=False)
 
 
-def shuffle_dataset(x: ArrayLike, t: ArrayLike, seed=None) -> tuple[np.ndarray, np.ndarray]:
+def shuffle_dataset(x: ArrayLike, t: ArrayLike,
+                    seed: Seed = None) -> tuple[np.ndarray, np.ndarray]:
     """``x`` and ``t`` with their rows in one random order (new arrays; the inputs stay).
 
     Parameters

@@ -18,6 +18,7 @@ from importlib.resources import files
 import numpy as np
 
 from .._shard import check_shard, shard_bounds
+from .._typing import Split
 from ._common import N_CLASSES, format_split
 
 
@@ -41,7 +42,8 @@ def _split_indices(target, test_fraction):
 
 
 def load_digits(normalize: bool = True, flatten: bool = True, one_hot_label: bool = False,
-                test_fraction: float = 0.2, shard: tuple[int, int] | None = None) -> tuple:
+                test_fraction: float = 0.2,
+                shard: tuple[int, int] | None = None) -> tuple[Split, Split]:
     """Load the 8x8 handwritten digits (1797 samples, 10 classes).
 
     The data ships with fastmlp, so no download is needed. The train/test

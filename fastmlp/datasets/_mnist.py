@@ -15,6 +15,7 @@ import numpy as np
 
 from .._files import open_regular
 from .._shard import check_shard, shard_bounds
+from .._typing import Split
 from ._common import N_CLASSES, format_split
 
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
@@ -236,7 +237,8 @@ def _payload(idx):
 
 
 def load_mnist(path: str | os.PathLike, normalize: bool = True, flatten: bool = True,
-               one_hot_label: bool = False, shard: tuple[int, int] | None = None) -> tuple:
+               one_hot_label: bool = False,
+               shard: tuple[int, int] | None = None) -> tuple[Split, Split]:
     """Load MNIST (or Fashion-MNIST) from the four IDX files in a directory.
 
     Parameters
