@@ -5,6 +5,8 @@ import contextlib
 import io
 import re
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,3 +254,32 @@ def test_progress_lines_wrap_before_the_width(dots, items):
     assert max(map(len, lines)) <= WIDTH
     assert "".join(lines).replace(" ", "").replace(";", "") == (
         "784-1024-1024-10@512float64" + "".join(dots) + "".join("f" * n for n in items))
+
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_load_and_coretype_warnings_fit_too(monkeypatch, capsys):
+    """bench's warnings on stderr wrap at the tables' width (the load warning was 262
+    columns on one line), every word kept."""
+    import argparse
+
+    from fastmlp import _bench
+    from fastmlp._bench import main as bench_main
+    parser = argparse.ArgumentParser()
+    _bench.add_arguments(parser)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(bench_main, "oversubscribed", lambda pool: (3.4, 2))
+
+    def stop(names):
+        raise _Stop   # the run ends once both warnings are out
+    monkeypatch.setattr(bench_main, "peer_versions", stop)
+    with pytest.raises(_Stop):
+        bench_main.run(parser.parse_args(["--quick"]))
+    err = capsys.readouterr().err
+    words = " ".join(err.split())
+    assert "OPENBLAS_CORETYPE=Haswell is set" in words
+    assert "other processes keep 3.4 cores busy" in words
+    assert max(len(line) for line in err.splitlines()) <= 100

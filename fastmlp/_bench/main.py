@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import sys
+import textwrap
 
 from .._oversubscription import oversubscribed
 from .configs import LR, N_ROWS, SKLEARN_BATCHES, network_name
@@ -53,7 +54,9 @@ def run(args):
 
 
 def _warn(text):
-    print(f"fastmlp bench: warning: {text}", file=sys.stderr)
+    """A warning on stderr, wrapped at the tables' width (continuation lines indented)."""
+    print(textwrap.fill(f"fastmlp bench: warning: {text}", WIDTH, subsequent_indent="    ",
+                        break_on_hyphens=False, break_long_words=False), file=sys.stderr)
 
 
 def _run(args):
