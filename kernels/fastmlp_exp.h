@@ -67,6 +67,21 @@
 
 typedef union { double d; uint64_t u; } fastmlp_bits;
 
+/* |x| and copysign inline: GCC's and clang's builtins; <math.h>'s functions with other
+ * compilers (MSVC), which inline them too. The same IEEE operation either way. */
+#if defined(__GNUC__)
+#define FASTMLP_FABS(x) __builtin_fabs(x)
+#define FASTMLP_FABSF(x) __builtin_fabsf(x)
+#define FASTMLP_COPYSIGN(x, s) __builtin_copysign(x, s)
+#define FASTMLP_COPYSIGNF(x, s) __builtin_copysignf(x, s)
+#else
+#include <math.h>
+#define FASTMLP_FABS(x) fabs(x)
+#define FASTMLP_FABSF(x) fabsf(x)
+#define FASTMLP_COPYSIGN(x, s) copysign(x, s)
+#define FASTMLP_COPYSIGNF(x, s) copysignf(x, s)
+#endif
+
 /* Hide a constant from the optimiser: with a clamp's bound known, GCC threads the clamped path
  * through the whole computation (it folds to a constant there), leaving a branch per element
  * that stops the loop from vectorising. The passes load their bounds through this once. */
@@ -130,19 +145,19 @@ static inline double fastmlp_exp1(double x, double lo, double hi, int wide) {
 
 /* tanh(x) in double (see the header comment). */
 static inline double fastmlp_tanh1(double x, double lo, int wide) {
-    double y = -2.0 * __builtin_fabs(x);
+    double y = -2.0 * FASTMLP_FABS(x);
     y = y < lo ? lo : y;             /* lo = -44: tanh(22) is 1 in double; NaN passes */
     double k = (y * FASTMLP_LOG2E + FASTMLP_SHIFT) - FASTMLP_SHIFT;
     double r = wide ? (y - k * FASTMLP_LN2_HI) - k * FASTMLP_LN2_LO : y - k * FASTMLP_LN2;
     double q = r + (r * r) * fastmlp_exp_poly(r, wide);   /* expm1(r) */
     double s = fastmlp_pow2(k);
     double m = s * q + (s - 1.0);                      /* expm1(y), in (-1, 0] */
-    return __builtin_copysign(-m / (2.0 + m), x);
+    return FASTMLP_COPYSIGN(-m / (2.0 + m), x);
 }
 
 /* sigmoid(x) in double: exp only sees -|x|. */
 static inline double fastmlp_sigmoid1(double x, double lo, double hi, int wide) {
-    double e = fastmlp_exp1(-__builtin_fabs(x), lo, hi, wide);
+    double e = fastmlp_exp1(-FASTMLP_FABS(x), lo, hi, wide);
     return (x >= 0 ? 1.0 : e) / (1.0 + e);
 }
 
@@ -177,7 +192,7 @@ static inline float fastmlp_pow2_f(float k) {
 /* sigmoid(x) in float: e = exp(-|x|) (clamped at lo = -104, where it rounds to +0; a
  * subnormal e is rounded once, through two factors 2^k1 * 2^k2). */
 static inline float fastmlp_sigmoid1_f(float x, float lo) {
-    float y = -__builtin_fabsf(x);
+    float y = -FASTMLP_FABSF(x);
     y = y < lo ? lo : y;             /* NaN passes */
     float k = (y * FASTMLP_LOG2E_F + FASTMLP_SHIFT_F) - FASTMLP_SHIFT_F;   /* [-150, 0] */
     float r = (y - k * FASTMLP_LN2_HI_F) - k * FASTMLP_LN2_LO_F;
@@ -190,14 +205,14 @@ static inline float fastmlp_sigmoid1_f(float x, float lo) {
 /* tanh(x) in float: -m / (2 + m), m = expm1(-2|x|) (clamped at tlo = -18: tanh(9) rounds
  * to 1 in float, and 2^k stays normal). */
 static inline float fastmlp_tanh1_f(float x, float tlo) {
-    float y = -2.0f * __builtin_fabsf(x);
+    float y = -2.0f * FASTMLP_FABSF(x);
     y = y < tlo ? tlo : y;
     float k = (y * FASTMLP_LOG2E_F + FASTMLP_SHIFT_F) - FASTMLP_SHIFT_F;   /* [-26, 0] */
     float r = (y - k * FASTMLP_LN2_HI_F) - k * FASTMLP_LN2_LO_F;
     float q = r + (r * r) * fastmlp_expm1_poly_f(r);
     float s = fastmlp_pow2_f(k);
     float m = s * q + (s - 1.0f);
-    return __builtin_copysignf(-m / (2.0f + m), x);
+    return FASTMLP_COPYSIGNF(-m / (2.0f + m), x);
 }
 
 /* The per-type element functions the passes call: float32 in float, float64 in double. */
