@@ -22,6 +22,14 @@ cdef extern from "fastmlp_norm.h" nogil:
                             double momentum, Py_ssize_t n, Py_ssize_t m, double *out, double *xc,
                             double *xn, double *std, double *mean, double *running_mean,
                             double *running_var)
+    void fastmlp_bn_relu_train_f(float *h, const float *b, const float *gamma, const float *beta,
+                                 double eps, double momentum, Py_ssize_t n, Py_ssize_t m,
+                                 float *xc, float *xn, float *std, float *mean,
+                                 float *running_mean, float *running_var, unsigned char *mask)
+    void fastmlp_bn_relu_train_d(double *h, const double *b, const double *gamma,
+                                 const double *beta, double eps, double momentum, Py_ssize_t n,
+                                 Py_ssize_t m, double *xc, double *xn, double *std, double *mean,
+                                 double *running_mean, double *running_var, unsigned char *mask)
     void fastmlp_bn_infer_f(const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, double eps,
                             Py_ssize_t n, Py_ssize_t m, float *out, float *scale)
@@ -84,6 +92,21 @@ cdef inline void bn_train(const floating *x, const floating *gamma, const floati
     else:
         fastmlp_bn_train_d(x, gamma, beta, eps, momentum, n, m, out, xc, xn, std, mean,
                            running_mean, running_var)
+
+
+cdef inline void bn_relu_train(floating *h, const floating *b, const floating *gamma,
+                               const floating *beta, double eps, double momentum, Py_ssize_t n,
+                               Py_ssize_t m, floating *xc, floating *xn, floating *std,
+                               floating *mean, floating *running_mean, floating *running_var,
+                               unsigned char *mask) noexcept nogil:
+    """h = relu(batch norm of (h + b), then + beta) in place, mask = (. <= 0); the passes of
+    bias, bn_train and bias_relu in three; see fastmlp_norm.h."""
+    if floating is float:
+        fastmlp_bn_relu_train_f(h, b, gamma, beta, eps, momentum, n, m, xc, xn, std, mean,
+                                running_mean, running_var, mask)
+    else:
+        fastmlp_bn_relu_train_d(h, b, gamma, beta, eps, momentum, n, m, xc, xn, std, mean,
+                                running_mean, running_var, mask)
 
 
 cdef inline void bn_infer(const floating *x, const floating *gamma, const floating *beta,

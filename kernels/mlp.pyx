@@ -406,7 +406,15 @@ cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
                                                 layers[0].k, layers[0].m):
             return 1
         if i < L - 1:
-            if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
+            if layers[i].bn == 1 and act == RELU and layers[i].mask != NULL:   # one call
+                _norm.bn_relu_train(<floating*>layers[i].h, <const floating*>layers[i].b,
+                                    <const floating*>layers[i].gamma,
+                                    <const floating*>layers[i].beta, layers[i].eps,
+                                    layers[i].momentum, n, layers[i].m, <floating*>layers[i].xc,
+                                    <floating*>layers[i].xn, <floating*>layers[i].std,
+                                    <floating*>layers[i].mean, <floating*>layers[i].rmean,
+                                    <floating*>layers[i].rvar, layers[i].mask)
+            elif layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
                 bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
                 _bn_forward(&layers[i], <floating*>layers[i].h, n)
                 _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
