@@ -71,6 +71,33 @@ FASTMLP_CLONES static void fastmlp_scale_##S(const T *x, T *out, T s, ptrdiff_t 
     for (ptrdiff_t i = start; i < end; i++)                                                  \
         out[i] = x[i] * s;                                                                   \
 }                                                                                            \
+/* The rest of training-mode batch normalisation once mean (m) holds the column means of   \
+ * x (n x m): xc = x - mean, std = sqrt(var + eps) with var = sum_i xc^2 / n, and the       \
+ * running statistics = momentum * running + (1 - momentum) * (mean, var). xc must not     \
+ * alias x (FASTMLP_IVDEP). */                                                               \
+FASTMLP_CLONES static void fastmlp_bn_center_##S(const T *x, ptrdiff_t n, ptrdiff_t m,      \
+                                                 const T *mean, double eps, double momentum,\
+                                                 T *xc, T *std, T *running_mean,            \
+                                                 T *running_var) {                          \
+    const T nn = (T)n, e = (T)eps, mom = (T)momentum, rest = (T)(1.0 - momentum);           \
+    ptrdiff_t i, j;                                                                          \
+    for (j = 0; j < m; j++)                                                                  \
+        std[j] = 0;                                                                          \
+    for (i = 0; i < n; i++) {                                                                \
+        FASTMLP_IVDEP                                                                        \
+        for (j = 0; j < m; j++) {                                                            \
+            T c = x[i * m + j] - mean[j];                                                    \
+            xc[i * m + j] = c;                                                               \
+            std[j] += c * c;                                                                 \
+        }                                                                                    \
+    }                                                                                        \
+    for (j = 0; j < m; j++) {                                                                \
+        T var = std[j] / nn;                                                                 \
+        running_mean[j] = mom * running_mean[j] + rest * mean[j];                            \
+        running_var[j] = mom * running_var[j] + rest * var;                                  \
+        std[j] = SQRT(var + e);                                                              \
+    }                                                                                        \
+}                                                                                            \
 /* Training-mode batch normalisation of x (n x m) per column j:                             \
  * mean = sum_i x / n, xc = x - mean, var = sum_i xc^2 / n, std = sqrt(var + eps),           \
  * xn = xc / std, out = gamma * xn + beta; running = momentum * running + (1 - momentum)    \
@@ -80,29 +107,16 @@ FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, cons
                                                 double eps, double momentum, ptrdiff_t n,    \
                                                 ptrdiff_t m, T *out, T *xc, T *xn, T *std,   \
                                                 T *mean, T *running_mean, T *running_var) {  \
-    const T nn = (T)n, e = (T)eps, mom = (T)momentum, rest = (T)(1.0 - momentum);           \
+    const T nn = (T)n;                                                                       \
     ptrdiff_t i, j;                                                                          \
-    for (j = 0; j < m; j++) {                                                                \
+    for (j = 0; j < m; j++)                                                                  \
         mean[j] = 0;                                                                         \
-        std[j] = 0;                                                                          \
-    }                                                                                        \
     for (i = 0; i < n; i++)                                                                  \
         for (j = 0; j < m; j++)                                                              \
             mean[j] += x[i * m + j];                                                         \
     for (j = 0; j < m; j++)                                                                  \
         mean[j] = mean[j] / nn;                                                              \
-    for (i = 0; i < n; i++)                                                                  \
-        for (j = 0; j < m; j++) {                                                            \
-            T c = x[i * m + j] - mean[j];                                                    \
-            xc[i * m + j] = c;                                                               \
-            std[j] += c * c;                                                                 \
-        }                                                                                    \
-    for (j = 0; j < m; j++) {                                                                \
-        T var = std[j] / nn;                                                                 \
-        running_mean[j] = mom * running_mean[j] + rest * mean[j];                            \
-        running_var[j] = mom * running_var[j] + rest * var;                                  \
-        std[j] = SQRT(var + e);                                                              \
-    }                                                                                        \
+    fastmlp_bn_center_##S(x, n, m, mean, eps, momentum, xc, std, running_mean, running_var);\
     if (beta != NULL) {                                                                      \
         for (i = 0; i < n; i++)                                                              \
             for (j = 0; j < m; j++) {                                                        \
@@ -130,12 +144,10 @@ FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *
                                                      ptrdiff_t m, T *xc, T *xn, T *std,     \
                                                      T *mean, T *running_mean,              \
                                                      T *running_var, unsigned char *mask) { \
-    const T nn = (T)n, e = (T)eps, mom = (T)momentum, rest = (T)(1.0 - momentum);           \
+    const T nn = (T)n;                                                                       \
     ptrdiff_t i, j;                                                                          \
-    for (j = 0; j < m; j++) {                                                                \
+    for (j = 0; j < m; j++)                                                                  \
         mean[j] = 0;                                                                         \
-        std[j] = 0;                                                                          \
-    }                                                                                        \
     for (i = 0; i < n; i++) {                                                                \
         FASTMLP_IVDEP                                                                        \
         for (j = 0; j < m; j++) {                                                            \
@@ -146,20 +158,7 @@ FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *
     }                                                                                        \
     for (j = 0; j < m; j++)                                                                  \
         mean[j] = mean[j] / nn;                                                              \
-    for (i = 0; i < n; i++) {                                                                \
-        FASTMLP_IVDEP                                                                        \
-        for (j = 0; j < m; j++) {                                                            \
-            T c = h[i * m + j] - mean[j];                                                    \
-            xc[i * m + j] = c;                                                               \
-            std[j] += c * c;                                                                 \
-        }                                                                                    \
-    }                                                                                        \
-    for (j = 0; j < m; j++) {                                                                \
-        T var = std[j] / nn;                                                                 \
-        running_mean[j] = mom * running_mean[j] + rest * mean[j];                            \
-        running_var[j] = mom * running_var[j] + rest * var;                                  \
-        std[j] = SQRT(var + e);                                                              \
-    }                                                                                        \
+    fastmlp_bn_center_##S(h, n, m, mean, eps, momentum, xc, std, running_mean, running_var);\
     for (i = 0; i < n; i++) {                                                                \
         FASTMLP_IVDEP                                                                        \
         for (j = 0; j < m; j++) {                                                            \
