@@ -205,10 +205,7 @@ class FusedExtend:
     def run(self, net, plan, x, t, sample_weight, weight_decay, sgd_lr=0.0):
         """Check the batch, run forward + backward in training mode (with ``sgd_lr`` > 0 the
         SGD step on every W, b, gamma, beta), record the layers' attributes; return the loss."""
-        for d in plan.drop:   # an int becomes the layer's own stream once, not every pass
-            if d is not None:
-                d.rng = as_stream(d.rng, "Dropout.rng")
-        streams = [None if d is None else d.rng for d in plan.drop]
+        streams = [None if d is None else as_stream(d.rng, "Dropout.rng") for d in plan.drop]
         # A failed call must not have drawn from the masks' streams: Generators are
         # rewound after a pass that found NaN/inf in x (the kernel checks x in O(n));
         # numpy's global state and a RandomState cost more to save than checking x first.
@@ -256,9 +253,11 @@ class FusedExtend:
                             ws.work[slot], momenta[i], BN_EPS))
         drop_args, saved_streams = [], saved_states(streams)
         for i, d in enumerate(plan.drop):   # keys drawn in forward order, as the layers do
-            slot = ws.drop_slots[i]
-            drop_args.append(None if d is None else
-                             (ws.dmasks[slot], draw_key(streams[i]), ratios[i]))
+            if d is None:
+                drop_args.append(None)
+                continue
+            d.rng = streams[i]   # an int becomes the layer's own stream once, not every pass
+            drop_args.append((ws.dmasks[ws.drop_slots[i]], draw_key(streams[i]), ratios[i]))
         self.workspace = ws
         if sgd_lr and _reads_a_parameter(plan, (x, t, sample_weight), ws.labels):
             x, t = np.array(x), np.array(t)

@@ -229,6 +229,16 @@ def test_a_non_finite_x_draws_nothing_from_the_masks_stream():
     assert net.rng.bit_generator.state == state
 
 
+def test_a_refused_batch_leaves_an_int_stream_as_it_was():
+    """The int seed becomes the layer's Generator only when a pass draws from it: a batch
+    refused before that leaves the public attribute untouched."""
+    net = _extend(use_batchnorm=False, dropout_ration=0.5)
+    net.layers["Dropout1"].rng = 5
+    with pytest.raises(ValueError, match="labels|t "):
+        net.fused_sgd_step(np.ones((4, 6)), [0, 1, 9, 0], 0.1)   # label 9 of 3 classes
+    assert net.layers["Dropout1"].rng == 5
+
+
 def test_an_int_stream_is_seeded_once_not_every_pass():
     net = _extend(use_batchnorm=False, dropout_ration=0.5)
     for layer in net.layers.values():
