@@ -406,7 +406,7 @@ cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
                                                 layers[0].k, layers[0].m):
             return 1
         if i < L - 1:
-            if layers[i].bn == 1 and act == RELU and layers[i].mask != NULL:   # one call
+            if layers[i].bn == 1 and act == RELU and layers[i].mask != NULL:   # 3 passes, not 5
                 _norm.bn_relu_train(<floating*>layers[i].h, <const floating*>layers[i].b,
                                     <const floating*>layers[i].gamma,
                                     <const floating*>layers[i].beta, layers[i].eps,
