@@ -25,11 +25,13 @@ cdef extern from "fastmlp_norm.h" nogil:
     void fastmlp_bn_relu_train_f(float *h, const float *b, const float *gamma, const float *beta,
                                  double eps, double momentum, Py_ssize_t n, Py_ssize_t m,
                                  float *xc, float *xn, float *std, float *mean,
-                                 float *running_mean, float *running_var, unsigned char *mask)
+                                 float *running_mean, float *running_var, unsigned char *mask,
+                                 unsigned char *dmask, uint64_t key, uint32_t threshold)
     void fastmlp_bn_relu_train_d(double *h, const double *b, const double *gamma,
                                  const double *beta, double eps, double momentum, Py_ssize_t n,
                                  Py_ssize_t m, double *xc, double *xn, double *std, double *mean,
-                                 double *running_mean, double *running_var, unsigned char *mask)
+                                 double *running_mean, double *running_var, unsigned char *mask,
+                                 unsigned char *dmask, uint64_t key, uint32_t threshold)
     void fastmlp_bn_infer_f(const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, double eps,
                             Py_ssize_t n, Py_ssize_t m, float *out, float *scale)
@@ -42,6 +44,16 @@ cdef extern from "fastmlp_norm.h" nogil:
     void fastmlp_bn_backward_d(const double *dout, const double *xn, const double *gamma,
                                const double *std, Py_ssize_t n, Py_ssize_t m, double *dx,
                                double *dgamma, double *dbeta, double *work)
+    void fastmlp_bn_relu_backward_f(float *d, const unsigned char *dmask,
+                                    const unsigned char *mask, const float *xn,
+                                    const float *gamma, const float *std, Py_ssize_t n,
+                                    Py_ssize_t m, float *dgamma, float *dbeta, float *db,
+                                    float *work)
+    void fastmlp_bn_relu_backward_d(double *d, const unsigned char *dmask,
+                                    const unsigned char *mask, const double *xn,
+                                    const double *gamma, const double *std, Py_ssize_t n,
+                                    Py_ssize_t m, double *dgamma, double *dbeta, double *db,
+                                    double *work)
 
 
 cdef inline uint32_t dropout_threshold(double ratio) noexcept nogil:
@@ -98,15 +110,17 @@ cdef inline void bn_relu_train(floating *h, const floating *b, const floating *g
                                const floating *beta, double eps, double momentum, Py_ssize_t n,
                                Py_ssize_t m, floating *xc, floating *xn, floating *std,
                                floating *mean, floating *running_mean, floating *running_var,
-                               unsigned char *mask) noexcept nogil:
-    """h = relu(batch norm of (h + b), then + beta) in place, mask = (. <= 0); the passes of
-    bias, bn_train and bias_relu in three; see fastmlp_norm.h."""
+                               unsigned char *mask, unsigned char *dmask, uint64_t key,
+                               uint32_t threshold) noexcept nogil:
+    """h = relu(batch norm of (h + b), then + beta) in place, mask = (. <= 0), then dropout
+    (dmask not NULL); the passes of bias, bn_train, bias_relu and dropout_forward in three;
+    see fastmlp_norm.h."""
     if floating is float:
         fastmlp_bn_relu_train_f(h, b, gamma, beta, eps, momentum, n, m, xc, xn, std, mean,
-                                running_mean, running_var, mask)
+                                running_mean, running_var, mask, dmask, key, threshold)
     else:
         fastmlp_bn_relu_train_d(h, b, gamma, beta, eps, momentum, n, m, xc, xn, std, mean,
-                                running_mean, running_var, mask)
+                                running_mean, running_var, mask, dmask, key, threshold)
 
 
 cdef inline void bn_infer(const floating *x, const floating *gamma, const floating *beta,
@@ -128,3 +142,19 @@ cdef inline void bn_backward(const floating *dout, const floating *xn, const flo
         fastmlp_bn_backward_f(dout, xn, gamma, std, n, m, dx, dgamma, dbeta, work)
     else:
         fastmlp_bn_backward_d(dout, xn, gamma, std, n, m, dx, dgamma, dbeta, work)
+
+
+cdef inline void bn_relu_backward(floating *d, const unsigned char *dmask,
+                                  const unsigned char *mask, const floating *xn,
+                                  const floating *gamma, const floating *std, Py_ssize_t n,
+                                  Py_ssize_t m, floating *dgamma, floating *dbeta, floating *db,
+                                  floating *work) noexcept nogil:
+    """Backward of bn_relu_train in place on d, with dgamma, dbeta and db (the column sums
+    of the result); dropout_backward, relu_backward, bn_backward and column_sums in two
+    passes; see fastmlp_norm.h."""
+    if floating is float:
+        fastmlp_bn_relu_backward_f(d, dmask, mask, xn, gamma, std, n, m, dgamma, dbeta, db,
+                                   work)
+    else:
+        fastmlp_bn_relu_backward_d(d, dmask, mask, xn, gamma, std, n, m, dgamma, dbeta, db,
+                                   work)

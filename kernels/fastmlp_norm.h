@@ -135,16 +135,21 @@ FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, cons
 }                                                                                            \
 /* The whole network's hidden layer in training mode, in place on h (n x m, the Affine's   \
  * product): h += b, batch normalisation as fastmlp_bn_train (out = gamma * xn), then       \
- * relu(out + beta) with mask = (out + beta <= 0) as fastmlp_bias_relu: the same operations \
- * in the same order (the same bits) in three passes instead of five. h, xc, xn, mask,      \
- * std, mean and the running statistics must be distinct buffers (FASTMLP_IVDEP). */        \
+ * relu(out + beta) with mask = (out + beta <= 0) as fastmlp_bias_relu, then (dmask not     \
+ * NULL) dropout as fastmlp_dropout_forward: the same operations in the same order (the    \
+ * same bits) in three passes instead of six; dropout runs on each row while it is in the  \
+ * cache (one loop holding both would not vectorise). h, xc, xn, mask, dmask, std, mean    \
+ * and the running statistics must be distinct buffers (FASTMLP_IVDEP). */                  \
 FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *gamma,      \
                                                      const T *beta, double eps,             \
                                                      double momentum, ptrdiff_t n,          \
                                                      ptrdiff_t m, T *xc, T *xn, T *std,     \
                                                      T *mean, T *running_mean,              \
-                                                     T *running_var, unsigned char *mask) { \
+                                                     T *running_var, unsigned char *mask,   \
+                                                     unsigned char *dmask, uint64_t key,    \
+                                                     uint32_t threshold) {                  \
     const T nn = (T)n;                                                                       \
+    const uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);                           \
     ptrdiff_t i, j;                                                                          \
     for (j = 0; j < m; j++)                                                                  \
         mean[j] = 0;                                                                         \
@@ -167,6 +172,15 @@ FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *
             T w = gamma[j] * v + beta[j];                                                    \
             h[i * m + j] = w <= 0 ? 0 : w;                                                   \
             mask[i * m + j] = w <= 0;                                                        \
+        }                                                                                    \
+        if (dmask != NULL) {                                                                 \
+            FASTMLP_IVDEP                                                                    \
+            for (j = 0; j < m; j++) {                                                        \
+                uint32_t r = fastmlp_mix32(fastmlp_mix32((uint32_t)(i * m + j) ^ lo) ^ hi);  \
+                T keep = r > threshold ? 1 : 0;                                              \
+                dmask[i * m + j] = r > threshold;                                            \
+                h[i * m + j] = h[i * m + j] * keep;                                          \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
@@ -217,6 +231,56 @@ FASTMLP_CLONES static void fastmlp_bn_backward_##S(const T *dout, const T *xn, c
     for (i = 0; i < n; i++)                                                                  \
         for (j = 0; j < m; j++)                                                              \
             dx[i * m + j] = a[j] * (dout[i * m + j] - b[j] - xn[i * m + j] * c[j]);          \
+}                                                                                            \
+/* Backward of fastmlp_bn_relu_train in place on d (n x m, the gradient of its output):    \
+ * dropout's (d *= dmask, when dmask is not NULL), ReLU's (d = 0 where mask), then          \
+ * fastmlp_bn_backward's, and db = the column sums of the result (the Affine's bias         \
+ * gradient, as fastmlp_column_sums): the same operations in the same order (the same bits)\
+ * in two passes instead of six, each row's steps done while it is in the cache. work (3m) \
+ * is scratch; d, xn and the outputs must be distinct buffers (FASTMLP_IVDEP). */            \
+FASTMLP_CLONES static void fastmlp_bn_relu_backward_##S(T *d, const unsigned char *dmask,   \
+                                                        const unsigned char *mask,           \
+                                                        const T *xn, const T *gamma,         \
+                                                        const T *std, ptrdiff_t n,           \
+                                                        ptrdiff_t m, T *dgamma, T *dbeta,    \
+                                                        T *db, T *work) {                    \
+    const T nn = (T)n;                                                                       \
+    T *a = work, *b = work + m, *c = work + 2 * m;                                           \
+    ptrdiff_t i, j;                                                                          \
+    for (j = 0; j < m; j++) {                                                                \
+        dbeta[j] = 0;                                                                        \
+        dgamma[j] = 0;                                                                       \
+        db[j] = 0;                                                                           \
+    }                                                                                        \
+    for (i = 0; i < n; i++) {                                                                \
+        T *row = d + i * m;                                                                  \
+        if (dmask != NULL) {                                                                 \
+            FASTMLP_IVDEP                                                                    \
+            for (j = 0; j < m; j++)                                                          \
+                row[j] = row[j] * (T)dmask[i * m + j];                                       \
+        }                                                                                    \
+        FASTMLP_IVDEP                                                                        \
+        for (j = 0; j < m; j++)                                                              \
+            row[j] = mask[i * m + j] ? 0 : row[j];                                           \
+        FASTMLP_IVDEP                                                                        \
+        for (j = 0; j < m; j++) {                                                            \
+            dbeta[j] += row[j];                                                              \
+            dgamma[j] += xn[i * m + j] * row[j];                                             \
+        }                                                                                    \
+    }                                                                                        \
+    for (j = 0; j < m; j++) {                                                                \
+        a[j] = gamma[j] / std[j];                                                            \
+        b[j] = dbeta[j] / nn;                                                                \
+        c[j] = dgamma[j] / nn;                                                               \
+    }                                                                                        \
+    for (i = 0; i < n; i++) {                                                                \
+        FASTMLP_IVDEP                                                                        \
+        for (j = 0; j < m; j++) {                                                            \
+            T v = a[j] * (d[i * m + j] - b[j] - xn[i * m + j] * c[j]);                       \
+            d[i * m + j] = v;                                                                \
+            db[j] += v;                                                                      \
+        }                                                                                    \
+    }                                                                                        \
 }
 
 FASTMLP_DEFINE_NORM(float, f, sqrtf)

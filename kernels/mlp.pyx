@@ -360,14 +360,29 @@ cdef void _dropout_forward(Layer *layer, floating *h, Py_ssize_t n) noexcept nog
 cdef void _bn_backward(Layer *layer, floating *d, Py_ssize_t n, floating sgd_lr) noexcept nogil:
     """d = the gradient before batch normalisation (in place), dgamma and dbeta; with a
     fused SGD step also gamma -= lr * dgamma, beta -= lr * dbeta (after their last use)."""
+    _norm.bn_backward(<const floating*>d, <const floating*>layer.xn,
+                      <const floating*>layer.gamma, <const floating*>layer.std, n, layer.m, d,
+                      <floating*>layer.dgamma, <floating*>layer.dbeta, <floating*>layer.work)
+    _bn_sgd(layer, sgd_lr)
+
+
+cdef void _bn_relu_backward(Layer *layer, Py_ssize_t n, floating sgd_lr) noexcept nogil:
+    """The backward of _forward's fused pass (bn_relu_train) in place on layer.d, with
+    dgamma, dbeta and db; with a fused SGD step also the gamma and beta updates."""
+    _norm.bn_relu_backward(<floating*>layer.d, layer.dmask if layer.drop == 1 else NULL,
+                           layer.mask, <const floating*>layer.xn, <const floating*>layer.gamma,
+                           <const floating*>layer.std, n, layer.m, <floating*>layer.dgamma,
+                           <floating*>layer.dbeta, <floating*>layer.db, <floating*>layer.work)
+    _bn_sgd(layer, sgd_lr)
+
+
+cdef void _bn_sgd(Layer *layer, floating sgd_lr) noexcept nogil:
+    """gamma -= lr * dgamma, beta -= lr * dbeta when sgd_lr is not 0 (a fused SGD step)."""
     cdef Py_ssize_t j
     cdef floating *gamma = <floating*>layer.gamma
     cdef floating *beta = <floating*>layer.beta
     cdef floating *dgamma = <floating*>layer.dgamma
     cdef floating *dbeta = <floating*>layer.dbeta
-    _norm.bn_backward(<const floating*>d, <const floating*>layer.xn, <const floating*>gamma,
-                      <const floating*>layer.std, n, layer.m, d, dgamma, dbeta,
-                      <floating*>layer.work)
     if sgd_lr != 0:
         for j in range(layer.m):
             gamma[j] -= sgd_lr * dgamma[j]
@@ -392,6 +407,12 @@ cdef bint _x_finite(const floating *x, const floating *h, Py_ssize_t n, Py_ssize
     return True
 
 
+cdef inline bint _bn_relu_fused(const Layer *layer, int act) noexcept nogil:
+    """True when a training layer's bias, batch norm, ReLU and dropout (if any) run as the
+    fused passes of fastmlp_norm.h (bn_relu_train forward, bn_relu_backward backward)."""
+    return layer.bn == 1 and act == RELU and layer.mask != NULL
+
+
 cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
                   int act, bint check_x=False) noexcept nogil:
     """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated.
@@ -406,24 +427,27 @@ cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
                                                 layers[0].k, layers[0].m):
             return 1
         if i < L - 1:
-            if layers[i].bn == 1 and act == RELU and layers[i].mask != NULL:   # 3 passes, not 5
+            if _bn_relu_fused(&layers[i], act):   # 3 passes, not 5 (6 with dropout)
                 _norm.bn_relu_train(<floating*>layers[i].h, <const floating*>layers[i].b,
                                     <const floating*>layers[i].gamma,
                                     <const floating*>layers[i].beta, layers[i].eps,
                                     layers[i].momentum, n, layers[i].m, <floating*>layers[i].xc,
                                     <floating*>layers[i].xn, <floating*>layers[i].std,
                                     <floating*>layers[i].mean, <floating*>layers[i].rmean,
-                                    <floating*>layers[i].rvar, layers[i].mask)
-            elif layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
-                bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
-                _bn_forward(&layers[i], <floating*>layers[i].h, n)
-                _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
-                                 layers[i].mask, n, layers[i].m, act)
+                                    <floating*>layers[i].rvar, layers[i].mask,
+                                    layers[i].dmask if layers[i].drop == 1 else NULL,
+                                    layers[i].key, layers[i].threshold)
             else:
-                _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
-                                 layers[i].mask, n, layers[i].m, act)
-            if layers[i].drop:
-                _dropout_forward(&layers[i], <floating*>layers[i].h, n)
+                if layers[i].bn:   # Affine (+ b), normalise (gamma * xhat), then act(. + beta)
+                    bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
+                    _bn_forward(&layers[i], <floating*>layers[i].h, n)
+                    _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].beta,
+                                     layers[i].mask, n, layers[i].m, act)
+                else:
+                    _bias_activation(<floating*>layers[i].h, <const floating*>layers[i].b,
+                                     layers[i].mask, n, layers[i].m, act)
+                if layers[i].drop:
+                    _dropout_forward(&layers[i], <floating*>layers[i].h, n)
         else:
             bias(<floating*>layers[i].h, <const floating*>layers[i].b, n, layers[i].m)
         a = <const floating*>layers[i].h
@@ -450,6 +474,7 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
     cdef floating *db
     cdef const floating *a
     cdef floating decay = 1 - sgd_lr * weight_decay
+    cdef bint db_ready, db_next_ready = False
     loss = _output_loss(output, <floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels,
                         onehot, weights, n, layers[L - 1].m)
     if sgd_lr != 0 and not isfinite(loss):
@@ -459,7 +484,13 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         d, W, dW = <floating*>layers[i].d, <floating*>layers[i].W, <floating*>layers[i].dW
         b, db = <floating*>layers[i].b, <floating*>layers[i].db
         a = x if i == 0 else <const floating*>layers[i - 1].h
-        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
+        db_ready = db_next_ready
+        db_next_ready = False
+        if i > 0 and _bn_relu_fused(&layers[i - 1], act):
+            gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
+            _bn_relu_backward(&layers[i - 1], n, sgd_lr)   # also db[i-1]: two passes, not six
+            db_next_ready = True
+        elif i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
             if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' would see 0
                 _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
@@ -470,7 +501,8 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         if weight_decay != 0:
             for j in range(k * m):
                 sum_sq_weights[0] += <double>W[j] * W[j]
-        column_sums(d, m, db, n, m)
+        if not db_ready:
+            column_sums(d, m, db, n, m)
         if sgd_lr == 0:
             if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
                 for j in range(k * m):
