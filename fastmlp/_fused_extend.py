@@ -94,6 +94,9 @@ class Workspace:
         self.labels = self.labels[0]
         masks = iter(self.masks)
         self.masks = [next(masks) if activation == 0 else None for _ in hidden] + [None]
+        # the layers' ``mask`` attributes: made once, not per step
+        self.mask_views = [None if m is None else m.view(np.bool_) for m in self.masks]
+        self.dmask_views = [m.view(np.bool_) for m in self.dmasks]
         self.bn_slots = _slots(has_bn)
         self.drop_slots = _slots(has_drop)
 
@@ -113,11 +116,12 @@ def _slots(flags):
 class FusedExtend:
     """The compiled whole-network path of one ``MultiLayerNetExtend``."""
 
-    __slots__ = ("workspace", "running")
+    __slots__ = ("workspace", "running", "structure")
 
     def __init__(self):
         self.workspace = None
         self.running = {}   # hidden layer index -> (mean, var): arrays the kernel updates
+        self.structure = None   # (key, layer names, their kinds) of _structure
 
     def __reduce__(self):
         return FusedExtend, ()
@@ -126,22 +130,22 @@ class FusedExtend:
         """A :class:`Plan` for ``net`` as it is now, or None (the layer path then runs)."""
         if not _backend.USE_BLAS:
             return None
-        names = net._layer_names(net.hidden_layer_num + 1)
+        names, kinds = self._structure(net)
         if list(net.layers) != names:
             return None
         core, bn, drop = {}, [], []
-        for name, layer in net.layers.items():
-            if name.startswith("BatchNorm"):
+        for (name, layer), kind in zip(net.layers.items(), kinds):
+            if kind == "bn":
                 if type(layer) is not layers.BatchNormalization or _own_methods(layer):
                     return None
                 bn[-1] = layer
-            elif name.startswith("Dropout"):
+            elif kind == "drop":
                 if type(layer) is not layers.Dropout or _own_methods(layer):
                     return None
                 drop[-1] = layer
             else:
                 core[name] = layer
-                if name.startswith("Affine"):
+                if kind == "affine":
                     bn.append(None)
                     drop.append(None)
         found = _backend.mlp_fusable(_CoreView(net, core), _CORE, writeable)
@@ -154,6 +158,18 @@ class FusedExtend:
                                           and _ready(layer.beta, dtype, shape, writeable)):
                 return None
         return Plan(found, bn[:-1], drop[:-1], names)
+
+    def _structure(self, net):
+        """The layer names the kernel runs for ``net``'s public attributes and each one's
+        kind ('bn', 'drop', 'affine', 'core'); made once per depth, batch norm and dropout."""
+        key = (net.hidden_layer_num, net.use_batchnorm, net.use_dropout)
+        if self.structure is None or self.structure[0] != key:
+            names = net._layer_names(net.hidden_layer_num + 1)
+            kinds = ["bn" if name.startswith("BatchNorm") else
+                     "drop" if name.startswith("Dropout") else
+                     "affine" if name.startswith("Affine") else "core" for name in names]
+            self.structure = (key, names, kinds)
+        return self.structure[1], self.structure[2]
 
     def _running(self, i, layer, dtype, m):
         """The running statistics of hidden layer i as arrays this path owns (the layer then
@@ -313,10 +329,10 @@ def _record(net, plan, x, t, ws, data_loss, loss):
             layer.xc, layer.xn, layer.std = ws.xc[slot], ws.xn[slot], ws.std[slot]
             layer.dgamma, layer.dbeta = ws.dgamma[slot], ws.dbeta[slot]
         elif kind is layers.Dropout:
-            layer.mask = ws.dmasks[ws.drop_slots[affine_i]].view(np.bool_)
+            layer.mask = ws.dmask_views[ws.drop_slots[affine_i]]
             layer._dtype = plan.dtype
         elif kind is layers.Relu:
-            layer.mask = ws.masks[affine_i].view(np.bool_)
+            layer.mask = ws.mask_views[affine_i]
             layer._dtype = plan.dtype   # what Relu.forward records beside its mask
         elif kind is layers.Identity:
             layer.shape, layer.dtype = ws.hs[affine_i].shape, plan.dtype

@@ -31,13 +31,22 @@ def as_stream(rng, name="rng"):
                     f"got {type(rng).__name__}")
 
 
+# Bit generators whose ``random_raw()`` is one 64-bit output: ``integers(0, 2**63)`` is then
+# that output's top 63 bits (Lemire's method never rejects for a power-of-two range), got
+# here without ``integers``' argument handling (tests/test_streams.py checks they agree).
+_RAW64 = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
+
+
 def draw_key(rng):
     """One mask key from ``rng`` (a Generator, a RandomState, or None: numpy's global
-    random state)."""
+    random state): ``integers(0, KEY_BOUND)`` of it."""
     if rng is None:
         return int(np.random.randint(0, KEY_BOUND, dtype=np.int64))
     if isinstance(rng, np.random.RandomState):
         return int(rng.randint(0, KEY_BOUND, dtype=np.int64))
+    bits = rng.bit_generator
+    if type(bits) in _RAW64:
+        return int(bits.random_raw()) >> 1
     return int(rng.integers(0, KEY_BOUND, dtype=np.int64))
 
 
@@ -50,8 +59,13 @@ def rewindable(streams):
 
 
 def saved_states(streams):
-    """``[(generator, state)]`` of the Generators in ``streams``, for :func:`rewind`."""
-    return [(s, s.bit_generator.state) for s in streams if isinstance(s, np.random.Generator)]
+    """``[(generator, state)]`` of the Generators in ``streams``, each once (the layers of
+    a network share its stream), for :func:`rewind`."""
+    saved = {}
+    for s in streams:
+        if isinstance(s, np.random.Generator) and id(s) not in saved:
+            saved[id(s)] = (s, s.bit_generator.state)
+    return list(saved.values())
 
 
 def rewind(saved):
