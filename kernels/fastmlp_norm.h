@@ -72,9 +72,9 @@ FASTMLP_CLONES static void fastmlp_scale_##S(const T *x, T *out, T s, ptrdiff_t 
         out[i] = x[i] * s;                                                                   \
 }                                                                                            \
 /* The rest of training-mode batch normalisation once mean (m) holds the column means of   \
- * x (n x m): xc = x - mean, std = sqrt(var + eps) with var = sum_i xc^2 / n, and the       \
- * running statistics = momentum * running + (1 - momentum) * (mean, var). xc must not     \
- * alias x (FASTMLP_IVDEP). */                                                               \
+ * x (n x m): xc = x - mean (not stored when xc is NULL), std = sqrt(var + eps) with        \
+ * var = sum_i xc^2 / n, and the running statistics = momentum * running + (1 - momentum)  \
+ * * (mean, var). xc must not alias x (FASTMLP_IVDEP). */                                    \
 FASTMLP_CLONES static void fastmlp_bn_center_##S(const T *x, ptrdiff_t n, ptrdiff_t m,      \
                                                  const T *mean, double eps, double momentum,\
                                                  T *xc, T *std, T *running_mean,            \
@@ -84,11 +84,19 @@ FASTMLP_CLONES static void fastmlp_bn_center_##S(const T *x, ptrdiff_t n, ptrdif
     for (j = 0; j < m; j++)                                                                  \
         std[j] = 0;                                                                          \
     for (i = 0; i < n; i++) {                                                                \
-        FASTMLP_IVDEP                                                                        \
-        for (j = 0; j < m; j++) {                                                            \
-            T c = x[i * m + j] - mean[j];                                                    \
-            xc[i * m + j] = c;                                                               \
-            std[j] += c * c;                                                                 \
+        if (xc != NULL) {                                                                    \
+            FASTMLP_IVDEP                                                                    \
+            for (j = 0; j < m; j++) {                                                        \
+                T c = x[i * m + j] - mean[j];                                                \
+                xc[i * m + j] = c;                                                           \
+                std[j] += c * c;                                                             \
+            }                                                                                \
+        } else {                                                                             \
+            FASTMLP_IVDEP                                                                    \
+            for (j = 0; j < m; j++) {                                                        \
+                T c = x[i * m + j] - mean[j];                                                \
+                std[j] += c * c;                                                             \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
     for (j = 0; j < m; j++) {                                                                \
@@ -137,9 +145,10 @@ FASTMLP_CLONES static void fastmlp_bn_train_##S(const T *x, const T *gamma, cons
  * product): h += b, batch normalisation as fastmlp_bn_train (out = gamma * xn), then       \
  * relu(out + beta) with mask = (out + beta <= 0) as fastmlp_bias_relu, then (dmask not     \
  * NULL) dropout as fastmlp_dropout_forward: the same operations in the same order (the    \
- * same bits) in three passes instead of six; dropout runs on each row while it is in the  \
- * cache (one loop holding both would not vectorise). h, xc, xn, mask, dmask, std, mean    \
- * and the running statistics must be distinct buffers (FASTMLP_IVDEP). */                  \
+ * same bits) in three passes instead of six, xc written in the last; dropout runs on each \
+ * row while it is in the cache (one loop holding both would not vectorise). h, xc, xn,    \
+ * mask, dmask, std, mean and the running statistics must be distinct buffers              \
+ * (FASTMLP_IVDEP). */                                                                       \
 FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *gamma,      \
                                                      const T *beta, double eps,             \
                                                      double momentum, ptrdiff_t n,          \
@@ -163,11 +172,14 @@ FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *
     }                                                                                        \
     for (j = 0; j < m; j++)                                                                  \
         mean[j] = mean[j] / nn;                                                              \
-    fastmlp_bn_center_##S(h, n, m, mean, eps, momentum, xc, std, running_mean, running_var);\
+    /* xc is stored by the last pass, from h as the centring pass computed it */            \
+    fastmlp_bn_center_##S(h, n, m, mean, eps, momentum, NULL, std, running_mean, running_var);\
     for (i = 0; i < n; i++) {                                                                \
         FASTMLP_IVDEP                                                                        \
         for (j = 0; j < m; j++) {                                                            \
-            T v = xc[i * m + j] / std[j];                                                    \
+            T c = h[i * m + j] - mean[j];                                                    \
+            xc[i * m + j] = c;                                                               \
+            T v = c / std[j];                                                                \
             xn[i * m + j] = v;                                                               \
             T w = gamma[j] * v + beta[j];                                                    \
             h[i * m + j] = w <= 0 ? 0 : w;                                                   \
