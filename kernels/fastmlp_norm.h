@@ -52,8 +52,9 @@ FASTMLP_CLONES static void fastmlp_dropout_forward_##S(const T *x, T *out, unsig
                                                        uint64_t key, uint32_t threshold,     \
                                                        ptrdiff_t start, ptrdiff_t end) {     \
     const uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);                           \
-    for (ptrdiff_t i = start; i < end; i++) {                                                \
-        uint32_t h = fastmlp_mix32(fastmlp_mix32((uint32_t)i ^ lo) ^ hi);                    \
+    uint32_t index = (uint32_t)start;   /* i mod 2^32 in 32-bit lanes (64-bit ones narrow) */ \
+    for (ptrdiff_t i = start; i < end; i++, index++) {                                       \
+        uint32_t h = fastmlp_mix32(fastmlp_mix32(index ^ lo) ^ hi);                          \
         T keep = h > threshold ? 1 : 0;   /* a select: a byte-to-float cast would not vectorise */\
         mask[i] = h > threshold;                                                             \
         out[i] = x[i] * keep;                                                                \
@@ -186,9 +187,10 @@ FASTMLP_CLONES static void fastmlp_bn_relu_train_##S(T *h, const T *b, const T *
             mask[i * m + j] = w <= 0;                                                        \
         }                                                                                    \
         if (dmask != NULL) {                                                                 \
+            uint32_t index = (uint32_t)(i * m);   /* as fastmlp_dropout_forward's */         \
             FASTMLP_IVDEP                                                                    \
-            for (j = 0; j < m; j++) {                                                        \
-                uint32_t r = fastmlp_mix32(fastmlp_mix32((uint32_t)(i * m + j) ^ lo) ^ hi);  \
+            for (j = 0; j < m; j++, index++) {                                               \
+                uint32_t r = fastmlp_mix32(fastmlp_mix32(index ^ lo) ^ hi);                  \
                 T keep = r > threshold ? 1 : 0;                                              \
                 dmask[i * m + j] = r > threshold;                                            \
                 h[i * m + j] = h[i * m + j] * keep;                                          \
