@@ -219,13 +219,25 @@ FASTMLP_CLONES static void fastmlp_bn_infer_##S(const T *x, const T *gamma, cons
                 out[i * m + j] = gamma[j] * ((x[i * m + j] - running_mean[j]) / scale[j]);   \
     }                                                                                        \
 }                                                                                            \
+/* The per-column factors of batch normalisation's backward: a = gamma / std,              \
+ * b = dbeta / n, c = dgamma / n (dx = a * (dout - b - xn * c)). */                          \
+static void fastmlp_bn_backward_coefficients_##S(const T *gamma, const T *std,              \
+                                                 const T *dgamma, const T *dbeta,           \
+                                                 ptrdiff_t n, ptrdiff_t m, T *a, T *b,      \
+                                                 T *c) {                                    \
+    const T nn = (T)n;                                                                       \
+    for (ptrdiff_t j = 0; j < m; j++) {                                                      \
+        a[j] = gamma[j] / std[j];                                                            \
+        b[j] = dbeta[j] / nn;                                                                \
+        c[j] = dgamma[j] / nn;                                                               \
+    }                                                                                        \
+}                                                                                            \
 /* Backward of fastmlp_bn_train per column: dbeta = sum dout, dgamma = sum xn * dout,       \
  * dx = gamma / std * (dout - dbeta / n - xn * dgamma / n) (the book's chain through        \
  * std, var and mean, collected). work (3m) is scratch; dx may be dout. */                   \
 FASTMLP_CLONES static void fastmlp_bn_backward_##S(const T *dout, const T *xn, const T *gamma,\
                                                    const T *std, ptrdiff_t n, ptrdiff_t m,   \
                                                    T *dx, T *dgamma, T *dbeta, T *work) {    \
-    const T nn = (T)n;                                                                       \
     T *a = work, *b = work + m, *c = work + 2 * m;                                           \
     ptrdiff_t i, j;                                                                          \
     for (j = 0; j < m; j++) {                                                                \
@@ -237,11 +249,7 @@ FASTMLP_CLONES static void fastmlp_bn_backward_##S(const T *dout, const T *xn, c
             dbeta[j] += dout[i * m + j];                                                     \
             dgamma[j] += xn[i * m + j] * dout[i * m + j];                                    \
         }                                                                                    \
-    for (j = 0; j < m; j++) {                                                                \
-        a[j] = gamma[j] / std[j];                                                            \
-        b[j] = dbeta[j] / nn;                                                                \
-        c[j] = dgamma[j] / nn;                                                               \
-    }                                                                                        \
+    fastmlp_bn_backward_coefficients_##S(gamma, std, dgamma, dbeta, n, m, a, b, c);          \
     for (i = 0; i < n; i++)                                                                  \
         for (j = 0; j < m; j++)                                                              \
             dx[i * m + j] = a[j] * (dout[i * m + j] - b[j] - xn[i * m + j] * c[j]);          \
@@ -258,7 +266,6 @@ FASTMLP_CLONES static void fastmlp_bn_relu_backward_##S(T *d, const unsigned cha
                                                         const T *std, ptrdiff_t n,           \
                                                         ptrdiff_t m, T *dgamma, T *dbeta,    \
                                                         T *db, T *work) {                    \
-    const T nn = (T)n;                                                                       \
     T *a = work, *b = work + m, *c = work + 2 * m;                                           \
     ptrdiff_t i, j;                                                                          \
     for (j = 0; j < m; j++) {                                                                \
@@ -282,11 +289,7 @@ FASTMLP_CLONES static void fastmlp_bn_relu_backward_##S(T *d, const unsigned cha
             dgamma[j] += xn[i * m + j] * row[j];                                             \
         }                                                                                    \
     }                                                                                        \
-    for (j = 0; j < m; j++) {                                                                \
-        a[j] = gamma[j] / std[j];                                                            \
-        b[j] = dbeta[j] / nn;                                                                \
-        c[j] = dgamma[j] / nn;                                                               \
-    }                                                                                        \
+    fastmlp_bn_backward_coefficients_##S(gamma, std, dgamma, dbeta, n, m, a, b, c);          \
     for (i = 0; i < n; i++) {                                                                \
         FASTMLP_IVDEP                                                                        \
         for (j = 0; j < m; j++) {                                                            \
