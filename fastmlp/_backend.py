@@ -357,6 +357,13 @@ def mlp_fusable(net, classes, writeable=False):
     return mlp.fusable(net, classes, writeable)
 
 
+def mlp_fusable_extend(net, names, kinds, classes, bn_class, drop_class, writeable=False):
+    """mlp_fusable for a network with batch norm and dropout layers named ``names`` (of
+    ``kinds``): (Ws, bs, sizes, activation, output, bn, drop) or None
+    (``_kernels.mlp.fusable_extend``)."""
+    return mlp.fusable_extend(net, names, kinds, classes, bn_class, drop_class, writeable)
+
+
 def mlp_overlaps(block, a):
     """True when ndarray ``a`` may share memory with the contiguous array ``block``."""
     return mlp.overlaps(block, a)

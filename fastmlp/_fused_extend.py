@@ -33,16 +33,6 @@ _CORE = (layers.Affine, (layers.Relu, layers.Sigmoid, layers.Tanh, layers.Identi
 _ALIGN = 64
 
 
-class _CoreView:
-    """The network without its dropout and batch-norm layers, as ``mlp.fusable`` reads it."""
-
-    def __init__(self, net, core):
-        self.layers, self.last_layer, self.dtype = core, net.last_layer, net.dtype
-        self.input_size, self.output_size = net.input_size, net.output_size
-        self.hidden_size_list, self.hidden_layer_num = net.hidden_size_list, net.hidden_layer_num
-        self.loss_name, self.activation = net.loss_name, net.activation
-
-
 class Plan:
     __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "bn", "drop", "names")
 
@@ -131,33 +121,11 @@ class FusedExtend:
         if not _backend.USE_BLAS:
             return None
         names, kinds = self._structure(net)
-        if list(net.layers) != names:
-            return None
-        core, bn, drop = {}, [], []
-        for (name, layer), kind in zip(net.layers.items(), kinds):
-            if kind == "bn":
-                if type(layer) is not layers.BatchNormalization or _own_methods(layer):
-                    return None
-                bn[-1] = layer
-            elif kind == "drop":
-                if type(layer) is not layers.Dropout or _own_methods(layer):
-                    return None
-                drop[-1] = layer
-            else:
-                core[name] = layer
-                if kind == "affine":
-                    bn.append(None)
-                    drop.append(None)
-        found = _backend.mlp_fusable(_CoreView(net, core), _CORE, writeable)
+        found = _backend.mlp_fusable_extend(net, names, kinds, _CORE, layers.BatchNormalization,
+                                            layers.Dropout, writeable)
         if found is None:
             return None
-        dtype = found[0][0].dtype
-        for i, layer in enumerate(bn[:-1]):
-            shape = (found[2][i + 1],)
-            if layer is not None and not (_ready(layer.gamma, dtype, shape, writeable)
-                                          and _ready(layer.beta, dtype, shape, writeable)):
-                return None
-        return Plan(found, bn[:-1], drop[:-1], names)
+        return Plan(found[:5], found[5], found[6], names)
 
     def _structure(self, net):
         """The layer names the kernel runs for ``net``'s public attributes and each one's
@@ -294,13 +262,6 @@ def _reads_a_parameter(plan, arrays, own):
     buffer, never is) may share memory with a weight or bias the fused step updates."""
     return any(_backend.mlp_overlaps(p, a) for a in arrays if a is not None and a is not own
                for p in plan.Ws + plan.bs)
-
-
-def _own_methods(layer):
-    """True when ``forward`` or ``backward`` is set on the layer object itself (the user's
-    own code, which the compiled call would not run)."""
-    own = getattr(layer, "__dict__", {})
-    return "forward" in own or "backward" in own
 
 
 def _own(a):

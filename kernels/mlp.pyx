@@ -842,14 +842,19 @@ def fusable(object net, tuple classes, bint writeable):
     MSELoss, SigmoidWithLoss, PoissonLoss)): the activation and loss classes in the order
     of their codes.
     """
+    layer_dict = net.layers
+    if type(layer_dict) is not dict and not isinstance(layer_dict, dict):
+        return None
+    return _fusable_core(net, list((<dict>layer_dict).values()), classes, writeable)
+
+
+cdef object _fusable_core(object net, list layers, tuple classes, bint writeable):
+    """fusable's checks on ``layers``, the network's Affine and activation layers in order
+    (all of ``net.layers``, or those left once batch norm and dropout are taken out)."""
     cdef Py_ssize_t i, L, width = -1
     cdef int typenum = -1, act = RELU, output
     cdef cnp.npy_intp *dims
     affine_type, activation_types, output_types = classes
-    layer_dict = net.layers
-    if type(layer_dict) is not dict and not isinstance(layer_dict, dict):
-        return None
-    cdef list layers = list((<dict>layer_dict).values())
     L = len(layers)
     if L % 2 == 0:
         return None
@@ -910,6 +915,57 @@ def fusable(object net, tuple classes, bint writeable):
             or (n_affine > 1 and net.activation != ACTIVATION_NAMES[act])):
         return None
     return Ws, bs, tuple(sizes), act, output
+
+
+def fusable_extend(object net, list names, list kinds, tuple classes, object bn_class,
+                   object drop_class, bint writeable):
+    """fusable for a network with batch normalisation and dropout between its layers:
+    (Ws, bs, sizes, activation code, output code, bn, drop) or None. ``names``: the layer
+    names the kernel runs, in order, each with its kind in ``kinds`` ('bn', 'drop',
+    'affine' or 'core'); ``net.layers`` must hold exactly those. bn, drop: per hidden
+    layer its BatchNormalization (of exactly ``bn_class``, gamma and beta aligned,
+    C-contiguous arrays of the weights' dtype and the layer's width, writeable when asked)
+    or Dropout (exactly ``drop_class``), or None. No layer may carry its own forward or
+    backward."""
+    cdef Py_ssize_t i, n_affine = -1
+    cdef int typenum
+    cdef cnp.ndarray arr
+    layer_dict = net.layers
+    if not isinstance(layer_dict, dict) or len(layer_dict) != len(names) \
+            or len(kinds) != len(names):
+        return None
+    cdef list core = [], bn = [], drop = []
+    for i, (name, layer) in enumerate(layer_dict.items()):
+        if name != names[i]:
+            return None
+        kind = kinds[i]
+        if kind == "bn" or kind == "drop":
+            if n_affine < 0 or _own_methods(layer) \
+                    or type(layer) is not (bn_class if kind == "bn" else drop_class):
+                return None
+            (bn if kind == "bn" else drop)[n_affine] = layer
+            continue
+        core.append(layer)
+        if kind == "affine":
+            n_affine += 1
+            bn.append(None)
+            drop.append(None)
+    found = _fusable_core(net, core, classes, writeable)
+    if found is None:
+        return None
+    Ws, bs, sizes, act, output = found
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>Ws[0])
+    for i in range(n_affine):   # the hidden layers
+        layer = bn[i]
+        if layer is None:
+            continue
+        for a in (layer.gamma, layer.beta):
+            if not ready(a, typenum, writeable):
+                return None
+            arr = <cnp.ndarray>a
+            if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIMS(arr)[0] != sizes[i + 1]:
+                return None
+    return Ws, bs, sizes, act, output, bn[:n_affine], drop[:n_affine]
 
 
 def overlaps(cnp.ndarray block, object a):

@@ -286,3 +286,52 @@ def test_a_fused_step_reading_its_own_weights_computes_as_with_a_copy(which):
     a.fused_sgd_step(x, t, 0.1)
     for key in b.params:
         assert_bitwise(a.params[key], b.params[key])
+
+
+def _edit(net, edit):
+    """Change ``net`` as a user might between calls (see test_edits_decide_the_plan)."""
+    L = net.layers
+    if edit == "reordered":   # Dropout1 moved to the end: not the book's sequence
+        L["Dropout1"] = L.pop("Dropout1")
+    elif edit == "removed":
+        del L["Dropout2"]
+    elif edit == "renamed":
+        net.layers = {("BN1" if k == "BatchNorm1" else k): v for k, v in L.items()}
+    elif edit == "narrow gamma":
+        L["BatchNorm2"].gamma = np.ones(8)
+    elif edit == "2-d beta":
+        L["BatchNorm1"].beta = np.zeros((1, 17))
+    elif edit == "bn class swapped":
+        L["BatchNorm1"].__class__ = type("OtherBN", (fastmlp.layers.BatchNormalization,), {})
+    elif edit == "dropout where batch norm was":
+        L["BatchNorm2"] = fastmlp.layers.Dropout(0.5)
+    elif edit == "same layers, an OrderedDict":
+        from collections import OrderedDict
+        net.layers = OrderedDict(L)
+
+
+@pytest.mark.parametrize("edit, fused", [
+    ("reordered", False), ("removed", False), ("renamed", False), ("narrow gamma", False),
+    ("2-d beta", False), ("bn class swapped", False), ("dropout where batch norm was", False),
+    ("same layers, an OrderedDict", True)])
+def test_edits_decide_the_plan(rng, edit, fused):
+    """The compiled structure check (mlp.fusable_extend) runs the kernel only on the book's
+    sequence of the exact classes with well-formed gamma and beta; a network it keeps fused
+    computes as an unedited twin."""
+    kw = dict(use_batchnorm=True, use_dropout=True)
+    net = fastmlp.MultiLayerNetExtend(21, [17, 9], 6, seed=2, **kw)
+    twin = fastmlp.MultiLayerNetExtend(21, [17, 9], 6, seed=2, **kw)
+    _edit(net, edit)
+    assert (net._fused_extend.plan(net) is not None) == fused
+    if fused:
+        x, t = _data(rng)
+        g, h = net.gradient(x, t), twin.gradient(x, t)
+        for k in h:
+            assert_bitwise(g[k], h[k])
+
+
+def test_read_only_gamma_is_fused_for_gradients_not_for_the_sgd_step():
+    net = fastmlp.MultiLayerNetExtend(21, [17, 9], 6, use_batchnorm=True, seed=2)
+    net.layers["BatchNorm1"].gamma.flags.writeable = False
+    assert net._fused_extend.plan(net) is not None
+    assert net._fused_extend.plan(net, writeable=True) is None
