@@ -474,7 +474,6 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
     cdef floating *db
     cdef const floating *a
     cdef floating decay = 1 - sgd_lr * weight_decay
-    cdef bint db_ready, db_next_ready = False
     loss = _output_loss(output, <floating*>layers[L - 1].h, <floating*>layers[L - 1].d, labels,
                         onehot, weights, n, layers[L - 1].m)
     if sgd_lr != 0 and not isfinite(loss):
@@ -484,24 +483,22 @@ cdef double _backward(const floating *x, const Py_ssize_t *labels, const floatin
         d, W, dW = <floating*>layers[i].d, <floating*>layers[i].W, <floating*>layers[i].dW
         b, db = <floating*>layers[i].b, <floating*>layers[i].db
         a = x if i == 0 else <const floating*>layers[i - 1].h
-        db_ready = db_next_ready
-        db_next_ready = False
-        if i > 0 and _bn_relu_fused(&layers[i - 1], act):
+        if i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
             gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
-            _bn_relu_backward(&layers[i - 1], n, sgd_lr)   # also db[i-1]: two passes, not six
-            db_next_ready = True
-        elif i > 0:   # d[i-1] = (d @ W.T) * act'(h[i-1]), with W as it was in forward
-            gemm(False, True, n, k, m, 1, d, m, W, m, 0, <floating*>layers[i - 1].d, k)
-            if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' would see 0
-                _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
-                                       <floating*>layers[i - 1].d, 0, n * k)
-            _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k, act)
-            if layers[i - 1].bn:
-                _bn_backward(&layers[i - 1], <floating*>layers[i - 1].d, n, sgd_lr)
+            if _bn_relu_fused(&layers[i - 1], act):   # two passes, not six; db[i-1] too
+                _bn_relu_backward(&layers[i - 1], n, sgd_lr)
+            else:
+                if layers[i - 1].drop:   # h = act * mask: d is zero wherever act' sees 0
+                    _norm.dropout_backward(<floating*>layers[i - 1].d, layers[i - 1].dmask,
+                                           <floating*>layers[i - 1].d, 0, n * k)
+                _activation_backward(<floating*>layers[i - 1].d, a, layers[i - 1].mask, n * k,
+                                     act)
+                if layers[i - 1].bn:
+                    _bn_backward(&layers[i - 1], <floating*>layers[i - 1].d, n, sgd_lr)
         if weight_decay != 0:
             for j in range(k * m):
                 sum_sq_weights[0] += <double>W[j] * W[j]
-        if not db_ready:
+        if not _bn_relu_fused(&layers[i], act):   # else _bn_relu_backward summed db
             column_sums(d, m, db, n, m)
         if sgd_lr == 0:
             if weight_decay != 0:   # dW = wd * W, then the GEMM adds a.T @ d on top (beta = 1)
@@ -927,7 +924,7 @@ def fusable_extend(object net, list names, list kinds, tuple classes, object bn_
     C-contiguous arrays of the weights' dtype and the layer's width, writeable when asked)
     or Dropout (exactly ``drop_class``), or None. No layer may carry its own forward or
     backward."""
-    cdef Py_ssize_t i, n_affine = -1
+    cdef Py_ssize_t i, affine = -1   # the index of the latest Affine
     cdef int typenum
     cdef cnp.ndarray arr
     layer_dict = net.layers
@@ -940,14 +937,14 @@ def fusable_extend(object net, list names, list kinds, tuple classes, object bn_
             return None
         kind = kinds[i]
         if kind == "bn" or kind == "drop":
-            if n_affine < 0 or _own_methods(layer) \
+            if affine < 0 or _own_methods(layer) \
                     or type(layer) is not (bn_class if kind == "bn" else drop_class):
                 return None
-            (bn if kind == "bn" else drop)[n_affine] = layer
+            (bn if kind == "bn" else drop)[affine] = layer
             continue
         core.append(layer)
         if kind == "affine":
-            n_affine += 1
+            affine += 1
             bn.append(None)
             drop.append(None)
     found = _fusable_core(net, core, classes, writeable)
@@ -955,7 +952,7 @@ def fusable_extend(object net, list names, list kinds, tuple classes, object bn_
         return None
     Ws, bs, sizes, act, output = found
     typenum = cnp.PyArray_TYPE(<cnp.ndarray>Ws[0])
-    for i in range(n_affine):   # the hidden layers
+    for i in range(affine):   # the hidden layers (all Affines but the last)
         layer = bn[i]
         if layer is None:
             continue
@@ -965,7 +962,7 @@ def fusable_extend(object net, list names, list kinds, tuple classes, object bn_
             arr = <cnp.ndarray>a
             if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIMS(arr)[0] != sizes[i + 1]:
                 return None
-    return Ws, bs, sizes, act, output, bn[:n_affine], drop[:n_affine]
+    return Ws, bs, sizes, act, output, bn[:affine], drop[:affine]
 
 
 def overlaps(cnp.ndarray block, object a):
