@@ -82,31 +82,20 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
                        weight_decay: float | None = None) -> float | None:
         """Forward, backward and ``p -= lr * grad`` for every W, b, gamma and beta in one
         compiled pass; None when it does not apply (see ``MultiLayerNet.fused_sgd_step``)."""
-        if not self._has_mode_layers():
-            return networks.MultiLayerNet.fused_sgd_step(self, x, t, lr, sample_weight,
-                                                         weight_decay)
         lr = check_positive_float(lr, "lr")
         fused = self._fused_extend.plan(self, writeable=True)
+        if (fused is None or not fused.has_mode_layers()) and not self._has_mode_layers():
+            return networks.MultiLayerNet.fused_sgd_step(self, x, t, lr, sample_weight,
+                                                         weight_decay)
         if fused is None or not self._extend_params_held(fused):
             return None
-        loss = self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay, sgd_lr=lr)
-        for layer in self.layers.values():
-            if type(layer) is layers.Affine:
-                layer.dW = None
-            elif type(layer) is layers.BatchNormalization:
-                layer.dgamma = layer.dbeta = None
-        return loss
+        # the layers' dW, dgamma and dbeta are None afterwards (no gradient was stored)
+        return self._fused_extend.run(self, fused, x, t, sample_weight, weight_decay, sgd_lr=lr)
 
     def _extend_params_held(self, plan):
         """True when ``params`` holds exactly the arrays the layers compute with (``W{i}``,
         ``b{i}``, and ``gamma{i}``, ``beta{i}`` of each batch norm): only then is updating
         the layers' arrays the update ``SGD.update(params, gradient(x, t))`` makes."""
         params = self._params
-        norms = [(i, b) for i, b in enumerate(plan.bn, start=1) if b is not None]
-        if len(params) != 2 * len(plan.Ws) + 2 * len(norms):
-            return False
-        for i, (W, b) in enumerate(zip(plan.Ws, plan.bs), start=1):
-            if params.get(f"W{i}") is not W or params.get(f"b{i}") is not b:
-                return False
-        return all(params.get(f"gamma{i}") is b.gamma and params.get(f"beta{i}") is b.beta
-                   for i, b in norms)
+        held = plan.held_params()
+        return len(params) == len(held) and all(params.get(k) is a for k, a in held)
