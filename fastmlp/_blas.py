@@ -55,6 +55,35 @@ def _find_numpy_blas():
     return (libs[0]["filepath"] if libs else None), {}, False
 
 
+# OpenBLAS versions whose cblas_?gemm_batch has been checked for the row-block products of
+# inference (kernels/fastmlp_blas.h: it crashes on small products, which the kernel never
+# hands it); on any other BLAS or version inference runs one GEMM per layer.
+_ROW_BLOCK_VERSIONS = ("0.3.31",)
+
+
+def _row_block_addresses(path):
+    """(sgemm_batch, dgemm_batch, get_num_threads) addresses of numpy's OpenBLAS when its
+    version is one of _ROW_BLOCK_VERSIONS (ILP64 symbols of numpy's wheels), else zeros."""
+    none = (0, 0, 0)
+    if os.environ.get("FASTMLP_ROW_BLOCKS") == "0":
+        return none
+    info = next((i for i in threadpool_info() if i["filepath"] == path), None)
+    version = (info or {}).get("version") or ""
+    if info is None or info.get("internal_api") != "openblas" or not any(
+            version == v or version.startswith(v + ".") for v in _ROW_BLOCK_VERSIONS):
+        return none
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return none
+    names = ("scipy_cblas_sgemm_batch64_", "scipy_cblas_dgemm_batch64_",
+             "scipy_openblas_get_num_threads64_")
+    found = [getattr(lib, name, None) for name in names]
+    if not all(found):
+        return none
+    return tuple(ctypes.cast(fn, ctypes.c_void_p).value for fn in found)
+
+
 def _set_blas(addresses, ilp64):
     for module in _GEMM_MODULES:
         module.set_blas(addresses.get("sgemm", 0), addresses.get("dgemm", 0),
@@ -71,6 +100,8 @@ def _connect_blas():
                   "np.matmul(out=), the same BLAS and thread pool", path)
         return path, False
     _set_blas(addresses, ilp64)
+    if ilp64:
+        mlp.set_blas_rows(*_row_block_addresses(path))
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         for m in (3, 1):   # a GEMM and a one-row product (gemv)
@@ -79,6 +110,7 @@ def _connect_blas():
             affine.matmul(a, b, out)
             if not np.allclose(out, a @ b, rtol=1e-5):
                 _set_blas({}, False)
+                mlp.set_blas_rows(0, 0, 0)
                 _log.warning("numpy's BLAS (%s) called through its GEMM symbols gave a wrong "
                              "product: matrix products use np.matmul(out=) instead", path)
                 return path, False

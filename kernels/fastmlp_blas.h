@@ -113,4 +113,89 @@ static inline void fastmlp_dgemm_rm(int trans_a, int trans_b, ptrdiff_t m, ptrdi
     }
     FASTMLP_GEMM_BODY(fastmlp_dgemm_ptr, fastmlp_dgemm32_t, fastmlp_dgemm64_t, double)
 }
+
+/* Row blocks on BLAS's own pool (optional; numpy's ILP64 OpenBLAS only). OpenBLAS splits a
+ * product with few rows poorly between its threads: at (100, 784) @ (784, 100) float32 its
+ * 2-thread sgemm was no faster than 1 thread here (258 vs 253 us). Its cblas_?gemm_batch
+ * runs the products of a batch on the same pool, one single-threaded product per thread:
+ * C's row blocks as a batch took 153 us. That routine jumps to a wrong address for any
+ * product with m * n * k <= 100^3 in DYNAMIC_ARCH builds (its small-matrix branch takes a
+ * table offset for a function), so a block must stay well above that: see
+ * FASTMLP_ROWS_MIN_WORK. _blas.py sets these pointers only for OpenBLAS versions whose
+ * routine has been checked. */
+typedef void (*fastmlp_sgemm_batch64_t)(int, const int *, const int *, const int64_t *,
+                                        const int64_t *, const int64_t *, const float *,
+                                        const float **, const int64_t *, const float **,
+                                        const int64_t *, const float *, float **,
+                                        const int64_t *, int64_t, const int64_t *);
+typedef void (*fastmlp_dgemm_batch64_t)(int, const int *, const int *, const int64_t *,
+                                        const int64_t *, const int64_t *, const double *,
+                                        const double **, const int64_t *, const double **,
+                                        const int64_t *, const double *, double **,
+                                        const int64_t *, int64_t, const int64_t *);
+typedef int (*fastmlp_blas_threads_t)(void);
+
+#define FASTMLP_ROWS_MAX_BLOCKS 8
+#define FASTMLP_ROWS_MIN_WORK 1500000.0   /* per block: 1.5x the routine's small-matrix bound */
+static void *fastmlp_sgemm_batch_ptr = NULL;
+static void *fastmlp_dgemm_batch_ptr = NULL;
+static void *fastmlp_blas_threads_ptr = NULL;
+
+static inline void fastmlp_set_blas_rows(size_t sgemm_batch, size_t dgemm_batch, size_t threads) {
+    fastmlp_sgemm_batch_ptr = (void *)sgemm_batch;
+    fastmlp_dgemm_batch_ptr = (void *)dgemm_batch;
+    fastmlp_blas_threads_ptr = (void *)threads;
+}
+
+/* How many row blocks C (m x n) = A (m x k) @ B (k x n) gets: one per BLAS thread, each
+ * with at least FASTMLP_ROWS_MIN_WORK multiply-adds; 0 (one plain GEMM) when fewer than 2. */
+static inline int fastmlp_row_blocks(void *batch, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k) {
+    if (batch == NULL || fastmlp_blas_threads_ptr == NULL || !fastmlp_blas_ilp64)
+        return 0;
+    int blocks = ((fastmlp_blas_threads_t)fastmlp_blas_threads_ptr)();
+    if (blocks > FASTMLP_ROWS_MAX_BLOCKS)
+        blocks = FASTMLP_ROWS_MAX_BLOCKS;
+    while (blocks >= 2 && (double)(m / blocks) * (double)n * (double)k < FASTMLP_ROWS_MIN_WORK)
+        blocks--;
+    return blocks >= 2 ? blocks : 0;
+}
+
+/* C = A @ B (row-major, no transposes) as row blocks on BLAS's pool; 0 when it does not
+ * apply (the caller then runs one GEMM). Blocks are m / blocks rows, the first m % blocks
+ * one more, each a batch entry of its own (group size 1). */
+#define FASTMLP_ROWS_BODY(T, PTR, FN_T)                                                          \
+    int blocks = fastmlp_row_blocks(PTR, m, n, k);                                                \
+    if (blocks == 0)                                                                              \
+        return 0;                                                                                 \
+    int no_trans[FASTMLP_ROWS_MAX_BLOCKS];                                                        \
+    int64_t rows[FASTMLP_ROWS_MAX_BLOCKS], N[FASTMLP_ROWS_MAX_BLOCKS], K[FASTMLP_ROWS_MAX_BLOCKS];\
+    int64_t LA[FASTMLP_ROWS_MAX_BLOCKS], LB[FASTMLP_ROWS_MAX_BLOCKS], LC[FASTMLP_ROWS_MAX_BLOCKS];\
+    int64_t size[FASTMLP_ROWS_MAX_BLOCKS];                                                        \
+    T alpha[FASTMLP_ROWS_MAX_BLOCKS], beta[FASTMLP_ROWS_MAX_BLOCKS];                              \
+    const T *As[FASTMLP_ROWS_MAX_BLOCKS], *Bs[FASTMLP_ROWS_MAX_BLOCKS];                           \
+    T *Cs[FASTMLP_ROWS_MAX_BLOCKS];                                                               \
+    ptrdiff_t start = 0;                                                                          \
+    for (int b = 0; b < blocks; b++) {                                                            \
+        rows[b] = m / blocks + (b < m % blocks);                                                  \
+        no_trans[b] = 111;   /* CblasNoTrans */                                                   \
+        N[b] = n; K[b] = k; LA[b] = lda; LB[b] = ldb; LC[b] = ldc; size[b] = 1;                   \
+        alpha[b] = 1; beta[b] = 0;                                                                \
+        As[b] = A + start * lda; Bs[b] = B; Cs[b] = C + start * ldc;                              \
+        start += rows[b];                                                                         \
+    }                                                                                             \
+    ((FN_T)PTR)(101 /* CblasRowMajor */, no_trans, no_trans, rows, N, K, alpha, As, LA, Bs, LB,   \
+                beta, Cs, LC, blocks, size);                                                      \
+    return 1;
+
+static inline int fastmlp_sgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A,
+                                     ptrdiff_t lda, const float *B, ptrdiff_t ldb, float *C,
+                                     ptrdiff_t ldc) {
+    FASTMLP_ROWS_BODY(float, fastmlp_sgemm_batch_ptr, fastmlp_sgemm_batch64_t)
+}
+
+static inline int fastmlp_dgemm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A,
+                                     ptrdiff_t lda, const double *B, ptrdiff_t ldb, double *C,
+                                     ptrdiff_t ldc) {
+    FASTMLP_ROWS_BODY(double, fastmlp_dgemm_batch_ptr, fastmlp_dgemm_batch64_t)
+}
 #endif

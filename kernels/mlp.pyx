@@ -18,7 +18,8 @@ cimport numpy as cnp
 import numpy as np
 
 from _arrays cimport ready
-from _blas cimport gemm, fastmlp_set_blas
+from _blas cimport (gemm, gemm_rows, fastmlp_dgemm_batch_ptr, fastmlp_row_blocks,
+                   fastmlp_set_blas, fastmlp_set_blas_rows, fastmlp_sgemm_batch_ptr)
 from _simd cimport (bias, bias_relu, bias_sigmoid, bias_tanh, column_sums, exp_shifted,
                     relu_backward, sigmoid_backward, tanh_backward)
 cimport _norm
@@ -29,6 +30,20 @@ cnp.import_array()
 def set_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv, bint ilp64):
     """Point this module's GEMM at the Fortran sgemm/dgemm (and gemv, or 0) at these addresses."""
     fastmlp_set_blas(sgemm, dgemm, sgemv, dgemv, ilp64)
+
+
+def set_blas_rows(size_t sgemm_batch, size_t dgemm_batch, size_t threads):
+    """Point inference's row-block products at OpenBLAS's cblas_?gemm_batch and its
+    thread count (0: none; see fastmlp_blas.h)."""
+    fastmlp_set_blas_rows(sgemm_batch, dgemm_batch, threads)
+
+
+def row_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint double):
+    """How many row blocks inference splits C (m x n) = A (m x k) @ B (k x n) into now (0: one
+    GEMM), for float64 when ``double`` else float32."""
+    if double:
+        return fastmlp_row_blocks(fastmlp_dgemm_batch_ptr, m, n, k)
+    return fastmlp_row_blocks(fastmlp_sgemm_batch_ptr, m, n, k)
 
 cdef enum Activation:
     RELU = 0
@@ -414,15 +429,22 @@ cdef inline bint _bn_relu_fused(const Layer *layer, int act) noexcept nogil:
 
 
 cdef int _forward(const floating *x, Layer *layers, Py_ssize_t L, Py_ssize_t n,
-                  int act, bint check_x=False) noexcept nogil:
+                  int act, bint check_x=False, bint row_blocks=False) noexcept nogil:
     """h[i] = act(h[i-1] @ W[i] + b[i]); the last layer's logits stay unactivated.
     With check_x, returns 1 right after the first product, before any batch statistic
-    or mask is touched, when x holds a NaN or an infinity (else 0)."""
+    or mask is touched, when x holds a NaN or an infinity (else 0). row_blocks
+    (inference): products as row blocks on BLAS's pool where that applies."""
     cdef Py_ssize_t i
     cdef const floating *a = x
     for i in range(L):
-        gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
-             <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h, layers[i].m)
+        if row_blocks:
+            gemm_rows(n, layers[i].m, layers[i].k, a, layers[i].k,
+                      <const floating*>layers[i].W, layers[i].m, <floating*>layers[i].h,
+                      layers[i].m)
+        else:
+            gemm(False, False, n, layers[i].m, layers[i].k, 1, a, layers[i].k,
+                 <const floating*>layers[i].W, layers[i].m, 0, <floating*>layers[i].h,
+                 layers[i].m)
         if i == 0 and check_x and not _x_finite(x, <const floating*>layers[0].h, n,
                                                 layers[0].k, layers[0].m):
             return 1
@@ -596,9 +618,9 @@ def mlp_predict(x, list Ws, list bs, list hs, int act, list bn=None, list drop=N
     try:
         with nogil:
             if cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_FLOAT32:
-                _forward(<const float*>xp, layers, L, n, act)
+                _forward(<const float*>xp, layers, L, n, act, False, True)
             else:
-                _forward(<const double*>xp, layers, L, n, act)
+                _forward(<const double*>xp, layers, L, n, act, False, True)
     finally:
         free(layers)
 

@@ -1,0 +1,128 @@
+"""Inference's row-block products (``kernels/fastmlp_blas.h``): with numpy's OpenBLAS on two
+or more threads, ``predict`` hands a big enough layer product to OpenBLAS's
+``cblas_?gemm_batch`` as row blocks, one single-threaded product per BLAS thread.
+
+That routine crashes on any product of at most 100^3 multiply-adds (DYNAMIC_ARCH builds), so
+the tests check that no such block reaches it, and that ``predict`` through the blocks
+gives the reference's bits on integer-valued data and stays within the reduction bound of
+``TESTING.md`` on random data (BLAS products at another split differ in the last bits).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from conftest import TOL
+from hypothesis import strategies as st
+
+import fastmlp
+from fastmlp import _blas
+from fastmlp import reference as R
+from fastmlp._kernels import mlp
+
+DTYPES = [np.float32, np.float64]
+CHECKED_OPENBLAS = any(_blas._row_block_addresses(_blas.numpy_blas_path()))
+
+
+@pytest.fixture
+def two_threads():
+    """numpy's BLAS on two threads for the test (skipped where it cannot have two)."""
+    fastmlp.set_num_threads(2)
+    try:
+        if fastmlp.get_num_threads() < 2:
+            pytest.skip("numpy's BLAS runs one thread on this machine")
+        yield
+    finally:
+        fastmlp.set_num_threads(None)
+
+
+@pytest.mark.parametrize("double", [False, True])
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_small_products_never_reach_the_batch_routine(double, threads):
+    fastmlp.set_num_threads(threads)
+    try:
+        # every block of these has at most 100^3 multiply-adds (the routine's crash range)
+        for m, n, k in [(100, 10, 50), (100, 100, 100), (100, 10, 784), (1, 1024, 784),
+                        (100, 64, 128), (10000, 1, 100), (7, 300, 300)]:
+            blocks = mlp.row_blocks(m, n, k, double)
+            assert blocks == 0 or (m // blocks) * n * k > 100 ** 3, (m, n, k, blocks)
+        assert mlp.row_blocks(100, 100, 100, double) == 0
+    finally:
+        fastmlp.set_num_threads(None)
+
+
+def test_one_thread_runs_one_gemm():
+    fastmlp.set_num_threads(1)
+    try:
+        assert mlp.row_blocks(10000, 1024, 1024, False) == 0
+        assert mlp.row_blocks(10000, 1024, 1024, True) == 0
+    finally:
+        fastmlp.set_num_threads(None)
+
+
+@pytest.mark.skipif(not CHECKED_OPENBLAS, reason="numpy's BLAS is not a checked OpenBLAS "
+                    "version: inference runs one GEMM per layer")
+def test_big_products_split_into_one_block_per_thread(two_threads):
+    assert mlp.row_blocks(100, 100, 784, False) == 2
+    assert mlp.row_blocks(101, 256, 784, True) == 2
+    # blocks of 50 rows would hold 50 * 100 * 100 < 1.5e6 multiply-adds: one GEMM
+    assert mlp.row_blocks(100, 100, 100, False) == 0
+
+
+def _integer_net(sizes, dtype, rng):
+    """A network and its reference twin holding the same small integer weights."""
+    net = fastmlp.MultiLayerNet(sizes[0], list(sizes[1:-1]), sizes[-1], dtype=dtype, seed=0)
+    ref = R.MultiLayerNet(sizes[0], list(sizes[1:-1]), sizes[-1], dtype=dtype, seed=0)
+    for key in net.params:
+        values = rng.integers(-2, 3, net.params[key].shape).astype(dtype)
+        net.params[key][...] = values
+        ref.params[key][...] = values
+    return net, ref
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 260), hidden=st.integers(1, 300), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_predict_gives_the_reference_bits_on_integer_data(n, hidden, dtype, seed):
+    # integer-valued products are exact in any order (|h| < 2^24 here): equal bits
+    fastmlp.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(seed)
+        net, ref = _integer_net((784, hidden, 10), dtype, rng)
+        x = rng.integers(-3, 4, (n, 784)).astype(dtype)
+        np.testing.assert_array_equal(net.predict(x), ref.predict(x))
+    finally:
+        fastmlp.set_num_threads(None)
+
+
+@pytest.mark.skipif(not CHECKED_OPENBLAS, reason="numpy's BLAS is not a checked OpenBLAS "
+                    "version: inference runs one GEMM per layer")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes, n", [((784, 100, 100, 10), 100), ((784, 256, 256, 10), 101),
+                                      ((784, 300, 10), 257), ((784, 128, 64, 10), 100)])
+def test_split_predict_matches_the_reference(two_threads, dtype, sizes, n):
+    assert mlp.row_blocks(n, sizes[1], sizes[0], dtype is np.float64) >= 2   # the path is run
+    rng = np.random.default_rng(n)
+    net, ref = _integer_net(sizes, dtype, rng)
+    x = rng.integers(-3, 4, (n, 784)).astype(dtype)
+    np.testing.assert_array_equal(net.predict(x), ref.predict(x))
+    # random data: TESTING.md's fallback bound against the reference
+    net, ref = (cls(sizes[0], list(sizes[1:-1]), sizes[-1], dtype=dtype, seed=1)
+                for cls in (fastmlp.MultiLayerNet, R.MultiLayerNet))
+    x = rng.standard_normal((n, 784)).astype(dtype)
+    want = ref.predict(x)
+    np.testing.assert_allclose(net.predict(x), want, rtol=TOL[dtype]["rtol"],
+                               atol=TOL[dtype]["atol_scale"] * np.abs(want).max())
+
+
+def test_extend_predict_through_blocks_matches_the_layer_path(two_threads):
+    net = fastmlp.MultiLayerNetExtend(784, [256, 256], 10, use_batchnorm=True, use_dropout=True,
+                                      dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((100, 784))
+    fused = net.predict(x)
+    by_layers = x
+    for layer in net.layers.values():
+        by_layers = (layer.forward(by_layers, False)
+                     if isinstance(layer, (fastmlp.layers.BatchNormalization,
+                                           fastmlp.layers.Dropout))
+                     else layer.forward(by_layers))
+    np.testing.assert_allclose(fused, by_layers, rtol=TOL[np.float64]["rtol"],
+                               atol=TOL[np.float64]["atol_scale"] * np.abs(by_layers).max())
