@@ -8,6 +8,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 
 from fastmlp import _bench as bench
@@ -104,7 +105,52 @@ def test_plot_without_matplotlib_names_the_extra(smallest_run, tmp_path, monkeyp
     (["--configs", "7"], "unknown config"),
     (["--configs", "784-10@0"], "bad config"),
     (["--repeats", "0"], "--repeats"),
+    (["--activations", "relu+layernorm"], "unknown layer 'layernorm'"),
+    (["--activations", "elu+dropout"], "unknown activation 'elu+dropout'"),
 ])
 def test_bad_arguments_fail_cleanly(argv, message, capsys):
     assert bench.run(_args(*argv)) == 1
     assert message in capsys.readouterr().err
+
+
+def test_batchnorm_dropout_variant_times_the_extend_network(tmp_path, capsys):
+    """``--activations relu,relu+bn+dropout``: the variant row times MultiLayerNetExtend
+    with both layers (and the reference's twin), side by side with the plain network, and
+    the activations table gives its samples/s as a multiple of the plain one's."""
+    path = tmp_path / "v.json"
+    args = _args("--seconds", "0.01", "--repeats", "1", "--configs", "784-20-10@8",
+                 "--dtypes", "float64", "--only", "fastmlp,numpy,sklearn",
+                 "--activations", "relu,relu+bn+dropout", "--json", str(path))
+    assert bench.run(args) == 0
+    out = capsys.readouterr().out
+    assert "relu+bn+dropout / relu" in out
+    with open(path) as f:
+        rows = json.load(f)["train"]
+    assert [r["activation"] for r in rows] == ["relu", "relu+bn+dropout"]
+    plain, variant = rows
+    for name in ("fastmlp", "numpy"):
+        assert _positive(variant["results"][name]["samples_per_s"])
+    assert _positive(plain["results"]["sklearn"]["samples_per_s"])
+    assert "no batch normalisation" in variant["results"]["sklearn"]["unavailable"]
+
+
+@pytest.mark.parametrize("variant, batchnorm, dropout", [
+    ("relu+bn+dropout", True, True), ("tanh+dropout", False, True),
+    ("sigmoid+bn", True, False)])
+def test_variant_steps_build_the_extend_network(variant, batchnorm, dropout, monkeypatch):
+    from fastmlp import networks_extend
+    from fastmlp._bench import peers
+    built = []
+    original = networks_extend.MultiLayerNetExtend.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(kwargs)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(networks_extend.MultiLayerNetExtend, "__init__", spy)
+    X = np.random.default_rng(0).random((64, 784))
+    T = np.arange(64) % 10
+    step, per_call = peers.fastmlp_step([784, 12, 10], 16, "float64", X, T, variant)
+    step(0)
+    assert per_call == 1 and len(built) == 1
+    assert built[0]["use_batchnorm"] is batchnorm and built[0]["use_dropout"] is dropout
+    assert built[0]["activation"] == variant.split("+")[0]

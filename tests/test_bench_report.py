@@ -196,6 +196,17 @@ def test_all_peers_at_once_fit_with_several_activations():
     assert {"torch", "sklearn", "ort", "÷torch", "÷sklearn", "÷ort", "GEMM limit"} <= headers
 
 
+def test_batchnorm_dropout_variants_fit():
+    """The widest variant label (``identity+bn+dropout / relu``) with every peer."""
+    rates = dict.fromkeys(TRAIN_PEERS, 9_876_543)
+    train = [_row(sizes, batch, dtype, rates, [0.5], 9_999_999, act, dict.fromkeys(rates, 12.5))
+             for sizes, batch in CONFIGS for dtype in ("float32", "float64")
+             for act in ("relu", "identity+bn+dropout", "sigmoid+dropout")]
+    text = _printed(TRAIN_PEERS, train, [], alternate=True)
+    _assert_fits(text)
+    assert "identity+bn+dropout / relu" in text
+
+
 def test_a_peer_without_figures_gets_no_column():
     """torch asked for (--only) but not importable, onnxruntime missing at inference:
     no column, no n/a, the reason said once under the table."""

@@ -22,6 +22,17 @@ DTYPES = ["float32", "float64"]
 DTYPE_ALIASES = {"f32": "float32", "f64": "float64"}
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]   # hidden activations (--activations)
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}
+# chapter 6's layers with each hidden activation: "relu+bn+dropout" in --activations times
+# MultiLayerNetExtend (PyTorch: BatchNorm1d, Dropout(0.5)); named in this order
+LAYER_EXTRAS = ["bn", "dropout"]
+LAYER_EXTRA_ALIASES = {"batchnorm": "bn", "batch_norm": "bn", "batchnormalization": "bn"}
+
+
+def split_variant(activation):
+    """``(activation, use_batchnorm, use_dropout)`` of a hidden-layer variant such as
+    ``relu+bn+dropout`` (as ``fastmlp._bench.options`` writes them)."""
+    act, *extras = activation.split("+")
+    return act, "bn" in extras, "dropout" in extras
 PREDICT_BATCHES = [1, 100, 10000]
 N_ROWS = 20000            # rows of the random data set the batches cycle through
 SKLEARN_BATCHES = 10      # batches per partial_fit call

@@ -12,6 +12,8 @@ from .configs import (
     CONFIGS,
     DTYPE_ALIASES,
     DTYPES,
+    LAYER_EXTRA_ALIASES,
+    LAYER_EXTRAS,
     N_ROWS,
     PEER_ALIASES,
     PEERS,
@@ -44,9 +46,11 @@ def add_arguments(parser):
                         help="comma-separated dtypes among float32, float64")
     parser.add_argument("--activations", default="relu", metavar="LIST",
                         help="comma-separated hidden activations among " + ", ".join(ACTIVATIONS)
-                        + " (default: relu); with several, each network and dtype times them "
-                        "all interleaved in one loop and a table gives each one's samples/s "
-                        "as a share of the first's")
+                        + ", each optionally followed by the book's chapter-6 layers "
+                        "(relu+bn+dropout: MultiLayerNetExtend; PyTorch BatchNorm1d, "
+                        "Dropout(0.5)) (default: relu); with several, each network and dtype "
+                        "times them all interleaved in one loop and a table gives each one's "
+                        "samples/s as a share of the first's")
     parser.add_argument("--alternate", action="store_true",
                         help="also time each float32 step alternated with a user-side numpy "
                              "(128, 784) @ (784, 100) float32 product, as a multiple of the "
@@ -122,16 +126,30 @@ def _check_plot_path(path):
         raise BenchError(f"--plot {path}: directory {parent} does not exist")
 
 
+def _variant(raw):
+    """A hidden-layer variant of --activations in canonical form: an activation, then the
+    chapter-6 layers after it (``relu+bn+dropout``)."""
+    act, *extras = [part.strip().lower() for part in raw.split("+")]
+    act = ACTIVATION_ALIASES.get(act, act)
+    if act not in ACTIVATIONS:
+        raise BenchError(f"unknown activation {raw.strip()!r}; choose among "
+                         f"{', '.join(ACTIVATIONS)}, each optionally followed by "
+                         f"+{' +'.join(LAYER_EXTRAS)}")
+    extras = [LAYER_EXTRA_ALIASES.get(e, e) for e in extras]
+    for extra in extras:
+        if extra not in LAYER_EXTRAS:
+            raise BenchError(f"unknown layer {extra!r} in {raw.strip()!r}; after the "
+                             f"activation choose among {', '.join(LAYER_EXTRAS)}")
+    return "+".join([act] + [e for e in LAYER_EXTRAS if e in extras])
+
+
 def resolve(args):
     """Check parsed ``args``; return ``(peer names, [(sizes, batch)], dtypes, seconds,
     activations)`` (the activations in the order given: the first is the baseline)."""
     names = parse_names(args.only, PEERS, PEER_ALIASES, "peer")
     activations = []
     for raw in args.activations.split(","):
-        act = ACTIVATION_ALIASES.get(raw.strip().lower(), raw.strip().lower())
-        if act not in ACTIVATIONS:
-            raise BenchError(f"unknown activation {raw.strip()!r}; choose among "
-                             f"{', '.join(ACTIVATIONS)}")
+        act = _variant(raw)
         if act not in activations:
             activations.append(act)
     configs = parse_configs(args.configs)

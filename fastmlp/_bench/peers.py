@@ -3,19 +3,27 @@
 A step maker ``maker(sizes, batch, dtype, X, T, activation="relu")`` returns
 ``(step, per_call)``: ``step(i)`` trains on batch number ``i`` (cycling through
 ``X``, ``T``) and does ``per_call`` SGD steps (lr ``LR``) of the network with that
-hidden activation (``relu``, ``sigmoid``, ``tanh`` or ``identity``). The peers themselves (the compiled
+hidden activation (``relu``, ``sigmoid``, ``tanh`` or ``identity``, optionally followed by
+batch norm and dropout: ``relu+bn+dropout``). The peers themselves (the compiled
 and reference networks, PyTorch, scikit-learn) are imported inside the makers,
 so a missing one is reported for its column only.
 """
 import numpy as np
 
-from .configs import LR, ONNX_THREADS, SKLEARN_BATCHES, batch_start
+from .configs import LR, ONNX_THREADS, SKLEARN_BATCHES, batch_start, split_variant
 
 
-def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T, activation):
-    """``opt.update(net.params, net.gradient(x, t))``: the textbook step peers.py times."""
-    net = network_class(sizes[0], sizes[1:-1], sizes[-1], activation=activation, dtype=dtype,
-                        seed=0)
+def _textbook_step(network_classes, sgd_class, sizes, batch, dtype, X, T, activation):
+    """``opt.update(net.params, net.gradient(x, t))``: the textbook step peers.py times, on the
+    first of ``network_classes`` (MultiLayerNet, MultiLayerNetExtend) or, for a variant with
+    batch norm or dropout (``relu+bn+dropout``), the second."""
+    act, batchnorm, dropout = split_variant(activation)
+    if batchnorm or dropout:
+        net = network_classes[1](sizes[0], sizes[1:-1], sizes[-1], activation=act,
+                                 use_batchnorm=batchnorm, use_dropout=dropout, dtype=dtype, seed=0)
+    else:
+        net = network_classes[0](sizes[0], sizes[1:-1], sizes[-1], activation=act, dtype=dtype,
+                                 seed=0)
     opt = sgd_class(lr=LR)
 
     def step(i):
@@ -27,30 +35,39 @@ def _textbook_step(network_class, sgd_class, sizes, batch, dtype, X, T, activati
 def fastmlp_step(sizes, batch, dtype, X, T, activation="relu"):
     """The textbook step on the compiled ``fastmlp.MultiLayerNet`` and ``SGD``."""
     from ..networks import MultiLayerNet
+    from ..networks_extend import MultiLayerNetExtend
     from ..optimizers import SGD
-    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T, activation)
+    return _textbook_step((MultiLayerNet, MultiLayerNetExtend), SGD, sizes, batch, dtype, X, T,
+                          activation)
 
 
 def numpy_step(sizes, batch, dtype, X, T, activation="relu"):
     """The textbook step on ``fastmlp.reference`` (plain numpy)."""
-    from ..reference import MultiLayerNet
+    from ..reference import MultiLayerNet, MultiLayerNetExtend
     from ..reference.optimizers import SGD
-    return _textbook_step(MultiLayerNet, SGD, sizes, batch, dtype, X, T, activation)
+    return _textbook_step((MultiLayerNet, MultiLayerNetExtend), SGD, sizes, batch, dtype, X, T,
+                          activation)
 
 
 TORCH_ACTIVATIONS = {"relu": "ReLU", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
 
 
 def torch_model(sizes, dtype, activation="relu"):
-    """``nn.Sequential`` of ``Linear`` and the activation module with the layer ``sizes``,
-    seeded, in ``dtype``."""
+    """``nn.Sequential`` of ``Linear`` and the activation module with the layer ``sizes``
+    (a variant's ``BatchNorm1d`` before it and ``Dropout(0.5)`` after, as the book's
+    MultiLayerNetExtend: eps 1e-6, momentum 0.1 = the book's 0.9), seeded, in ``dtype``."""
     import torch
     torch.manual_seed(0)
+    act, batchnorm, dropout = split_variant(activation)
     mods = []
     for i in range(len(sizes) - 1):
         mods.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
-            mods.append(getattr(torch.nn, TORCH_ACTIVATIONS[activation])())
+            if batchnorm:
+                mods.append(torch.nn.BatchNorm1d(sizes[i + 1], eps=1e-6, momentum=0.1))
+            mods.append(getattr(torch.nn, TORCH_ACTIVATIONS[act])())
+            if dropout:
+                mods.append(torch.nn.Dropout(0.5))
     return torch.nn.Sequential(*mods).to(torch.float32 if dtype == "float32" else torch.float64)
 
 
@@ -76,8 +93,11 @@ def sklearn_step(sizes, batch, dtype, X, T, activation="relu"):
     import warnings
 
     from sklearn.neural_network import MLPClassifier
+    act, batchnorm, dropout = split_variant(activation)
+    if batchnorm or dropout:
+        raise ValueError("scikit-learn's MLPClassifier has no batch normalisation or dropout")
     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", learning_rate_init=LR,
-                        activation="logistic" if activation == "sigmoid" else activation,
+                        activation="logistic" if act == "sigmoid" else act,
                         momentum=0.0, batch_size=batch, alpha=0.0, max_iter=1, shuffle=False,
                         random_state=0)
     rows = batch * SKLEARN_BATCHES

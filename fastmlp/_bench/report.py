@@ -78,14 +78,28 @@ def fit_tables(title, labels, tables):
     """``tables`` (lists of Columns, each printed after the ``labels`` columns) as text, each
     under a caption ``title`` + its groups' phrases. A table wider than WIDTH is split
     between groups: its last group moves to the front of the next table (a new one if
-    need be), so every table repeats the row labels and fits WIDTH when any one group does."""
+    need be), so every table repeats the row labels. A lone group still too wide (long row
+    labels) gives up its last columns the same way, under its caption marked "continued"."""
     tables = [list(t) for t in tables]
     i = 0
     while i < len(tables):
-        while len(tables[i]) > 1 and _width(labels, tables[i]) > WIDTH:
+        while _width(labels, tables[i]) > WIDTH and (
+                len(tables[i]) > 1 or len(tables[i][0].header) > 1):
             if i + 1 == len(tables):
                 tables.append([])
-            tables[i + 1].insert(0, tables[i].pop())
+            if len(tables[i]) > 1:
+                tables[i + 1].insert(0, tables[i].pop())
+                continue
+            group = tables[i][0]
+            tables[i][0] = Columns(group.header[:-1], [c[:-1] for c in group.cells], group.caption)
+            moved = ([group.header[-1]], [c[-1:] for c in group.cells])
+            following = tables[i + 1][0] if tables[i + 1] else None
+            if following is not None and following.caption == group.caption + " (continued)":
+                following.header[:0] = moved[0]
+                for cells, cell in zip(following.cells, moved[1]):
+                    cells[:0] = cell
+            else:
+                tables[i + 1].insert(0, Columns(*moved, group.caption + " (continued)"))
         i += 1
     out = []
     for groups in tables:
