@@ -364,6 +364,12 @@ def mlp_fusable_extend(net, names, kinds, classes, bn_class, drop_class, writeab
     return mlp.fusable_extend(net, names, kinds, classes, bn_class, drop_class, writeable)
 
 
+def mlp_params_hold(params, names, Ws, bs, bn):
+    """True when ``params`` holds exactly ``Ws``, ``bs`` and each batch norm's gamma and beta
+    of ``bn`` under ``names`` (``_kernels.mlp.params_hold``)."""
+    return mlp.params_hold(params, names, Ws, bs, bn)
+
+
 def mlp_overlaps(block, a):
     """True when ndarray ``a`` may share memory with the contiguous array ``block``."""
     return mlp.overlaps(block, a)

@@ -43,15 +43,14 @@ class Plan:
         self.bn, self.drop, self.names, self.param_names = bn, drop, names, param_names
 
     def has_mode_layers(self):
-        """True when a batch-norm or dropout layer runs in the kernel."""
-        return any(b is not None for b in self.bn) or any(d is not None for d in self.drop)
+        """True when a batch-norm or dropout layer runs in the kernel (entries are layers
+        or None)."""
+        return any(self.bn) or any(self.drop)
 
-    def held_params(self):
-        """``[(params key, array)]`` the network's ``params`` must hold for the fused SGD
-        step: ``W{i}``, ``b{i}``, and each batch norm's ``gamma{i}``, ``beta{i}``."""
-        arrays = [a for W, b in zip(self.Ws, self.bs) for a in (W, b)]
-        arrays += [a for b in self.bn if b is not None for a in (b.gamma, b.beta)]
-        return list(zip(self.param_names, arrays))
+    def params_held(self, params):
+        """True when ``params`` holds exactly the arrays the fused SGD step updates (``W{i}``,
+        ``b{i}``, and each batch norm's ``gamma{i}``, ``beta{i}``), checked in C."""
+        return _backend.mlp_params_hold(params, self.param_names, self.Ws, self.bs, self.bn)
 
     def key(self, n):
         return (n, self.sizes, self.dtype, self.activation,

@@ -96,6 +96,4 @@ class MultiLayerNetExtend(_networks_extend.MultiLayerNetExtend, networks.MultiLa
         """True when ``params`` holds exactly the arrays the layers compute with (``W{i}``,
         ``b{i}``, and ``gamma{i}``, ``beta{i}`` of each batch norm): only then is updating
         the layers' arrays the update ``SGD.update(params, gradient(x, t))`` makes."""
-        params = self._params
-        held = plan.held_params()
-        return len(params) == len(held) and all(params.get(k) is a for k, a in held)
+        return plan.params_held(self._params)

@@ -987,6 +987,30 @@ def fusable_extend(object net, list names, list kinds, tuple classes, object bn_
     return Ws, bs, sizes, act, output, bn[:affine], drop[:affine]
 
 
+def params_hold(object params, list names, list Ws, list bs, list bn):
+    """True when ``params`` holds exactly the arrays the fused SGD step updates, under
+    ``names`` (W1, b1, W2, b2, ..., then gamma{i}, beta{i} of each batch norm of ``bn``,
+    None where a hidden layer has none): the same objects, and nothing else."""
+    cdef Py_ssize_t i, L = len(Ws), j = 2 * len(Ws)
+    if len(bs) != L:
+        return False
+    for b in bn:
+        if b is not None:
+            j += 2
+    if len(params) != j or len(names) != j:
+        return False
+    for i in range(L):
+        if params.get(names[2 * i]) is not Ws[i] or params.get(names[2 * i + 1]) is not bs[i]:
+            return False
+    j = 2 * L
+    for b in bn:
+        if b is not None:
+            if params.get(names[j]) is not b.gamma or params.get(names[j + 1]) is not b.beta:
+                return False
+            j += 2
+    return True
+
+
 def overlaps(cnp.ndarray block, object a):
     """True when ndarray ``a`` may share memory with the contiguous ``block``
     (compares the byte ranges they span; False for anything that is not an ndarray)."""

@@ -201,6 +201,18 @@ def test_a_fused_sgd_step_needs_params_to_hold_the_layers_arrays():
     bn = net.layers["BatchNorm1"]
     net.layers["BatchNorm1"] = type(bn)(bn.gamma.copy(), bn.beta.copy())
     assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+    net = _extend()
+    net.params["extra"] = np.zeros(3)   # SGD.update would step it too
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+    net = _extend()
+    del net.params["beta2"]   # SGD.update would leave beta2 alone
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+    net = _extend()   # the same arrays under each other's keys
+    dict.__setitem__(net.params, "b1", net.params["b2"])
+    dict.__setitem__(net.params, "b2", net.layers["Affine1"].b)
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is None
+    net = _extend()   # untouched: fused
+    assert net.fused_sgd_step(np.ones((4, 6)), [0, 1, 2, 0], 0.1) is not None
 
 
 @pytest.mark.parametrize("name", ["BatchNorm1", "Dropout2"])
