@@ -32,7 +32,9 @@ _GEMM_MODULES = (affine, mlp)  # compiled modules that keep their own GEMM point
 
 
 def _find_numpy_blas():
-    """(library path, {routine: address}, ilp64) of numpy's BLAS; no addresses if not found."""
+    """(library path, {routine: address}, ilp64) of numpy's BLAS; no addresses if not found.
+    The routines: sgemm, dgemm, sgemv, dgemv, and where they apply the row-block ones
+    (:func:`_row_block_addresses`)."""
     if os.environ.get("FASTMLP_BLAS") == "numpy":
         return None, {}, False
     numpy_dir = os.path.dirname(np.__file__)
@@ -51,6 +53,8 @@ def _find_numpy_blas():
                 fn = getattr(lib, prefix + routine + suffix, None)
                 addresses[routine] = ctypes.cast(fn, ctypes.c_void_p).value if fn else 0
             if addresses["sgemm"] and addresses["dgemm"]:
+                if ilp64:
+                    addresses.update(_row_block_addresses(lib, info, prefix, suffix))
                 return info["filepath"], addresses, ilp64
     return (libs[0]["filepath"] if libs else None), {}, False
 
@@ -61,33 +65,31 @@ def _find_numpy_blas():
 _ROW_BLOCK_VERSIONS = ("0.3.31",)
 
 
-def _row_block_addresses(path):
-    """(sgemm_batch, dgemm_batch, get_num_threads) addresses of numpy's OpenBLAS when its
-    version is one of _ROW_BLOCK_VERSIONS (ILP64 symbols of numpy's wheels), else zeros."""
-    none = (0, 0, 0)
-    if os.environ.get("FASTMLP_ROW_BLOCKS") == "0":
-        return none
-    info = next((i for i in threadpool_info() if i["filepath"] == path), None)
-    version = (info or {}).get("version") or ""
-    if info is None or info.get("internal_api") != "openblas" or not any(
-            version == v or version.startswith(v + ".") for v in _ROW_BLOCK_VERSIONS):
-        return none
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError:
-        return none
-    names = ("scipy_cblas_sgemm_batch64_", "scipy_cblas_dgemm_batch64_",
-             "scipy_openblas_get_num_threads64_")
-    found = [getattr(lib, name, None) for name in names]
-    if not all(found):
-        return none
-    return tuple(ctypes.cast(fn, ctypes.c_void_p).value for fn in found)
+def _row_block_addresses(lib, info, prefix, suffix):
+    """{"sgemm_batch", "dgemm_batch", "threads": address} of the OpenBLAS ``lib`` (ILP64
+    symbols named with ``prefix``, ``suffix``, as threadpoolctl's ``info`` describes it) when
+    its version is one of _ROW_BLOCK_VERSIONS and FASTMLP_ROW_BLOCKS is not "0"; else {}."""
+    version = info.get("version") or ""
+    if (os.environ.get("FASTMLP_ROW_BLOCKS") == "0" or info.get("internal_api") != "openblas"
+            or not any(version == v or version.startswith(v + ".")
+                       for v in _ROW_BLOCK_VERSIONS)):
+        return {}
+    cblas_suffix = suffix.lstrip("_")   # scipy_sgemm_64_ beside scipy_cblas_sgemm_batch64_
+    found = {key: getattr(lib, prefix + name + cblas_suffix, None)
+             for key, name in (("sgemm_batch", "cblas_sgemm_batch"),
+                               ("dgemm_batch", "cblas_dgemm_batch"),
+                               ("threads", "openblas_get_num_threads"))}
+    if not all(found.values()):
+        return {}
+    return {key: ctypes.cast(fn, ctypes.c_void_p).value for key, fn in found.items()}
 
 
 def _set_blas(addresses, ilp64):
     for module in _GEMM_MODULES:
         module.set_blas(addresses.get("sgemm", 0), addresses.get("dgemm", 0),
                         addresses.get("sgemv", 0), addresses.get("dgemv", 0), ilp64)
+    mlp.set_blas_rows(addresses.get("sgemm_batch", 0), addresses.get("dgemm_batch", 0),
+                      addresses.get("threads", 0))
 
 
 def _connect_blas():
@@ -100,8 +102,6 @@ def _connect_blas():
                   "np.matmul(out=), the same BLAS and thread pool", path)
         return path, False
     _set_blas(addresses, ilp64)
-    if ilp64:
-        mlp.set_blas_rows(*_row_block_addresses(path))
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         for m in (3, 1):   # a GEMM and a one-row product (gemv)
@@ -110,7 +110,6 @@ def _connect_blas():
             affine.matmul(a, b, out)
             if not np.allclose(out, a @ b, rtol=1e-5):
                 _set_blas({}, False)
-                mlp.set_blas_rows(0, 0, 0)
                 _log.warning("numpy's BLAS (%s) called through its GEMM symbols gave a wrong "
                              "product: matrix products use np.matmul(out=) instead", path)
                 return path, False

@@ -34,13 +34,13 @@ _ALIGN = 64
 
 
 class Plan:
-    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "bn", "drop", "names",
+    __slots__ = ("Ws", "bs", "sizes", "activation", "output", "dtype", "bn", "drop",
                  "param_names")
 
-    def __init__(self, found, bn, drop, names, param_names):
+    def __init__(self, found, bn, drop, param_names):
         self.Ws, self.bs, self.sizes, self.activation, self.output = found
         self.dtype = self.Ws[0].dtype.type
-        self.bn, self.drop, self.names, self.param_names = bn, drop, names, param_names
+        self.bn, self.drop, self.param_names = bn, drop, param_names
 
     def has_mode_layers(self):
         """True when a batch-norm or dropout layer runs in the kernel (entries are layers
@@ -125,7 +125,7 @@ class FusedExtend:
         self.workspace = None
         self.recording = None   # the Recording of the last training call
         self.running = {}   # hidden layer index -> (mean, var): arrays the kernel updates
-        self.structure = None   # (key, layer names, their kinds) of _structure
+        self.structure = None   # (key, what _structure returns for it)
 
     def __reduce__(self):
         return FusedExtend, ()
@@ -134,29 +134,29 @@ class FusedExtend:
         """A :class:`Plan` for ``net`` as it is now, or None (the layer path then runs)."""
         if not _backend.USE_BLAS:
             return None
-        key, names, kinds, param_names = self._structure(net)
+        names, kinds, param_names = self._structure(net)
         found = _backend.mlp_fusable_extend(net, names, kinds, _CORE, layers.BatchNormalization,
                                             layers.Dropout, writeable)
         if found is None:
             return None
-        return Plan(found[:5], found[5], found[6], names, param_names)
+        return Plan(found[:5], found[5], found[6], param_names)
 
     def _structure(self, net):
-        """(key, the layer names the kernel runs for ``net``'s public attributes, each one's
-        kind ('bn', 'drop', 'affine', 'core'), the ``params`` keys of the fused SGD step);
-        made once per depth, batch norm and dropout."""
+        """(the layer names the kernel runs for ``net``'s public attributes, each one's kind
+        ('bn', 'drop', 'affine', 'core'), the ``params`` keys of the fused SGD step); made
+        once per depth, batch norm and dropout."""
         key = (net.hidden_layer_num, net.use_batchnorm, net.use_dropout)
         if self.structure is None or self.structure[0] != key:
-            names = net._layer_names(net.hidden_layer_num + 1)
+            depth = net.hidden_layer_num + 1   # Affine layers
+            names = net._layer_names(depth)
             kinds = ["bn" if name.startswith("BatchNorm") else
                      "drop" if name.startswith("Dropout") else
                      "affine" if name.startswith("Affine") else "core" for name in names]
-            depth = net.hidden_layer_num + 1
             param_names = [f"{p}{i}" for i in range(1, depth + 1) for p in ("W", "b")]
             param_names += [f"{p}{i}" for i in range(1, depth) if f"BatchNorm{i}" in names
                             for p in ("gamma", "beta")]
-            self.structure = (key, names, kinds, param_names)
-        return self.structure
+            self.structure = (key, (names, kinds, param_names))
+        return self.structure[1]
 
     def _running(self, i, layer, dtype, m):
         """The running statistics of hidden layer i as arrays this path owns (the layer then

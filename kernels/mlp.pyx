@@ -38,6 +38,11 @@ def set_blas_rows(size_t sgemm_batch, size_t dgemm_batch, size_t threads):
     fastmlp_set_blas_rows(sgemm_batch, dgemm_batch, threads)
 
 
+def row_blocks_available():
+    """True when inference's row-block products are wired to OpenBLAS (``_blas.py``)."""
+    return fastmlp_sgemm_batch_ptr != NULL and fastmlp_dgemm_batch_ptr != NULL
+
+
 def row_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint double):
     """How many row blocks inference splits C (m x n) = A (m x k) @ B (k x n) into now (0: one
     GEMM), for float64 when ``double`` else float32."""

@@ -9,17 +9,18 @@ gives the reference's bits on integer-valued data and stays within the reduction
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from conftest import TOL
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_info
 
 import fastmlp
-from fastmlp import _blas
 from fastmlp import reference as R
+from fastmlp._blas import numpy_blas_path
 from fastmlp._kernels import mlp
 
 DTYPES = [np.float32, np.float64]
-CHECKED_OPENBLAS = any(_blas._row_block_addresses(_blas.numpy_blas_path()))
+CHECKED_OPENBLAS = mlp.row_blocks_available()
 
 
 @pytest.fixture
@@ -58,6 +59,16 @@ def test_one_thread_runs_one_gemm():
         fastmlp.set_num_threads(None)
 
 
+def test_the_checked_openblas_gets_row_blocks():
+    # numpy's own wheel BLAS (scipy_openblas, ILP64) at a checked version must be wired up:
+    # otherwise the tests below would be skipped rather than fail
+    blas = [i for i in threadpool_info() if i["filepath"] == numpy_blas_path()]
+    if not any(i["internal_api"] == "openblas" and i["prefix"] == "libscipy_openblas"
+               and (i["version"] or "").startswith("0.3.31.") for i in blas):
+        pytest.skip(f"numpy's BLAS is not OpenBLAS 0.3.31 from its wheel: {blas}")
+    assert CHECKED_OPENBLAS
+
+
 @pytest.mark.skipif(not CHECKED_OPENBLAS, reason="numpy's BLAS is not a checked OpenBLAS "
                     "version: inference runs one GEMM per layer")
 def test_big_products_split_into_one_block_per_thread(two_threads):
@@ -78,16 +89,28 @@ def _integer_net(sizes, dtype, rng):
     return net, ref
 
 
+def _assert_exact(net, x):
+    """Every partial sum of every product of ``net.predict(x)`` is an integer below 2^24
+    (float32's exact range): bounded by sum_k |a_k| |W_kj| + |b_j|, computed in float64.
+    Then any summation order gives the same bits, so the comparisons below may be exact."""
+    a = x.astype(np.float64)
+    for i in range(1, net.hidden_layer_num + 2):
+        W, b = net.params[f"W{i}"].astype(np.float64), net.params[f"b{i}"].astype(np.float64)
+        assert (np.abs(a) @ np.abs(W) + np.abs(b)).max() < 2 ** 24
+        a = a @ W + b
+        a = np.maximum(a, 0) if i <= net.hidden_layer_num else a
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 260), hidden=st.integers(1, 300), dtype=st.sampled_from(DTYPES),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_predict_gives_the_reference_bits_on_integer_data(n, hidden, dtype, seed):
-    # integer-valued products are exact in any order (|h| < 2^24 here): equal bits
     fastmlp.set_num_threads(2)
     try:
         rng = np.random.default_rng(seed)
         net, ref = _integer_net((784, hidden, 10), dtype, rng)
         x = rng.integers(-3, 4, (n, 784)).astype(dtype)
+        _assert_exact(net, x)
         np.testing.assert_array_equal(net.predict(x), ref.predict(x))
     finally:
         fastmlp.set_num_threads(None)
@@ -103,6 +126,7 @@ def test_split_predict_matches_the_reference(two_threads, dtype, sizes, n):
     rng = np.random.default_rng(n)
     net, ref = _integer_net(sizes, dtype, rng)
     x = rng.integers(-3, 4, (n, 784)).astype(dtype)
+    _assert_exact(net, x)
     np.testing.assert_array_equal(net.predict(x), ref.predict(x))
     # random data: TESTING.md's fallback bound against the reference
     net, ref = (cls(sizes[0], list(sizes[1:-1]), sizes[-1], dtype=dtype, seed=1)

@@ -33,6 +33,8 @@ def split_variant(activation):
     ``relu+bn+dropout`` (as ``fastmlp._bench.options`` writes them)."""
     act, *extras = activation.split("+")
     return act, "bn" in extras, "dropout" in extras
+
+
 PREDICT_BATCHES = [1, 100, 10000]
 N_ROWS = 20000            # rows of the random data set the batches cycle through
 SKLEARN_BATCHES = 10      # batches per partial_fit call
