@@ -19,7 +19,16 @@ Per network of ``fastmlp bench`` (784-50-10 @100, 784-100-100-10 @128, 784-256-2
   set by the trainer; the shared window), ``dp_allreduce_samples_s`` the same with
   ``FASTMLP_MPI_SHARED_MEMORY=0``, vs ``single_samples_s``: ``Trainer.train_step`` in
   one process with ``set_num_threads(cores)`` (its fused SGD step); SGD, lr 0.01, random
-  data of 16 batches, accuracies on one batch per epoch. Figures are medians over repeats.
+  data of 16 batches, accuracies on one batch per epoch. Figures are medians over repeats;
+  ``ratio`` is the median over repeats of each repeat's dp / single (the two processes
+  run minutes apart, so a drift of the shared machine lands on one side);
+- ``paired_ratio``: the same two trainers in one job, taking turns burst by burst
+  (``PAIRED_BURSTS`` pairs of about ``BURST_SECONDS`` each, the order alternating): the
+  K ranks train, then rank 0 alone trains its own copy at ``cores`` threads while the
+  other ranks sleep (polling a non-blocking barrier every 0.5 ms, not spinning); every
+  rank idles ``SETTLE_SECONDS`` before each burst, so that BLAS threads still spinning
+  after the last burst's products are asleep; the median of the pairs' ratios, so both
+  sides see the same machine.
 """
 import argparse
 import json
@@ -36,6 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORKS = [([50], 100), ([100, 100], 128), ([256, 256], 256), ([1024, 1024], 512)]
 DTYPES = ["float32", "float64"]
 TARGET_SECONDS = 2.0   # timed training per (network, dtype, variant, repeat)
+PAIRED_BURSTS = 20     # pairs of bursts per (network, dtype) in paired_ratio
+BURST_SECONDS = 0.1
+SETTLE_SECONDS = 0.2   # idle before each burst: OpenBLAS's threads spin a while after a product
 
 
 def _setup(hidden, batch, dtype):
@@ -66,6 +78,60 @@ def _train(make_trainer, batch, comm=None):
     elapsed = time.perf_counter() - start
     in_step = (getattr(tr, "allreduce_seconds", 0.0) - reduced) / steps
     return steps * batch / elapsed, in_step
+
+
+def _steps_for(trainer, seconds, comm=None):
+    """Steps of ``trainer`` that take about ``seconds`` (from one timed step after three),
+    agreed over ``comm``."""
+    for _ in range(3):
+        trainer.train_step()
+    start = time.perf_counter()
+    trainer.train_step()
+    steps = max(3, int(seconds / (time.perf_counter() - start)))
+    return steps if comm is None else comm.bcast(steps, root=0)
+
+
+def _sleep_until(request):
+    """Wait for a non-blocking MPI request without spinning a core."""
+    while not request.Test():
+        time.sleep(0.0005)
+
+
+def _paired_ratio(make_dp, make_single, batch, comm):
+    """Median over ``PAIRED_BURSTS`` of (K-rank samples/s) / (rank 0 alone at all cores'
+    samples/s), the two timed in turns within one job (see the module docstring)."""
+    import fastmlp
+    dp = make_dp()
+    rank_threads = fastmlp.threads.get_num_threads()
+    cores = fastmlp.threads.available_cores()
+    single = make_single() if comm.Get_rank() == 0 else None
+    n_dp = _steps_for(dp, BURST_SECONDS, comm)
+    if single is not None:
+        fastmlp.threads.set_num_threads(cores)
+        n_single = _steps_for(single, BURST_SECONDS)
+        fastmlp.threads.set_num_threads(rank_threads)
+    ratios = []
+    for burst in range(2 * PAIRED_BURSTS):
+        time.sleep(SETTLE_SECONDS)
+        if (burst + burst // 2) % 2 == 0:   # dp, single, single, dp, dp, single, ...
+            comm.Barrier()
+            start = time.perf_counter()
+            for _ in range(n_dp):
+                dp.train_step()
+            comm.Barrier()
+            dp_rate = n_dp * batch / (time.perf_counter() - start)
+        else:
+            if single is not None:
+                fastmlp.threads.set_num_threads(cores)
+                start = time.perf_counter()
+                for _ in range(n_single):
+                    single.train_step()
+                single_rate = n_single * batch / (time.perf_counter() - start)
+                fastmlp.threads.set_num_threads(rank_threads)
+            _sleep_until(comm.Ibarrier())
+        if burst % 2 == 1 and single is not None:
+            ratios.append(dp_rate / single_rate)
+    return statistics.median(ratios) if single is not None else None
 
 
 def _time_collective(run, comm, MPI):
@@ -99,6 +165,9 @@ def worker_mpi():
             allreduce_samples_s = _train(make, batch, comm)[0]
             os.environ["FASTMLP_MPI_SHARED_MEMORY"] = "1"
             samples_s, in_step = _train(make, batch, comm)
+            single_net = _setup(hidden, batch, dtype)[0]
+            paired = _paired_ratio(make, lambda: _single_trainer(single_net, x, t, batch),
+                                   batch, comm)
             length = gradient_layout([784, *hidden, 10], dtype)[2]
             buf = np.zeros(length, dtype)
             shared = SharedSum.get(comm, MPI, length, dtype)
@@ -110,10 +179,18 @@ def worker_mpi():
             rows.append({"net": "-".join(map(str, [784, *hidden, 10])) + f"@{batch}",
                          "dtype": dtype, "bytes": buf.nbytes, "dp_samples_s": samples_s,
                          "dp_allreduce_samples_s": allreduce_samples_s,
-                         "in_step_ms": 1e3 * in_step,
+                         "in_step_ms": 1e3 * in_step, "paired_ratio": paired,
                          "allreduce_ms": _time_collective(allreduce, comm, MPI),
                          "shared_ms": _time_collective(lambda: shared(0.5), comm, MPI)})
     return rows if comm.Get_rank() == 0 else None
+
+
+def _single_trainer(net, x, t, batch):
+    """One process's Trainer with the data-parallel trainer's settings and batches."""
+    import fastmlp
+    return fastmlp.Trainer(net, x, t, x[:batch], t[:batch], epochs=1000, mini_batch_size=batch,
+                           optimizer_param={"lr": 0.01}, evaluate_sample_num_per_epoch=batch,
+                           verbose=False, seed=0, sampling="epoch")
 
 
 def worker_single():
@@ -123,11 +200,8 @@ def worker_single():
     for hidden, batch in NETWORKS:
         for dtype in DTYPES:
             net, x, t = _setup(hidden, batch, dtype)
-            make = lambda: fastmlp.Trainer(   # noqa: E731
-                net, x, t, x[:batch], t[:batch], epochs=1000, mini_batch_size=batch,
-                optimizer_param={"lr": 0.01}, evaluate_sample_num_per_epoch=batch,
-                verbose=False, seed=0, sampling="epoch")   # the data-parallel trainer's batches
-            rows.append({"single_samples_s": _train(make, batch)[0]})
+            rows.append({"single_samples_s": _train(lambda: _single_trainer(net, x, t, batch),
+                                                    batch)[0]})
     return rows
 
 
@@ -151,6 +225,7 @@ def driver(ranks, repeats, out):
         med = lambda kind, key: statistics.median(r[i][key] for r in runs[kind])  # noqa: E731
         row = dict(row, **{key: med("mpi", key) for key in (
             "dp_samples_s", "dp_allreduce_samples_s", "in_step_ms", "allreduce_ms", "shared_ms")},
+            paired_ratios=[r[i]["paired_ratio"] for r in runs["mpi"]],
             single_samples_s=med("single", "single_samples_s"))
         # per repeat (interleaved runs), then the median of those ratios
         row["ratio"] = statistics.median(m[i]["dp_samples_s"] / s[i]["single_samples_s"]
@@ -163,11 +238,12 @@ def driver(ranks, repeats, out):
           f"median of {repeats}")
     print(f"{'network':<22}{'dtype':<9}{'MB':>7}{'allreduce ms':>14}{'shared ms':>11}"
           f"{'in step ms':>12}{'K ranks /s':>12}{'1 proc /s':>12}{'ratio':>7}"
-          f"{'ratio (Allreduce)':>19}")
+          f"{'ratio (Allreduce)':>19}  paired ratio per repeat")
     for r in rows:
         print(f"{r['net']:<22}{r['dtype']:<9}{r['bytes'] / 1e6:>7.2f}{r['allreduce_ms']:>14.3f}"
               f"{r['shared_ms']:>11.3f}{r['in_step_ms']:>12.3f}{r['dp_samples_s']:>12.0f}"
-              f"{r['single_samples_s']:>12.0f}{r['ratio']:>7.2f}{r['ratio_allreduce']:>19.2f}")
+              f"{r['single_samples_s']:>12.0f}{r['ratio']:>7.2f}{r['ratio_allreduce']:>19.2f}  "
+              + " ".join(f"{v:.2f}" for v in r["paired_ratios"]))
     if out:
         with open(out, "w") as f:
             json.dump(rows, f, indent=1)

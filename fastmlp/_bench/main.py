@@ -18,7 +18,7 @@ from .machine import CpuShare, machine_info, peer_versions, wait_idle
 from .measure import bench_predict, bench_train
 from .options import BenchError, resolve
 from .report import WIDTH, header_text, plot, print_tables, summary
-from .timing import BUSY_LIMIT
+from .timing import BUSY_LIMIT, slice_count
 
 
 class Progress:
@@ -89,7 +89,8 @@ def _run(args):
         info["torch_threads"] = torch.get_num_threads()
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     info["date"] = date
-    settings = {"seconds": seconds, "repeats": args.repeats, "peers": names, "dtypes": dtypes,
+    settings = {"seconds": seconds, "slice_seconds": seconds / slice_count(seconds),
+                "repeats": args.repeats, "peers": names, "dtypes": dtypes,
                 "configs": [{"sizes": s, "batch": b} for s, b in configs], "lr": LR,
                 "activations": activations,
                 "n_rows": N_ROWS, "sklearn_batches_per_call": SKLEARN_BATCHES,

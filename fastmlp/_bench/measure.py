@@ -8,7 +8,7 @@ activations, all interleaved (the training table, plus the alternation test);
 from .configs import PREDICT_BATCHES, batch_start, gemm_work, make_data, network_name, user_matmul
 from .machine import CpuShare, available_cores
 from .peers import STEP_MAKERS, predictors
-from .timing import alternation, interleave, median, timed
+from .timing import Rate, alternation, interleave, median
 
 
 def _speedups(row):
@@ -37,15 +37,15 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, id
             except Exception as exc:  # noqa: BLE001 - a peer that cannot run is reported
                 rows[act]["results"][name] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     limit_call, flops = gemm_work(sizes, batch, dtype)
-    tasks = {"gemm_limit": lambda: batch * timed(limit_call, seconds)}
+    tasks = {"gemm_limit": Rate(limit_call, batch)}
     for key, (step, per_call) in steps.items():
-        tasks[key] = lambda step=step, per_call=per_call: batch * per_call * timed(step, seconds)
+        tasks[key] = Rate(step, batch * per_call)
     if alternate and dtype == "float32":   # the user's product is float32: so are these rows
         mm = user_matmul()
         for (name, act), (step, per_call) in steps.items():
             if per_call == 1 and act == activations[0]:
                 tasks["alternation:" + name] = lambda step=step: alternation(step, mm, seconds)
-    runs, busy, discarded = interleave(tasks, repeats, log, idle)
+    runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds)
     limit = median(runs["gemm_limit"])
     for act, row in rows.items():
         row["gemm_limit"] = limit
@@ -77,12 +77,9 @@ def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
         cpu = CpuShare()
         row = {"network": network_name(sizes), "sizes": sizes, "batch": batch, "dtype": dtype,
                "results": dict(missing)}
-        tasks = {}
-        for name, f in preds.items():
-            def task(f=f, b=batch):
-                return b * timed(lambda i: f(X[batch_start(i, b):batch_start(i, b) + b]), seconds)
-            tasks[name] = task
-        runs, busy, discarded = interleave(tasks, repeats, log, idle)
+        tasks = {name: Rate(lambda i, f=f, b=batch: f(X[batch_start(i, b):batch_start(i, b) + b]),
+                            batch) for name, f in preds.items()}
+        runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds)
         for name in preds:
             row["results"][name] = {"samples_per_s": median(runs[name]), "runs": runs[name]}
         _speedups(row)

@@ -1,32 +1,60 @@
 """How ``fastmlp bench`` times things: calls per second, medians, interleaved repeats.
 
-``timed`` measures one callable; ``interleave`` runs a set of them once per
-repeat in an order that rotates between repeats (so a drift of the machine
-hits every peer alike) and, with ``--wait-idle``, redoes a repeat that other
-processes disturbed.
+``Rate`` measures one callable in slices; ``interleave`` runs a set of them per
+repeat in turns, slice by slice, in an order that rotates between slices and
+repeats (so a drift of the machine, which here moves one peer's figure by up to
+±40% over a second, hits every peer alike) and, with ``--wait-idle``, redoes a
+repeat that other processes disturbed.
 """
 import gc
-import time
+from time import perf_counter
 
 import numpy as np
 
 from .machine import CpuShare, available_cores
 
 BUSY_LIMIT = 0.05   # with --wait-idle, a repeat during which others took more CPU is redone
+SLICE_SECONDS = 0.1  # a repeat's timed run of each task is cut into slices of about this
+
+
+class Rate:
+    """``factor`` times the calls per second of ``call(i)`` (i = 0, 1, ... across the
+    whole run), timed in slices: ``start`` warms up and resets the count, each ``run``
+    adds a slice of at least ``min_calls`` calls, ``value`` is the rate over the slices."""
+
+    def __init__(self, call, factor=1.0, warmup=3):
+        self.call, self.factor, self.warmup = call, factor, warmup
+        self.i, self.calls, self.elapsed = 0, 0, 0.0
+
+    def start(self):
+        for _ in range(self.warmup):
+            self.call(self.i)
+            self.i += 1
+        self.calls, self.elapsed = 0, 0.0
+
+    def run(self, seconds, min_calls=1):
+        n, t0 = 0, perf_counter()
+        while True:
+            self.call(self.i)
+            self.i += 1
+            n += 1
+            elapsed = perf_counter() - t0
+            if elapsed >= seconds and n >= min_calls:
+                break
+        self.calls += n
+        self.elapsed += elapsed
+
+    def value(self):
+        return self.factor * self.calls / self.elapsed
 
 
 def timed(call, seconds, min_calls=5, warmup=3):
-    """Calls per second of ``call(i)`` (i = 0, 1, ...), timed for about ``seconds``."""
-    for i in range(warmup):
-        call(i)
+    """Calls per second of ``call(i)`` (i = 0, 1, ...), timed for about ``seconds`` in one go."""
+    rate = Rate(call, warmup=warmup)
+    rate.start()
     gc.collect()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        call(n)
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and n >= min_calls:
-            return n / elapsed
+    rate.run(seconds, min_calls)
+    return rate.value()
 
 
 def median(values):
@@ -47,10 +75,34 @@ def _rotate(seq, k):
     return seq[k:] + seq[:k]
 
 
-def interleave(tasks, repeats, log, idle=None, retries=3):
-    """Run every task once per repeat, in an order that rotates between repeats.
+def slice_count(seconds):
+    """How many slices a timed run of ``seconds`` is cut into (about SLICE_SECONDS each)."""
+    return max(1, round(seconds / SLICE_SECONDS))
 
-    ``tasks`` maps names to callables returning one measurement. Returns
+
+def _run_repeat(tasks, seconds, r):
+    """One repeat: every ``Rate`` for about ``seconds`` in slices taken in turns (the order
+    rotating from slice to slice), then each other task (a callable) once; their values."""
+    rates = [name for name in tasks if isinstance(tasks[name], Rate)]
+    for name in rates:
+        tasks[name].start()
+    gc.collect()
+    slices = slice_count(seconds)
+    for s in range(slices):
+        for name in _rotate(rates, r + s):
+            tasks[name].run(seconds / slices)
+    got = {name: tasks[name].value() for name in rates}
+    got.update((name, tasks[name]()) for name in _rotate(list(tasks), r) if name not in got)
+    return got
+
+
+def interleave(tasks, repeats, log, idle=None, seconds=0.5, retries=3):
+    """Run every task once per repeat: the ``Rate`` tasks for about ``seconds`` each, in
+    turns by slices of about ``SLICE_SECONDS``, in an order that rotates between slices
+    and repeats; the other tasks (callables returning one measurement, such as
+    ``alternation``) after them, in an order that rotates between repeats.
+
+    ``tasks`` maps names to ``Rate`` objects or callables. Returns
     ``({name: [value per repeat]}, [others' CPU share per repeat], discarded)``.
     With ``idle`` (see --wait-idle) each repeat first waits for a quiet machine,
     and a repeat during which other processes took >= BUSY_LIMIT of the CPU is
@@ -61,7 +113,7 @@ def interleave(tasks, repeats, log, idle=None, retries=3):
         if idle:
             idle()
         probe = CpuShare()
-        got = {name: tasks[name]() for name in _rotate(list(tasks), r)}
+        got = _run_repeat(tasks, seconds, r)
         r += 1
         share = probe.others(available_cores())
         if idle and share is not None and share >= BUSY_LIMIT and discarded < retries * repeats:
