@@ -36,8 +36,8 @@ cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
 cdef inline void gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating *A,
                            Py_ssize_t lda, const floating *B, Py_ssize_t ldb, floating *C,
                            Py_ssize_t ldc) noexcept nogil:
-    """C (m x n) = A @ B, row-major: as row blocks on BLAS's pool where that applies
-    (fastmlp_blas.h), else one GEMM."""
+    """C (m x n) = A @ B, row-major: as blocks of rows (of columns when n >= 8 m) on BLAS's
+    pool where that applies (fastmlp_blas.h), else one GEMM."""
     if floating is float:
         if fastmlp_sgemm_rows(m, n, k, A, lda, B, ldb, C, ldc):
             return

@@ -147,28 +147,48 @@ static inline void fastmlp_set_blas_rows(size_t sgemm_batch, size_t dgemm_batch,
     fastmlp_blas_threads_ptr = (void *)threads;
 }
 
-/* How many row blocks C (m x n) = A (m x k) @ B (k x n) gets: one per BLAS thread, each
- * with at least FASTMLP_ROWS_MIN_WORK multiply-adds; 0 (one plain GEMM) when fewer than 2. */
+/* Split C (m x n) = A (m x k) @ B (k x n) by its columns when it has many more columns than
+ * rows. Each single-threaded product packs its own operands, so every row block packs all of
+ * B (the layer's weights) and every column block all of A (the batch). Measured here (predict,
+ * two threads, the two splits alternated): 784-1024-1024-10 at 100 rows 1.09x faster by
+ * columns in float32 and float64; 784-256-256-10 and 784-512-512-10 at 100 rows and every
+ * network at 1000 rows within 0.93-1.07x either way, so the columns only from 8x as many. */
+#define FASTMLP_COLS_FROM 8
+static inline int fastmlp_blocks_by_cols(ptrdiff_t m, ptrdiff_t n) {
+    return n >= FASTMLP_COLS_FROM * m;
+}
+
+/* How many blocks C (m x n) = A (m x k) @ B (k x n) gets: one per BLAS thread, each with at
+ * least FASTMLP_ROWS_MIN_WORK multiply-adds; 0 (one plain GEMM) when fewer than 2. */
 static inline int fastmlp_row_blocks(void *batch, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k) {
     if (batch == NULL || fastmlp_blas_threads_ptr == NULL || !fastmlp_blas_ilp64)
         return 0;
     int blocks = ((fastmlp_blas_threads_t)fastmlp_blas_threads_ptr)();
     if (blocks > FASTMLP_ROWS_MAX_BLOCKS)
         blocks = FASTMLP_ROWS_MAX_BLOCKS;
-    while (blocks >= 2 && (double)(m / blocks) * (double)n * (double)k < FASTMLP_ROWS_MIN_WORK)
+    ptrdiff_t split = m, other = n;   /* the dimension cut into blocks, and the other */
+    if (fastmlp_blocks_by_cols(m, n)) {
+        split = n;
+        other = m;
+    }
+    while (blocks >= 2 && (double)(split / blocks) * (double)other * (double)k
+                          < FASTMLP_ROWS_MIN_WORK)
         blocks--;
     return blocks >= 2 ? blocks : 0;
 }
 
-/* C = A @ B (row-major, no transposes) as row blocks on BLAS's pool; 0 when it does not
- * apply (the caller then runs one GEMM). Blocks are m / blocks rows, the first m % blocks
- * one more, each a batch entry of its own (group size 1). */
+/* C = A @ B (row-major, no transposes) as blocks of rows (or of columns, see
+ * fastmlp_blocks_by_cols) on BLAS's pool; 0 when it does not apply (the caller then runs one
+ * GEMM). The split dimension's s entries go s / blocks to a block, the first s % blocks one
+ * more; each block is a batch entry of its own (group size 1). */
 #define FASTMLP_ROWS_BODY(T, PTR, FN_T)                                                          \
     int blocks = fastmlp_row_blocks(PTR, m, n, k);                                                \
     if (blocks == 0)                                                                              \
         return 0;                                                                                 \
+    int by_cols = fastmlp_blocks_by_cols(m, n);                                                   \
+    ptrdiff_t split = by_cols ? n : m;                                                            \
     int no_trans[FASTMLP_ROWS_MAX_BLOCKS];                                                        \
-    int64_t rows[FASTMLP_ROWS_MAX_BLOCKS], N[FASTMLP_ROWS_MAX_BLOCKS], K[FASTMLP_ROWS_MAX_BLOCKS];\
+    int64_t M[FASTMLP_ROWS_MAX_BLOCKS], N[FASTMLP_ROWS_MAX_BLOCKS], K[FASTMLP_ROWS_MAX_BLOCKS];   \
     int64_t LA[FASTMLP_ROWS_MAX_BLOCKS], LB[FASTMLP_ROWS_MAX_BLOCKS], LC[FASTMLP_ROWS_MAX_BLOCKS];\
     int64_t size[FASTMLP_ROWS_MAX_BLOCKS];                                                        \
     T alpha[FASTMLP_ROWS_MAX_BLOCKS], beta[FASTMLP_ROWS_MAX_BLOCKS];                              \
@@ -176,14 +196,17 @@ static inline int fastmlp_row_blocks(void *batch, ptrdiff_t m, ptrdiff_t n, ptrd
     T *Cs[FASTMLP_ROWS_MAX_BLOCKS];                                                               \
     ptrdiff_t start = 0;                                                                          \
     for (int b = 0; b < blocks; b++) {                                                            \
-        rows[b] = m / blocks + (b < m % blocks);                                                  \
+        ptrdiff_t count = split / blocks + (b < split % blocks);                                  \
         no_trans[b] = 111;   /* CblasNoTrans */                                                   \
-        N[b] = n; K[b] = k; LA[b] = lda; LB[b] = ldb; LC[b] = ldc; size[b] = 1;                   \
+        M[b] = by_cols ? m : count; N[b] = by_cols ? count : n; K[b] = k;                         \
+        LA[b] = lda; LB[b] = ldb; LC[b] = ldc; size[b] = 1;                                       \
         alpha[b] = 1; beta[b] = 0;                                                                \
-        As[b] = A + start * lda; Bs[b] = B; Cs[b] = C + start * ldc;                              \
-        start += rows[b];                                                                         \
+        As[b] = by_cols ? A : A + start * lda;                                                    \
+        Bs[b] = by_cols ? B + start : B;                                                          \
+        Cs[b] = by_cols ? C + start : C + start * ldc;                                            \
+        start += count;                                                                           \
     }                                                                                             \
-    ((FN_T)PTR)(101 /* CblasRowMajor */, no_trans, no_trans, rows, N, K, alpha, As, LA, Bs, LB,   \
+    ((FN_T)PTR)(101 /* CblasRowMajor */, no_trans, no_trans, M, N, K, alpha, As, LA, Bs, LB,      \
                 beta, Cs, LC, blocks, size);                                                      \
     return 1;
 

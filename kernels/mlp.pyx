@@ -44,8 +44,8 @@ def row_blocks_available():
 
 
 def row_blocks(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, bint double):
-    """How many row blocks inference splits C (m x n) = A (m x k) @ B (k x n) into now (0: one
-    GEMM), for float64 when ``double`` else float32."""
+    """How many blocks (of rows; of columns when n >= 8 m) inference splits C (m x n) =
+    A (m x k) @ B (k x n) into now (0: one GEMM), for float64 when ``double`` else float32."""
     if double:
         return fastmlp_row_blocks(fastmlp_dgemm_batch_ptr, m, n, k)
     return fastmlp_row_blocks(fastmlp_sgemm_batch_ptr, m, n, k)

@@ -43,22 +43,31 @@ def test_rate_runs_at_least_min_calls(clock):
     assert rate.calls == 4
 
 
-def test_interleave_takes_turns_by_slice_in_a_rotating_order(clock):
+def test_a_groups_tasks_take_turns_by_slice_and_groups_run_in_rotating_blocks(clock):
     log = []
-    once = []
-    tasks = {name: timing.Rate(task(clock, name, log), factor=2) for name in "abc"}
-    tasks["compound"] = lambda: once.append(len(log)) or 1.5
-    runs, busy, discarded = timing.interleave(tasks, 2, lambda s: None, seconds=0.3)
+    tasks = {name: timing.Rate(task(clock, name, log), factor=2) for name in ("a1", "a2", "b")}
+    tasks["compound"] = lambda: log.append(("C", None)) or 1.5   # runs after the rates
+    runs, busy, discarded = timing.interleave(tasks, 2, lambda s: None, seconds=0.3,
+                                              group=lambda name: name[0])
     assert timing.slice_count(0.3) == 3
     turns = [name for name, _ in itertools.groupby(n for n, _ in log)]
-    first_repeat = ["a", "b", "c"] + ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    second_repeat = ["a", "b", "c"] + ["b", "c", "a", "c", "a", "b", "a", "b", "c"]
-    assert turns == first_repeat + second_repeat    # warm-ups, then 3 slices per repeat
-    per_slice = 13                                   # calls until 0.1 s: ceil(0.1 / STEP)
-    assert all(v == pytest.approx(2 / STEP) for name in "abc" for v in runs[name])
-    per_repeat = 3 * (3 + 3 * per_slice)
-    assert runs["compound"] == [1.5, 1.5] and once == [per_repeat, 2 * per_repeat]
+    # repeat 1: group a (warm-ups a1 a2, slices a1 a2 | a2 a1 | a1 a2), then group b in one
+    # block; repeat 2: b first, then a with the slice order rotated one further
+    assert turns == ["a1", "a2", "a1", "a2", "a1", "a2", "b", "C",
+                     "b", "a1", "a2", "a1", "a2", "a1", "C"]
+    # each slice runs until 0.1 s: 13 calls of STEP, the same for every task
+    assert all(v == pytest.approx(2 / STEP) for name in ("a1", "a2", "b") for v in runs[name])
+    assert sum(1 for n, _ in log if n == "a1") == 2 * (3 + 3 * 13)
+    assert runs["compound"] == [1.5, 1.5]
     assert len(busy) == 2 and discarded == 0
+
+
+def test_without_groups_each_task_runs_in_one_block(clock):
+    log = []
+    tasks = {name: timing.Rate(task(clock, name, log)) for name in "abc"}
+    timing.interleave(tasks, 2, lambda s: None, seconds=0.3)
+    turns = [name for name, _ in itertools.groupby(n for n, _ in log)]
+    assert turns == ["a", "b", "c", "b", "c", "a"]   # the order rotates between repeats
 
 
 def test_short_runs_are_one_slice():

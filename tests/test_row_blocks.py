@@ -42,9 +42,12 @@ def test_small_products_never_reach_the_batch_routine(double, threads):
     try:
         # every block of these has at most 100^3 multiply-adds (the routine's crash range)
         for m, n, k in [(100, 10, 50), (100, 100, 100), (100, 10, 784), (1, 1024, 784),
-                        (100, 64, 128), (10000, 1, 100), (7, 300, 300)]:
+                        (100, 64, 128), (10000, 1, 100), (7, 300, 300), (2, 4096, 200),
+                        (3, 1000, 784), (4, 1000, 784)]:
             blocks = mlp.row_blocks(m, n, k, double)
-            assert blocks == 0 or (m // blocks) * n * k > 100 ** 3, (m, n, k, blocks)
+            # the smallest block, whether C is split by rows or by columns
+            smallest = min((m // blocks) * n, m * (n // blocks)) * k if blocks else None
+            assert blocks == 0 or smallest > 100 ** 3, (m, n, k, blocks)
         assert mlp.row_blocks(100, 100, 100, double) == 0
     finally:
         fastmlp.set_num_threads(None)
@@ -76,6 +79,9 @@ def test_big_products_split_into_one_block_per_thread(two_threads):
     assert mlp.row_blocks(101, 256, 784, True) == 2
     # blocks of 50 rows would hold 50 * 100 * 100 < 1.5e6 multiply-adds: one GEMM
     assert mlp.row_blocks(100, 100, 100, False) == 0
+    # a wide layer on few rows is split by columns (n >= 8 m): blocks of 4 x 500 x 784
+    assert mlp.row_blocks(4, 1000, 784, True) == 2
+    assert mlp.row_blocks(3, 1000, 784, True) == 0       # 3 x 500 x 784 < 1.5e6
 
 
 def _integer_net(sizes, dtype, rng):
@@ -120,7 +126,9 @@ def test_predict_gives_the_reference_bits_on_integer_data(n, hidden, dtype, seed
                     "version: inference runs one GEMM per layer")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes, n", [((784, 100, 100, 10), 100), ((784, 256, 256, 10), 101),
-                                      ((784, 300, 10), 257), ((784, 128, 64, 10), 100)])
+                                      ((784, 300, 10), 257), ((784, 128, 64, 10), 100),
+                                      # by columns (n >= 8 m), split evenly and unevenly
+                                      ((784, 1032, 10), 100), ((784, 641, 10), 37)])
 def test_split_predict_matches_the_reference(two_threads, dtype, sizes, n):
     assert mlp.row_blocks(n, sizes[1], sizes[0], dtype is np.float64) >= 2   # the path is run
     rng = np.random.default_rng(n)

@@ -19,9 +19,9 @@ gradient training does not need) at the rate numpy's BLAS reaches on exactly
 those shapes. Each peer's share of that limit is reported.
 
 Every figure is the median of ``--repeats`` timed runs; within a repeat the
-peers (and the limit) take turns in slices of 0.1 s, in an order that rotates
-from slice to slice and repeat to repeat, so a drift of the machine hits them
-all alike. Rows of the
+peers (and the limit) run one after the other, in an order that rotates from
+repeat to repeat, so a drift of the machine hits them all alike; one peer's
+hidden activations take turns in slices of 0.1 s within its run. Rows of the
 batches cycle through one fixed random data set, as in peers.py.
 
 Options add an alternation test (a training step alternated with a user-side

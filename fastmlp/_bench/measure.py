@@ -45,7 +45,9 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, id
         for (name, act), (step, per_call) in steps.items():
             if per_call == 1 and act == activations[0]:
                 tasks["alternation:" + name] = lambda step=step: alternation(step, mm, seconds)
-    runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds)
+    # one peer's activations take turns by slices (one thread pool); peers one after another
+    runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds,
+                                       group=lambda key: key[0] if isinstance(key, tuple) else key)
     limit = median(runs["gemm_limit"])
     for act, row in rows.items():
         row["gemm_limit"] = limit

@@ -273,7 +273,7 @@ def header_text(info, settings):
         f"fastmlp: GEMMs on {info['fastmlp_gemm']}, OpenMP {'on' if info['openmp'] else 'off'}, "
         f"{info['fastmlp_threads']} threads",
         f"timing: median of {settings['repeats']} runs of {settings['seconds']:g} s per cell, "
-        f"peers taking turns in slices of {settings['slice_seconds']:g} s;"
+        f"peers interleaved (a peer's activations in slices of {settings['slice_seconds']:g} s);"
         f" training: samples/s of one SGD step (lr {LR})",
     ]
     if info.get("absent_peers"):

@@ -1,10 +1,11 @@
 """How ``fastmlp bench`` times things: calls per second, medians, interleaved repeats.
 
 ``Rate`` measures one callable in slices; ``interleave`` runs a set of them per
-repeat in turns, slice by slice, in an order that rotates between slices and
-repeats (so a drift of the machine, which here moves one peer's figure by up to
-±40% over a second, hits every peer alike) and, with ``--wait-idle``, redoes a
-repeat that other processes disturbed.
+repeat, in an order that rotates between repeats (so a drift of the machine hits
+every peer alike), the tasks on one thread pool (one peer's activations) in turns
+slice by slice (the machine's speed moves by up to ±40% within a second here, and
+their ratios should not), and, with ``--wait-idle``, redoes a repeat that other
+processes disturbed.
 """
 import gc
 from time import perf_counter
@@ -80,27 +81,36 @@ def slice_count(seconds):
     return max(1, round(seconds / SLICE_SECONDS))
 
 
-def _run_repeat(tasks, seconds, r):
-    """One repeat: every ``Rate`` for about ``seconds`` in slices taken in turns (the order
-    rotating from slice to slice), then each other task (a callable) once; their values."""
+def _run_repeat(tasks, seconds, r, group):
+    """One repeat: the ``Rate`` tasks group by group, the groups in an order rotating between
+    repeats; within a group each task runs about ``seconds`` in slices taken in turns (the
+    order rotating from slice to slice); then each other task (a callable) once. Returns
+    their values."""
     rates = [name for name in tasks if isinstance(tasks[name], Rate)]
-    for name in rates:
-        tasks[name].start()
-    gc.collect()
-    slices = slice_count(seconds)
-    for s in range(slices):
-        for name in _rotate(rates, r + s):
-            tasks[name].run(seconds / slices)
-    got = {name: tasks[name].value() for name in rates}
+    got = {}
+    for label in _rotate(list(dict.fromkeys(group(name) for name in rates)), r):
+        members = [name for name in rates if group(name) == label]
+        for name in members:
+            tasks[name].start()
+        gc.collect()
+        slices = slice_count(seconds)
+        for s in range(slices):
+            for name in _rotate(members, r + s):
+                tasks[name].run(seconds / slices)
+        got.update((name, tasks[name].value()) for name in members)
     got.update((name, tasks[name]()) for name in _rotate(list(tasks), r) if name not in got)
     return got
 
 
-def interleave(tasks, repeats, log, idle=None, seconds=0.5, retries=3):
-    """Run every task once per repeat: the ``Rate`` tasks for about ``seconds`` each, in
-    turns by slices of about ``SLICE_SECONDS``, in an order that rotates between slices
-    and repeats; the other tasks (callables returning one measurement, such as
-    ``alternation``) after them, in an order that rotates between repeats.
+def interleave(tasks, repeats, log, idle=None, seconds=0.5, group=None, retries=3):
+    """Run every task once per repeat: the ``Rate`` tasks for about ``seconds`` each, the
+    other tasks (callables returning one measurement, such as ``alternation``) after them.
+
+    ``group(name)`` labels the ``Rate`` tasks (default: each its own). The tasks of a group
+    (one peer at several activations: one thread pool) take turns by slices of about
+    ``SLICE_SECONDS``, so their ratios see the same machine; the groups run one after the
+    other, in an order that rotates between repeats, since a pool's idle threads spin for
+    a while after its last product and would slow another pool's slices.
 
     ``tasks`` maps names to ``Rate`` objects or callables. Returns
     ``({name: [value per repeat]}, [others' CPU share per repeat], discarded)``.
@@ -113,7 +123,7 @@ def interleave(tasks, repeats, log, idle=None, seconds=0.5, retries=3):
         if idle:
             idle()
         probe = CpuShare()
-        got = _run_repeat(tasks, seconds, r)
+        got = _run_repeat(tasks, seconds, r, group or (lambda name: name))
         r += 1
         share = probe.others(available_cores())
         if idle and share is not None and share >= BUSY_LIMIT and discarded < retries * repeats:
