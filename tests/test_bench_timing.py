@@ -7,6 +7,7 @@ import pytest
 from fastmlp._bench import timing
 
 STEP = 1 / 128
+SLEPT = []   # the idle pauses interleave took (see clock)
 
 
 @pytest.fixture
@@ -15,6 +16,8 @@ def clock(monkeypatch):
     (see ``task``)."""
     now = [0.0]
     monkeypatch.setattr(timing, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(timing, "sleep", lambda seconds: SLEPT.append(seconds))
+    SLEPT.clear()
     return now
 
 
@@ -60,6 +63,7 @@ def test_a_groups_tasks_take_turns_by_slice_and_groups_run_in_rotating_blocks(cl
     assert sum(1 for n, _ in log if n == "a1") == 2 * (3 + 3 * 13)
     assert runs["compound"] == [1.5, 1.5]
     assert len(busy) == 2 and discarded == 0
+    assert SLEPT == [timing.SETTLE_SECONDS] * 4    # before each group's block
 
 
 def test_without_groups_each_task_runs_in_one_block(clock):

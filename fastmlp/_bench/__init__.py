@@ -20,8 +20,9 @@ those shapes. Each peer's share of that limit is reported.
 
 Every figure is the median of ``--repeats`` timed runs; within a repeat the
 peers (and the limit) run one after the other, in an order that rotates from
-repeat to repeat, so a drift of the machine hits them all alike; one peer's
-hidden activations take turns in slices of 0.1 s within its run. Rows of the
+repeat to repeat, so a drift of the machine hits them all alike, each after
+0.25 s idle (the last peer's pool stops spinning); one peer's hidden
+activations take turns in slices of 0.1 s within its run. Rows of the
 batches cycle through one fixed random data set, as in peers.py.
 
 Options add an alternation test (a training step alternated with a user-side

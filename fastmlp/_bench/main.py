@@ -18,7 +18,7 @@ from .machine import CpuShare, machine_info, peer_versions, wait_idle
 from .measure import bench_predict, bench_train
 from .options import BenchError, resolve
 from .report import WIDTH, header_text, plot, print_tables, summary
-from .timing import BUSY_LIMIT, slice_count
+from .timing import BUSY_LIMIT, SETTLE_SECONDS, slice_count
 
 
 class Progress:
@@ -90,6 +90,7 @@ def _run(args):
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     info["date"] = date
     settings = {"seconds": seconds, "slice_seconds": seconds / slice_count(seconds),
+                "settle_seconds": SETTLE_SECONDS,
                 "repeats": args.repeats, "peers": names, "dtypes": dtypes,
                 "configs": [{"sizes": s, "batch": b} for s, b in configs], "lr": LR,
                 "activations": activations,

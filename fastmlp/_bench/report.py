@@ -273,8 +273,9 @@ def header_text(info, settings):
         f"fastmlp: GEMMs on {info['fastmlp_gemm']}, OpenMP {'on' if info['openmp'] else 'off'}, "
         f"{info['fastmlp_threads']} threads",
         f"timing: median of {settings['repeats']} runs of {settings['seconds']:g} s per cell, "
-        f"peers interleaved (a peer's activations in slices of {settings['slice_seconds']:g} s);"
-        f" training: samples/s of one SGD step (lr {LR})",
+        f"peers interleaved, {settings['settle_seconds']:g} s idle before each (a peer's "
+        f"activations in slices of {settings['slice_seconds']:g} s); training: samples/s of one "
+        f"SGD step (lr {LR})",
     ]
     if info.get("absent_peers"):
         lines.append("not installed, so left out: " + ", ".join(

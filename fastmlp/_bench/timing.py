@@ -8,7 +8,7 @@ their ratios should not), and, with ``--wait-idle``, redoes a repeat that other
 processes disturbed.
 """
 import gc
-from time import perf_counter
+from time import perf_counter, sleep
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from .machine import CpuShare, available_cores
 
 BUSY_LIMIT = 0.05   # with --wait-idle, a repeat during which others took more CPU is redone
 SLICE_SECONDS = 0.1  # a repeat's timed run of each task is cut into slices of about this
+# idle before each group: a thread pool's workers spin for a while after its last product
+# (OpenBLAS's up to about 0.1 s here) and would slow the next group's pool
+SETTLE_SECONDS = 0.25
 
 
 class Rate:
@@ -90,6 +93,7 @@ def _run_repeat(tasks, seconds, r, group):
     got = {}
     for label in _rotate(list(dict.fromkeys(group(name) for name in rates)), r):
         members = [name for name in rates if group(name) == label]
+        sleep(SETTLE_SECONDS)
         for name in members:
             tasks[name].start()
         gc.collect()
@@ -109,8 +113,9 @@ def interleave(tasks, repeats, log, idle=None, seconds=0.5, group=None, retries=
     ``group(name)`` labels the ``Rate`` tasks (default: each its own). The tasks of a group
     (one peer at several activations: one thread pool) take turns by slices of about
     ``SLICE_SECONDS``, so their ratios see the same machine; the groups run one after the
-    other, in an order that rotates between repeats, since a pool's idle threads spin for
-    a while after its last product and would slow another pool's slices.
+    other, in an order that rotates between repeats, each after ``SETTLE_SECONDS`` idle,
+    since a pool's idle threads spin for a while after its last product and would slow
+    another pool's work.
 
     ``tasks`` maps names to ``Rate`` objects or callables. Returns
     ``({name: [value per repeat]}, [others' CPU share per repeat], discarded)``.
