@@ -7,8 +7,8 @@ Run (one benchmark at a time on a shared machine):
 
 Table 1: samples/s of ``net.train_step(x, t, SGD(lr=0.1))`` (forward, backward and the SGD
 update fused into one compiled call) of 784-100-100-10 @128 and 784-256-256-10 @256, float32
-and float64, at relu, sigmoid, tanh and identity, all timed interleaved in the same repeats;
-each activation's median as a multiple of relu's. Table 2: forward + backward of the compiled
+and float64, at relu, sigmoid, tanh and identity, all timed in the same repeats, taking turns
+in 0.1 s slices; each activation's median as a multiple of relu's. Table 2: forward + backward of the compiled
 ``Sigmoid``/``Tanh`` layer against the numpy reference layer on an (N, M) hidden output.
 Medians of ``--repeats`` runs of ``--seconds`` each. (``fastmlp bench --activations ...``
 times the textbook step, ``opt.update(net.params, net.gradient(x, t))``, the same way.)
@@ -30,17 +30,23 @@ from fastmlp import layers as L
 from fastmlp import reference as R
 from fastmlp._bench.configs import batch_start, make_data
 from fastmlp._bench.machine import wait_idle
-from fastmlp._bench.timing import BUSY_LIMIT, interleave, median, timed
+from fastmlp._bench.timing import BUSY_LIMIT, Rate, interleave, median
 
 CONFIGS = [([784, 100, 100, 10], 128), ([784, 256, 256, 10], 256)]
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "identity"]
+
+
+def one_pool(name):
+    """interleave's group: every task here runs on numpy's BLAS pool (or none), so all take
+    turns in slices."""
+    return "fastmlp"
 
 
 def _log(text):
     print(text, end="", file=sys.stderr, flush=True)
 
 
-def step_task(sizes, batch, dtype, activation, seconds, X, T):
+def step_task(sizes, batch, dtype, activation, X, T):
     net = fastmlp.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], activation=activation,
                                 weight_init_std="he" if activation == "relu" else "xavier",
                                 dtype=dtype, seed=0)
@@ -50,15 +56,15 @@ def step_task(sizes, batch, dtype, activation, seconds, X, T):
     def step(i):
         j = batch_start(i, batch)
         net.train_step(X[j:j + batch], T[j:j + batch], opt)
-    return lambda: batch * timed(step, seconds)
+    return Rate(step, batch)
 
 
-def layer_task(cls, x, dout, seconds):
+def layer_task(cls, x, dout):
     def call(_):
         layer = cls()
         layer.forward(x)
         layer.backward(dout)
-    return lambda: x.size * timed(call, seconds)
+    return Rate(call, x.size)
 
 
 def main(argv=None):
@@ -79,9 +85,10 @@ def main(argv=None):
     for sizes, batch in CONFIGS:
         for dtype in ("float32", "float64"):
             X, T = make_data(dtype)
-            tasks = {a: step_task(sizes, batch, np.dtype(dtype).type, a, args.seconds, X, T)
+            tasks = {a: step_task(sizes, batch, np.dtype(dtype).type, a, X, T)
                      for a in ACTIVATIONS}
-            runs, busy, _ = interleave(tasks, args.repeats, _log, idle)
+            runs, busy, _ = interleave(tasks, args.repeats, args.seconds, _log, idle,
+                                       group=one_pool)
             rate = {a: median(runs[a]) for a in ACTIVATIONS}
             _log("\n")
             name = "-".join(map(str, sizes)) + f" @{batch}"
@@ -99,9 +106,10 @@ def main(argv=None):
             for dtype in (np.float32, np.float64):
                 x = rng.normal(0, 2, shape).astype(dtype)
                 dout = rng.normal(0, 1, shape).astype(dtype)
-                tasks = {"compiled": layer_task(getattr(L, name), x, dout, args.seconds),
-                         "reference": layer_task(getattr(R, name), x, dout, args.seconds)}
-                runs, _, _ = interleave(tasks, args.repeats, _log, idle)
+                tasks = {"compiled": layer_task(getattr(L, name), x, dout),
+                         "reference": layer_task(getattr(R, name), x, dout)}
+                runs, _, _ = interleave(tasks, args.repeats, args.seconds, _log, idle,
+                                        group=one_pool)
                 _log("\n")
                 c, r = median(runs["compiled"]), median(runs["reference"])
                 print(f"{name:8} {str(shape):12} {np.dtype(dtype).name:8} {c:14,.0f} {r:14,.0f} "

@@ -58,16 +58,22 @@ def _setup(hidden, batch, dtype):
     return fastmlp.MultiLayerNet(784, hidden, 10, dtype=dtype, seed=0), x, t
 
 
+def _steps_for(trainer, seconds, comm=None, least=3):
+    """Steps of ``trainer`` that take about ``seconds`` (from one timed step after three),
+    at least ``least``, agreed over ``comm``."""
+    for _ in range(3):
+        trainer.train_step()
+    start = time.perf_counter()
+    trainer.train_step()
+    steps = max(least, int(seconds / (time.perf_counter() - start)))
+    return steps if comm is None else comm.bcast(steps, root=0)
+
+
 def _train(make_trainer, batch, comm=None):
     """samples/s of train_step, steps chosen from a timed warm-up (agreed over comm)."""
     tr = make_trainer()
-    for _ in range(3):
-        tr.train_step()
-    start = time.perf_counter()
-    tr.train_step()
-    steps = max(5, int(TARGET_SECONDS / (time.perf_counter() - start)))
+    steps = _steps_for(tr, TARGET_SECONDS, comm, least=5)
     if comm is not None:
-        steps = comm.bcast(steps, root=0)
         comm.Barrier()
     reduced = getattr(tr, "allreduce_seconds", 0.0)
     start = time.perf_counter()
@@ -78,17 +84,6 @@ def _train(make_trainer, batch, comm=None):
     elapsed = time.perf_counter() - start
     in_step = (getattr(tr, "allreduce_seconds", 0.0) - reduced) / steps
     return steps * batch / elapsed, in_step
-
-
-def _steps_for(trainer, seconds, comm=None):
-    """Steps of ``trainer`` that take about ``seconds`` (from one timed step after three),
-    agreed over ``comm``."""
-    for _ in range(3):
-        trainer.train_step()
-    start = time.perf_counter()
-    trainer.train_step()
-    steps = max(3, int(seconds / (time.perf_counter() - start)))
-    return steps if comm is None else comm.bcast(steps, root=0)
 
 
 def _sleep_until(request):

@@ -50,7 +50,7 @@ def test_a_groups_tasks_take_turns_by_slice_and_groups_run_in_rotating_blocks(cl
     log = []
     tasks = {name: timing.Rate(task(clock, name, log), factor=2) for name in ("a1", "a2", "b")}
     tasks["compound"] = lambda: log.append(("C", None)) or 1.5   # runs after the rates
-    runs, busy, discarded = timing.interleave(tasks, 2, lambda s: None, seconds=0.3,
+    runs, busy, discarded = timing.interleave(tasks, 2, 0.3, lambda s: None,
                                               group=lambda name: name[0])
     assert timing.slice_count(0.3) == 3
     turns = [name for name, _ in itertools.groupby(n for n, _ in log)]
@@ -69,7 +69,7 @@ def test_a_groups_tasks_take_turns_by_slice_and_groups_run_in_rotating_blocks(cl
 def test_without_groups_each_task_runs_in_one_block(clock):
     log = []
     tasks = {name: timing.Rate(task(clock, name, log)) for name in "abc"}
-    timing.interleave(tasks, 2, lambda s: None, seconds=0.3)
+    timing.interleave(tasks, 2, 0.3, lambda s: None)
     turns = [name for name, _ in itertools.groupby(n for n, _ in log)]
     assert turns == ["a", "b", "c", "b", "c", "a"]   # the order rotates between repeats
 

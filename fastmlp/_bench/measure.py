@@ -46,7 +46,7 @@ def bench_train(sizes, batch, dtype, names, seconds, repeats, alternate, log, id
             if per_call == 1 and act == activations[0]:
                 tasks["alternation:" + name] = lambda step=step: alternation(step, mm, seconds)
     # one peer's activations take turns by slices (one thread pool); peers one after another
-    runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds,
+    runs, busy, discarded = interleave(tasks, repeats, seconds, log, idle,
                                        group=lambda key: key[0] if isinstance(key, tuple) else key)
     limit = median(runs["gemm_limit"])
     for act, row in rows.items():
@@ -81,7 +81,7 @@ def bench_predict(sizes, dtype, names, seconds, repeats, log, idle=None):
                "results": dict(missing)}
         tasks = {name: Rate(lambda i, f=f, b=batch: f(X[batch_start(i, b):batch_start(i, b) + b]),
                             batch) for name, f in preds.items()}
-        runs, busy, discarded = interleave(tasks, repeats, log, idle, seconds)
+        runs, busy, discarded = interleave(tasks, repeats, seconds, log, idle)
         for name in preds:
             row["results"][name] = {"samples_per_s": median(runs[name]), "runs": runs[name]}
         _speedups(row)

@@ -106,7 +106,7 @@ def _run_repeat(tasks, seconds, r, group):
     return got
 
 
-def interleave(tasks, repeats, log, idle=None, seconds=0.5, group=None, retries=3):
+def interleave(tasks, repeats, seconds, log, idle=None, group=None, retries=3):
     """Run every task once per repeat: the ``Rate`` tasks for about ``seconds`` each, the
     other tasks (callables returning one measurement, such as ``alternation``) after them.
 
