@@ -387,6 +387,12 @@ def mlp_predict(x, Ws, bs, hs, activation, bn=None, drop=None):
     mlp.mlp_predict(x, Ws, bs, hs, activation, bn, drop)
 
 
+def mlp_predict_ready(net, x, classes, names):
+    """``net``'s scores of ``x`` in one compiled call when both are ready for it, else None
+    (``_kernels.mlp.predict_ready``)."""
+    return mlp.predict_ready(net, x, classes, names)
+
+
 def mlp_gradient(x, labels, targets, sample_weight, Ws, bs, hs, masks, ds, dWs, dbs,
                  activation, output, weight_decay, sgd_lr=0.0, bn=None, drop=None):
     """Forward, loss and backward of a whole network; (mean data loss, sum of W**2).

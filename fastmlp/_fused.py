@@ -192,6 +192,15 @@ class FusedMLP:
             names = self._names = net._layer_names(len(found[0]))
         return Plan(*found) if list(net.layers) == names else None
 
+    def predict_ready(self, net, x):
+        """Scores of ``x`` in one compiled call when ``net`` and ``x`` are ready for the fused
+        kernel as they are (the usual case), else None: then :meth:`plan` and :meth:`predict`
+        on the checked ``x``. The layer names come from the last :meth:`plan` (the kernel
+        compares them with ``net.layers``), so the first call of a network takes the long way."""
+        if self._names is None or not _backend.USE_BLAS:
+            return None
+        return _backend.mlp_predict_ready(net, x, _LAYER_CLASSES, self._names)
+
     def predict(self, plan, x):
         """Scores of the checked batch ``x`` (new arrays: predict is safe from many threads)."""
         x = _own(x, plan, 0.0)

@@ -62,6 +62,9 @@ class MultiLayerNet(_networks.MultiLayerNet):
         -------
         ndarray, shape (N, output_size), of the network's dtype (a new array)
         """
+        scores = self._fused.predict_ready(self, x)
+        if scores is not None:
+            return scores
         x = self._check_x(x, finite=False)
         fused = self._fused.plan(self)
         if fused is None:

@@ -320,12 +320,19 @@ def _edit(net, edit):
     elif edit == "same layers, an OrderedDict":
         from collections import OrderedDict
         net.layers = OrderedDict(L)
+    elif edit == "order restored by move_to_end":   # the dict underneath stays reversed
+        from collections import OrderedDict
+        od = OrderedDict(reversed(list(L.items())))
+        for name in L:
+            od.move_to_end(name)
+        assert list(od) == list(L) and list(dict.keys(od)) != list(L)
+        net.layers = od
 
 
 @pytest.mark.parametrize("edit, fused", [
     ("reordered", False), ("removed", False), ("renamed", False), ("narrow gamma", False),
     ("2-d beta", False), ("bn class swapped", False), ("dropout where batch norm was", False),
-    ("same layers, an OrderedDict", True)])
+    ("same layers, an OrderedDict", True), ("order restored by move_to_end", True)])
 def test_edits_decide_the_plan(rng, edit, fused):
     """The compiled structure check (mlp.fusable_extend) runs the kernel only on the book's
     sequence of the exact classes with well-formed gamma and beta; a network it keeps fused

@@ -71,6 +71,18 @@ def _reorder(net):
                    ("Affine3", d["Affine3"])])
 
 
+def _moved_to_end(net):
+    """The book's order again, reached by ``move_to_end`` from a dict built in another
+    order: iterating the OrderedDict gives Affine1 first, the dict underneath Affine2."""
+    d = net.layers
+    od = OrderedDict((name, d[name]) for name in ("Affine2", "Activation_function1", "Affine1",
+                                                  "Activation_function2", "Affine3"))
+    for name in ("Activation_function1", "Affine2", "Activation_function2", "Affine3"):
+        od.move_to_end(name)
+    assert list(od) == list(d) and list(dict.keys(od)) != list(d)
+    net.layers = od
+
+
 def _swap_values(net):
     d = net.layers
     d["Affine1"], d["Affine2"] = d["Affine2"], d["Affine1"]
@@ -101,11 +113,12 @@ EDITS = {
     "loss layer subclassed": lambda n: setattr(n, "last_layer", DoubleLoss()),
     "Affine replaced by a new one": _new_affine,
     "plain dict instead of OrderedDict": lambda n: setattr(n, "layers", dict(n.layers)),
+    "order restored by move_to_end": _moved_to_end,
 }
 # edits after which the fused kernel still describes the network (it reads the arrays
 # the layers hold): the results then agree within rounding, not bitwise
 STILL_FUSED = {"layer objects swapped under their names", "Affine replaced by a new one",
-               "plain dict instead of OrderedDict"}
+               "plain dict instead of OrderedDict", "order restored by move_to_end"}
 
 
 def _net(dtype, activation="relu"):
