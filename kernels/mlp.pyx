@@ -643,8 +643,7 @@ def predict_ready(object net, object x, tuple classes, list names):
     if type(x) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
         return None
     layer_dict = net.layers
-    if not isinstance(layer_dict, dict) or len(layer_dict) != len(names) \
-            or list(layer_dict) != names:
+    if not isinstance(layer_dict, dict) or list(layer_dict) != names:
         return None
     found = _fusable_core(net, _values_in_order(layer_dict), classes, False)
     if found is None:

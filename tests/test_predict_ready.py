@@ -5,14 +5,23 @@ The one-call path must give the bits of the checked path (``_check_x``, ``plan``
 input that path would convert or reject, so that ``predict`` then converts it or names
 what is wrong exactly as before.
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fastmlp
-from fastmlp import _backend
-from fastmlp import reference as R
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import _property_helpers as H  # noqa: E402
+
+import fastmlp  # noqa: E402
+from fastmlp import _backend  # noqa: E402
+from fastmlp import reference as R  # noqa: E402
 
 
 def _checked(net, x):
@@ -39,8 +48,7 @@ def test_one_call_gives_the_checked_paths_bits(widths, n, c, dtype, activation, 
     np.testing.assert_array_equal(net.predict(x), fast)
     assert net.predict(x) is not fast   # a new array each call (predict is thread-safe)
     ref = R.MultiLayerNet(d, widths, c, activation=activation, loss=loss, dtype=dtype, seed=seed)
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(fast, ref.predict(x), rtol=tol, atol=tol)
+    H.assert_match(fast, ref.predict(x), "predict_ready vs fastmlp.reference")
 
 
 class Sub(np.ndarray):
